@@ -1,0 +1,18 @@
+"""autoencoder3d: unsupervised mining of structures in cryo-electron tomograms.
+
+A Keras 3 port of Autoencoder3D (Zeng, Leung, Zeev-Ben-Mordehai & Xu,
+J. Struct. Biol. 202:150-160, 2018). The steps, each callable on its own:
+
+- :func:`autoencoder3d.io.load_subvolumes` / :func:`~autoencoder3d.io.read_tomogram`
+- :func:`autoencoder3d.pose.pose_normalize`
+- :func:`autoencoder3d.model.build_autoencoder`
+- :func:`autoencoder3d.train.train_autoencoder`
+- :func:`autoencoder3d.cluster.cluster_encodings`
+- :func:`autoencoder3d.figures.write_montages`
+- :func:`autoencoder3d.pipeline.run_train` (the whole ``autoencoder3d train``)
+
+Volumes are numpy arrays indexed ``[x, y, z]``; see :mod:`autoencoder3d.volume`.
+Keras/TensorFlow are imported only by the modules that need them.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,273 @@
+"""All file input and output: subvolume pickles, MRC tomograms, plain pickles.
+
+This is the only module that reads or writes MRC files or the published
+subvolume pickle. MRC data come from mrcfile as ``[z, y, x]`` and are transposed
+here to the package's ``[x, y, z]`` convention (and back when writing).
+
+Pickles can run code when loaded, so every pickle is read with
+:class:`SafeUnpickler`, which admits only what the published format needs:
+numpy arrays, dtypes and scalars, builtin containers, numbers and strings.
+"""
+
+import os
+import pickle
+import warnings
+
+import numpy as np
+
+from .atomic import atomic_open, atomic_path
+from .errors import InputError
+from .volume import SubvolumeSet, Tomogram
+
+PICKLE_PROTOCOL = 4
+
+
+def _numpy_core(submodule, name):
+    core = getattr(np, "_core", None) or np.core
+    return getattr(getattr(core, submodule), name)
+
+
+def _allowed_globals():
+    allowed = {}
+    for core in ("numpy.core", "numpy._core"):
+        allowed[(core + ".multiarray", "_reconstruct")] = _numpy_core("multiarray", "_reconstruct")
+        allowed[(core + ".multiarray", "scalar")] = _numpy_core("multiarray", "scalar")
+        allowed[(core + ".numeric", "_frombuffer")] = _numpy_core("numeric", "_frombuffer")
+    allowed[("numpy", "ndarray")] = np.ndarray
+    allowed[("numpy", "dtype")] = np.dtype
+    import _codecs
+    import builtins
+    import collections
+
+    allowed[("_codecs", "encode")] = _codecs.encode
+    allowed[("collections", "OrderedDict")] = collections.OrderedDict
+    allowed[("collections", "defaultdict")] = collections.defaultdict
+    for name in ("dict", "list", "tuple", "set", "frozenset", "int", "float", "complex", "bool", "str", "bytes", "bytearray"):
+        allowed[("builtins", name)] = getattr(builtins, name)
+    # numpy dtype classes (numpy >= 1.25 pickles dtypes through them)
+    for name in dir(np.dtypes) if hasattr(np, "dtypes") else ():
+        if name.endswith("DType"):
+            allowed[("numpy.dtypes", name)] = getattr(np.dtypes, name)
+    return allowed
+
+
+class RefusedPickle(pickle.UnpicklingError):
+    """Raised when a pickle asks for a global that is not on the allow-list."""
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """An unpickler that refuses every global outside a small allow-list.
+
+    Nothing that a refused pickle asks for is imported or called.
+    """
+
+    _allowed = None
+
+    def find_class(self, module, name):
+        if SafeUnpickler._allowed is None:
+            SafeUnpickler._allowed = _allowed_globals()
+        found = SafeUnpickler._allowed.get((module, name))
+        if found is None:
+            raise RefusedPickle(f"{module}.{name}")
+        return found
+
+
+def load_pickle(path):
+    """Load a pickle safely (Python 2 or 3, any protocol).
+
+    Python 2 pickles hold numpy bytes as ``str``; ``encoding='latin1'`` restores
+    them exactly and does not affect Python 3 pickles.
+
+    Raises:
+        InputError: missing or unreadable file, not a pickle, or a pickle that
+            asks for anything beyond plain data.
+    """
+    path = os.fspath(path)
+    try:
+        handle = open(path, "rb")
+    except OSError as err:
+        raise InputError(f"{path}: cannot read file ({err.strerror})") from None
+    with handle:
+        try:
+            return SafeUnpickler(handle, encoding="latin1").load()
+        except RefusedPickle as err:
+            raise InputError(
+                f"{path}: refused to load: the pickle asks for '{err}', which a data pickle never needs "
+                "(pickles can run code; only numpy arrays, numbers, strings and containers are accepted)"
+            ) from None
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, ImportError) as err:
+            raise InputError(f"{path}: not a readable pickle ({type(err).__name__}: {err})") from None
+        except MemoryError:
+            raise InputError(f"{path}: not enough memory to load this pickle") from None
+
+
+def save_pickle(path, obj):
+    """Write ``obj`` as a pickle, atomically."""
+    with atomic_open(path, "wb") as handle:
+        pickle.dump(obj, handle, protocol=PICKLE_PROTOCOL)
+
+
+def _parse_v_siz(path, raw):
+    try:
+        v_siz = tuple(int(s) for s in np.asarray(raw).ravel())
+    except (TypeError, ValueError):
+        raise InputError(f"{path}: 'v_siz' must be three positive integers, got {raw!r}") from None
+    if len(v_siz) != 3 or min(v_siz) <= 0:
+        raise InputError(f"{path}: 'v_siz' must be three positive integers, got {raw!r}")
+    return v_siz
+
+
+def _parse_center(path, uuid, raw):
+    if raw is None:
+        return np.full(3, np.nan)
+    try:
+        center = np.asarray(raw, dtype=float).ravel()
+    except (TypeError, ValueError):
+        center = np.empty(0)
+    if center.shape != (3,) or not np.all(np.isfinite(center)):
+        raise InputError(f"{path}: subvolume {uuid}: 'center' must be three numbers (x, y, z), got {raw!r}")
+    return center
+
+
+def _check_volume(path, uuid, v, v_siz):
+    v = np.asarray(v)
+    if v.dtype.kind not in "biuf":
+        raise InputError(f"{path}: subvolume {uuid}: 'v' must be a numeric array, got dtype {v.dtype}")
+    if v.shape != v_siz:
+        raise InputError(f"{path}: subvolume {uuid} has shape {v.shape}, but 'v_siz' says {v_siz}")
+    if v.dtype.kind == "f" and not np.all(np.isfinite(v)):
+        raise InputError(f"{path}: subvolume {uuid} contains non-finite voxels (NaN or inf)")
+    return v
+
+
+def subvolumes_from_dict(d, path="<dict>"):
+    """Build a :class:`SubvolumeSet` from a dict in the published pickle format.
+
+    Entries whose ``'v'`` is None are skipped; keys other than ``center``,
+    ``id`` and ``v`` are kept in ``extras``; the dict's order is the sample order.
+    """
+    if not isinstance(d, dict) or "v_siz" not in d or "vs" not in d:
+        raise InputError(f"{path}: not a subvolume pickle: expected a dict with the keys 'v_siz' and 'vs'")
+    v_siz = _parse_v_siz(path, d["v_siz"])
+    records = d["vs"]
+    if not isinstance(records, dict):
+        raise InputError(f"{path}: 'vs' must be a dict of uuid -> {{'center', 'id', 'v'}}")
+    usable = []
+    for key, rec in records.items():
+        if not isinstance(rec, dict) or "v" not in rec:
+            raise InputError(f"{path}: subvolume {key}: each entry of 'vs' must be a dict with a 'v' key")
+        if rec["v"] is not None:
+            usable.append((str(key), rec))
+    if not usable:
+        raise InputError(f"{path}: no usable subvolumes (every 'v' is None or 'vs' is empty)")
+    volumes = np.empty((len(usable),) + v_siz, dtype=np.float32)
+    centers = np.empty((len(usable), 3))
+    extras = {}
+    for i, (uuid, rec) in enumerate(usable):
+        volumes[i] = _check_volume(path, uuid, rec["v"], v_siz)
+        centers[i] = _parse_center(path, uuid, rec.get("center"))
+        more = {k: v for k, v in rec.items() if k not in ("v", "center", "id")}
+        if more:
+            extras[uuid] = more
+    if not np.all(np.isfinite(volumes)):
+        raise InputError(f"{path}: some subvolumes have voxels too large for float32")
+    return SubvolumeSet(uuids=[u for u, _ in usable], volumes=volumes, centers=centers, extras=extras)
+
+
+def load_subvolumes(path):
+    """Read a subvolume pickle in the published format.
+
+    Args:
+        path: the pickle: ``{'v_siz': array([n1, n2, n3]), 'vs': {uuid: {'center': [x, y, z],
+            'id': uuid, 'v': array or None, ...}}}``, written by Python 2 or 3.
+
+    Returns:
+        SubvolumeSet with float32 volumes in the pickle's order.
+
+    Raises:
+        InputError: with the file name and the problem.
+    """
+    return subvolumes_from_dict(load_pickle(path), os.fspath(path))
+
+
+def subvolumes_to_dict(subvolumes):
+    """The published pickle dict for a :class:`SubvolumeSet`."""
+    vs = {}
+    for uuid, v, center in zip(subvolumes.uuids, subvolumes.volumes, subvolumes.centers):
+        if np.all(np.isfinite(center)) and np.all(center == np.round(center)):
+            center_out = [int(c) for c in center]
+        elif np.all(np.isfinite(center)):
+            center_out = [float(c) for c in center]
+        else:
+            center_out = None
+        rec = {"center": center_out, "id": uuid, "v": np.asarray(v)}
+        rec.update(subvolumes.extras.get(uuid, {}))
+        vs[uuid] = rec
+    return {"v_siz": np.array(subvolumes.v_siz), "vs": vs}
+
+
+def save_subvolumes(path, subvolumes):
+    """Write a :class:`SubvolumeSet` as a published-format pickle, atomically."""
+    save_pickle(path, subvolumes_to_dict(subvolumes))
+
+
+def read_tomogram(path):
+    """Open an MRC/REC tomogram, memory-mapped, as a :class:`Tomogram` indexed [x, y, z].
+
+    Headers with minor problems are accepted (mrcfile's permissive mode);
+    gzip/bzip2-compressed files are read whole since they cannot be mapped.
+
+    Raises:
+        InputError: missing file, not an MRC file, or not a 3D volume.
+    """
+    import mrcfile
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: tomogram file not found")
+    opener = mrcfile.open if path.endswith((".gz", ".bz2")) else mrcfile.mmap
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            handle = opener(path, mode="r", permissive=True)
+        except (ValueError, OSError, EOFError) as err:
+            raise InputError(f"{path}: not a readable MRC file ({err})") from None
+    data = handle.data
+    if data is None:
+        handle.close()
+        raise InputError(f"{path}: not a readable MRC file (no valid header or data)")
+    if data.ndim != 3 or min(data.shape) < 2:
+        handle.close()
+        raise InputError(
+            f"{path}: is a {data.ndim}D image of shape {data.shape}, not a 3D tomogram "
+            "(micrographs and single images cannot be used)"
+        )
+    if data.dtype.kind not in "iuf":
+        handle.close()
+        raise InputError(f"{path}: MRC data type {data.dtype} is not supported (real-valued volumes only)")
+    vs = handle.voxel_size
+    voxel_size = (float(vs.x), float(vs.y), float(vs.z))
+    return Tomogram(data=data.transpose(2, 1, 0), voxel_size=voxel_size, path=path, _handle=handle)
+
+
+def write_mrc(path, volume, voxel_size=None):
+    """Write a volume indexed [x, y, z] as an MRC file, atomically.
+
+    Args:
+        path: destination.
+        volume: 3D array; float64 is stored as float32, other mrcfile dtypes as they are.
+        voxel_size: Angstrom per voxel, one number or (x, y, z); the input's, so
+            that the file overlays on the tomogram.
+    """
+    import mrcfile
+
+    volume = np.asarray(volume)
+    if volume.dtype == np.float64:
+        volume = volume.astype(np.float32)
+    if volume.dtype == np.bool_:
+        volume = volume.astype(np.uint8)
+    with atomic_path(path, suffix=".mrc") as tmp:
+        with mrcfile.new(tmp, overwrite=True) as mrc:
+            mrc.set_data(np.ascontiguousarray(volume.transpose(2, 1, 0)))
+            if voxel_size is not None:
+                mrc.voxel_size = tuple(float(s) for s in np.broadcast_to(voxel_size, (3,)))
