@@ -1,0 +1,73 @@
+"""Entry points of the ``autoencoder3d`` and ``edss3d`` console scripts."""
+
+import argparse
+import importlib
+import os
+import sys
+
+from .. import __version__
+from ..errors import InputError
+
+# Subcommands of `autoencoder3d`, in the order `--help` lists them.
+AUTOENCODER3D_COMMANDS = ["train", "cluster", "pose"]
+# Subcommands of `edss3d` (also reachable as `autoencoder3d edss3d ...`).
+EDSS3D_COMMANDS = []
+
+
+def _load(name):
+    return importlib.import_module(f"autoencoder3d.cli.commands.{name}")
+
+
+def _add_commands(subparsers, names):
+    for name in names:
+        module = _load(name)
+        doc = (module.__doc__ or "").strip()
+        summary = doc.splitlines()[0] if doc else name
+        sub = subparsers.add_parser(
+            name.replace("_", "-").removeprefix("edss3d-"),
+            help=summary,
+            description=doc,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_args(sub)
+        sub.set_defaults(_run=module.main)
+
+
+def build_parser(prog, names):
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__ if prog == "autoencoder3d" else None)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _add_commands(subparsers, names)
+    return parser
+
+
+def run(prog, names, argv=None):
+    """Parse ``argv``, run the chosen command, and turn known errors into one line."""
+    parser = build_parser(prog, names)
+    args = parser.parse_args(argv)
+    if not hasattr(args, "_run"):
+        parser.print_help()
+        return 2
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        status = args._run(args)
+    except InputError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; finished outputs are intact, rerun to resume", file=sys.stderr)
+        return 130
+    return status or 0
+
+
+def main(argv=None):
+    """``autoencoder3d`` console script (``autoencoder3d edss3d ...`` is ``edss3d ...``)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["edss3d"]:
+        return run("autoencoder3d edss3d", EDSS3D_COMMANDS, argv[1:])
+    return run("autoencoder3d", AUTOENCODER3D_COMMANDS, argv)
+
+
+def edss3d_main(argv=None):
+    """``edss3d`` console script."""
+    return run("edss3d", EDSS3D_COMMANDS, argv)
