@@ -1,0 +1,64 @@
+"""Train the autoencoder, cluster the encodings and draw the cluster centres.
+
+The published command: four positional arguments in the published order.
+Writes model/ (trained models, checkpoint, history.csv, loss.png),
+clus-center/ (kmeans.pickle, ccents.pickle, ccents_d.pickle, fig/NNN--SIZE.png)
+and run.json. If model/ already holds a trained autoencoder, training is
+skipped and only the clustering is redone (use --retrain to train again); a
+killed training resumes from its last epoch when started again.
+
+Example:
+  autoencoder3d train data.pickle tomo.rec True 100
+  autoencoder3d train data.pickle None False 4 --out run1 --seed 1
+"""
+
+from ..common import (
+    add_clustering_options, add_out, add_seed, boolean, fraction, optional_path, positive_float, positive_int, setup_logging,
+)
+
+
+def add_args(parser):
+    parser.add_argument("data", metavar="DATA", help="subvolume pickle in the published format")
+    parser.add_argument("tomogram", metavar="TOMOGRAM", type=optional_path, help="MRC/REC tomogram the subvolumes were cut from, or None")
+    parser.add_argument("pose", metavar="POSE", type=boolean, help="pose-normalize the subvolumes first: True or False")
+    parser.add_argument("n_clusters", metavar="N_CLUSTERS", type=positive_int, help="number of k-means clusters, e.g. 100")
+    add_out(parser)
+    parser.add_argument("--epochs", type=positive_int, default=100, help="maximum training epochs (default 100)")
+    parser.add_argument("--encoding-dim", type=positive_int, default=32, help="length of the code of each subvolume (default 32)")
+    parser.add_argument("--patience", type=int, default=20, help="early stopping: epochs without validation improvement (default 20)")
+    parser.add_argument("--learning-rate", type=positive_float, default=0.001, help="Adam learning rate, decayed per batch as published (default 0.001)")
+    parser.add_argument("--validation-split", type=fraction, default=0.1, help="fraction of samples, from the end, held out for validation (default 0.1)")
+    add_clustering_options(parser)
+    add_seed(parser)
+    parser.add_argument("--retrain", action="store_true", help="ignore a saved model and checkpoints in model/ and train from scratch")
+    parser.add_argument("--mixed-precision", choices=["bfloat16", "float16"], default=None, help="GPU speed-up: compute in bfloat16/float16, weights and code in float32")
+    parser.add_argument("--distribute", action="store_true", help="train on all visible GPUs (tf.distribute.MirroredStrategy)")
+
+
+def options_from_args(args, **overrides):
+    from ...pipeline import TrainOptions
+
+    values = dict(
+        epochs=getattr(args, "epochs", 100), batch_size=args.batch_size, encoding_dim=getattr(args, "encoding_dim", 32),
+        patience=getattr(args, "patience", 20), learning_rate=getattr(args, "learning_rate", 0.001),
+        validation_split=getattr(args, "validation_split", 0.1), n_init=args.n_init, smooth_sigma=args.smooth_sigma,
+        seed=args.seed, deterministic=args.seed is not None, retrain=getattr(args, "retrain", False),
+        mixed_precision=getattr(args, "mixed_precision", None), distribute=getattr(args, "distribute", False),
+        workers=args.workers, verbose=0 if args.quiet else 1,
+    )
+    values.update(overrides)
+    return TrainOptions(**values)
+
+
+def report(record):
+    clus = record["inputs"]
+    print(f"clustered {record['n_subvolumes']} subvolumes into {clus['n_clusters']} clusters in {record['timings']['total_s']:.1f} s")
+
+
+def main(args):
+    setup_logging(args.quiet)
+    from ...pipeline import run_train
+
+    record = run_train(args.data, args.tomogram, args.pose, args.n_clusters, args.out, options_from_args(args))
+    report(record)
+    return 0

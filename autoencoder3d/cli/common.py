@@ -1,0 +1,80 @@
+"""Argument types and options shared by several commands."""
+
+import argparse
+import logging
+import sys
+
+TRUE_WORDS = {"true", "yes", "1", "y", "t", "on"}
+FALSE_WORDS = {"false", "no", "0", "n", "f", "off"}
+
+
+def boolean(text):
+    """True/False, yes/no, 1/0 in any case; never evaluated as code."""
+    word = str(text).strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False (or yes/no, 1/0), got {text!r}")
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1 or str(value) != str(text).strip().lstrip("+"):
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def optional_path(text):
+    """A path, or None for the word None (the published way to give no tomogram)."""
+    return None if text.strip().lower() in ("none", "") else text
+
+
+def add_seed(parser):
+    parser.add_argument("--seed", type=int, default=None, help="random seed: same seed, same results on the same machine (default: random, recorded in run.json)")
+
+
+def add_out(parser):
+    parser.add_argument("--out", default=".", help="output folder for model/, clus-center/ and run.json (default: the current folder, as published)")
+
+
+def add_clustering_options(parser):
+    parser.add_argument("--n-init", type=positive_int, default=100, help="k-means restarts (default 100, as published)")
+    parser.add_argument("--batch-size", type=positive_int, default=128, help="batch size for training and encoding (default 128)")
+    parser.add_argument("--smooth-sigma", type=float, default=2.0, help="Gaussian smoothing of the tomogram for pose normalization, in voxels (default 2.0)")
+    parser.add_argument("--workers", type=positive_int, default=None, help="threads for pose normalization (default: all cores)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
+
+
+def setup_logging(quiet=False):
+    """Messages go to stderr as 'autoencoder3d: ...'."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("autoencoder3d: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
+    for noisy in ("tensorflow", "absl", "h5py", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)

@@ -1,0 +1,266 @@
+"""The whole ``autoencoder3d train`` / ``cluster`` / ``pose`` jobs, as functions.
+
+``run_train`` does what the published ``autoencoder.py`` did: load the
+subvolumes, optionally pose-normalize them, train the autoencoder (or reuse a
+saved one), k-means the encodings, decode the centres and write the
+``model/`` and ``clus-center/`` outputs, plus a loss curve and ``run.json``.
+"""
+
+import logging
+import os
+import platform
+import secrets
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from . import __version__
+from .errors import InputError
+from .io import load_subvolumes, read_tomogram, save_subvolumes
+
+log = logging.getLogger("autoencoder3d")
+
+POSE_PICKLE = "pose-normalized.pickle"
+
+
+@dataclass
+class TrainOptions:
+    """Options of ``autoencoder3d train``; the defaults are the published ones."""
+
+    epochs: int = 100
+    batch_size: int = 128
+    encoding_dim: int = 32
+    patience: int = 20
+    learning_rate: float = 0.001
+    validation_split: float = 0.1
+    n_init: int = 100
+    smooth_sigma: float = 2.0
+    seed: int = None
+    retrain: bool = False
+    mixed_precision: str = None
+    distribute: bool = False
+    deterministic: bool = False
+    workers: int = None
+    verbose: int = 1
+
+
+def _check_writable(out_dir):
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        probe = os.path.join(out_dir, f".write-test-{os.getpid()}")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as err:
+        raise InputError(f"{out_dir}: output folder cannot be written ({err.strerror})") from None
+
+
+def _check_box(path, v_siz):
+    if any(s % 4 for s in v_siz):
+        raise InputError(f"{path}: subvolume shape {v_siz}: every edge must be divisible by 4 for the autoencoder")
+
+
+def _check_n_clusters(path, n_samples, n_clusters):
+    if not isinstance(n_clusters, (int, np.integer)) or n_clusters < 1:
+        raise InputError(f"number of clusters must be a positive integer, got {n_clusters!r}")
+    if n_samples < n_clusters:
+        raise InputError(f"{path}: {n_samples} usable subvolumes, fewer than the {n_clusters} clusters asked for")
+
+
+def prepare_subvolumes(data, tomogram=None, pose=False, *, sigma=2.0, workers=None, progress=True, timings=None):
+    """Load the subvolume pickle and, if asked, pose-normalize it against the tomogram.
+
+    Returns:
+        (subvolumes, voxel_size): a :class:`~autoencoder3d.volume.SubvolumeSet`, and the
+        tomogram's voxel size (or None without a tomogram).
+    """
+    timings = {} if timings is None else timings
+    started = time.perf_counter()
+    subvolumes = load_subvolumes(data)
+    timings["load_s"] = time.perf_counter() - started
+    if pose and tomogram is None:
+        raise InputError(f"{data}: pose normalization needs a tomogram, but TOMOGRAM is None")
+    voxel_size = None
+    if tomogram is not None:
+        tomo = read_tomogram(tomogram)
+        voxel_size = list(tomo.voxel_size)
+        subvolumes.voxel_size = tuple(voxel_size)
+        if pose:
+            from .pose import pose_normalize
+
+            started = time.perf_counter()
+            subvolumes = pose_normalize(subvolumes, tomo, sigma=sigma, workers=workers, progress=progress)
+            timings["pose_s"] = time.perf_counter() - started
+        tomo.close()
+    return subvolumes, voxel_size
+
+
+def run_pose(data, tomogram, out_pickle, *, sigma=2.0, workers=None, progress=True):
+    """Pose-normalize a subvolume pickle and write the result in the same format.
+
+    Each entry keeps its uuid and centre and gains ``'rotation'`` (3x3) and
+    ``'center_of_mass'``.
+    """
+    subvolumes, _ = prepare_subvolumes(data, tomogram, True, sigma=sigma, workers=workers, progress=progress)
+    save_subvolumes(out_pickle, subvolumes)
+    return subvolumes
+
+
+def _configure_keras(options):
+    """Seed, precision and distribution; returns the distribution strategy (or None)."""
+    import keras
+
+    keras.utils.set_random_seed(options.seed)
+    if options.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    policy = {None: "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}[options.mixed_precision]
+    keras.mixed_precision.set_global_policy(policy)
+    if options.distribute:
+        import tensorflow as tf
+
+        strategy = tf.distribute.MirroredStrategy()
+        log.info("training on %d replicas", strategy.num_replicas_in_sync)
+        return strategy
+    return None
+
+
+def _is_out_of_memory(err):
+    return type(err).__name__ == "ResourceExhaustedError" or "OOM" in str(err)[:2000]
+
+
+def _obtain_models(volumes, model_dir, options, timings):
+    from .train import clear_training_state, load_saved_models, saved_models_exist, train_autoencoder
+
+    if options.retrain:
+        clear_training_state(model_dir)
+    if saved_models_exist(model_dir):
+        log.info("reusing the trained models in %s (pass --retrain to train again)", model_dir)
+        return load_saved_models(model_dir), {"reused_saved_models": True}
+    strategy = _configure_keras(options)
+    try:
+        models, info = train_autoencoder(
+            volumes, model_dir, epochs=options.epochs, batch_size=options.batch_size, patience=options.patience,
+            validation_split=options.validation_split, learning_rate=options.learning_rate,
+            encoding_dim=options.encoding_dim, seed=options.seed, strategy=strategy, verbose=options.verbose,
+        )
+    except Exception as err:  # a GPU out-of-memory error becomes one actionable line
+        if _is_out_of_memory(err):
+            raise InputError(f"out of GPU memory at --batch-size {options.batch_size}: try a smaller --batch-size") from None
+        raise
+    timings["train_s"] = info["train_seconds"]
+    return models, info
+
+
+def cluster_and_write(subvolumes, encoder, decoder, n_clusters, out_dir, *, n_init=100, seed=None, batch_size=128, timings=None):
+    """Encode, k-means, decode the centres; write the ``clus-center`` pickles and montages."""
+    from .cluster import cluster_encodings, write_cluster_pickles
+    from .figures import write_montages
+    from .train import decode, encode
+
+    timings = {} if timings is None else timings
+    started = time.perf_counter()
+    codes = encode(encoder, subvolumes.volumes, batch_size)
+    timings["encode_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    clustering = cluster_encodings(codes, subvolumes.uuids, n_clusters, n_init=n_init, seed=seed)
+    timings["kmeans_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    decoded = decode(decoder, clustering.centers, batch_size)
+    clus_dir = os.path.join(out_dir, "clus-center")
+    write_cluster_pickles(clus_dir, clustering, decoded)
+    write_montages(os.path.join(clus_dir, "fig"), decoded, clustering.sizes())
+    timings["figures_s"] = time.perf_counter() - started
+    return clustering, codes
+
+
+def _versions():
+    versions = {"autoencoder3d": __version__, "python": platform.python_version(), "numpy": np.__version__}
+    for name in ("tensorflow", "keras", "sklearn", "scipy", "mrcfile"):
+        module = sys.modules.get(name)
+        if module is not None:
+            versions[name] = getattr(module, "__version__", "?")
+    return versions
+
+
+def _write_run_json(out_dir, record):
+    from .train import write_json
+
+    path = os.path.join(out_dir, "run.json")
+    write_json(path, record)
+    return path
+
+
+def run_train(data, tomogram, pose, n_clusters, out_dir=".", options=None, *, command="train"):
+    """The published training job: ``autoencoder3d train DATA TOMOGRAM POSE N_CLUSTERS``.
+
+    Args:
+        data: subvolume pickle (published format).
+        tomogram: MRC/REC tomogram, or None (needed when ``pose`` is true).
+        pose: pose-normalize the subvolumes first.
+        n_clusters: number of k-means clusters.
+        out_dir: where ``model/``, ``clus-center/`` and ``run.json`` go.
+        options: :class:`TrainOptions` (published defaults when None).
+        command: ``"train"`` trains when no saved model exists; ``"cluster"``
+            requires a saved model.
+
+    Returns:
+        The ``run.json`` record (a dict).
+    """
+    options = options or TrainOptions()
+    started_wall, started = time.time(), time.perf_counter()
+    timings = {}
+    out_dir = os.path.abspath(out_dir)
+    model_dir = os.path.join(out_dir, "model")
+    if command == "cluster":
+        from .train import saved_models_exist
+
+        if not saved_models_exist(model_dir):
+            raise InputError(f"{model_dir}: no trained autoencoder here; run 'autoencoder3d train' first")
+    _check_writable(out_dir)
+    if options.seed is None:
+        options.seed = secrets.randbelow(2**31)
+        log.info("no --seed given; using seed %d (recorded in run.json)", options.seed)
+    subvolumes, voxel_size = prepare_subvolumes(
+        data, tomogram, pose, sigma=options.smooth_sigma, workers=options.workers, progress=options.verbose > 0, timings=timings
+    )
+    _check_box(data, subvolumes.v_siz)
+    _check_n_clusters(data, len(subvolumes), n_clusters)
+    if pose:
+        save_subvolumes(os.path.join(out_dir, POSE_PICKLE), subvolumes)
+    models, train_info = _obtain_models(subvolumes.volumes, model_dir, options, timings)
+    if train_info.get("history"):
+        from .figures import plot_history
+
+        plot_history(os.path.join(model_dir, "loss.png"), train_info["history"])
+    clustering, _ = cluster_and_write(
+        subvolumes, models[1], models[2], n_clusters, out_dir,
+        n_init=options.n_init, seed=options.seed, batch_size=options.batch_size, timings=timings,
+    )
+    timings["total_s"] = time.perf_counter() - started
+    record = {
+        "command": command,
+        "argv": sys.argv,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started_wall)),
+        "inputs": {
+            "data": os.path.abspath(data),
+            "tomogram": os.path.abspath(tomogram) if tomogram else None,
+            "pose": bool(pose),
+            "n_clusters": int(n_clusters),
+        },
+        "options": asdict(options),
+        "seed": options.seed,
+        "n_subvolumes": len(subvolumes),
+        "v_siz": list(subvolumes.v_siz),
+        "voxel_size": voxel_size,
+        "training": {k: v for k, v in train_info.items() if k != "history"},
+        "cluster_sizes": {str(k): v for k, v in clustering.sizes().items()},
+        "inertia": clustering.inertia,
+        "timings": timings,
+        "versions": _versions(),
+    }
+    _write_run_json(out_dir, record)
+    return record

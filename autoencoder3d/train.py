@@ -1,0 +1,322 @@
+"""Training the autoencoder as published (section 5), with a resumable checkpoint.
+
+Published settings: Adam(0.001, 0.9, 0.999, epsilon 1e-8) with Keras 1's
+``decay`` 0.001/500 per batch (an InverseTimeDecay here, since Keras 3 ignores
+``decay``), mean squared error plus the batch-summed L1 penalty on the code,
+batch 128, validation = the last 10 % of the samples, best-only checkpoint and
+early stopping on ``val_loss`` with patience 20 (Keras 1's counting).
+
+Every epoch writes, atomically, the best weights (when improved) and a resume
+point (last weights, optimizer state, counters, history), so a killed run
+continues where it stopped.
+"""
+
+import csv
+import json
+import logging
+import math
+import os
+import time
+
+import keras
+import numpy as np
+
+from .atomic import atomic_open, atomic_path
+from .model import build_autoencoder, load_model
+
+log = logging.getLogger(__name__)
+
+MODEL_NAMES = ("autoencoder", "encoder", "decoder")
+BEST_WEIGHTS = "model-autoencoder--weights--best.weights.h5"
+LAST_WEIGHTS = "checkpoint-last.weights.h5"
+LAST_OPTIMIZER = "checkpoint-last.optimizer.npz"
+STATE_FILE = "train-state.json"
+HISTORY_CSV = "history.csv"
+
+
+def model_path(model_dir, name):
+    """Path of a saved model: ``model-<name>.keras`` (the published base names)."""
+    return os.path.join(model_dir, f"model-{name}.keras")
+
+
+def published_optimizer(learning_rate=0.001, decay=0.001 / 500):
+    """Adam with Keras 1's per-batch decay: ``lr_t = lr / (1 + decay * t)``."""
+    schedule = keras.optimizers.schedules.InverseTimeDecay(learning_rate, decay_steps=1, decay_rate=decay)
+    return keras.optimizers.Adam(learning_rate=schedule, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+
+
+def split_validation(n_samples, fraction):
+    """Number of training samples when the last ``fraction`` is held out (Keras's rule)."""
+    n_train = int(math.floor(n_samples * (1.0 - fraction)))
+    if fraction > 0 and (n_train < 1 or n_train >= n_samples):
+        raise ValueError(f"validation split {fraction} leaves no training or no validation sample of {n_samples}")
+    return n_train
+
+
+class ArrayBatches(keras.utils.PyDataset):
+    """Batches ``(x, x)`` cut from one float32 array without copying all of it.
+
+    The sample order is reshuffled every epoch from ``(seed, epoch)``, so a
+    resumed run sees the same batches as an uninterrupted one. With
+    ``multiple_of`` > 1 (several replicas), batches are trimmed to a multiple of
+    it so that each splits evenly.
+    """
+
+    def __init__(self, volumes, indices, batch_size, *, shuffle, seed=0, epoch=0, multiple_of=1):
+        super().__init__()
+        self.volumes = volumes
+        self.indices = np.asarray(indices)
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.seed = int(seed)
+        self.epoch = int(epoch)
+        self.multiple_of = int(multiple_of)
+        self._order = self._order_for_epoch()
+
+    def _order_for_epoch(self):
+        if not self.shuffle:
+            return self.indices
+        rng = np.random.default_rng([self.seed, self.epoch])
+        return self.indices[rng.permutation(len(self.indices))]
+
+    @property
+    def num_batches(self):
+        return max(1, math.ceil(len(self.indices) / self.batch_size))
+
+    def __len__(self):
+        return self.num_batches
+
+    def __getitem__(self, i):
+        chosen = self._order[i * self.batch_size : (i + 1) * self.batch_size]
+        keep = max(self.multiple_of, len(chosen) - len(chosen) % self.multiple_of)
+        chosen = np.sort(chosen[:keep])
+        batch = self.volumes[chosen][..., None]
+        return batch, batch
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self._order = self._order_for_epoch()
+
+
+class ResumableCheckpoint(keras.callbacks.Callback):
+    """Best-only checkpoint, early stopping and a resume point, written each epoch.
+
+    Early stopping counts as Keras 1 did: training stops at the end of the epoch
+    that finds ``patience`` earlier epochs without improvement.
+    """
+
+    def __init__(self, model_dir, patience, state=None):
+        super().__init__()
+        self.model_dir = model_dir
+        self.patience = patience
+        state = state or {}
+        self.best = state.get("best", math.inf)
+        self.wait = state.get("wait", 0)
+        self.history = state.get("history", [])
+        self.stopped_early = state.get("stopped_early", False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        current = logs.get("val_loss", logs.get("loss"))
+        lr = self.model.optimizer.learning_rate
+        row = {"epoch": epoch + 1, "loss": logs.get("loss"), "val_loss": logs.get("val_loss"), "learning_rate": float(lr)}
+        self.history.append(row)
+        if current is not None and current < self.best:
+            self.best = float(current)
+            self.wait = 0
+            self._save_weights(BEST_WEIGHTS)
+        else:
+            if self.wait >= self.patience:
+                self.model.stop_training = True
+                self.stopped_early = True
+            self.wait += 1
+        self._save_resume_point(epoch + 1)
+
+    def _save_weights(self, name):
+        with atomic_path(os.path.join(self.model_dir, name), suffix=".weights.h5") as tmp:
+            self.model.save_weights(tmp)
+
+    def _save_resume_point(self, epochs_done):
+        self._save_weights(LAST_WEIGHTS)
+        variables = {f"v{i}": np.asarray(v) for i, v in enumerate(self.model.optimizer.variables)}
+        with atomic_open(os.path.join(self.model_dir, LAST_OPTIMIZER), "wb") as handle:
+            np.savez(handle, **variables)
+        state = {"epochs_done": epochs_done, "best": self.best, "wait": self.wait, "stopped_early": self.stopped_early, "history": self.history}
+        write_json(os.path.join(self.model_dir, STATE_FILE), state)
+        write_history_csv(os.path.join(self.model_dir, HISTORY_CSV), self.history)
+
+
+def write_json(path, obj):
+    """Write ``obj`` as indented JSON, atomically."""
+    with atomic_open(path, "w") as handle:
+        json.dump(obj, handle, indent=2, default=_json_default)
+        handle.write("\n")
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def write_history_csv(path, history):
+    """Write the per-epoch history (epoch, loss, val_loss, learning_rate) as CSV."""
+    with atomic_open(path, "w") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["epoch", "loss", "val_loss", "learning_rate"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def saved_models_exist(model_dir):
+    return all(os.path.isfile(model_path(model_dir, name)) for name in MODEL_NAMES)
+
+
+def load_saved_models(model_dir):
+    """The (autoencoder, encoder, decoder) saved by a finished training."""
+    return tuple(load_model(model_path(model_dir, name)) for name in MODEL_NAMES)
+
+
+def _restore_optimizer(model, path):
+    optimizer = model.optimizer
+    optimizer.build(model.trainable_variables)
+    with np.load(path) as saved:
+        values = [saved[f"v{i}"] for i in range(len(saved.files))]
+    if len(values) != len(optimizer.variables):
+        return False
+    for variable, value in zip(optimizer.variables, values):
+        variable.assign(value)
+    return True
+
+
+def _resume(autoencoder, model_dir):
+    """Load the resume point or the published best-weights checkpoint; return the state."""
+    state_path = os.path.join(model_dir, STATE_FILE)
+    last = os.path.join(model_dir, LAST_WEIGHTS)
+    if os.path.isfile(state_path) and os.path.isfile(last):
+        with open(state_path) as handle:
+            state = json.load(handle)
+        autoencoder.load_weights(last)
+        optimizer_path = os.path.join(model_dir, LAST_OPTIMIZER)
+        if os.path.isfile(optimizer_path):
+            _restore_optimizer(autoencoder, optimizer_path)
+        log.info("resuming training after epoch %d from %s", state["epochs_done"], model_dir)
+        return state
+    best = os.path.join(model_dir, BEST_WEIGHTS)
+    if os.path.isfile(best):
+        autoencoder.load_weights(best)
+        log.info("starting from the existing best-weights checkpoint %s", best)
+    return {}
+
+
+def clear_training_state(model_dir):
+    """Forget checkpoints, resume point and saved models (``--retrain``)."""
+    names = [BEST_WEIGHTS, LAST_WEIGHTS, LAST_OPTIMIZER, STATE_FILE, HISTORY_CSV]
+    names += [os.path.basename(model_path(model_dir, n)) for n in MODEL_NAMES]
+    for name in names:
+        path = os.path.join(model_dir, name)
+        if os.path.exists(path):
+            os.remove(path)
+
+
+def _clear_resume_point(model_dir):
+    for name in (LAST_WEIGHTS, LAST_OPTIMIZER):
+        path = os.path.join(model_dir, name)
+        if os.path.exists(path):
+            os.remove(path)
+
+
+def save_models(models, model_dir):
+    """Save (autoencoder, encoder, decoder) in Keras's native format, atomically."""
+    for name, model in zip(MODEL_NAMES, models):
+        with atomic_path(model_path(model_dir, name), suffix=".keras") as tmp:
+            model.save(tmp)
+
+
+def train_autoencoder(
+    volumes,
+    model_dir,
+    *,
+    epochs=100,
+    batch_size=128,
+    patience=20,
+    validation_split=0.1,
+    learning_rate=0.001,
+    encoding_dim=32,
+    seed=0,
+    strategy=None,
+    verbose=1,
+):
+    """Train the published autoencoder on ``volumes``, resuming from ``model_dir`` if possible.
+
+    Args:
+        volumes: float32 array ``(N, n1, n2, n3)`` (not copied; batches are cut from it).
+        model_dir: folder for checkpoints, history and the saved models.
+        epochs, batch_size, patience, validation_split, learning_rate, encoding_dim:
+            published defaults 100, 128, 20, 0.1, 0.001, 32.
+        seed: shuffling seed (Keras's own seed is set by the caller).
+        strategy: a ``tf.distribute`` strategy to build the models under, or None.
+        verbose: Keras's verbosity for ``fit``.
+
+    Returns:
+        ((autoencoder, encoder, decoder), info) with the best weights loaded;
+        ``info`` holds the history and how training went.
+    """
+    os.makedirs(model_dir, exist_ok=True)
+    shape = volumes.shape[1:]
+    with strategy.scope() if strategy is not None else _null_scope():
+        models = build_autoencoder(shape, encoding_dim)
+        models[0].compile(optimizer=published_optimizer(learning_rate), loss="mse")
+    autoencoder = models[0]
+    state = _resume(autoencoder, model_dir)
+    initial_epoch = int(state.get("epochs_done", 0))
+    n_train = split_validation(len(volumes), validation_split)
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    train_data = ArrayBatches(volumes, np.arange(n_train), batch_size, shuffle=True, seed=seed, epoch=initial_epoch, multiple_of=replicas)
+    val_data = ArrayBatches(volumes, np.arange(n_train, len(volumes)), batch_size, shuffle=False, multiple_of=replicas) if n_train < len(volumes) else None
+    checkpoint = ResumableCheckpoint(model_dir, patience, state)
+    started = time.perf_counter()
+    if initial_epoch < epochs and not checkpoint.stopped_early:
+        autoencoder.fit(train_data, validation_data=val_data, epochs=epochs, initial_epoch=initial_epoch, callbacks=[checkpoint], verbose=verbose)
+    train_seconds = time.perf_counter() - started
+    best = os.path.join(model_dir, BEST_WEIGHTS)
+    if os.path.isfile(best):
+        autoencoder.load_weights(best)
+    save_models(models, model_dir)
+    write_json(
+        os.path.join(model_dir, STATE_FILE),
+        {"epochs_done": len(checkpoint.history), "best": checkpoint.best, "wait": checkpoint.wait,
+         "stopped_early": checkpoint.stopped_early, "history": checkpoint.history, "finished": True},
+    )
+    _clear_resume_point(model_dir)
+    info = {
+        "resumed_from_epoch": initial_epoch,
+        "epochs_run": len(checkpoint.history) - initial_epoch,
+        "epochs_total": len(checkpoint.history),
+        "stopped_early": checkpoint.stopped_early,
+        "best_val_loss": checkpoint.best,
+        "n_train": n_train,
+        "n_validation": len(volumes) - n_train,
+        "train_seconds": train_seconds,
+        "history": checkpoint.history,
+    }
+    return models, info
+
+
+class _null_scope:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def encode(encoder, volumes, batch_size=128):
+    """Encodings ``(N, encoding_dim)`` of float32 volumes ``(N, n1, n2, n3)``."""
+    return encoder.predict(volumes[..., None], batch_size=batch_size, verbose=0)
+
+
+def decode(decoder, codes, batch_size=128):
+    """Volumes ``(k, n1, n2, n3)`` decoded from codes ``(k, encoding_dim)``."""
+    return decoder.predict(np.asarray(codes, dtype=np.float32), batch_size=batch_size, verbose=0)[..., 0]
