@@ -399,7 +399,7 @@ def simulate_dataset(out_dir, *, membranes=True, write_density=False, progress=F
     from tqdm import tqdm
 
     from .atomic import atomic_open
-    from .io import save_subvolumes, write_mrc
+    from .io import save_subvolumes
 
     unknown = sorted(set(options) - set(DEFAULTS))
     if unknown:
@@ -435,11 +435,12 @@ def simulate_dataset(out_dir, *, membranes=True, write_density=False, progress=F
 
     files = {"tomogram": "tomogram.rec", "example_1": "subvolumes_example_1.pickle",
              "example_2": "subvolumes_example_2.pickle"}
+    stamp = f"autoencoder3d simulate, seed {opts['seed']}"
     if write_density:
         files.update(density="density.mrc", labels="labels.mrc")
-        write_mrc(os.path.join(out_dir, files["density"]), scene.density, opts["voxel_size"])
-        write_mrc(os.path.join(out_dir, files["labels"]), scene.labels, opts["voxel_size"])
-    write_mrc(os.path.join(out_dir, files["tomogram"]), tomogram, opts["voxel_size"])
+        _write_mrc(os.path.join(out_dir, files["density"]), scene.density, opts["voxel_size"], stamp + " density")
+        _write_mrc(os.path.join(out_dir, files["labels"]), scene.labels, opts["voxel_size"], stamp + " labels")
+    _write_mrc(os.path.join(out_dir, files["tomogram"]), tomogram, opts["voxel_size"], stamp)
     save_subvolumes(os.path.join(out_dir, files["example_1"]), sub1)
     save_subvolumes(os.path.join(out_dir, files["example_2"]), sub2)
     truth = _truth(opts, files, walls, snr_stats, snr2, particles, particles2, {**rec1, **rec2})
@@ -455,6 +456,24 @@ def simulate_dataset(out_dir, *, membranes=True, write_density=False, progress=F
         "snr": snr_stats,
         "seconds": time.perf_counter() - started,
     }
+
+
+def _write_mrc(path, volume, voxel_size, label):
+    """:func:`io.write_mrc`, with a fixed header label instead of mrcfile's time stamp.
+
+    mrcfile writes the creation time into the first label; for byte-identical
+    output the label becomes ``label`` before the file takes its final name.
+    """
+    import mrcfile
+
+    from .atomic import atomic_path
+    from .io import write_mrc
+
+    with atomic_path(path, suffix=".mrc") as tmp:
+        write_mrc(tmp, volume, voxel_size)
+        with mrcfile.open(tmp, mode="r+") as mrc:
+            mrc.header.label[0] = label.encode("ascii")[:80]
+            mrc.header.nlabl = 1
 
 
 def _image(rng, scene, opts):

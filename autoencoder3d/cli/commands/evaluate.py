@@ -1,0 +1,33 @@
+"""Score a clustering of simulated data against its ground truth.
+
+CLUSTERING is a run folder of 'autoencoder3d train' (its clus-center/kmeans.pickle
+is read), a clus-center folder, or a kmeans.pickle. TRUTH is the truth.json of
+'autoencoder3d simulate'. Prints and writes (to --out, default
+clus-center/evaluation/) the adjusted Rand index, normalized mutual information,
+homogeneity, completeness and purity, evaluation.json, and the cluster x class
+table as contingency.csv and contingency.png. --baseline adds the same for
+k-means with the same k on PCA of the raw voxels (baseline_contingency.*).
+
+Example:
+  autoencoder3d evaluate example/run example/data/truth.json --baseline
+"""
+
+
+def add_args(parser):
+    parser.add_argument("clustering", metavar="CLUSTERING", help="run folder, clus-center folder or kmeans.pickle")
+    parser.add_argument("truth", metavar="TRUTH", help="truth.json written by 'autoencoder3d simulate'")
+    parser.add_argument("--baseline", action="store_true", help="also score k-means (same k) on PCA of the raw voxels")
+    parser.add_argument("--data", default=None,
+                        help="the clustered subvolume pickle, for --baseline (default: the one truth.json names)")
+    parser.add_argument("--out", default=None, help="output folder (default: clus-center/evaluation)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the baseline (default 0)")
+
+
+def main(args):
+    from ...evaluate import evaluate_clustering, format_report
+
+    result = evaluate_clustering(args.clustering, args.truth, out_dir=args.out, baseline=args.baseline,
+                                 data=args.data, seed=args.seed)
+    print(format_report(result))
+    print(f"wrote evaluation.json and the contingency tables to {result['out_dir']}")
+    return 0
