@@ -9,6 +9,7 @@ Pickles can run code when loaded, so every pickle is read with
 numpy arrays, dtypes and scalars, builtin containers, numbers and strings.
 """
 
+import contextlib
 import os
 import pickle
 import warnings
@@ -271,3 +272,55 @@ def write_mrc(path, volume, voxel_size=None):
             mrc.set_data(np.ascontiguousarray(volume.transpose(2, 1, 0)))
             if voxel_size is not None:
                 mrc.voxel_size = tuple(float(s) for s in np.broadcast_to(voxel_size, (3,)))
+
+
+class MrcStreamWriter:
+    """An MRC file written plane by plane along z (see :func:`open_mrc_stream`)."""
+
+    def __init__(self, mrc, shape):
+        self._mrc = mrc
+        self.shape = shape
+        self._stats = [np.inf, -np.inf, 0.0, 0.0]  # min, max, sum, sum of squares
+
+    def write(self, z0, block):
+        """Write ``block`` (indexed [x, y, z]) at planes ``z0 : z0 + block.shape[2]``."""
+        block = np.asarray(block)
+        self._mrc.data[z0 : z0 + block.shape[2]] = block.transpose(2, 1, 0)
+        values = block.astype(np.float64, copy=False)
+        self._stats[0] = min(self._stats[0], float(values.min()))
+        self._stats[1] = max(self._stats[1], float(values.max()))
+        self._stats[2] += float(values.sum())
+        self._stats[3] += float(np.square(values).sum())
+
+    def _finish(self):
+        n = float(np.prod(self.shape))
+        low, high, total, squares = self._stats
+        header = self._mrc.header
+        if np.isfinite(low):
+            mean = total / n
+            header.dmin, header.dmax, header.dmean = low, high, mean
+            header.rms = float(np.sqrt(max(squares / n - mean * mean, 0.0)))
+
+
+@contextlib.contextmanager
+def open_mrc_stream(path, shape, dtype, voxel_size=None):
+    """Create an MRC file of ``shape`` (x, y, z) to fill plane by plane, without holding it in memory.
+
+    The file is memory-mapped and appears at ``path`` only when the block ends
+    cleanly. ``uint8``/``int8`` are written as 8-bit (mode 0; values below 128
+    read the same as signed or unsigned), anything else as float32 (mode 2).
+
+    Yields:
+        :class:`MrcStreamWriter`.
+    """
+    import mrcfile
+
+    mode = 0 if np.dtype(dtype) in (np.dtype(np.uint8), np.dtype(np.int8)) else 2
+    nx, ny, nz = (int(s) for s in shape)
+    with atomic_path(path, suffix=".mrc") as tmp:
+        with mrcfile.new_mmap(tmp, shape=(nz, ny, nx), mrc_mode=mode, overwrite=True) as mrc:
+            if voxel_size is not None:
+                mrc.voxel_size = tuple(float(s) for s in np.broadcast_to(voxel_size, (3,)))
+            writer = MrcStreamWriter(mrc, (nx, ny, nz))
+            yield writer
+            writer._finish()

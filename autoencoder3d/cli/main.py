@@ -11,7 +11,7 @@ from ..errors import InputError
 # Subcommands of `autoencoder3d`, in the order `--help` lists them.
 AUTOENCODER3D_COMMANDS = ["train", "cluster", "pose", "pick", "extract", "export", "simulate", "evaluate"]
 # Subcommands of `edss3d` (also reachable as `autoencoder3d edss3d ...`).
-EDSS3D_COMMANDS = []
+EDSS3D_COMMANDS = ["edss3d_train", "edss3d_predict", "edss3d_segment"]
 
 
 def _load(name):

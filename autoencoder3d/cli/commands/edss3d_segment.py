@@ -1,0 +1,41 @@
+"""Segment a whole tomogram with a trained EDSS3D model (sliding, blended boxes).
+
+The network slides over the tomogram in boxes of its training size, half
+overlapping by default (--step), and the class probabilities of overlapping
+boxes are blended with weights that favour box centres. The tomogram is
+memory-mapped and the output written plane by plane, so tomograms larger than
+memory work. Writes an 8-bit MRC label map with the tomogram's voxel size and
+axis order (overlays in IMOD/ChimeraX) and, with --probabilities, one float32
+probability map per class (seg-class1.mrc, ...).
+
+Example:
+  edss3d segment tomo.rec --model run1/model-seg/model-seg.keras --out tomo-seg.mrc
+"""
+
+from ..common import positive_int, setup_logging
+
+
+def add_args(parser):
+    parser.add_argument("tomogram", metavar="TOMOGRAM", help="MRC/REC tomogram")
+    parser.add_argument("--model", default="model-seg/model-seg.keras", help="EDSS3D model (default: model-seg/model-seg.keras)")
+    parser.add_argument("--out", default="seg.mrc", help="label map to write (default: seg.mrc)")
+    parser.add_argument("--step", type=positive_int, default=None, help="voxels between box starts (default: half the box; the box size gives no overlap)")
+    parser.add_argument("--probabilities", action="store_true", help="also write a float32 probability map per class: OUT-class1.mrc, ...")
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="boxes predicted together (default 16)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
+
+
+def main(args):
+    setup_logging(args.quiet)
+    from ...segment import segment_tomogram
+
+    result = segment_tomogram(
+        args.tomogram, args.model, args.out, step=args.step, batch_size=args.batch_size,
+        probabilities=args.probabilities, progress=not args.quiet,
+    )
+    shape = "x".join(map(str, result["shape"]))
+    print(
+        f"segmented {shape} voxels in {result['seconds']:.1f} s ({result['voxels_per_second']:.3g} voxels/s); "
+        f"voxels per class {result['voxels_per_class']}; wrote {', '.join(result['outputs'])}"
+    )
+    return 0

@@ -1,0 +1,67 @@
+"""Train the EDSS3D segmentation network on the clusters you chose.
+
+Reads model/ and clus-center/kmeans.pickle of a finished 'autoencoder3d train'
+run in --out, decodes every subvolume of DATA (decoded/decoded.pickle), labels
+the subvolumes of the selected clusters (voxels where -decoded > --iso), draws
+as many unlabelled subvolumes as background, and trains the published network
+(Adam 0.001, cross-entropy, batch 128, validation 0.1, early stopping patience
+20). Writes model-seg/ (model-seg.keras, checkpoints, history.csv, seg.json).
+An interrupted run resumes; a finished one is reused unless --retrain.
+
+Example:
+  edss3d train data.pickle --out run1 --select 1=3,21,28 --select 2=15,25 --seed 1
+  edss3d train data.pickle --out run1 --selection chosen.json --class-balanced
+"""
+
+from ..common import add_seed, fraction, positive_float, positive_int, setup_logging
+
+
+def add_args(parser):
+    parser.add_argument("data", metavar="DATA", help="subvolume pickle the run clustered (published format)")
+    parser.add_argument("--out", default=".", help="the 'autoencoder3d train' run folder; decoded/ and model-seg/ are written there (default: current folder)")
+    parser.add_argument("--select", action="append", default=[], metavar="LABEL=C1,C2,...", help="give the clusters C1, C2, ... segmentation label LABEL (1, 2, ...; 0 is the background); repeat per label")
+    parser.add_argument("--selection", metavar="FILE.json", help='JSON file label -> cluster ids, e.g. {"1": [3, 21, 28], "2": [15, 25]}')
+    parser.add_argument("--iso", type=float, default=0.5, help="a voxel of a labelled subvolume gets its label where -decoded > ISO (default 0.5, as published)")
+    parser.add_argument("--class-balanced", action="store_true", help="weight each voxel by the published per-class weight (total target entries / voxels of its class)")
+    parser.add_argument("--epochs", type=positive_int, default=10000, help="maximum epochs (default 10000, as published; early stopping ends sooner)")
+    parser.add_argument("--batch-size", type=positive_int, default=128, help="batch size (default 128)")
+    parser.add_argument("--patience", type=int, default=20, help="early stopping: epochs without validation improvement (default 20)")
+    parser.add_argument("--learning-rate", type=positive_float, default=0.001, help="Adam learning rate (default 0.001)")
+    parser.add_argument("--validation-split", type=fraction, default=0.1, help="fraction of patches, from the end, held out for validation (default 0.1)")
+    add_seed(parser)
+    parser.add_argument("--retrain", action="store_true", help="ignore a saved model and checkpoints in model-seg/ and train from scratch")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
+
+
+def selection_from_args(args):
+    from ...errors import InputError
+    from ...seg import load_selection, parse_select
+
+    if args.select and args.selection:
+        raise InputError("give either --select or --selection, not both")
+    if args.selection:
+        return load_selection(args.selection)
+    if not args.select:
+        raise InputError("no clusters selected: give --select LABEL=CLUSTER,... (e.g. --select 1=3,21,28) or --selection FILE.json")
+    return parse_select(args.select)
+
+
+def main(args):
+    setup_logging(args.quiet)
+    selection = selection_from_args(args)
+    from ...seg import run_seg_train
+
+    record = run_seg_train(
+        args.data, args.out, selection, iso=args.iso, class_balanced=args.class_balanced, epochs=args.epochs,
+        batch_size=args.batch_size, patience=args.patience, validation_split=args.validation_split,
+        learning_rate=args.learning_rate, seed=args.seed, retrain=args.retrain, verbose=0 if args.quiet else 1,
+    )
+    if record.get("reused_saved_model"):
+        print(f"EDSS3D model already trained in {args.out}/model-seg (pass --retrain to train again)")
+    else:
+        training = record["training"]
+        print(
+            f"trained EDSS3D on {record['n_labelled']} labelled and {record['n_background']} background subvolumes, "
+            f"{training['epochs_total']} epochs, final training loss {training['final_train_loss']:.4f}"
+        )
+    return 0
