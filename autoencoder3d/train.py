@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 MODEL_NAMES = ("autoencoder", "encoder", "decoder")
 BEST_WEIGHTS = "model-autoencoder--weights--best.weights.h5"
 LAST_WEIGHTS = "checkpoint-last.weights.h5"
-LAST_OPTIMIZER = "checkpoint-last.optimizer.npz"
 STATE_FILE = "train-state.json"
 HISTORY_CSV = "history.csv"
 
@@ -137,10 +136,7 @@ class ResumableCheckpoint(keras.callbacks.Callback):
             self.model.save_weights(tmp)
 
     def _save_resume_point(self, epochs_done):
-        self._save_weights(LAST_WEIGHTS)
-        variables = {f"v{i}": np.asarray(v) for i, v in enumerate(self.model.optimizer.variables)}
-        with atomic_open(os.path.join(self.model_dir, LAST_OPTIMIZER), "wb") as handle:
-            np.savez(handle, **variables)
+        self._save_weights(LAST_WEIGHTS)  # Keras 3 weight files include the optimizer's state
         state = {"epochs_done": epochs_done, "best": self.best, "wait": self.wait, "stopped_early": self.stopped_early, "history": self.history}
         write_json(os.path.join(self.model_dir, STATE_FILE), state)
         write_history_csv(os.path.join(self.model_dir, HISTORY_CSV), self.history)
@@ -178,18 +174,6 @@ def load_saved_models(model_dir):
     return tuple(load_model(model_path(model_dir, name)) for name in MODEL_NAMES)
 
 
-def _restore_optimizer(model, path):
-    optimizer = model.optimizer
-    optimizer.build(model.trainable_variables)
-    with np.load(path) as saved:
-        values = [saved[f"v{i}"] for i in range(len(saved.files))]
-    if len(values) != len(optimizer.variables):
-        return False
-    for variable, value in zip(optimizer.variables, values):
-        variable.assign(value)
-    return True
-
-
 def _resume(autoencoder, model_dir):
     """Load the resume point or the published best-weights checkpoint; return the state."""
     state_path = os.path.join(model_dir, STATE_FILE)
@@ -197,14 +181,13 @@ def _resume(autoencoder, model_dir):
     if os.path.isfile(state_path) and os.path.isfile(last):
         with open(state_path) as handle:
             state = json.load(handle)
+        autoencoder.optimizer.build(autoencoder.trainable_variables)  # so its state loads too
         autoencoder.load_weights(last)
-        optimizer_path = os.path.join(model_dir, LAST_OPTIMIZER)
-        if os.path.isfile(optimizer_path):
-            _restore_optimizer(autoencoder, optimizer_path)
         log.info("resuming training after epoch %d from %s", state["epochs_done"], model_dir)
         return state
     best = os.path.join(model_dir, BEST_WEIGHTS)
     if os.path.isfile(best):
+        autoencoder.optimizer.build(autoencoder.trainable_variables)
         autoencoder.load_weights(best)
         log.info("starting from the existing best-weights checkpoint %s", best)
     return {}
@@ -212,7 +195,7 @@ def _resume(autoencoder, model_dir):
 
 def clear_training_state(model_dir):
     """Forget checkpoints, resume point and saved models (``--retrain``)."""
-    names = [BEST_WEIGHTS, LAST_WEIGHTS, LAST_OPTIMIZER, STATE_FILE, HISTORY_CSV]
+    names = [BEST_WEIGHTS, LAST_WEIGHTS, STATE_FILE, HISTORY_CSV]
     names += [os.path.basename(model_path(model_dir, n)) for n in MODEL_NAMES]
     for name in names:
         path = os.path.join(model_dir, name)
@@ -221,10 +204,9 @@ def clear_training_state(model_dir):
 
 
 def _clear_resume_point(model_dir):
-    for name in (LAST_WEIGHTS, LAST_OPTIMIZER):
-        path = os.path.join(model_dir, name)
-        if os.path.exists(path):
-            os.remove(path)
+    path = os.path.join(model_dir, LAST_WEIGHTS)
+    if os.path.exists(path):
+        os.remove(path)
 
 
 def save_models(models, model_dir):
@@ -282,6 +264,7 @@ def train_autoencoder(
     train_seconds = time.perf_counter() - started
     best = os.path.join(model_dir, BEST_WEIGHTS)
     if os.path.isfile(best):
+        autoencoder.optimizer.build(autoencoder.trainable_variables)
         autoencoder.load_weights(best)
     save_models(models, model_dir)
     write_json(

@@ -1,0 +1,168 @@
+import io
+import os
+import pickle
+import struct
+
+import numpy as np
+import pytest
+
+from autoencoder3d.errors import InputError
+from autoencoder3d.io import load_subvolumes, read_tomogram, save_subvolumes, write_mrc
+from conftest import make_subvolume_dict, write_tomogram
+
+
+def dump(obj, path, protocol=4):
+    with open(path, "wb") as handle:
+        pickle.dump(obj, handle, protocol=protocol)
+    return str(path)
+
+
+class Python2StylePickler(pickle._Pickler):
+    """Writes bytes and str the way Python 2 did: as 8-bit STRING opcodes, no _codecs."""
+
+    def save_bytes(self, obj):
+        self._write_string(obj, obj)
+
+    def save_str(self, obj):
+        self._write_string(obj, obj.encode("latin1"))
+
+    def _write_string(self, obj, data):
+        if len(data) < 256:
+            self.write(pickle.SHORT_BINSTRING + struct.pack("<B", len(data)) + data)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(data)) + data)
+        self.memoize(obj)
+
+    dispatch = dict(pickle._Pickler.dispatch)
+    dispatch[bytes] = save_bytes
+    dispatch[str] = save_str
+
+
+def test_round_trip_keeps_order_centres_values_and_extras(tmp_path):
+    d = make_subvolume_dict(n=5)
+    first = load_subvolumes(dump(d, tmp_path / "a.pickle"))
+    first.extras["uuid-0002"] = {"rotation": np.eye(3)}
+    save_subvolumes(tmp_path / "b.pickle", first)
+    second = load_subvolumes(str(tmp_path / "b.pickle"))
+    assert second.uuids == list(d["vs"])
+    assert second.volumes.dtype == np.float32
+    np.testing.assert_array_equal(second.volumes, first.volumes)
+    np.testing.assert_array_equal(second.centers, [[20, 20, 20]] * 5)
+    np.testing.assert_array_equal(second.extras["uuid-0002"]["rotation"], np.eye(3))
+    raw = pickle.load(open(tmp_path / "b.pickle", "rb"))
+    assert list(raw["v_siz"]) == [16, 16, 16] and raw["vs"]["uuid-0000"]["id"] == "uuid-0000"
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 5])
+def test_every_python3_protocol_loads(tmp_path, protocol):
+    d = make_subvolume_dict(n=3)
+    loaded = load_subvolumes(dump(d, tmp_path / "p.pickle", protocol))
+    np.testing.assert_array_equal(loaded.volumes[1], d["vs"]["uuid-0001"]["v"])
+
+
+def test_python2_style_pickle_loads(tmp_path):
+    d = make_subvolume_dict(n=3)
+    buffer = io.BytesIO()
+    Python2StylePickler(buffer, protocol=2).dump(d)
+    assert b"_codecs" not in buffer.getvalue()
+    path = tmp_path / "py2.pickle"
+    path.write_bytes(buffer.getvalue())
+    loaded = load_subvolumes(str(path))
+    assert loaded.uuids == ["uuid-0000", "uuid-0001", "uuid-0002"]
+    np.testing.assert_array_equal(loaded.volumes[2], d["vs"]["uuid-0002"]["v"])
+
+
+class Hostile:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def test_hostile_pickle_is_refused_and_never_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = dump({"v_siz": np.array([4, 4, 4]), "vs": {"a": {"v": Hostile()}}}, tmp_path / "evil.pickle")
+    with pytest.raises(InputError, match="refused to load.*(posix|os)\\.system"):
+        load_subvolumes(path)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_none_volumes_skipped_and_integers_become_float32(tmp_path):
+    d = make_subvolume_dict(n=3)
+    d["vs"]["uuid-0001"]["v"] = None
+    d["vs"]["uuid-0002"]["v"] = np.ones((16, 16, 16), dtype=np.int16)
+    d["vs"]["uuid-0002"]["score"] = 0.5
+    loaded = load_subvolumes(dump(d, tmp_path / "x.pickle"))
+    assert loaded.uuids == ["uuid-0000", "uuid-0002"]
+    assert loaded.volumes.dtype == np.float32 and loaded.volumes[1].sum() == 16**3
+    assert loaded.extras == {"uuid-0002": {"score": 0.5}}
+
+
+def bad_cases():
+    d = make_subvolume_dict(n=2)
+    wrong_shape = make_subvolume_dict(n=2)
+    wrong_shape["vs"]["uuid-0001"]["v"] = np.zeros((16, 16, 8), np.float32)
+    nan = make_subvolume_dict(n=2)
+    nan["vs"]["uuid-0000"]["v"][0, 0, 0] = np.nan
+    empty = make_subvolume_dict(n=1)
+    empty["vs"]["uuid-0000"]["v"] = None
+    return [
+        ({"vs": d["vs"]}, "expected a dict with the keys 'v_siz' and 'vs'"),
+        ([1, 2, 3], "expected a dict with the keys"),
+        (wrong_shape, "subvolume uuid-0001 has shape \\(16, 16, 8\\), but 'v_siz' says \\(16, 16, 16\\)"),
+        (nan, "subvolume uuid-0000 contains non-finite voxels"),
+        (empty, "no usable subvolumes"),
+    ]
+
+
+@pytest.mark.parametrize("obj,message", bad_cases())
+def test_bad_pickles_name_file_and_problem(tmp_path, obj, message):
+    path = dump(obj, tmp_path / "bad.pickle")
+    with pytest.raises(InputError, match=message) as err:
+        load_subvolumes(path)
+    assert str(err.value).startswith(path)
+
+
+def test_missing_file_and_not_a_pickle(tmp_path):
+    with pytest.raises(InputError, match="cannot read file"):
+        load_subvolumes(str(tmp_path / "nope.pickle"))
+    text = tmp_path / "notes.txt"
+    text.write_text("hello, not a pickle\n")
+    with pytest.raises(InputError, match="not a readable pickle"):
+        load_subvolumes(str(text))
+
+
+def test_tomogram_axes_transposed_and_voxel_size_read(tmp_path):
+    zyx = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    import mrcfile
+
+    with mrcfile.new(str(tmp_path / "t.mrc")) as mrc:
+        mrc.set_data(zyx)
+        mrc.voxel_size = (7.5, 7.5, 7.5)
+    tomo = read_tomogram(str(tmp_path / "t.mrc"))
+    assert tomo.shape == (4, 3, 2)
+    assert tomo.data[3, 2, 1] == zyx[1, 2, 3]
+    assert tomo.voxel_size == (7.5, 7.5, 7.5)
+    tomo.close()
+
+
+def test_write_mrc_round_trip_with_voxel_size(tmp_path):
+    xyz = np.random.default_rng(0).normal(size=(5, 6, 7))
+    write_mrc(tmp_path / "o.mrc", xyz, voxel_size=(4.2, 4.2, 4.2))
+    tomo = read_tomogram(str(tmp_path / "o.mrc"))
+    np.testing.assert_allclose(tomo.data, xyz.astype(np.float32))
+    np.testing.assert_allclose(tomo.voxel_size, (4.2, 4.2, 4.2), rtol=1e-6)
+    tomo.close()
+
+
+def test_2d_image_and_non_mrc_rejected(tmp_path):
+    import mrcfile
+
+    with mrcfile.new(str(tmp_path / "micrograph.mrc")) as mrc:
+        mrc.set_data(np.zeros((64, 64), np.float32))
+    with pytest.raises(InputError, match="2D image.*not a 3D tomogram"):
+        read_tomogram(str(tmp_path / "micrograph.mrc"))
+    (tmp_path / "junk.rec").write_bytes(b"\x00" * 100)
+    with pytest.raises(InputError, match="junk.rec: not a readable MRC file"):
+        read_tomogram(str(tmp_path / "junk.rec"))
+    with pytest.raises(InputError, match="tomogram file not found"):
+        read_tomogram(str(tmp_path / "missing.rec"))
+    write_tomogram(tmp_path / "ok.mrc", np.zeros((8, 8, 8)))
