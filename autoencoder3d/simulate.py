@@ -254,7 +254,7 @@ def ctf(shape, voxel_size, defocus_um, voltage_kv=300.0, cs_mm=2.0):
 
 
 def _filtered(volume, transfer):
-    return np.fft.irfftn(np.fft.rfftn(volume) * transfer, s=volume.shape)
+    return np.fft.irfftn(np.fft.rfftn(volume) * transfer, s=volume.shape, axes=(0, 1, 2))
 
 
 def _noise(rng, shape, transfer, wedge, variance):
