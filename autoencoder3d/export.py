@@ -215,16 +215,18 @@ def export_run(run_dir, *, formats=FORMATS, clusters=None, tomogram=None, tomo_n
         return written
 
     data_path = _resolve(run_dir, inputs.get("data"))
-    records, box = _particle_records(data_path)
-    rotations = {}
+    rotations, records, box = {}, {}, 0
     pose_path = os.path.join(run_dir, "pose-normalized.pickle")
     if inputs.get("pose") and os.path.isfile(pose_path):
         pose_records, box = _particle_records(pose_path)
-        for uuid, rec in pose_records.items():
-            if rec.get("rotation") is not None:
-                rotations[uuid] = rec
+        rotations = {u: r for u, r in pose_records.items() if r.get("rotation") is not None}
     elif inputs.get("pose"):
         note(f"{pose_path}: not found; particle lists are written without angles")
+    wanted = [u for cid in selected for u in members[cid]]
+    if any(u not in rotations or _center(rotations[u]) is None for u in wanted):
+        # the input pickle holds the centres (read whole: the published format has no index)
+        records, data_box = _particle_records(data_path)
+        box = box or data_box
 
     rows = []  # (cluster, uuid, xyz, angles or None)
     no_center = 0
