@@ -159,6 +159,7 @@ def cluster_and_write(subvolumes, encoder, decoder, n_clusters, out_dir, *, n_in
     """Encode, k-means, decode the centres; write the ``clus-center`` pickles and montages."""
     from .cluster import cluster_encodings, write_cluster_pickles
     from .figures import write_montages
+    from .report import save_encodings
     from .train import decode, encode
 
     timings = {} if timings is None else timings
@@ -173,6 +174,7 @@ def cluster_and_write(subvolumes, encoder, decoder, n_clusters, out_dir, *, n_in
     clus_dir = os.path.join(out_dir, "clus-center")
     write_cluster_pickles(clus_dir, clustering, decoded)
     write_montages(os.path.join(clus_dir, "fig"), decoded, clustering.sizes())
+    save_encodings(clus_dir, subvolumes.uuids, codes, clustering.labels)
     timings["figures_s"] = time.perf_counter() - started
     return clustering, codes
 
@@ -263,4 +265,17 @@ def run_train(data, tomogram, pose, n_clusters, out_dir=".", options=None, *, co
         "versions": _versions(),
     }
     _write_run_json(out_dir, record)
+    _write_report(out_dir)
     return record
+
+
+def _write_report(out_dir):
+    """The cluster report ``clus-center/index.html``; a failure here never loses the run's results."""
+    from .report import write_report
+
+    try:
+        path = write_report(out_dir)
+    except Exception as err:  # noqa: BLE001 - the run's outputs are complete; say how to retry
+        log.warning("could not write the cluster report (%s: %s); retry with 'autoencoder3d report %s'", type(err).__name__, err, out_dir)
+        return
+    log.info("cluster report: %s", path)

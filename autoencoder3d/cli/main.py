@@ -9,7 +9,7 @@ from .. import __version__
 from ..errors import InputError
 
 # Subcommands of `autoencoder3d`, in the order `--help` lists them.
-AUTOENCODER3D_COMMANDS = ["train", "cluster", "pose", "pick", "extract", "export", "simulate", "evaluate"]
+AUTOENCODER3D_COMMANDS = ["train", "cluster", "pose", "pick", "extract", "export", "simulate", "evaluate", "report"]
 # Subcommands of `edss3d` (also reachable as `autoencoder3d edss3d ...`).
 EDSS3D_COMMANDS = ["edss3d_train", "edss3d_predict", "edss3d_segment"]
 

@@ -1,0 +1,33 @@
+"""Write the cluster report clus-center/index.html of a finished run.
+
+One self-contained page (opens from disk, no server, no network): a card per
+cluster with its montage, central slices of the decoded centre and of real
+members, sorted and filterable by size; a 2D map of the encodings (PCA and
+t-SNE) coloured by cluster; the loss curve and the run's settings; and a
+selection panel that builds the 'edss3d train ... --select 1=...' command and a
+selection.json download. 'autoencoder3d train' writes it too.
+
+Example:
+  autoencoder3d report run1
+  autoencoder3d report run1 --members 6 --no-tsne --out /tmp/run1.html
+"""
+
+from ..common import setup_logging
+
+
+def add_args(parser):
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="output folder of 'autoencoder3d train' (holds run.json and clus-center/)")
+    parser.add_argument("--out", default=None, help="where to write the page (default: RUN_DIR/clus-center/index.html)")
+    parser.add_argument("--members", type=int, default=4, help="real member subvolumes shown per cluster (default 4)")
+    parser.add_argument("--no-tsne", action="store_true", help="show only the PCA map (t-SNE runs on at most 2000 random encodings)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for t-SNE and the random draws of points (default 0)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
+
+
+def main(args):
+    setup_logging(args.quiet)
+    from ...report import write_report
+
+    path = write_report(args.run_dir, args.out, n_members=max(args.members, 0), tsne=not args.no_tsne, seed=args.seed)
+    print(f"wrote {path}")
+    return 0

@@ -1,0 +1,560 @@
+"""The cluster report: ``clus-center/index.html``, the page a scientist decides from.
+
+The published workflow's one manual step is looking at the cluster montages and
+writing down which cluster ids show which structure. :func:`write_report` turns a
+finished ``autoencoder3d train`` run folder into one self-contained HTML page
+(images inline as PNG data URIs, CSS and JavaScript inline from
+``templates/report.html``; nothing is fetched, no server is needed) with
+
+- a card per cluster: the montage, three orthogonal central slices of the
+  decoded centre, the size, and central slices of a few real members;
+- a 2D map of the encodings (PCA, and t-SNE on up to ``tsne_max_points``
+  points) coloured by cluster, with the cluster under the mouse;
+- the loss curve and the settings from ``run.json``;
+- a selection panel that builds the ``edss3d train ... --select 1=...``
+  command and a ``selection.json`` download.
+
+The report is built only from the run folder: ``run.json``,
+``clus-center/{kmeans,ccents,ccents_d,encodings}.pickle``, ``model/`` and the
+subvolumes (``pose-normalized.pickle`` in the run folder when pose
+normalization ran, else ``inputs.data`` of ``run.json``). Volumes are indexed
+``[x, y, z]``.
+"""
+
+import base64
+import html
+import io
+import json
+import logging
+import os
+import re
+import shlex
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+
+import numpy as np
+
+from . import __version__
+from .atomic import atomic_open
+from .errors import InputError
+from .io import load_pickle, load_subvolumes, save_pickle
+
+log = logging.getLogger("autoencoder3d")
+
+REPORT_NAME = "index.html"
+ENCODINGS_NAME = "encodings.pickle"
+POSE_PICKLE = "pose-normalized.pickle"
+TSNE_MAX_POINTS = 2000
+MAP_MAX_POINTS = 5000
+MAP_SIZE_PX = 480
+
+
+# ---------------------------------------------------------------- encodings
+
+
+def save_encodings(clus_dir, uuids, codes, labels):
+    """Save every subvolume's encoding and cluster as ``clus-center/encodings.pickle`` (atomically).
+
+    Args:
+        clus_dir: the ``clus-center`` folder.
+        uuids: the N subvolume ids.
+        codes: (N, encoding_dim) encodings, same order.
+        labels: (N,) cluster ids, same order.
+    """
+    record = {
+        "uuids": [str(u) for u in uuids],
+        "codes": np.asarray(codes, dtype=np.float32),
+        "labels": np.asarray(labels, dtype=np.int64),
+    }
+    save_pickle(os.path.join(clus_dir, ENCODINGS_NAME), record)
+
+
+def load_encodings(clus_dir):
+    """Read ``clus-center/encodings.pickle``: (uuids, codes, labels), or None when it is missing."""
+    path = os.path.join(clus_dir, ENCODINGS_NAME)
+    if not os.path.isfile(path):
+        return None
+    record = load_pickle(path)
+    try:
+        uuids = [str(u) for u in record["uuids"]]
+        codes = np.asarray(record["codes"], dtype=np.float32)
+        labels = np.asarray(record["labels"], dtype=int)
+    except (TypeError, KeyError, ValueError):
+        raise InputError(f"{path}: expected a dict with 'uuids', 'codes' and 'labels'") from None
+    if codes.ndim != 2 or len(codes) != len(uuids) or labels.shape != (len(uuids),):
+        raise InputError(f"{path}: 'uuids', 'codes' and 'labels' do not have matching lengths")
+    return uuids, codes, labels
+
+
+# ---------------------------------------------------------------- reading the run
+
+
+@dataclass
+class RunOutputs:
+    """What the report needs from a run folder.
+
+    Attributes:
+        run_dir: absolute path of the run folder.
+        record: ``run.json``.
+        members: cluster id -> list of uuids (``kmeans.pickle``).
+        centers: cluster id -> decoded centre, (n1, n2, n3) (``ccents.pickle``).
+        centers_code: (k, d) centres in encoding space, or None.
+        uuids, codes, labels: every subvolume's id, encoding and cluster (None if unknown).
+        data_path: the subvolume pickle the clusters were computed from.
+        notes: problems worth telling the reader (shown on the page).
+    """
+
+    run_dir: str
+    record: dict
+    members: dict
+    centers: dict
+    centers_code: np.ndarray = None
+    uuids: list = None
+    codes: np.ndarray = None
+    labels: np.ndarray = None
+    data_path: str = None
+    notes: list = field(default_factory=list)
+
+    def sizes(self):
+        """Cluster id -> number of members."""
+        return {k: len(self.members.get(k, ())) for k in self.centers}
+
+
+def _read_json(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except OSError as err:
+        raise InputError(f"{path}: cannot read ({err.strerror}); is this a finished 'autoencoder3d train' folder?") from None
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path}: not valid JSON ({err})") from None
+
+
+def _int_keys(path, d):
+    if not isinstance(d, dict):
+        raise InputError(f"{path}: expected a dict cluster id -> ..., got {type(d).__name__}")
+    try:
+        return {int(k): v for k, v in d.items()}
+    except (TypeError, ValueError):
+        raise InputError(f"{path}: cluster ids must be integers") from None
+
+
+def read_run(run_dir, *, recompute=True):
+    """Read what the report shows from a finished run folder.
+
+    Args:
+        run_dir: the ``--out`` folder of ``autoencoder3d train``.
+        recompute: when ``encodings.pickle`` is missing (runs made before it was
+            saved), encode the subvolumes again with the saved encoder.
+
+    Raises:
+        InputError: no ``run.json``, ``kmeans.pickle`` or ``ccents.pickle``.
+    """
+    run_dir = os.path.abspath(os.fspath(run_dir))
+    if not os.path.isdir(run_dir):
+        raise InputError(f"{run_dir}: no such folder")
+    record = _read_json(os.path.join(run_dir, "run.json"))
+    clus_dir = os.path.join(run_dir, "clus-center")
+    for name in ("kmeans.pickle", "ccents.pickle"):
+        if not os.path.isfile(os.path.join(clus_dir, name)):
+            raise InputError(f"{os.path.join(clus_dir, name)}: missing; run 'autoencoder3d train' or 'autoencoder3d cluster' first")
+    members = _int_keys("kmeans.pickle", load_pickle(os.path.join(clus_dir, "kmeans.pickle")))
+    members = {k: [str(u) for u in v] for k, v in members.items()}
+    centers = {k: np.asarray(v, dtype=np.float32) for k, v in _int_keys("ccents.pickle", load_pickle(os.path.join(clus_dir, "ccents.pickle"))).items()}
+    run = RunOutputs(run_dir=run_dir, record=record, members=members, centers=dict(sorted(centers.items())))
+    codes_path = os.path.join(clus_dir, "ccents_d.pickle")
+    if os.path.isfile(codes_path):
+        run.centers_code = np.asarray(load_pickle(codes_path), dtype=np.float32)
+    pose_path = os.path.join(run_dir, POSE_PICKLE)
+    if os.path.isfile(pose_path):
+        run.data_path = pose_path
+    else:
+        run.data_path = (record.get("inputs") or {}).get("data")
+    encodings = load_encodings(clus_dir)
+    if encodings is not None:
+        uuid_set = {u for v in members.values() for u in v}
+        if set(encodings[0]) != uuid_set:
+            run.notes.append(f"{ENCODINGS_NAME} does not match kmeans.pickle (different subvolumes); not used")
+            encodings = None
+    if encodings is not None:
+        run.uuids, run.codes, _ = encodings
+    elif recompute:
+        _recompute_encodings(run)
+    if run.uuids is not None:
+        cluster_of = {u: k for k, v in members.items() for u in v}
+        run.labels = np.array([cluster_of[u] for u in run.uuids], dtype=int)
+    return run
+
+
+def _recompute_encodings(run):
+    from .train import saved_models_exist
+
+    model_dir = os.path.join(run.run_dir, "model")
+    if not saved_models_exist(model_dir) or not run.data_path or not os.path.isfile(run.data_path):
+        run.notes.append("the encodings were not saved with this run and cannot be recomputed (no model or data); no 2D map")
+        return
+    log.info("no %s in this run; encoding the subvolumes again with the saved encoder", ENCODINGS_NAME)
+    from .train import encode, load_saved_models
+
+    subvolumes = load_subvolumes(run.data_path)
+    _, encoder, _ = load_saved_models(model_dir)
+    batch = int((run.record.get("options") or {}).get("batch_size", 128))
+    codes = encode(encoder, subvolumes.volumes, batch)
+    clustered = {u for v in run.members.values() for u in v}
+    keep = [i for i, u in enumerate(subvolumes.uuids) if u in clustered]
+    run.uuids = [subvolumes.uuids[i] for i in keep]
+    run.codes = np.asarray(codes, dtype=np.float32)[keep]
+
+
+def _member_volumes(run, n_members):
+    """Cluster id -> list of (uuid, rank, volume) for up to ``n_members`` members per cluster.
+
+    Members are spread from nearest to farthest from the centre in encoding
+    space (the first ones of each cluster when the encodings are unknown).
+    """
+    picks = {}
+    code_index = {u: i for i, u in enumerate(run.uuids)} if run.uuids is not None else {}
+    for k, uuids in run.members.items():
+        if not uuids or n_members < 1:
+            picks[k] = []
+            continue
+        order = list(range(len(uuids)))
+        if code_index and run.centers_code is not None and k < len(run.centers_code) and all(u in code_index for u in uuids):
+            codes = run.codes[[code_index[u] for u in uuids]]
+            order = list(np.argsort(np.linalg.norm(codes - run.centers_code[k], axis=1), kind="stable"))
+            chosen = sorted({int(round(r)) for r in np.linspace(0, len(uuids) - 1, min(n_members, len(uuids)))})
+        else:
+            chosen = list(range(min(n_members, len(uuids))))
+        picks[k] = [(uuids[order[r]], r) for r in chosen]
+    if not run.data_path or not os.path.isfile(run.data_path):
+        run.notes.append(f"subvolume pickle not found ({run.data_path}); member slices are not shown")
+        return {k: [] for k in picks}
+    wanted = {u for p in picks.values() for u, _ in p}
+    if not wanted:
+        return {k: [] for k in picks}
+    subvolumes = load_subvolumes(run.data_path)
+    index = {u: i for i, u in enumerate(subvolumes.uuids)}
+    missing = sorted(wanted - index.keys())
+    if missing:
+        run.notes.append(f"{len(missing)} member subvolumes are not in {run.data_path} (e.g. {missing[0]}); not shown")
+    return {k: [(u, r, subvolumes.volumes[index[u]]) for u, r in p if u in index] for k, p in picks.items()}
+
+
+# ---------------------------------------------------------------- images
+
+
+def _png_bytes(image):
+    """A 2D uint8 array as 8-bit grayscale PNG bytes (pypng)."""
+    import png
+
+    image = np.ascontiguousarray(image, dtype=np.uint8)
+    buffer = io.BytesIO()
+    png.Writer(width=image.shape[1], height=image.shape[0], greyscale=True, bitdepth=8, compression=6).write(buffer, image.tolist())
+    return buffer.getvalue()
+
+
+def data_uri(png):
+    """PNG bytes as a ``data:image/png;base64,...`` URI."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _to_uint8(image, low, high):
+    scaled = (np.asarray(image, dtype=np.float64) - low) / (high - low) if high > low else np.zeros(np.shape(image))
+    return np.clip(np.round(scaled * 255), 0, 255).astype(np.uint8)
+
+
+def montage_png(volume):
+    """The published montage (``fig/NNN--SIZE.png``) at 8 bits: same layout and scaling, 256 grey levels."""
+    from .figures import montage_uint16
+
+    return _png_bytes((montage_uint16(volume).astype(np.uint32) * 255 // 65534).astype(np.uint8))
+
+
+def central_slices(volume):
+    """The three orthogonal central slices of a volume indexed [x, y, z].
+
+    Returns:
+        list of (name, 2D array): ``x = n1//2`` (rows y, columns z), ``y = n2//2``
+        (rows x, columns z) and ``z = n3//2`` (rows x, columns y, as in the montage).
+    """
+    n1, n2, n3 = volume.shape
+    return [
+        (f"x={n1 // 2}", volume[n1 // 2, :, :]),
+        (f"y={n2 // 2}", volume[:, n2 // 2, :]),
+        (f"z={n3 // 2}", volume[:, :, n3 // 2]),
+    ]
+
+
+# ---------------------------------------------------------------- 2D map
+
+
+def cluster_colors(n):
+    """``n`` distinct-ish colours (hex), neighbours in id far apart in hue."""
+    import colorsys
+
+    colors = []
+    for k in range(n):
+        hue = (k * 0.618033988749895) % 1.0
+        sat = (0.75, 0.55, 0.95)[k % 3]
+        val = (0.85, 0.65)[(k // 3) % 2]
+        r, g, b = colorsys.hsv_to_rgb(hue, sat, val)
+        colors.append("#%02x%02x%02x" % (int(r * 255), int(g * 255), int(b * 255)))
+    return colors
+
+
+def pca_2d(codes):
+    """First two principal components of the rows of ``codes`` (N, d) -> (N, 2)."""
+    codes = np.asarray(codes, dtype=np.float64)
+    centered = codes - codes.mean(axis=0)
+    if len(codes) < 2 or not np.any(centered):
+        return np.zeros((len(codes), 2))
+    _, _, vt = np.linalg.svd(centered, full_matrices=False)
+    out = centered @ vt[:2].T
+    return np.pad(out, ((0, 0), (0, 2 - out.shape[1])))
+
+
+def tsne_2d(codes, seed=0):
+    """t-SNE of the rows of ``codes`` (scikit-learn, PCA initialisation) -> (N, 2)."""
+    from sklearn.manifold import TSNE
+
+    codes = np.asarray(codes, dtype=np.float64)
+    perplexity = float(min(30.0, max(2.0, (len(codes) - 1) / 3.0)))
+    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(codes)
+
+
+def _scatter(points, labels, colors, title):
+    """Scatter plot PNG bytes and the points' pixel positions in that PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dpi = 100
+    fig, ax = plt.subplots(figsize=(MAP_SIZE_PX / dpi, MAP_SIZE_PX / dpi), dpi=dpi)
+    size = max(3.0, min(25.0, 4000.0 / max(len(points), 1)))
+    ax.scatter(points[:, 0], points[:, 1], s=size, c=[colors[k] for k in labels], linewidths=0, alpha=0.85)
+    ax.set_title(title, fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.tight_layout()
+    fig.canvas.draw()
+    width, height = fig.canvas.get_width_height()
+    pixels = ax.transData.transform(points)
+    pixels[:, 1] = height - pixels[:, 1]
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    return buffer.getvalue(), pixels
+
+
+def _maps(run, colors, *, tsne, tsne_max_points, map_max_points, seed):
+    """HTML of the 2D maps, the hover data per map, and a caption."""
+    if run.codes is None or len(run.codes) == 0:
+        return "<p class=\"note\">No encodings available for this run.</p>", {}, ""
+    rng = np.random.default_rng(seed)
+    n = len(run.codes)
+    shown = np.sort(rng.choice(n, map_max_points, replace=False)) if n > map_max_points else np.arange(n)
+    note = f"{n} subvolumes" + (f", {len(shown)} drawn at random" if len(shown) < n else "") + "."
+    projections = [("pca", "PCA of the encodings", pca_2d(run.codes)[shown], shown)]
+    if tsne and len(shown) >= 5 and not np.ptp(run.codes[shown], axis=0).any():
+        note += " All encodings are identical (the autoencoder collapsed; train longer): no t-SNE."
+    elif tsne and len(shown) >= 5:
+        subset = shown if len(shown) <= tsne_max_points else np.sort(rng.choice(shown, tsne_max_points, replace=False))
+        started = time.perf_counter()
+        points = tsne_2d(run.codes[subset], seed=seed)
+        log.info("t-SNE of %d encodings took %.1f s", len(subset), time.perf_counter() - started)
+        title = "t-SNE of the encodings" + (f" ({len(subset)} at random)" if len(subset) < n else "")
+        projections.append(("tsne", title, points, subset))
+        if len(subset) < n:
+            note += f" t-SNE on {len(subset)} of them at random."
+    blocks, hover = [], {}
+    for name, title, points, rows in projections:
+        labels = run.labels[rows]
+        png, pixels = _scatter(points, labels, colors, title)
+        flat = np.column_stack([np.round(pixels, 1), labels]).ravel()
+        hover[name] = [float(v) if i % 3 < 2 else int(v) for i, v in enumerate(flat)]
+        blocks.append(
+            f'<div class="map" data-map="{name}"><img src="{data_uri(png)}" alt="{html.escape(title)}">'
+            '<div class="tooltip"></div></div>'
+        )
+    return "\n".join(blocks), hover, note
+
+
+# ---------------------------------------------------------------- page parts
+
+
+def _card(k, size, color, center, members, fig_name):
+    low, high = float(center.min()), float(center.max())
+    slices = "".join(
+        f'<figure><img class="pix" src="{data_uri(_png_bytes(_to_uint8(img, low, high)))}" alt="cluster {k} centre {name}" '
+        f'title="decoded centre, slice {name}"><figcaption>{name}</figcaption></figure>'
+        for name, img in central_slices(center)
+    )
+    member_figs = []
+    for uuid, rank, volume in members:
+        img = volume[:, :, volume.shape[2] // 2]
+        lo, hi = np.percentile(img, [1, 99])
+        member_figs.append(
+            f'<figure><img class="pix member" src="{data_uri(_png_bytes(_to_uint8(img, lo, hi)))}" '
+            f'alt="member {html.escape(uuid)}" title="{html.escape(uuid)}: rank {rank + 1} of {size} by distance to the centre">'
+            f"<figcaption>#{rank + 1}</figcaption></figure>"
+        )
+    members_html = (
+        f'<div class="strip-label">members, central z slice (rank by distance to the centre)</div><div class="strip">{"".join(member_figs)}</div>'
+        if member_figs else ""
+    )
+    return (
+        f'<div class="card" id="cluster-{k}" data-cluster="{k}" data-size="{size}">'
+        f'<div class="card-head"><span class="swatch" style="background:{color}"></span>'
+        f'<span class="card-title">cluster {k}</span><span class="card-size">{size} members</span>'
+        f'<button type="button" class="assign">assign</button></div>'
+        f'<img class="pix montage" src="{data_uri(montage_png(center))}" alt="montage of cluster {k}" title="{html.escape(fig_name)}">'
+        f'<div class="strip-label">decoded centre, central slices</div><div class="strip">{slices}</div>'
+        f"{members_html}</div>"
+    )
+
+
+def _loss_html(run):
+    model_dir = os.path.join(run.run_dir, "model")
+    training = run.record.get("training") or {}
+    facts = ", ".join(f"{k.replace('_', ' ')}: {_fmt(v)}" for k, v in training.items() if not isinstance(v, (dict, list)))
+    parts = [f'<p class="note">{html.escape(facts)}</p>'] if facts else []
+    loss_png = os.path.join(model_dir, "loss.png")
+    history_csv = os.path.join(model_dir, "history.csv")
+    png = None
+    if os.path.isfile(loss_png):
+        with open(loss_png, "rb") as handle:
+            png = handle.read()
+    elif os.path.isfile(history_csv):
+        png = _history_png(history_csv)
+    if png:
+        parts.append(f'<img src="{data_uri(png)}" alt="training loss per epoch" style="max-width:100%">')
+    else:
+        parts.append('<p class="note">No training history in model/ (the model was reused without training).</p>')
+    return "\n".join(parts)
+
+
+def _history_png(path):
+    import csv
+    import tempfile
+
+    from .figures import plot_history
+
+    rows = []
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            rows.append({k: (float(v) if v not in ("", None) else None) for k, v in row.items()})
+    if not rows:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "loss.png")
+        plot_history(out, rows)
+        with open(out, "rb") as handle:
+            return handle.read()
+
+
+def _fmt(value):
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (list, tuple)):
+        return " ".join(_fmt(v) for v in value)
+    return "-" if value is None else str(value)
+
+
+def _settings_html(record):
+    rows = []
+
+    def add(key, value):
+        rows.append(f"<tr><td>{html.escape(key)}</td><td>{html.escape(_fmt(value))}</td></tr>")
+
+    if record.get("argv"):
+        add("command line", " ".join(shlex.quote(str(a)) for a in record["argv"]))
+    for key in ("command", "started", "seed", "n_subvolumes", "v_siz", "voxel_size", "inertia"):
+        if key in record:
+            add(key, record[key])
+    for group in ("inputs", "options", "training", "timings", "versions"):
+        for key, value in (record.get(group) or {}).items():
+            if not isinstance(value, (dict, list)) or (isinstance(value, list) and len(value) <= 8):
+                add(f"{group}.{key}", value)
+    return f'<table class="settings">{"".join(rows)}</table>'
+
+
+def _fill(template, values):
+    return re.sub(r"\{\{([A-Z_]+)\}\}", lambda m: values[m.group(1)], template)
+
+
+def _script_json(obj):
+    return json.dumps(obj, separators=(",", ":")).replace("</", "<\\/")
+
+
+def build_report(run_dir, *, n_members=4, tsne=True, tsne_max_points=TSNE_MAX_POINTS, map_max_points=MAP_MAX_POINTS, seed=0, recompute=True):
+    """The report page of a run folder, as a string (see :func:`write_report`)."""
+    run = read_run(run_dir, recompute=recompute)
+    sizes = run.sizes()
+    colors = cluster_colors(max(len(run.centers), max(run.centers, default=-1) + 1))
+    members = _member_volumes(run, n_members)
+    from .figures import montage_name
+
+    cards = [
+        _card(k, sizes[k], colors[k], run.centers[k], members.get(k, []), montage_name(k, sizes[k]))
+        for k in sorted(run.centers, key=lambda c: (-sizes[c], c))
+    ]
+    maps_html, hover, map_note = _maps(run, colors, tsne=tsne, tsne_max_points=tsne_max_points, map_max_points=map_max_points, seed=seed)
+    record = run.record
+    data_arg = run.data_path or "DATA"
+    prefix = f"edss3d train {shlex.quote(data_arg)} --out {shlex.quote(run.run_dir)}"
+    inputs = record.get("inputs") or {}
+    subtitle = (
+        f"{record.get('n_subvolumes', sum(sizes.values()))} subvolumes of {' x '.join(str(s) for s in record.get('v_siz', []))} voxels "
+        f"in {len(run.centers)} clusters; data {inputs.get('data')}"
+        + ("; pose-normalized" if inputs.get("pose") else "")
+        + f"; run {run.run_dir}"
+    )
+    notes = "".join(f'<p class="note warn">{html.escape(n)}</p>' for n in run.notes)
+    data = {"command_prefix": prefix, "storage_key": f"{run.run_dir}|{record.get('started', '')}", "maps": hover}
+    template = resources.files("autoencoder3d").joinpath("templates/report.html").read_text(encoding="utf-8")
+    return _fill(template, {
+        "VERSION": html.escape(__version__),
+        "TITLE": html.escape(f"Clusters of {os.path.basename(run.run_dir) or run.run_dir}"),
+        "SUBTITLE": html.escape(subtitle),
+        "NOTES": notes,
+        "MAX_SIZE": str(max(sizes.values(), default=0)),
+        "CARDS": "\n".join(cards),
+        "MAP_NOTE": html.escape(map_note),
+        "MAPS": maps_html,
+        "LOSS": _loss_html(run),
+        "SETTINGS": _settings_html(record),
+        "DATA": _script_json(data),
+    })
+
+
+def write_report(run_dir, out=None, *, n_members=4, tsne=True, tsne_max_points=TSNE_MAX_POINTS, map_max_points=MAP_MAX_POINTS, seed=0, recompute=True):
+    """Write the cluster report of a finished run as one self-contained HTML page, atomically.
+
+    Args:
+        run_dir: the ``--out`` folder of ``autoencoder3d train``.
+        out: the page; default ``RUN_DIR/clus-center/index.html``.
+        n_members: real member subvolumes shown per cluster (spread from the
+            nearest to the farthest from the centre in encoding space).
+        tsne: add a t-SNE map next to the PCA map.
+        tsne_max_points: t-SNE runs on at most this many encodings (drawn at random).
+        map_max_points: at most this many points are drawn on a map.
+        seed: for the random draws and t-SNE.
+        recompute: encode the subvolumes with the saved encoder when the run
+            did not save ``clus-center/encodings.pickle``.
+
+    Returns:
+        The path of the page.
+
+    Raises:
+        InputError: the folder is not a finished run (no run.json, kmeans.pickle or ccents.pickle).
+    """
+    page = build_report(
+        run_dir, n_members=n_members, tsne=tsne, tsne_max_points=tsne_max_points,
+        map_max_points=map_max_points, seed=seed, recompute=recompute,
+    )
+    out = out or os.path.join(os.path.abspath(os.fspath(run_dir)), "clus-center", REPORT_NAME)
+    with atomic_open(out, "wb") as handle:
+        handle.write(page.encode("utf-8"))
+    return out
