@@ -398,9 +398,6 @@ def simulate_dataset(out_dir, *, membranes=True, write_density=False, progress=F
     """
     from tqdm import tqdm
 
-    from .atomic import atomic_open
-    from .io import save_subvolumes
-
     unknown = sorted(set(options) - set(DEFAULTS))
     if unknown:
         raise TypeError(f"simulate_dataset() got unknown options {unknown}")
@@ -408,54 +405,71 @@ def simulate_dataset(out_dir, *, membranes=True, write_density=False, progress=F
     opts["shape"] = check_options(**opts)
     started = time.perf_counter()
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(opts["seed"]).spawn(7)]
-    voxel_nm = opts["voxel_size"] / 10.0
-    frames = {cls.name: principal_frame(cls, voxel_nm) for cls in CLASSES}
-    stages = tqdm(total=4, desc="simulate", unit="step", disable=not progress)
-
-    scene = Scene(opts["shape"], voxel_nm)
-    walls = add_membranes(streams[0], scene, label=len(CLASSES) + 1) if membranes else []
-    plan = [(label, cls) + frames[cls.name] for label, cls in enumerate(CLASSES, 1) for _ in range(opts["copies"])]
-    particles = place_particles(streams[1], scene, plan, opts["box"], _jitter_limit(opts["jitter"]),
-                                lambda rng, axes: random_rotation(rng), progress, "packing tomogram")
+    stages = tqdm(total=3, desc="simulate", unit="step", disable=not progress)
+    first = _simulate_set(opts, streams[0:4], CLASSES, opts["copies"], random_rotation_pose, opts["jitter"],
+                          "example_1", membranes, progress)
     stages.update()
-    tomogram, _, snr_stats = _image(streams[2], scene, opts)
-    sub1, rec1 = cut_subvolumes(streams[3], tomogram, particles, opts["box"], opts["jitter"], "example_1",
-                                opts["voxel_size"])
+    chosen = [cls for cls in CLASSES if cls.name in opts["example_2_classes"]]
+    second = _simulate_set(opts, [None] + streams[4:7], chosen, opts["example_2_copies"], canonical_pose, 0.0,
+                           "example_2", False, progress)
     stages.update()
-
-    scene2 = Scene(opts["shape"], voxel_nm)
-    chosen = [(label, cls) for label, cls in enumerate(CLASSES, 1) if cls.name in opts["example_2_classes"]]
-    plan2 = [(label, cls) + frames[cls.name] for label, cls in chosen for _ in range(opts["example_2_copies"])]
-    particles2 = place_particles(streams[4], scene2, plan2, opts["box"], 0, canonical_pose, progress,
-                                 "packing example 2")
-    tomogram2, _, snr2 = _image(streams[5], scene2, opts)
-    sub2, rec2 = cut_subvolumes(streams[6], tomogram2, particles2, opts["box"], 0.0, "example_2",
-                                opts["voxel_size"])
-    stages.update()
-
-    files = {"tomogram": "tomogram.rec", "example_1": "subvolumes_example_1.pickle",
-             "example_2": "subvolumes_example_2.pickle"}
-    stamp = f"autoencoder3d simulate, seed {opts['seed']}"
-    if write_density:
-        files.update(density="density.mrc", labels="labels.mrc")
-        _write_mrc(os.path.join(out_dir, files["density"]), scene.density, opts["voxel_size"], stamp + " density")
-        _write_mrc(os.path.join(out_dir, files["labels"]), scene.labels, opts["voxel_size"], stamp + " labels")
-    _write_mrc(os.path.join(out_dir, files["tomogram"]), tomogram, opts["voxel_size"], stamp)
-    save_subvolumes(os.path.join(out_dir, files["example_1"]), sub1)
-    save_subvolumes(os.path.join(out_dir, files["example_2"]), sub2)
-    truth = _truth(opts, files, walls, snr_stats, snr2, particles, particles2, {**rec1, **rec2})
-    with atomic_open(os.path.join(out_dir, "truth.json"), "w") as handle:
-        json.dump(truth, handle, indent=1)
-        handle.write("\n")
+    files = _write_outputs(out_dir, opts, first, second, write_density)
     stages.update()
     stages.close()
     return {
         "out_dir": os.fspath(out_dir),
         "files": sorted(files.values()) + ["truth.json"],
-        "subvolumes": {"example_1": len(sub1), "example_2": len(sub2)},
-        "snr": snr_stats,
+        "subvolumes": {"example_1": len(first["subvolumes"]), "example_2": len(second["subvolumes"])},
+        "snr": first["snr"],
         "seconds": time.perf_counter() - started,
     }
+
+
+def random_rotation_pose(rng, axes):
+    """A uniformly random pose (``axes`` unused): the pose of particles in a cell."""
+    return random_rotation(rng)
+
+
+def _simulate_set(opts, streams, classes, copies, pose_fn, jitter, set_name, membranes, progress):
+    """One tomogram and its subvolumes; ``streams``: membranes, packing, imaging, cutting."""
+    voxel_nm = opts["voxel_size"] / 10.0
+    scene = Scene(opts["shape"], voxel_nm)
+    walls = add_membranes(streams[0], scene, label=len(CLASSES) + 1) if membranes else []
+    labels = {cls.name: label for label, cls in enumerate(CLASSES, 1)}
+    plan = []
+    for cls in classes:
+        frame = principal_frame(cls, voxel_nm)
+        plan += [(labels[cls.name], cls) + frame] * copies
+    particles = place_particles(streams[1], scene, plan, opts["box"], _jitter_limit(jitter), pose_fn, progress,
+                                f"packing {set_name}")
+    tomogram, _, snr = _image(streams[2], scene, opts)
+    subvolumes, records = cut_subvolumes(streams[3], tomogram, particles, opts["box"], jitter, set_name,
+                                         opts["voxel_size"])
+    return dict(scene=scene, walls=walls, particles=particles, tomogram=tomogram, snr=snr,
+                subvolumes=subvolumes, records=records)
+
+
+def _write_outputs(out_dir, opts, first, second, write_density):
+    """Write the files of both sets and truth.json; return the file names by role."""
+    from .atomic import atomic_open
+    from .io import save_subvolumes
+
+    files = {"tomogram": "tomogram.rec", "example_1": "subvolumes_example_1.pickle",
+             "example_2": "subvolumes_example_2.pickle"}
+    stamp = f"autoencoder3d simulate, seed {opts['seed']}"
+    voxel_size = opts["voxel_size"]
+    if write_density:
+        files.update(density="density.mrc", labels="labels.mrc")
+        _write_mrc(os.path.join(out_dir, files["density"]), first["scene"].density, voxel_size, stamp + " density")
+        _write_mrc(os.path.join(out_dir, files["labels"]), first["scene"].labels, voxel_size, stamp + " labels")
+    _write_mrc(os.path.join(out_dir, files["tomogram"]), first["tomogram"], voxel_size, stamp)
+    save_subvolumes(os.path.join(out_dir, files["example_1"]), first["subvolumes"])
+    save_subvolumes(os.path.join(out_dir, files["example_2"]), second["subvolumes"])
+    truth = _truth(opts, files, first, second)
+    with atomic_open(os.path.join(out_dir, "truth.json"), "w") as handle:
+        json.dump(truth, handle, indent=1)
+        handle.write("\n")
+    return files
 
 
 def _write_mrc(path, volume, voxel_size, label):
@@ -481,7 +495,7 @@ def _image(rng, scene, opts):
                         opts["voltage"], opts["cs"])
 
 
-def _truth(opts, files, walls, snr_stats, snr2, particles, particles2, records):
+def _truth(opts, files, first, second):
     params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.items()}
     classes = []
     for label, cls in enumerate(CLASSES, 1):
@@ -490,8 +504,8 @@ def _truth(opts, files, walls, snr_stats, snr2, particles, particles2, records):
             "name": cls.name,
             "description": cls.description,
             "bounding_diameter_nm": round(2 * cls.radius_nm, 1),
-            "copies_example_1": sum(p["label"] == label for p in particles),
-            "copies_example_2": sum(p["label"] == label for p in particles2),
+            "copies_example_1": sum(p["label"] == label for p in first["particles"]),
+            "copies_example_2": sum(p["label"] == label for p in second["particles"]),
         })
     return {
         "format": TRUTH_FORMAT,
@@ -502,11 +516,11 @@ def _truth(opts, files, walls, snr_stats, snr2, particles, particles2, records):
                                "origin at its centre of mass)",
         "params": params,
         "files": files,
-        "snr": {"example_1": _rounded(snr_stats), "example_2": _rounded(snr2)},
+        "snr": {"example_1": _rounded(first["snr"]), "example_2": _rounded(second["snr"])},
         "classes": classes,
         "membrane_label": len(CLASSES) + 1,
-        "membranes": walls,
-        "subvolumes": records,
+        "membranes": first["walls"],
+        "subvolumes": {**first["records"], **second["records"]},
     }
 
 
