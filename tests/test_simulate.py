@@ -192,3 +192,16 @@ def test_cli_reports_bad_option_in_one_line(tmp_path, capsys):
     status = cli_main(["simulate", str(tmp_path), "--quiet", "--snr", "-1"])
     assert status == 2
     assert "--snr: must be a positive number" in capsys.readouterr().err
+
+
+def test_subvolumes_are_cut_from_the_written_tomogram_at_their_centres(small_runs):
+    from autoencoder3d.volume import cut_box
+
+    (folder, _), _ = small_runs
+    tomogram = read_tomogram(os.path.join(folder, "tomogram.rec"))
+    subs = load_subvolumes(os.path.join(folder, "subvolumes_example_1.pickle"))
+    box = SMALL["box"]
+    for volume, centre in zip(subs.volumes, subs.centers):
+        start = centre.astype(int) - box // 2
+        assert np.array_equal(cut_box(tomogram.data, start, box, 0.0), volume)
+    tomogram.close()
