@@ -45,7 +45,7 @@ log = logging.getLogger("autoencoder3d")
 REPORT_NAME = "index.html"
 ENCODINGS_NAME = "encodings.pickle"
 POSE_PICKLE = "pose-normalized.pickle"
-TSNE_MAX_POINTS = 2000
+TSNE_MAX_POINTS = 1000  # a few seconds of single-threaded scikit-learn t-SNE
 MAP_MAX_POINTS = 5000
 MAP_SIZE_PX = 480
 
@@ -315,12 +315,19 @@ def pca_2d(codes):
 
 
 def tsne_2d(codes, seed=0):
-    """t-SNE of the rows of ``codes`` (scikit-learn, PCA initialisation) -> (N, 2)."""
+    """t-SNE of the rows of ``codes`` (scikit-learn, PCA initialisation) -> (N, 2).
+
+    Runs on one OpenMP thread: for the at most ``TSNE_MAX_POINTS`` points shown
+    it is a few seconds, and several threads on a busy machine (a GPU server
+    while training) are many times slower than one.
+    """
     from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
     codes = np.asarray(codes, dtype=np.float64)
     perplexity = float(min(30.0, max(2.0, (len(codes) - 1) / 3.0)))
-    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(codes)
+    with threadpool_limits(limits=1, user_api="openmp"):
+        return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(codes)
 
 
 def _scatter(points, labels, colors, title):

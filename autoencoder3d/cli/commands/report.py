@@ -19,7 +19,8 @@ def add_args(parser):
     parser.add_argument("run_dir", metavar="RUN_DIR", help="output folder of 'autoencoder3d train' (holds run.json and clus-center/)")
     parser.add_argument("--out", default=None, help="where to write the page (default: RUN_DIR/clus-center/index.html)")
     parser.add_argument("--members", type=int, default=4, help="real member subvolumes shown per cluster (default 4)")
-    parser.add_argument("--no-tsne", action="store_true", help="show only the PCA map (t-SNE runs on at most 2000 random encodings)")
+    parser.add_argument("--no-tsne", action="store_true", help="show only the PCA map")
+    parser.add_argument("--tsne-max-points", type=int, default=1000, help="t-SNE runs on at most this many encodings, drawn at random (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed for t-SNE and the random draws of points (default 0)")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
 
@@ -28,6 +29,9 @@ def main(args):
     setup_logging(args.quiet)
     from ...report import write_report
 
-    path = write_report(args.run_dir, args.out, n_members=max(args.members, 0), tsne=not args.no_tsne, seed=args.seed)
+    path = write_report(
+        args.run_dir, args.out, n_members=max(args.members, 0), tsne=not args.no_tsne,
+        tsne_max_points=max(args.tsne_max_points, 5), seed=args.seed,
+    )
     print(f"wrote {path}")
     return 0
