@@ -7,6 +7,7 @@ import sys
 
 from .. import __version__
 from ..errors import InputError
+from .quiet import NativeLogFilter
 
 # Subcommands of `autoencoder3d`, in the order `--help` lists them.
 AUTOENCODER3D_COMMANDS = ["train", "cluster", "pose", "pick", "extract", "export", "simulate", "evaluate", "report"]
@@ -50,7 +51,8 @@ def run(prog, names, argv=None):
         return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        status = args._run(args)
+        with NativeLogFilter():
+            status = args._run(args)
     except InputError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2

@@ -12,6 +12,8 @@ Example:
   autoencoder3d train data.pickle None False 4 --out run1 --seed 1
 """
 
+import sys
+
 from ..common import (
     add_clustering_options, add_out, add_seed, boolean, fraction, optional_path, positive_float, positive_int, setup_logging,
 )
@@ -44,7 +46,7 @@ def options_from_args(args, **overrides):
         validation_split=getattr(args, "validation_split", 0.1), n_init=args.n_init, smooth_sigma=args.smooth_sigma,
         seed=args.seed, deterministic=args.seed is not None, retrain=getattr(args, "retrain", False),
         mixed_precision=getattr(args, "mixed_precision", None), distribute=getattr(args, "distribute", False),
-        workers=args.workers, verbose=0 if args.quiet else 1,
+        workers=args.workers, verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2),
     )
     values.update(overrides)
     return TrainOptions(**values)
