@@ -35,6 +35,7 @@ def atomic_path(path, suffix=None):
     except OSError as err:
         raise InputError(f"{folder}: cannot write output here ({err.strerror})") from None
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are shared like any new file
     try:
         yield tmp
         _fsync_file(tmp)
@@ -50,6 +51,12 @@ def atomic_open(path, mode="wb"):
     with atomic_path(path) as tmp:
         with open(tmp, mode) as handle:
             yield handle
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_file(path):
@@ -72,6 +79,7 @@ def atomic_directory(path):
         tmp = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=parent)
     except OSError as err:
         raise InputError(f"{parent}: cannot write output here ({err.strerror})") from None
+    os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
         old = None

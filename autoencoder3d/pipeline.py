@@ -122,8 +122,11 @@ def _configure_keras(options):
     if options.distribute:
         import tensorflow as tf
 
-        strategy = tf.distribute.MirroredStrategy()
-        log.info("training on %d replicas", strategy.num_replicas_in_sync)
+        # all GPUs; on a machine without one, the logical CPU devices (testable on CPU)
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+        devices = devices or [d.name for d in tf.config.list_logical_devices("CPU")]
+        strategy = tf.distribute.MirroredStrategy(devices)
+        log.info("training on %d replicas: %s", strategy.num_replicas_in_sync, ", ".join(devices))
         return strategy
     return None
 
