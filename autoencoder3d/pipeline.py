@@ -268,8 +268,19 @@ def run_train(data, tomogram, pose, n_clusters, out_dir=".", options=None, *, co
         "versions": _versions(),
     }
     _write_run_json(out_dir, record)
+    _export_centres(out_dir)
     _write_report(out_dir)
     return record
+
+
+def _export_centres(out_dir):
+    """Decoded cluster centres as MRC files (cheap); particle lists are 'autoencoder3d export'."""
+    from .export import export_run
+
+    try:
+        export_run(out_dir, formats=("mrc",), log=None)
+    except Exception as err:  # noqa: BLE001 - the run's outputs are complete; say how to retry
+        log.warning("could not export the cluster centres as MRC (%s); retry with 'autoencoder3d export %s'", err, out_dir)
 
 
 def _write_report(out_dir):
