@@ -55,7 +55,10 @@ def find_clustering(path):
 
 
 def load_clustering(path):
-    """Read a clustering pickle: {cluster id: [uuid, ...]} -> (uuids, cluster ids) in a fixed order.
+    """Read a clustering pickle {cluster id: [uuid, ...]}.
+
+    Returns:
+        (uuids, cluster of each uuid, all cluster ids including empty ones), in a fixed order.
 
     Raises:
         InputError: not a dict of lists of uuid strings, or a uuid in two clusters.
@@ -66,7 +69,8 @@ def load_clustering(path):
     if not isinstance(d, dict) or not d:
         raise InputError(f"{path}: expected a non-empty dict of cluster id -> list of subvolume uuids")
     uuids, labels = [], []
-    for cluster in sorted(d, key=lambda c: (str(type(c)), c)):
+    cluster_ids = sorted(d, key=lambda c: (str(type(c)), c))
+    for cluster in cluster_ids:
         members = d[cluster]
         if not isinstance(members, (list, tuple)) or not all(isinstance(u, str) for u in members):
             raise InputError(f"{path}: cluster {cluster!r}: expected a list of uuid strings")
@@ -74,7 +78,9 @@ def load_clustering(path):
         labels.extend([cluster] * len(members))
     if len(set(uuids)) != len(uuids):
         raise InputError(f"{path}: some subvolumes are in more than one cluster")
-    return uuids, labels
+    if not uuids:
+        raise InputError(f"{path}: every cluster is empty")
+    return uuids, labels, cluster_ids
 
 
 def true_classes(truth, uuids, truth_path="truth.json"):
@@ -250,23 +256,25 @@ def evaluate_clustering(clustering, truth_path, *, out_dir=None, baseline=False,
 
     pickle_path = find_clustering(clustering)
     truth = load_truth(truth_path)
-    uuids, clusters = load_clustering(pickle_path)
+    uuids, clusters, cluster_ids = load_clustering(pickle_path)
     classes = true_classes(truth, uuids, truth_path)
     if out_dir is None:
         out_dir = os.path.join(os.path.dirname(os.path.abspath(pickle_path)), "evaluation")
     os.makedirs(out_dir, exist_ok=True)
     result = {
         "clustering": os.path.abspath(pickle_path),
+        "clusters_in_file": len(cluster_ids),
         "truth": os.path.abspath(truth_path),
         "snr": truth.get("snr"),
         "autoencoder": _score_and_write(out_dir, "contingency", classes, clusters, "clustering"),
     }
     if baseline:
         volumes = _data_for(truth, truth_path, uuids, data)
-        base = baseline_clusters(volumes, len(set(clusters)), seed=seed)
+        k = len(cluster_ids)
+        base = baseline_clusters(volumes, k, seed=seed)
         result["baseline"] = _score_and_write(out_dir, "baseline_contingency", classes, base,
                                               f"PCA({BASELINE_COMPONENTS}) + k-means")
-        result["baseline_method"] = f"k-means (k={len(set(clusters))}, 10 starts, seed {seed}) on PCA " \
+        result["baseline_method"] = f"k-means (k={k}, 10 starts, seed {seed}) on PCA " \
                                     f"({BASELINE_COMPONENTS} components) of the raw voxels"
     with atomic_open(os.path.join(out_dir, "evaluation.json"), "w") as handle:
         json.dump(result, handle, indent=1)
@@ -276,11 +284,14 @@ def evaluate_clustering(clustering, truth_path, *, out_dir=None, baseline=False,
 
 
 def format_report(result):
-    """Scores as a short plain-text table."""
+    """Scores as a short plain-text table (k: non-empty clusters)."""
     rows = [("autoencoder", result["autoencoder"])]
     if "baseline" in result:
         rows.append(("PCA baseline", result["baseline"]))
     lines = [f"{'':14s} {'k':>4s} {'ARI':>6s} {'NMI':>6s} {'homog':>6s} {'purity':>6s}"]
     for name, s in rows:
         lines.append(f"{name:14s} {s['k']:4d} {s['ari']:6.3f} {s['nmi']:6.3f} {s['homogeneity']:6.3f} {s['purity']:6.3f}")
+    empty = result.get("clusters_in_file", 0) - result["autoencoder"]["k"]
+    if empty > 0:
+        lines.append(f"note: {empty} of the {result['clusters_in_file']} clusters in the file are empty")
     return "\n".join(lines)

@@ -162,3 +162,17 @@ def test_scores_need_matching_lengths():
     with pytest.raises(ValueError):
         scores(["a"], [1, 2])
     assert np.isfinite(scores(["a", "b"], [0, 1])["ari"])
+
+
+def test_empty_clusters_count_for_the_baseline_k(simulated, tmp_path, capsys):
+    folder, truth = simulated
+    uuids = [u for u, r in truth["subvolumes"].items() if r["set"] == "example_1"]
+    save_pickle(tmp_path / "collapsed.pickle", {0: uuids, 1: [], 2: []})
+    result = evaluate_clustering(tmp_path / "collapsed.pickle", folder / "truth.json", baseline=True,
+                                 out_dir=tmp_path / "out")
+    assert result["clusters_in_file"] == 3
+    assert result["autoencoder"]["k"] == 1 and result["autoencoder"]["ari"] == pytest.approx(0.0)
+    assert result["baseline"]["k"] == 3
+    save_pickle(tmp_path / "empty.pickle", {0: [], 1: []})
+    with pytest.raises(InputError, match="every cluster is empty"):
+        evaluate_clustering(tmp_path / "empty.pickle", folder / "truth.json")
