@@ -459,7 +459,7 @@ def _read_record(path):
 
 def run_seg_train(
     data, out_dir=".", selection=None, *, iso=0.5, class_balanced=False, epochs=10000, batch_size=128, patience=20,
-    validation_split=0.1, learning_rate=0.001, seed=None, retrain=False, verbose=1,
+    validation_split=0.1, learning_rate=0.001, seed=None, retrain=False, verbose=1, source="selection",
 ):
     """The ``edss3d train`` job: decode, label, sample background, train, save.
 
@@ -471,6 +471,7 @@ def run_seg_train(
         class_balanced: weight every voxel by the published per-class weight.
         seed: background sampling, shuffling and initial weights (random when None).
         retrain: forget a saved EDSS3D model and checkpoints in ``model-seg/``.
+        source: where the selection came from (``--select`` or the JSON file), for messages.
 
     Returns:
         the record written to ``model-seg/seg.json`` (a dict).
@@ -484,7 +485,7 @@ def run_seg_train(
     started = time.perf_counter()
     out_dir = os.path.abspath(out_dir)
     autoencoder_path, members = _run_inputs(out_dir)
-    check_selection(selection, members)
+    check_selection(selection, members, source)
     seg_dir = os.path.join(out_dir, SEG_DIR)
     record_path = os.path.join(seg_dir, SEG_RECORD)
     saved = os.path.join(seg_dir, SEG_MODEL)

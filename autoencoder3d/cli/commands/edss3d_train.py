@@ -55,6 +55,7 @@ def main(args):
         args.data, args.out, selection, iso=args.iso, class_balanced=args.class_balanced, epochs=args.epochs,
         batch_size=args.batch_size, patience=args.patience, validation_split=args.validation_split,
         learning_rate=args.learning_rate, seed=args.seed, retrain=args.retrain, verbose=0 if args.quiet else 1,
+        source=args.selection or "--select",
     )
     if record.get("reused_saved_model"):
         print(f"EDSS3D model already trained in {args.out}/model-seg (pass --retrain to train again)")
