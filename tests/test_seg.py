@@ -273,8 +273,12 @@ def test_bad_inputs(run_folder, tmp_path):
         pickle.dump(make_subvolume_dict(n=4, edge=32), handle, protocol=4)
     with pytest.raises(InputError, match="subvolumes are 32x32x32 but the autoencoder"):
         run_seg_train(str(big), str(empty), {1: [0]}, seed=0)
+    from autoencoder3d.seg import build_segmenter
+
+    small_model = str(tmp_path / "small.keras")
+    build_segmenter((16, 16, 16), 2).save(small_model)
     with pytest.raises(InputError, match="takes 16x16x16 subvolumes but .*big.pickle has 32x32x32"):
-        run_seg_predict(str(big), os.path.join(run, "model-seg", "model-seg.keras"), str(tmp_path))
+        run_seg_predict(str(big), small_model, str(tmp_path))
     with pytest.raises(InputError, match="no trained EDSS3D model here; run 'edss3d train' first"):
         run_seg_predict(data, None, str(tmp_path))
 
