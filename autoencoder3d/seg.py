@@ -503,13 +503,17 @@ def run_seg_train(
                 f"{seg_dir}: holds a model trained with {json.dumps(earlier)}, not {json.dumps(wanted)}; "
                 "pass --retrain to train a new one"
             )
-    if os.path.isfile(saved) and previous:
+    if os.path.isfile(saved) and previous.get("finished"):
         log.info("reusing the trained EDSS3D model %s (pass --retrain to train again)", saved)
         return {**previous, "reused_saved_model": True}
 
+    resuming = os.path.isfile(os.path.join(seg_dir, STATE_FILE)) and "seed" in previous
+    if seed is None and resuming:
+        seed = int(previous["seed"])  # same background patches and shuffling as the interrupted run
     if seed is None:
         seed = secrets.randbelow(2**31)
         log.info("no --seed given; using seed %d (recorded in %s)", seed, record_path)
+    write_json(record_path, {**wanted, "seed": int(seed), "finished": False})
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -573,6 +577,7 @@ def run_seg_train(
             log.warning("could not draw the loss curve: %s", err)
     record = {
         **wanted,
+        "finished": True,
         "data": os.path.abspath(data),
         "run": out_dir,
         "seed": int(seed),

@@ -223,6 +223,19 @@ def test_train_predict_end_to_end(run_folder, caplog):
     redone = run_seg_train(data, run, {1: [2]}, epochs=1, batch_size=8, seed=4, verbose=0, retrain=True)
     assert redone["n_class"] == 2 and redone["training"]["epochs_total"] == 1
 
+    # an interrupted run (no final model yet) resumes with its recorded seed, and refuses another selection
+    seg = os.path.join(run, "model-seg")
+    os.remove(os.path.join(seg, "model-seg.keras"))
+    with open(os.path.join(seg, "model-seg--weights--best.weights.h5"), "rb") as src, open(os.path.join(seg, "checkpoint-last.weights.h5"), "wb") as dst:
+        dst.write(src.read())
+    with open(os.path.join(seg, "seg.json"), "w") as handle:
+        json.dump({"selection": {"1": [2]}, "iso": 0.5, "class_balanced": False, "seed": 4, "finished": False}, handle)
+    with pytest.raises(InputError, match="pass --retrain"):
+        run_seg_train(data, run, {1: [0]}, epochs=2, verbose=0)
+    resumed = run_seg_train(data, run, {1: [2]}, epochs=2, batch_size=8, verbose=0)
+    assert resumed["seed"] == 4 and resumed["training"]["resumed_from_epoch"] == 1 and resumed["training"]["epochs_total"] == 2
+    assert resumed["patches"] == redone["patches"]
+
 
 def test_resume_after_interruption(run_folder, tmp_path):
     """A run stopped after epoch 1 continues at epoch 2 and ends with the history of both."""
