@@ -32,6 +32,7 @@ class TrainOptions:
     epochs: int = 100
     batch_size: int = 128
     encoding_dim: int = 32
+    l1: float = 1e-4
     patience: int = 20
     learning_rate: float = 0.001
     validation_split: float = 0.1
@@ -148,7 +149,7 @@ def _obtain_models(volumes, model_dir, options, timings):
         models, info = train_autoencoder(
             volumes, model_dir, epochs=options.epochs, batch_size=options.batch_size, patience=options.patience,
             validation_split=options.validation_split, learning_rate=options.learning_rate,
-            encoding_dim=options.encoding_dim, seed=options.seed, strategy=strategy, verbose=options.verbose,
+            encoding_dim=options.encoding_dim, l1=options.l1, seed=options.seed, strategy=strategy, verbose=options.verbose,
         )
     except Exception as err:  # a GPU out-of-memory error becomes one actionable line
         if _is_out_of_memory(err):
@@ -158,7 +159,27 @@ def _obtain_models(volumes, model_dir, options, timings):
     return models, info
 
 
-def cluster_and_write(subvolumes, encoder, decoder, n_clusters, out_dir, *, n_init=100, seed=None, batch_size=128, timings=None):
+def describe_codes(codes, n_clusters):
+    """How informative the encodings are; warns when they collapsed to (nearly) one point.
+
+    With ReLU codes, an L1 penalty that is strong for the data's intensity scale
+    can switch every code unit off during the first optimizer steps; then all
+    subvolumes share one code and k-means cannot separate them.
+    """
+    active = int((np.abs(codes).max(axis=0) > 0).sum())
+    distinct = int(len(np.unique(np.round(codes, 6), axis=0)))
+    if distinct < n_clusters:
+        log.warning(
+            "the autoencoder's codes collapsed: %d of %d code units are ever non-zero and the %d subvolumes have "
+            "only %d distinct codes, fewer than the %d clusters. The clusters are not meaningful. The published L1 "
+            "penalty on the code (--l1 1e-4, summed over the batch) is too strong for these data; retrain with "
+            "--retrain --l1 0 (and, with few subvolumes, a smaller --batch-size such as 16)",
+            active, codes.shape[1], len(codes), distinct, n_clusters,
+        )
+    return {"active_code_units": active, "distinct_codes": distinct}
+
+
+def cluster_and_write(subvolumes, encoder, decoder, n_clusters, out_dir, *, n_init=100, seed=None, batch_size=128, timings=None, code_stats=None):
     """Encode, k-means, decode the centres; write the ``clus-center`` pickles and montages."""
     from .cluster import cluster_encodings, write_cluster_pickles
     from .figures import write_montages
@@ -166,9 +187,11 @@ def cluster_and_write(subvolumes, encoder, decoder, n_clusters, out_dir, *, n_in
     from .train import decode, encode
 
     timings = {} if timings is None else timings
+    code_stats = {} if code_stats is None else code_stats
     started = time.perf_counter()
     codes = encode(encoder, subvolumes.volumes, batch_size)
     timings["encode_s"] = time.perf_counter() - started
+    code_stats.update(describe_codes(codes, n_clusters))
     started = time.perf_counter()
     clustering = cluster_encodings(codes, subvolumes.uuids, n_clusters, n_init=n_init, seed=seed)
     timings["kmeans_s"] = time.perf_counter() - started
@@ -217,7 +240,7 @@ def run_train(data, tomogram, pose, n_clusters, out_dir=".", options=None, *, co
     """
     options = options or TrainOptions()
     started_wall, started = time.time(), time.perf_counter()
-    timings = {}
+    timings, code_stats = {}, {}
     out_dir = os.path.abspath(out_dir)
     model_dir = os.path.join(out_dir, "model")
     if command == "cluster":
@@ -243,7 +266,7 @@ def run_train(data, tomogram, pose, n_clusters, out_dir=".", options=None, *, co
         plot_history(os.path.join(model_dir, "loss.png"), train_info["history"])
     clustering, _ = cluster_and_write(
         subvolumes, models[1], models[2], n_clusters, out_dir,
-        n_init=options.n_init, seed=options.seed, batch_size=options.batch_size, timings=timings,
+        n_init=options.n_init, seed=options.seed, batch_size=options.batch_size, timings=timings, code_stats=code_stats,
     )
     timings["total_s"] = time.perf_counter() - started
     record = {
@@ -262,6 +285,7 @@ def run_train(data, tomogram, pose, n_clusters, out_dir=".", options=None, *, co
         "v_siz": list(subvolumes.v_siz),
         "voxel_size": voxel_size,
         "training": {k: v for k, v in train_info.items() if k != "history"},
+        "codes": code_stats,
         "cluster_sizes": {str(k): v for k, v in clustering.sizes().items()},
         "inertia": clustering.inertia,
         "timings": timings,

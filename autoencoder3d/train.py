@@ -226,6 +226,7 @@ def train_autoencoder(
     validation_split=0.1,
     learning_rate=0.001,
     encoding_dim=32,
+    l1=1e-4,
     seed=0,
     strategy=None,
     verbose=1,
@@ -235,8 +236,8 @@ def train_autoencoder(
     Args:
         volumes: float32 array ``(N, n1, n2, n3)`` (not copied; batches are cut from it).
         model_dir: folder for checkpoints, history and the saved models.
-        epochs, batch_size, patience, validation_split, learning_rate, encoding_dim:
-            published defaults 100, 128, 20, 0.1, 0.001, 32.
+        epochs, batch_size, patience, validation_split, learning_rate, encoding_dim, l1:
+            published defaults 100, 128, 20, 0.1, 0.001, 32, 1e-4 (L1 on the code, summed over the batch).
         seed: shuffling seed (Keras's own seed is set by the caller).
         strategy: a ``tf.distribute`` strategy to build the models under, or None.
         verbose: Keras's verbosity for ``fit``.
@@ -248,7 +249,7 @@ def train_autoencoder(
     os.makedirs(model_dir, exist_ok=True)
     shape = volumes.shape[1:]
     with strategy.scope() if strategy is not None else _null_scope():
-        models = build_autoencoder(shape, encoding_dim)
+        models = build_autoencoder(shape, encoding_dim, l1=l1)
         models[0].compile(optimizer=published_optimizer(learning_rate), loss="mse")
     autoencoder = models[0]
     state = _resume(autoencoder, model_dir)
