@@ -251,7 +251,7 @@ def read_tomogram(path):
     return Tomogram(data=data.transpose(2, 1, 0), voxel_size=voxel_size, path=path, _handle=handle)
 
 
-def write_mrc(path, volume, voxel_size=None):
+def write_mrc(path, volume, voxel_size=None, label=None):
     """Write a volume indexed [x, y, z] as an MRC file, atomically.
 
     Args:
@@ -259,6 +259,8 @@ def write_mrc(path, volume, voxel_size=None):
         volume: 3D array; float64 is stored as float32, other mrcfile dtypes as they are.
         voxel_size: Angstrom per voxel, one number or (x, y, z); the input's, so
             that the file overlays on the tomogram.
+        label: the header's one label (at most 80 ASCII characters); by default
+            mrcfile's, which holds the creation time (so files differ run to run).
     """
     import mrcfile
 
@@ -272,6 +274,9 @@ def write_mrc(path, volume, voxel_size=None):
             mrc.set_data(np.ascontiguousarray(volume.transpose(2, 1, 0)))
             if voxel_size is not None:
                 mrc.voxel_size = tuple(float(s) for s in np.broadcast_to(voxel_size, (3,)))
+            if label is not None:
+                mrc.header.label[0] = label.encode("ascii")[:80]
+                mrc.header.nlabl = 1
 
 
 class MrcStreamWriter:

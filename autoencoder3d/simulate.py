@@ -452,7 +452,7 @@ def _simulate_set(opts, streams, classes, copies, pose_fn, jitter, set_name, mem
 def _write_outputs(out_dir, opts, first, second, write_density):
     """Write the files of both sets and truth.json; return the file names by role."""
     from .atomic import atomic_open
-    from .io import save_subvolumes
+    from .io import save_subvolumes, write_mrc
 
     files = {"tomogram": "tomogram.rec", "example_1": "subvolumes_example_1.pickle",
              "example_2": "subvolumes_example_2.pickle"}
@@ -460,9 +460,9 @@ def _write_outputs(out_dir, opts, first, second, write_density):
     voxel_size = opts["voxel_size"]
     if write_density:
         files.update(density="density.mrc", labels="labels.mrc")
-        _write_mrc(os.path.join(out_dir, files["density"]), first["scene"].density, voxel_size, stamp + " density")
-        _write_mrc(os.path.join(out_dir, files["labels"]), first["scene"].labels, voxel_size, stamp + " labels")
-    _write_mrc(os.path.join(out_dir, files["tomogram"]), first["tomogram"], voxel_size, stamp)
+        write_mrc(os.path.join(out_dir, files["density"]), first["scene"].density, voxel_size, label=stamp + " density")
+        write_mrc(os.path.join(out_dir, files["labels"]), first["scene"].labels, voxel_size, label=stamp + " labels")
+    write_mrc(os.path.join(out_dir, files["tomogram"]), first["tomogram"], voxel_size, label=stamp)
     save_subvolumes(os.path.join(out_dir, files["example_1"]), first["subvolumes"])
     save_subvolumes(os.path.join(out_dir, files["example_2"]), second["subvolumes"])
     truth = _truth(opts, files, first, second)
@@ -470,24 +470,6 @@ def _write_outputs(out_dir, opts, first, second, write_density):
         json.dump(truth, handle, indent=1)
         handle.write("\n")
     return files
-
-
-def _write_mrc(path, volume, voxel_size, label):
-    """:func:`io.write_mrc`, with a fixed header label instead of mrcfile's time stamp.
-
-    mrcfile writes the creation time into the first label; for byte-identical
-    output the label becomes ``label`` before the file takes its final name.
-    """
-    import mrcfile
-
-    from .atomic import atomic_path
-    from .io import write_mrc
-
-    with atomic_path(path, suffix=".mrc") as tmp:
-        write_mrc(tmp, volume, voxel_size)
-        with mrcfile.open(tmp, mode="r+") as mrc:
-            mrc.header.label[0] = label.encode("ascii")[:80]
-            mrc.header.nlabl = 1
 
 
 def _image(rng, scene, opts):
