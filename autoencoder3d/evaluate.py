@@ -257,6 +257,9 @@ def evaluate_clustering(clustering, truth_path, *, out_dir=None, baseline=False,
     pickle_path = find_clustering(clustering)
     truth = load_truth(truth_path)
     uuids, clusters, cluster_ids = load_clustering(pickle_path)
+    # a canonical sample order, so the baseline does not depend on the clustering's order
+    order = sorted(range(len(uuids)), key=uuids.__getitem__)
+    uuids, clusters = [uuids[i] for i in order], [clusters[i] for i in order]
     classes = true_classes(truth, uuids, truth_path)
     if out_dir is None:
         out_dir = os.path.join(os.path.dirname(os.path.abspath(pickle_path)), "evaluation")
