@@ -165,7 +165,7 @@ def main():
     quick = args.quick
     rows, numbers = [], {}
 
-    sizes = (200, 400) if quick else (1000, 3000)
+    sizes = (200, 400) if quick else (600, 1800)
     runs = {}
     with tempfile.TemporaryDirectory() as workdir:
         for n in sizes:
