@@ -15,6 +15,15 @@ AUTOENCODER3D_COMMANDS = ["train", "cluster", "pose", "pick", "extract", "export
 EDSS3D_COMMANDS = ["edss3d_train", "edss3d_predict", "edss3d_segment"]
 
 
+DESCRIPTIONS = {
+    "autoencoder3d": "Find the structures in cryo-electron tomograms without labels: train the Autoencoder3D "
+    "network on subvolumes, cluster their codes and draw the cluster centres (Zeng et al., JSB 2018). "
+    "Start with 'autoencoder3d train DATA TOMOGRAM POSE N_CLUSTERS'.",
+    "edss3d": "EDSS3D: train a 3D segmentation network on the clusters you chose from an 'autoencoder3d train' "
+    "run, and segment subvolumes or whole tomograms with it.",
+}
+
+
 def _load(name):
     return importlib.import_module(f"autoencoder3d.cli.commands.{name}")
 
@@ -35,7 +44,7 @@ def _add_commands(subparsers, names):
 
 
 def build_parser(prog, names):
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__ if prog == "autoencoder3d" else None)
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTIONS.get(prog))
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_commands(subparsers, names)
