@@ -44,7 +44,7 @@ def _add_commands(subparsers, names):
 
 
 def build_parser(prog, names):
-    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTIONS.get(prog))
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTIONS.get(prog.split()[-1]))
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_commands(subparsers, names)
