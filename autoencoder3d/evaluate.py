@@ -31,14 +31,10 @@ def load_truth(path):
     Raises:
         InputError: missing, not JSON, or not a simulator truth file.
     """
+    from .io import read_json
+
     path = os.fspath(path)
-    try:
-        with open(path) as handle:
-            truth = json.load(handle)
-    except OSError as err:
-        raise InputError(f"{path}: cannot read the truth file ({err.strerror})") from None
-    except ValueError as err:
-        raise InputError(f"{path}: not a JSON file ({err})") from None
+    truth = read_json(path, "truth file")
     if not isinstance(truth, dict) or not isinstance(truth.get("subvolumes"), dict) or "classes" not in truth:
         raise InputError(f"{path}: not a truth file of `autoencoder3d simulate` (no 'subvolumes' and 'classes')")
     return truth

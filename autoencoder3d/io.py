@@ -102,6 +102,24 @@ def load_pickle(path):
             raise InputError(f"{path}: not enough memory to load this pickle") from None
 
 
+def read_json(path, what="file"):
+    """Load a JSON file; ``what`` names it in the error (e.g. "selection file").
+
+    Raises:
+        InputError: missing, unreadable or not JSON.
+    """
+    import json
+
+    path = os.fspath(path)
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except OSError as err:
+        raise InputError(f"{path}: cannot read {what} ({err.strerror})") from None
+    except ValueError as err:
+        raise InputError(f"{path}: not valid JSON for a {what} ({err})") from None
+
+
 def save_pickle(path, obj):
     """Write ``obj`` as a pickle, atomically."""
     with atomic_open(path, "wb") as handle:

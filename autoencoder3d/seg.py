@@ -91,13 +91,9 @@ def parse_select(items):
 
 def load_selection(path):
     """Selection from a JSON file ``{"1": [3, 21, 28], "2": [15, 25]}``."""
-    try:
-        with open(path) as handle:
-            raw = json.load(handle)
-    except OSError as err:
-        raise InputError(f"{path}: cannot read selection file ({err.strerror})") from None
-    except ValueError as err:
-        raise InputError(f"{path}: not valid JSON ({err}); expected {{\"1\": [3, 21, 28], \"2\": [15, 25]}}") from None
+    from .io import read_json
+
+    raw = read_json(path, 'selection file such as {"1": [3, 21, 28], "2": [15, 25]}')
     if not isinstance(raw, dict) or not raw:
         raise InputError(f"{path}: expected a JSON object label -> list of cluster ids, e.g. {{\"1\": [3, 21, 28]}}")
     selection = {}
@@ -353,7 +349,7 @@ def train_segmenter(
     import keras
 
     from .atomic import atomic_path
-    from .train import _clear_resume_point, _resume, split_validation
+    from .train import _clear_resume_point, _resume, split_validation, training_info
 
     TargetBatches, SegCheckpoint = _training_classes()
 
@@ -386,18 +382,7 @@ def train_segmenter(
     final = TargetBatches(volumes, np.arange(n_train), batch_size, shuffle=False, targets=targets)
     final_loss = float(model.evaluate(final, verbose=0))
     _clear_resume_point(model_dir)
-    info = {
-        "resumed_from_epoch": initial_epoch,
-        "epochs_run": len(checkpoint.history) - initial_epoch,
-        "epochs_total": len(checkpoint.history),
-        "stopped_early": checkpoint.stopped_early,
-        "best_val_loss": checkpoint.best,
-        "final_train_loss": final_loss,
-        "n_train": n_train,
-        "n_validation": n - n_train,
-        "train_seconds": train_seconds,
-        "history": checkpoint.history,
-    }
+    info = dict(training_info(checkpoint, initial_epoch, n_train, n, train_seconds), final_train_loss=final_loss)
     return model, info
 
 

@@ -274,18 +274,22 @@ def train_autoencoder(
          "stopped_early": checkpoint.stopped_early, "history": checkpoint.history, "finished": True},
     )
     _clear_resume_point(model_dir)
-    info = {
+    return models, training_info(checkpoint, initial_epoch, n_train, len(volumes), train_seconds)
+
+
+def training_info(checkpoint, initial_epoch, n_train, n_samples, seconds):
+    """What a training did, for run.json: epochs, early stop, best validation loss, history."""
+    return {
         "resumed_from_epoch": initial_epoch,
         "epochs_run": len(checkpoint.history) - initial_epoch,
         "epochs_total": len(checkpoint.history),
         "stopped_early": checkpoint.stopped_early,
         "best_val_loss": checkpoint.best,
         "n_train": n_train,
-        "n_validation": len(volumes) - n_train,
-        "train_seconds": train_seconds,
+        "n_validation": n_samples - n_train,
+        "train_seconds": seconds,
         "history": checkpoint.history,
     }
-    return models, info
 
 
 class _null_scope:

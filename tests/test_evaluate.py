@@ -139,7 +139,7 @@ def test_errors_name_the_file_and_problem(simulated, tmp_path):
     bad_json = tmp_path / "bad.json"
     bad_json.write_text("{not json")
     clus = _write_clustering(tmp_path, truth)
-    with pytest.raises(InputError, match="bad.json: not a JSON file"):
+    with pytest.raises(InputError, match="bad.json: not valid JSON for a truth file"):
         evaluate_clustering(clus, bad_json)
     other = tmp_path / "other.json"
     other.write_text('{"a": 1}')
