@@ -293,7 +293,7 @@ def run_train(data, tomogram, pose, n_clusters, out_dir=".", options=None, *, co
     }
     _write_run_json(out_dir, record)
     _export_centres(out_dir)
-    _write_report(out_dir)
+    _write_report(out_dir, subvolumes)
     return record
 
 
@@ -307,12 +307,12 @@ def _export_centres(out_dir):
         log.warning("could not export the cluster centres as MRC (%s); retry with 'autoencoder3d export %s'", err, out_dir)
 
 
-def _write_report(out_dir):
+def _write_report(out_dir, subvolumes=None):
     """The cluster report ``clus-center/index.html``; a failure here never loses the run's results."""
     from .report import write_report
 
     try:
-        path = write_report(out_dir)
+        path = write_report(out_dir, subvolumes=subvolumes)
     except Exception as err:  # noqa: BLE001 - the run's outputs are complete; say how to retry
         log.warning("could not write the cluster report (%s: %s); retry with 'autoencoder3d report %s'", type(err).__name__, err, out_dir)
         return

@@ -207,8 +207,10 @@ def _recompute_encodings(run):
     run.codes = np.asarray(codes, dtype=np.float32)[keep]
 
 
-def _member_volumes(run, n_members):
+def _member_volumes(run, n_members, subvolumes=None):
     """Cluster id -> list of (uuid, rank, volume) for up to ``n_members`` members per cluster.
+
+    ``subvolumes`` (a SubvolumeSet already in memory) saves reading the data pickle again.
 
     Members are spread from nearest to farthest from the centre in encoding
     space (the first ones of each cluster when the encodings are unknown).
@@ -227,13 +229,14 @@ def _member_volumes(run, n_members):
         else:
             chosen = list(range(min(n_members, len(uuids))))
         picks[k] = [(uuids[order[r]], r) for r in chosen]
-    if not run.data_path or not os.path.isfile(run.data_path):
+    if subvolumes is None and (not run.data_path or not os.path.isfile(run.data_path)):
         run.notes.append(f"subvolume pickle not found ({run.data_path}); member slices are not shown")
         return {k: [] for k in picks}
     wanted = {u for p in picks.values() for u, _ in p}
     if not wanted:
         return {k: [] for k in picks}
-    subvolumes = load_subvolumes(run.data_path)
+    if subvolumes is None:
+        subvolumes = load_subvolumes(run.data_path)
     index = {u: i for i, u in enumerate(subvolumes.uuids)}
     missing = sorted(wanted - index.keys())
     if missing:
@@ -495,12 +498,12 @@ def _script_json(obj):
     return json.dumps(obj, separators=(",", ":")).replace("</", "<\\/")
 
 
-def build_report(run_dir, *, n_members=4, tsne=True, tsne_max_points=TSNE_MAX_POINTS, map_max_points=MAP_MAX_POINTS, seed=0, recompute=True):
+def build_report(run_dir, *, n_members=4, tsne=True, tsne_max_points=TSNE_MAX_POINTS, map_max_points=MAP_MAX_POINTS, seed=0, recompute=True, subvolumes=None):
     """The report page of a run folder, as a string (see :func:`write_report`)."""
     run = read_run(run_dir, recompute=recompute)
     sizes = run.sizes()
     colors = cluster_colors(max(len(run.centers), max(run.centers, default=-1) + 1))
-    members = _member_volumes(run, n_members)
+    members = _member_volumes(run, n_members, subvolumes)
     from .figures import montage_name
 
     cards = [
@@ -536,7 +539,7 @@ def build_report(run_dir, *, n_members=4, tsne=True, tsne_max_points=TSNE_MAX_PO
     })
 
 
-def write_report(run_dir, out=None, *, n_members=4, tsne=True, tsne_max_points=TSNE_MAX_POINTS, map_max_points=MAP_MAX_POINTS, seed=0, recompute=True):
+def write_report(run_dir, out=None, *, n_members=4, tsne=True, tsne_max_points=TSNE_MAX_POINTS, map_max_points=MAP_MAX_POINTS, seed=0, recompute=True, subvolumes=None):
     """Write the cluster report of a finished run as one self-contained HTML page, atomically.
 
     Args:
@@ -550,6 +553,8 @@ def write_report(run_dir, out=None, *, n_members=4, tsne=True, tsne_max_points=T
         seed: for the random draws and t-SNE.
         recompute: encode the subvolumes with the saved encoder when the run
             did not save ``clus-center/encodings.pickle``.
+        subvolumes: the clustered SubvolumeSet when already in memory (saves
+            reading the data pickle again).
 
     Returns:
         The path of the page.
@@ -559,7 +564,7 @@ def write_report(run_dir, out=None, *, n_members=4, tsne=True, tsne_max_points=T
     """
     page = build_report(
         run_dir, n_members=n_members, tsne=tsne, tsne_max_points=tsne_max_points,
-        map_max_points=map_max_points, seed=seed, recompute=recompute,
+        map_max_points=map_max_points, seed=seed, recompute=recompute, subvolumes=subvolumes,
     )
     out = out or os.path.join(os.path.abspath(os.fspath(run_dir)), "clus-center", REPORT_NAME)
     with atomic_open(out, "wb") as handle:

@@ -301,8 +301,12 @@ class _null_scope:
 
 
 def encode(encoder, volumes, batch_size=128):
-    """Encodings ``(N, encoding_dim)`` of float32 volumes ``(N, n1, n2, n3)``."""
-    return encoder.predict(volumes[..., None], batch_size=batch_size, verbose=0)
+    """Encodings ``(N, encoding_dim)`` of float32 volumes ``(N, n1, n2, n3)``.
+
+    Batches are cut from ``volumes`` one at a time (no whole-array copy).
+    """
+    batches = ArrayBatches(volumes, np.arange(len(volumes)), batch_size, shuffle=False)
+    return encoder.predict(batches, verbose=0)
 
 
 def decode(decoder, codes, batch_size=128):
