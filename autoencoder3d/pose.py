@@ -171,33 +171,39 @@ def pose_normalize(subvolumes, tomogram, *, sigma=2.0, workers=None, progress=Fa
             return None
 
     workers = workers or os.cpu_count() or 1
+    volumes = np.empty_like(subvolumes.volumes)
+    poses = {}
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = pool.map(work, range(len(subvolumes)))
         if progress:
             from tqdm import tqdm
 
             results = tqdm(results, total=len(subvolumes), desc="pose normalization", unit="subvolume")
-        results = list(results)
-    return _collect(subvolumes, results)
+        for i, result in enumerate(results):  # stored as they arrive: one extra copy of the data at most
+            if result is not None:
+                volumes[i], poses[i] = result[0], result[1:]
+    return _collect(subvolumes, volumes, poses)
 
 
-def _collect(subvolumes, results):
-    keep = [i for i, r in enumerate(results) if r is not None]
-    for i, r in enumerate(results):
-        if r is None:
+def _collect(subvolumes, volumes, poses):
+    """The normalized set: rows without a pose (zero mass) dropped with a warning, in place."""
+    keep = sorted(poses)
+    for i in range(len(subvolumes)):
+        if i not in poses:
             log.warning("subvolume %s has no mass after inversion (constant); skipped", subvolumes.uuids[i])
     if not keep:
         raise InputError("pose normalization: every subvolume is constant; nothing to normalize")
-    volumes = np.empty((len(keep),) + subvolumes.v_siz, dtype=np.float32)
-    extras = {}
     for j, i in enumerate(keep):
-        volume, rm, c = results[i]
-        volumes[j] = volume
+        if i != j:
+            volumes[j] = volumes[i]
+    extras = {}
+    for i in keep:
         uuid = subvolumes.uuids[i]
+        rm, c = poses[i]
         extras[uuid] = dict(subvolumes.extras.get(uuid, {}), rotation=rm, center_of_mass=c)
     return SubvolumeSet(
         uuids=[subvolumes.uuids[i] for i in keep],
-        volumes=volumes,
+        volumes=volumes[: len(keep)],
         centers=subvolumes.centers[keep].copy(),
         extras=extras,
         voxel_size=subvolumes.voxel_size,
