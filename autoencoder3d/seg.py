@@ -192,6 +192,20 @@ def one_hot(class_map, n_class):
     return (class_map[..., None] == np.arange(n_class)).astype(np.float32)
 
 
+def _check_labelled_voxels(counts, selection, decoded, rows, patch_labels, iso):
+    """Refuse a label whose decoded subvolumes have no voxel darker than -iso, and suggest an --iso."""
+    for label in sorted(selection):
+        if counts[label] > 0:
+            continue
+        darkness = -np.stack([decoded[r] for r, l in zip(rows, patch_labels) if l == label])
+        suggestion = float(np.percentile(darkness, 90))
+        raise InputError(
+            f"--iso {iso}: label {label} gets no voxel: the decoded subvolumes of its clusters range from "
+            f"{-darkness.max():.3g} to {-darkness.min():.3g}, never below -{iso} (the iso value is in the data's "
+            f"intensity units); try --iso {suggestion:.3g}, which marks the darkest 10 % of their voxels"
+        )
+
+
 def class_weights(class_maps, n_class):
     """The published per-class weights ``w_l = (target entries) / (voxels of class l)``.
 
@@ -545,6 +559,7 @@ def run_seg_train(
     weights = class_weights(class_maps, n_class)
     log.info("per-class weights (published formula): %s%s", np.round(weights, 3).tolist(), "" if class_balanced else " (not applied; --class-balanced applies them)")
     counts = np.bincount(class_maps.ravel(), minlength=n_class)[:n_class]
+    _check_labelled_voxels(counts, selection, decoded, rows, patch_labels, iso)
 
     # 5-6. train
     model, info = train_segmenter(

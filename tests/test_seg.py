@@ -310,3 +310,13 @@ def test_command_line_errors(run_folder, tmp_path, capsys):
     assert "either --select or --selection" in capsys.readouterr().err
     assert run("edss3d", EDSS3D_COMMANDS, ["predict", data, "--out", str(tmp_path)]) == 2
     assert "run 'edss3d train' first" in capsys.readouterr().err
+
+
+def test_a_label_without_voxels_is_refused_with_a_suggested_iso():
+    from autoencoder3d.seg import _check_labelled_voxels
+
+    decoded = {0: np.full((4, 4, 4), -0.2, np.float32), 1: np.linspace(-0.3, 0.1, 64, dtype=np.float32).reshape(4, 4, 4)}
+    # the label-1 patch is decoded[1]: values -0.3 .. 0.1, the darkest 10 % beyond 0.26
+    with pytest.raises(InputError, match=r"--iso 0.5: label 1 gets no voxel: .* range from -0.3 to 0.1, .*try --iso 0\.26"):
+        _check_labelled_voxels(np.array([100, 0]), {1: [5]}, decoded, [1, 0], [1, 0], 0.5)
+    _check_labelled_voxels(np.array([100, 3]), {1: [5]}, decoded, [0, 1], [1, 0], 0.5)  # voxels: fine

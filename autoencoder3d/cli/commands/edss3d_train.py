@@ -13,6 +13,8 @@ Example:
   edss3d train data.pickle --out run1 --selection chosen.json --class-balanced
 """
 
+import sys
+
 from ..common import add_seed, fraction, positive_float, positive_int, setup_logging
 
 
@@ -54,7 +56,8 @@ def main(args):
     record = run_seg_train(
         args.data, args.out, selection, iso=args.iso, class_balanced=args.class_balanced, epochs=args.epochs,
         batch_size=args.batch_size, patience=args.patience, validation_split=args.validation_split,
-        learning_rate=args.learning_rate, seed=args.seed, retrain=args.retrain, verbose=0 if args.quiet else 1,
+        learning_rate=args.learning_rate, seed=args.seed, retrain=args.retrain,
+        verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2),
         source=args.selection or "--select",
     )
     if record.get("reused_saved_model"):
