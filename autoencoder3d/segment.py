@@ -64,7 +64,26 @@ def keras_predictor(model, batch_size=16):
     return predict
 
 
-def iter_segment(predict, data, box, n_class, *, step=None, batch_boxes=64, window=None, fill=None):
+def read_slab(data, z0, depth, sigma=0.0):
+    """Planes ``z0 : z0 + depth`` of ``data`` as float32, Gaussian-smoothed when ``sigma`` > 0.
+
+    The smoothing reads a margin of the Gaussian's reach along z (all of x and
+    y), so the values equal those of smoothing the whole tomogram first.
+    """
+    nz = data.shape[2]
+    if not sigma:
+        return np.asarray(data[:, :, z0 : z0 + depth], dtype=np.float32)
+    from scipy.ndimage import gaussian_filter
+
+    from .pose import TRUNCATE
+
+    reach = int(TRUNCATE * sigma + 0.5)
+    lo, hi = max(z0 - reach, 0), min(z0 + depth + reach, nz)
+    region = gaussian_filter(np.asarray(data[:, :, lo:hi], dtype=np.float32), sigma)
+    return region[:, :, z0 - lo : min(z0 + depth, nz) - lo]
+
+
+def iter_segment(predict, data, box, n_class, *, step=None, batch_boxes=64, window=None, fill=None, smooth_sigma=0.0):
     """Slide the network over ``data`` and yield finished slabs of blended probabilities.
 
     Args:
@@ -77,6 +96,8 @@ def iter_segment(predict, data, box, n_class, *, step=None, batch_boxes=64, wind
         window: blending weights ``(b, b, b)`` (default :func:`blend_window`).
         fill: value for voxels outside the tomogram when an edge is shorter than
             ``b`` (default: the mean of the slab).
+        smooth_sigma: Gaussian smoothing of ``data`` in voxels, as pose
+            normalization applies to its training input (0: none).
 
     Yields:
         (z0, probabilities ``(nx, ny, z1 - z0, n_class)`` float32) in increasing z,
@@ -101,7 +122,7 @@ def iter_segment(predict, data, box, n_class, *, step=None, batch_boxes=64, wind
             acc[:, :, depth - done :] = 0
             wsum[:, :, depth - done :] = 0
             origin = z0
-        slab = np.asarray(data[:, :, z0 : z0 + box], dtype=np.float32)
+        slab = read_slab(data, z0, box, smooth_sigma)
         slab_fill = float(slab.mean()) if fill is None else float(fill)
         if slab.shape != (max(nx, box), max(ny, box), box):
             padded = np.full((max(nx, box), max(ny, box), box), slab_fill, dtype=np.float32)
@@ -134,7 +155,7 @@ def probability_path(out_path, label):
     return f"{root}-class{label}{ext or '.mrc'}"
 
 
-def segment_tomogram(tomogram_path, model_path, out_path, *, step=None, batch_boxes=64, batch_size=16, probabilities=False, progress=True):
+def segment_tomogram(tomogram_path, model_path, out_path, *, step=None, batch_boxes=64, batch_size=16, probabilities=False, progress=True, smooth_sigma=0.0):
     """The ``edss3d segment`` job: label map (and optionally probability maps) of a whole tomogram.
 
     Args:
@@ -143,6 +164,8 @@ def segment_tomogram(tomogram_path, model_path, out_path, *, step=None, batch_bo
         out_path: the label map, 8-bit MRC with the tomogram's voxel size and axis order.
         step: distance between box starts (default half the box).
         probabilities: also write ``<out>-class<l>.mrc`` (float32) for every class l >= 1.
+        smooth_sigma: smooth the tomogram (voxels) on the fly, for a network trained on
+            pose-normalized subvolumes (cut from the tomogram smoothed with sigma 2).
 
     Returns:
         dict with the outputs, the tomogram shape, voxels per class, seconds and voxels per second.
@@ -169,7 +192,7 @@ def segment_tomogram(tomogram_path, model_path, out_path, *, step=None, batch_bo
             labels_out = stack.enter_context(open_mrc_stream(out_path, shape, np.uint8, tomo.voxel_size))
             prob_out = [stack.enter_context(open_mrc_stream(p, shape, np.float32, tomo.voxel_size)) for p in paths[1:]]
             predict = keras_predictor(model, batch_size)
-            for z0, probs in iter_segment(predict, tomo.data, box, n_class, step=step, batch_boxes=batch_boxes):
+            for z0, probs in iter_segment(predict, tomo.data, box, n_class, step=step, batch_boxes=batch_boxes, smooth_sigma=smooth_sigma):
                 labels = np.argmax(probs, axis=-1).astype(np.uint8)
                 counts += np.bincount(labels.ravel(), minlength=n_class)[:n_class]
                 labels_out.write(z0, labels)

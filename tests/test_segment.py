@@ -157,3 +157,15 @@ def test_segment_bad_input(seg_model, tmp_path):
     with pytest.raises(InputError, match="tomogram file not found"):
         segment_tomogram(str(tmp_path / "missing.mrc"), path, str(tmp_path / "s.mrc"))
     assert not (tmp_path / "s.mrc").exists()
+
+
+def test_slabs_smoothed_on_the_fly_equal_whole_tomogram_smoothing():
+    from scipy.ndimage import gaussian_filter
+
+    from autoencoder3d.segment import read_slab
+
+    data = np.random.default_rng(3).normal(size=(20, 18, 40)).astype(np.float32)
+    whole = gaussian_filter(data, 2.0)
+    for z0 in (0, 5, 24, 32):
+        np.testing.assert_array_equal(read_slab(data, z0, 16, 2.0), whole[:, :, z0 : z0 + 16])
+    np.testing.assert_array_equal(read_slab(data, 8, 16), data[:, :, 8:24])

@@ -21,6 +21,7 @@ def add_args(parser):
     parser.add_argument("--out", default="seg.mrc", help="label map to write (default: seg.mrc)")
     parser.add_argument("--step", type=positive_int, default=None, help="voxels between box starts (default: half the box; the box size gives no overlap)")
     parser.add_argument("--probabilities", action="store_true", help="also write a float32 probability map per class: OUT-class1.mrc, ...")
+    parser.add_argument("--smooth-sigma", type=float, default=0.0, help="smooth the tomogram on the fly (voxels); use 2.0 for a network trained on pose-normalized subvolumes, which were cut from the smoothed tomogram (default 0: as given)")
     parser.add_argument("--batch-size", type=positive_int, default=16, help="boxes predicted together (default 16)")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
 
@@ -31,7 +32,7 @@ def main(args):
 
     result = segment_tomogram(
         args.tomogram, args.model, args.out, step=args.step, batch_size=args.batch_size,
-        probabilities=args.probabilities, progress=not args.quiet,
+        probabilities=args.probabilities, progress=not args.quiet, smooth_sigma=args.smooth_sigma,
     )
     shape = "x".join(map(str, result["shape"]))
     print(
