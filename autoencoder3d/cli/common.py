@@ -28,24 +28,22 @@ def positive_int(text):
     return value
 
 
-def fraction(text):
+def _float_where(text, accept, expected):
     try:
         value = float(text)
     except ValueError:
-        value = -1.0
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+        value = float("nan")
+    if not accept(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
+
+
+def fraction(text):
+    return _float_where(text, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 
 
 def positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+    return _float_where(text, lambda v: v > 0, "a positive number")
 
 
 def optional_path(text):
