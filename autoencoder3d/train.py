@@ -11,6 +11,7 @@ point (last weights, optimizer state, counters, history), so a killed run
 continues where it stopped.
 """
 
+import contextlib
 import csv
 import json
 import logging
@@ -248,7 +249,7 @@ def train_autoencoder(
     """
     os.makedirs(model_dir, exist_ok=True)
     shape = volumes.shape[1:]
-    with strategy.scope() if strategy is not None else _null_scope():
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
         models = build_autoencoder(shape, encoding_dim, l1=l1)
         models[0].compile(optimizer=published_optimizer(learning_rate), loss="mse")
     autoencoder = models[0]
@@ -290,14 +291,6 @@ def training_info(checkpoint, initial_epoch, n_train, n_samples, seconds):
         "train_seconds": seconds,
         "history": checkpoint.history,
     }
-
-
-class _null_scope:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def encode(encoder, volumes, batch_size=128):

@@ -18,8 +18,6 @@ Usage: python scripts/bench_train.py [--quick] [--json OUT.json]
 import argparse
 import json
 import os
-import pickle
-import resource
 import subprocess
 import sys
 import tempfile

@@ -1,6 +1,5 @@
 import numpy as np
 import png
-import pytest
 
 from autoencoder3d.figures import montage, montage_name, montage_uint16, plot_history, write_montages, write_png16
 
