@@ -1,27 +1,20 @@
 """Particle coordinate files: read what the cryo-ET tools write, write what they read.
 
 Inside the package a particle position is a tomogram voxel index ``(x, y, z)``
-counted from 0, where ``x`` is the MRC file's fastest axis (its columns), the
-same order as the published pickle's ``'center'``. The readers convert every
-format below to that convention; the writers convert back.
+counted from 0 (the centre of the first voxel is 0), where ``x`` is the MRC
+file's fastest axis (its columns), the same order as the published pickle's
+``'center'``. The readers convert every format below to that convention; the
+writers convert back.
 
-Conventions of each format, as read and written here:
-
-- **RELION 4 / Warp STAR** (``rlnCoordinateX/Y/Z``): pixels, counted from 0
-  (RELION: "the origin is the first element of the MRC array"), not centred. The
-  pixels may be those of another binning of the same tomogram: give their pixel
-  size with ``coords_angpix`` and they are scaled to this tomogram's voxels.
-  When the file lists several tomograms (``rlnTomoName`` or
-  ``rlnMicrographName``), only the rows naming this tomogram are used.
-- **RELION 5 STAR** (``rlnCenteredCoordinateX/Y/ZAngst``): Angstrom from the
-  tomogram's centre, taken as ``size / 2`` voxels (not ``(size - 1) / 2``), as
-  RELION 5 converts them; needs the tomogram's voxel size from its header.
+- **STAR** (RELION 3/4/5, WarpTools, M): see :mod:`autoencoder3d.star_coords`
+  (units, centre, refinement shifts and tomogram names of each).
 - **CSV / TXT** (comma, tab or space separated): columns named ``x, y, z``
   (any case) when the first line is a header, else the first three columns;
   voxels counted from 0 unless ``one_based`` is set (then 1 is subtracted).
-- **IMOD point list** from ``model2point`` (3, 4 or 5 whitespace-separated
-  columns: ``[object] [contour] x y z``): the last three columns, IMOD model
-  coordinates, which count from 0 (3dmod *displays* them from 1).
+- **IMOD**: a binary model (``.mod``, read with the ``imodmodel`` package) or a
+  ``model2point`` list (4 or 5 whitespace-separated columns ``[object] contour
+  x y z``, or 3 columns with ``imod=True``): IMOD model coordinates, whose
+  first voxel centre is (0.5, 0.5, 0); see :mod:`autoencoder3d.imod`.
 
 Only pandas (through starfile) parses STAR files; no hand-written STAR parser.
 """
@@ -32,58 +25,18 @@ import numpy as np
 
 from .atomic import atomic_path
 from .errors import InputError
+from .imod import is_binary_model, model_to_voxels, read_model
+from .star_coords import RELION4_COLUMNS, RELION5_COLUMNS, read_star, read_tomograms_star, tomo_key
 
-RELION4_COLUMNS = ("rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ")
-RELION5_COLUMNS = ("rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst", "rlnCenteredCoordinateZAngst")
-NAME_COLUMNS = ("rlnTomoName", "rlnMicrographName")
+__all__ = ["read_coordinates", "read_star", "read_table", "read_tomograms_star", "tomo_key", "tomo_stem"]
 
 
 def tomo_stem(path):
-    """The tomogram's name as RELION's ``rlnTomoName`` uses it: the file name without extension."""
+    """The tomogram's file name without folder and extension (e.g. ``rec_TS_01`` for ``rec_TS_01.mrc``)."""
     name = os.path.basename(os.fspath(path))
     for ext in (".gz", ".bz2"):
         name = name.removesuffix(ext)
     return os.path.splitext(name)[0]
-
-
-def _star_table(path):
-    import starfile
-
-    try:
-        data = starfile.read(path, always_dict=True)
-    except Exception as err:  # starfile raises many kinds on malformed files
-        raise InputError(f"{path}: not a readable STAR file ({type(err).__name__}: {err})") from None
-    tables = [t for t in data.values() if hasattr(t, "columns")]
-    for table in tables:
-        if set(RELION4_COLUMNS) <= set(table.columns) or set(RELION5_COLUMNS) <= set(table.columns):
-            return table
-    found = sorted({c for t in tables for c in t.columns})
-    raise InputError(
-        f"{path}: STAR file has no coordinate columns: expected rlnCoordinateX/Y/Z (pixels) or "
-        f"rlnCenteredCoordinateX/Y/ZAngst (RELION 5); found {', '.join(found) or 'no table'}"
-    )
-
-
-def _rows_for_tomogram(table, path, tomo_name):
-    for column in NAME_COLUMNS:
-        if column not in table.columns:
-            continue
-        names = table[column].astype(str).map(tomo_stem)
-        if names.nunique() <= 1 or tomo_name is None:
-            if names.nunique() > 1:
-                raise InputError(
-                    f"{path}: lists particles of {names.nunique()} tomograms in {column}; "
-                    "cannot tell which rows belong to this tomogram"
-                )
-            return table
-        keep = names == tomo_stem(tomo_name)
-        if not keep.any():
-            raise InputError(
-                f"{path}: no rows for tomogram '{tomo_stem(tomo_name)}' in {column} "
-                f"(it lists: {', '.join(sorted(names.unique())[:5])})"
-            )
-        return table[keep.values]
-    return table
 
 
 def _numeric(values, path, what):
@@ -96,57 +49,20 @@ def _numeric(values, path, what):
     return out
 
 
-def read_star(path, shape=None, voxel_size=None, coords_angpix=None, tomo_name=None):
-    """Particle positions from a RELION 4 / Warp or RELION 5 STAR file.
-
-    Args:
-        path: the STAR file.
-        shape: the tomogram's (x, y, z) size in voxels (needed for RELION 5 centred coordinates).
-        voxel_size: the tomogram's voxel size in Angstrom (one number or (x, y, z)).
-        coords_angpix: pixel size of ``rlnCoordinate*`` when they refer to another binning.
-        tomo_name: the tomogram's file name, to pick its rows from a multi-tomogram file.
-
-    Returns:
-        float array (N, 3) of 0-based voxel coordinates (x, y, z) in this tomogram.
-
-    Raises:
-        InputError: unreadable file, missing columns, or a voxel size that is needed but 0.
-    """
-    path = os.fspath(path)
-    table = _rows_for_tomogram(_star_table(path), path, tomo_name)
-    vs = None if voxel_size is None else np.broadcast_to(np.asarray(voxel_size, dtype=float), (3,))
-    if set(RELION4_COLUMNS) <= set(table.columns):
-        xyz = _numeric(table[list(RELION4_COLUMNS)].to_numpy(), path, "rlnCoordinateX/Y/Z")
-        if coords_angpix is not None:
-            if vs is None or np.any(vs <= 0):
-                raise InputError(
-                    f"{path}: --coords-angpix {coords_angpix} needs the tomogram's voxel size, "
-                    "but its header says 0"
-                )
-            xyz = xyz * (float(coords_angpix) / vs)
-        return xyz
-    if vs is None or np.any(vs <= 0):
-        raise InputError(
-            f"{path}: RELION 5 centred coordinates (Angstrom) need the tomogram's voxel size, but its header says 0"
-        )
-    if shape is None:
-        raise InputError(f"{path}: RELION 5 centred coordinates need the tomogram's size")
-    angst = _numeric(table[list(RELION5_COLUMNS)].to_numpy(), path, "rlnCenteredCoordinateX/Y/ZAngst")
-    return angst / vs + np.asarray(shape, dtype=float) / 2.0
-
-
 def _split(line):
     return line.replace(",", " ").replace(";", " ").split()
 
 
-def read_table(path, one_based=False):
+def read_table(path, one_based=False, imod=False):
     """Particle positions from a CSV/TXT of x y z, or an IMOD ``model2point`` list.
 
     Args:
         path: the text file. A header line naming ``x``, ``y`` and ``z`` selects
             those columns; without a header, 3 columns are x y z and 4 or 5 columns
-            are IMOD's ``[object] contour x y z``.
+            are IMOD's ``[object] contour x y z`` (IMOD model coordinates).
         one_based: the file counts voxels from 1 (subtract 1).
+        imod: 3-column lines are IMOD model coordinates too (``model2point``
+            without object and contour numbers).
 
     Returns:
         float array (N, 3) of 0-based voxel coordinates (x, y, z).
@@ -159,48 +75,74 @@ def read_table(path, one_based=False):
         raise InputError(f"{path}: cannot read coordinate file ({err.strerror})") from None
     if not lines:
         raise InputError(f"{path}: coordinate file is empty")
-    first = _split(lines[0])
-    try:
-        [float(v) for v in first]
-        header = None
-    except ValueError:
-        header = [h.strip().strip('"').lower() for h in first]
-        lines = lines[1:]
+    header = _header(lines[0], path)
     if header is not None:
-        missing = [c for c in "xyz" if c not in header]
-        if missing:
-            raise InputError(
-                f"{path}: header has no column named {', '.join(missing)} (columns: {', '.join(header)}); "
-                "name the coordinate columns x, y, z"
-            )
-        cols = [header.index(c) for c in "xyz"]
-    rows = []
+        lines = lines[1:]
+    rows, model = [], []
     for number, line in enumerate(lines, start=2 if header else 1):
         fields = _split(line)
-        if header is None:
-            if len(fields) == 3:
-                cols = [0, 1, 2]
-            elif len(fields) in (4, 5):
-                cols = [len(fields) - 3, len(fields) - 2, len(fields) - 1]
-            else:
-                raise InputError(
-                    f"{path}: line {number} has {len(fields)} columns; expected x y z (3 columns), an IMOD "
-                    "model2point list (4 or 5), or a header line naming x, y, z"
-                )
-        elif len(fields) < len(header):
-            raise InputError(f"{path}: line {number} has {len(fields)} columns, the header names {len(header)}")
+        cols = _row_columns(fields, header, path, number)
         try:
             rows.append([float(fields[c]) for c in cols])
         except ValueError:
             raise InputError(f"{path}: line {number}: x y z are not numbers: {line[:80]!r}") from None
+        model.append(header is None and (imod or len(fields) > 3))
     if not rows:
         raise InputError(f"{path}: no coordinates in the file")
     xyz = _numeric(rows, path, "coordinates")
+    model = np.array(model)
+    xyz[model] = model_to_voxels(xyz[model])
     return xyz - 1.0 if one_based else xyz
 
 
-def read_coordinates(path, shape=None, voxel_size=None, coords_angpix=None, tomo_name=None, one_based=False):
-    """Read a coordinate file of any supported kind (chosen by its ``.star`` extension or else as text).
+def _header(first_line, path):
+    fields = _split(first_line)
+    try:
+        [float(v) for v in fields]
+        return None
+    except ValueError:
+        header = [h.strip().strip('"').lower() for h in fields]
+    missing = [c for c in "xyz" if c not in header]
+    if missing:
+        raise InputError(
+            f"{path}: header has no column named {', '.join(missing)} (columns: {', '.join(header)}); "
+            "name the coordinate columns x, y, z"
+        )
+    return header
+
+
+def _row_columns(fields, header, path, number):
+    if header is not None:
+        if len(fields) < len(header):
+            raise InputError(f"{path}: line {number} has {len(fields)} columns, the header names {len(header)}")
+        return [header.index(c) for c in "xyz"]
+    if len(fields) in (3, 4, 5):
+        return [len(fields) - 3, len(fields) - 2, len(fields) - 1]
+    raise InputError(
+        f"{path}: line {number} has {len(fields)} columns; expected x y z (3 columns), an IMOD "
+        "model2point list (4 or 5), or a header line naming x, y, z"
+    )
+
+
+def read_coordinates(
+    path, shape=None, voxel_size=None, coords_angpix=None, tomogram=None, one_based=False, *,
+    tomo_name=None, tomograms_star=None, imod=False,
+):
+    """Read a coordinate file of any supported kind.
+
+    The kind comes from the content: a binary IMOD model (``IMOD`` magic), a
+    ``.star`` file, or else a text list (:func:`read_table`).
+
+    Args:
+        path: the coordinate file.
+        shape, voxel_size: the tomogram's size (x, y, z) and voxel size (Angstrom).
+        coords_angpix: pixel size of the coordinates, overriding what a STAR file states.
+        tomogram: the tomogram's file name, to pick its rows from a STAR file.
+        one_based: text lists count voxels from 1.
+        tomo_name: the tomogram's name in the STAR file, when its file name does not tell.
+        tomograms_star: RELION 5's ``tomograms.star``, for the tilt-series pixel size,
+            binning and unbinned size of the tomogram.
+        imod: 3-column text lists hold IMOD model coordinates.
 
     Returns:
         float array (N, 3) of 0-based voxel coordinates (x, y, z) in the tomogram.
@@ -208,9 +150,13 @@ def read_coordinates(path, shape=None, voxel_size=None, coords_angpix=None, tomo
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise InputError(f"{path}: coordinate file not found")
-    if path.lower().endswith(".star"):
-        return read_star(path, shape, voxel_size, coords_angpix, tomo_name)
-    xyz = read_table(path, one_based)
+    if is_binary_model(path):
+        xyz = read_model(path)
+    elif path.lower().endswith(".star"):
+        entry = read_tomograms_star(tomograms_star, tomogram, tomo_name) if tomograms_star else None
+        return read_star(path, shape, voxel_size, coords_angpix, tomogram, tomo_name, entry)
+    else:
+        xyz = read_table(path, one_based, imod)
     if coords_angpix is not None:
         vs = np.broadcast_to(np.asarray(voxel_size if voxel_size is not None else 0, dtype=float), (3,))
         if np.any(vs <= 0):
@@ -260,7 +206,7 @@ def particle_tables(xyz, tomogram_path=None, shape=None, voxel_size=None, extra=
     star_extra = {k: v for k, v in extra.items() if k.startswith("rln")}
     names = {}
     if tomogram_path:
-        names = {"rlnTomoName": tomo_stem(tomogram_path), "rlnMicrographName": os.path.basename(tomogram_path)}
+        names = {"rlnTomoName": tomo_key(tomogram_path), "rlnMicrographName": os.path.basename(tomogram_path)}
     r4 = pd.DataFrame({**{k: [v] * len(xyz) for k, v in names.items()}, **dict(zip(RELION4_COLUMNS, xyz.T))})
     for k, v in star_extra.items():
         r4[k] = v

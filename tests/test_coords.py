@@ -75,9 +75,13 @@ def test_text_formats(tmp_path):
     (tmp_path / "header.csv").write_text("uuid,X,Y,Z\na,10,12,14\nb,20,18,15\nc,29,20,12\n")
     (tmp_path / "imod.txt").write_text("  1  1  10.00  12.00  14.00\n  1  2  20.00  18.00  15.00\n  1  3  29.00  20.00  12.00\n")
     (tmp_path / "contour.txt").write_text("1 10 12 14\n2 20 18 15\n3 29 20 12\n")
-    for name in ("plain.txt", "header.csv", "imod.txt", "contour.txt"):
+    for name in ("plain.txt", "header.csv"):
         np.testing.assert_allclose(read_coordinates(tmp_path / name), XYZ, err_msg=name)
     np.testing.assert_allclose(read_coordinates(tmp_path / "plain.txt", one_based=True), XYZ - 1)
+    # IMOD model coordinates put the first voxel centre at (0.5, 0.5, 0) (3dmod; imodmodel's coordinate note)
+    for name in ("imod.txt", "contour.txt"):
+        np.testing.assert_allclose(read_coordinates(tmp_path / name), XYZ - [0.5, 0.5, 0], err_msg=name)
+    np.testing.assert_allclose(read_coordinates(tmp_path / "plain.txt", imod=True), XYZ - [0.5, 0.5, 0])
 
 
 @pytest.mark.parametrize(
