@@ -264,9 +264,31 @@ def read_tomogram(path):
     if data.dtype.kind not in "iuf":
         handle.close()
         raise InputError(f"{path}: MRC data type {data.dtype} is not supported (real-valued volumes only)")
-    vs = handle.voxel_size
+    order = _xyz_axes(handle.header, path)
+    if order is None:
+        mapping = _axis_map(handle.header)
+        handle.close()
+        raise InputError(f"{path}: MRC axis order mapc/mapr/maps = {mapping} is not a permutation of 1, 2, 3")
+    vs = handle.voxel_size  # cella / (mx, my, mz): already along x, y, z whatever the storage order
     voxel_size = (float(vs.x), float(vs.y), float(vs.z))
-    return Tomogram(data=data.transpose(2, 1, 0), voxel_size=voxel_size, path=path, _handle=handle)
+    return Tomogram(data=data.transpose(2, 1, 0).transpose(order), voxel_size=voxel_size, path=path, _handle=handle)
+
+
+def _axis_map(header):
+    return tuple(int(header[name]) for name in ("mapc", "mapr", "maps"))
+
+
+def _xyz_axes(header, path):
+    """Axes of the [column, row, section] array that hold x, y, z (MRC2014 mapc/mapr/maps), or None if invalid.
+
+    Files that leave the fields 0 (some old writers) are read as 1, 2, 3.
+    """
+    mapping = _axis_map(header)
+    if mapping == (0, 0, 0):
+        mapping = (1, 2, 3)
+    if sorted(mapping) != [1, 2, 3]:
+        return None
+    return tuple(mapping.index(axis) for axis in (1, 2, 3))
 
 
 def write_mrc(path, volume, voxel_size=None, label=None):
