@@ -190,7 +190,7 @@ def dog_pick(data, sigma1, *, threshold=3.0, dark=True, box=32, max_particles=No
         max_particles: keep at most this many (strongest first).
         block: core side of the blocks processed at a time.
         workers: threads (scipy's filters release the GIL).
-        progress: show a progress bar.
+        progress: show a progress bar (only when standard error is a terminal).
 
     Returns:
         :class:`Picks`.
@@ -203,13 +203,10 @@ def dog_pick(data, sigma1, *, threshold=3.0, dark=True, box=32, max_particles=No
     def work(lo_hi):
         return _block_peaks(data, lo_hi[0], lo_hi[1], sigma1, dark)
 
-    if progress:
-        from tqdm import tqdm
+    from .progress import progress_bar
+
     with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
-        results = pool.map(work, blocks)
-        if progress:
-            results = tqdm(results, total=len(blocks), desc="DoG blocks", unit="block")
-        results = list(results)
+        results = list(progress_bar(pool.map(work, blocks), total=len(blocks), desc="DoG blocks", unit="block", enabled=progress))
     centers = np.concatenate([r[0] for r in results]) if results else np.zeros((0, 3), int)
     scores = np.concatenate([r[1] for r in results]) if results else np.zeros(0)
     n_peaks = len(scores)

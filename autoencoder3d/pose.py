@@ -22,6 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from .errors import InputError
+from .progress import progress_bar
 from .volume import SubvolumeSet, Tomogram
 
 log = logging.getLogger(__name__)
@@ -148,7 +149,7 @@ def pose_normalize(subvolumes, tomogram, *, sigma=2.0, workers=None, progress=Fa
         tomogram: :class:`~autoencoder3d.volume.Tomogram` (or a 3D array indexed [x, y, z]).
         sigma: Gaussian smoothing of the tomogram, in voxels (published: 2.0).
         workers: threads to use (default: all cores).
-        progress: show a progress bar.
+        progress: show a progress bar (only when standard error is a terminal).
 
     Returns:
         A new :class:`SubvolumeSet` with the same uuids and centres (subvolumes with
@@ -174,11 +175,7 @@ def pose_normalize(subvolumes, tomogram, *, sigma=2.0, workers=None, progress=Fa
     volumes = np.empty_like(subvolumes.volumes)
     poses = {}
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(work, range(len(subvolumes)))
-        if progress:
-            from tqdm import tqdm
-
-            results = tqdm(results, total=len(subvolumes), desc="pose normalization", unit="subvolume")
+        results = progress_bar(pool.map(work, range(len(subvolumes))), total=len(subvolumes), desc="pose normalization", unit="subvolume", enabled=progress)
         for i, result in enumerate(results):  # stored as they arrive: one extra copy of the data at most
             if result is not None:
                 volumes[i], poses[i] = result[0], result[1:]

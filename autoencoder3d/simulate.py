@@ -161,11 +161,12 @@ def place_particles(rng, scene, plan, box, jitter_max, pose_fn, progress=False, 
         InputError: a particle found no free place (the volume is too crowded).
     """
     from scipy.ndimage import binary_dilation
-    from tqdm import tqdm
+
+    from .progress import progress_bar
 
     order = sorted(range(len(plan)), key=lambda i: (-plan[i][1].radius_nm, i))
     placed = []
-    for i in tqdm(order, desc=desc, unit="particle", disable=not progress, leave=False):
+    for i in progress_bar(order, total=len(order), desc=desc, unit="particle", enabled=progress, leave=False):
         label, cls, com, axes = plan[i]
         rotation = pose_fn(rng, axes)
         density, radius = render_particle(cls, rotation, scene.voxel_nm, shift_nm=com)
@@ -396,7 +397,7 @@ def simulate_dataset(out_dir, *, membranes=True, write_density=False, progress=F
     Raises:
         InputError: a bad option (named in the message) or a volume too small.
     """
-    from tqdm import tqdm
+    from .progress import progress_bar
 
     unknown = sorted(set(options) - set(DEFAULTS))
     if unknown:
@@ -405,7 +406,7 @@ def simulate_dataset(out_dir, *, membranes=True, write_density=False, progress=F
     opts["shape"] = check_options(**opts)
     started = time.perf_counter()
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(opts["seed"]).spawn(7)]
-    stages = tqdm(total=3, desc="simulate", unit="step", disable=not progress)
+    stages = progress_bar(total=3, desc="simulate", unit="step", enabled=progress)
     first = _simulate_set(opts, streams[0:4], CLASSES, opts["copies"], random_rotation_pose, opts["jitter"],
                           "example_1", membranes, progress)
     stages.update()

@@ -14,6 +14,8 @@ import re
 import sys
 import threading
 
+from .. import progress
+
 NATIVE_LOG = re.compile(
     rb"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w./-]+:\d+\]|WARNING: All log messages before absl::InitializeLog)"
 )
@@ -36,6 +38,7 @@ class NativeLogFilter:
         if not self.active:
             return self
         sys.stderr.flush()
+        progress.remember_terminal(2)  # the pipe below is no terminal, but the user's stderr may be
         self._saved = os.dup(2)
         read_end, write_end = os.pipe()
         os.dup2(write_end, 2)
@@ -60,4 +63,5 @@ class NativeLogFilter:
             os.dup2(self._saved, 2)  # closes the pipe's last write end: the pump sees EOF
             self._thread.join(timeout=5)
             os.close(self._saved)
+            progress.forget_terminal()
         return False
