@@ -51,12 +51,24 @@ def optional_path(text):
     return None if text.strip().lower() in ("none", "") else text
 
 
-def add_seed(parser):
-    parser.add_argument("--seed", type=int, default=None, help="random seed: same seed, same results on the same machine (default: random, recorded in run.json)")
+def add_seed(parser, *, default=None, recorded_in="run.json", purpose=None):
+    """``--seed``: the same seed gives the same results on the same machine."""
+    if default is None:
+        text = f"random seed: same seed, same results on the same machine (default: random, recorded in {recorded_in})"
+    else:
+        text = f"random seed {purpose or 'of the random draws'} (default {default})"
+    parser.add_argument("--seed", type=int, default=default, help=text)
 
 
-def add_out(parser):
-    parser.add_argument("--out", default=".", help="output folder for model/, clus-center/ and run.json (default: the current folder, as published)")
+def add_out(parser, *, metavar="RUN_DIR", default=".", help=None):
+    """``--out``: the metavar names what it is (a run folder, a file, a page) in every command's help."""
+    text = help or "run folder for model/, clus-center/ and run.json (default: the current folder, as published)"
+    parser.add_argument("--out", metavar=metavar, default=default, help=text)
+
+
+def add_quiet(parser):
+    """``-q/--quiet``, the same in every command (added to each one by cli/main.py)."""
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only warnings, errors and the final result line; no progress bars")
 
 
 def add_clustering_options(parser):
@@ -64,7 +76,6 @@ def add_clustering_options(parser):
     parser.add_argument("--batch-size", type=positive_int, default=128, help="batch size for training and encoding (default 128)")
     parser.add_argument("--smooth-sigma", type=float, default=2.0, help="Gaussian smoothing of the tomogram for pose normalization, in voxels (default 2.0)")
     parser.add_argument("--workers", type=positive_int, default=None, help="threads for pose normalization (default: all cores)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
 
 
 def setup_logging(quiet=False):

@@ -7,6 +7,7 @@ import sys
 
 from .. import __version__
 from ..errors import InputError
+from .common import add_quiet, setup_logging
 from .quiet import NativeLogFilter
 
 # Subcommands of `autoencoder3d`, in the order `--help` lists them.
@@ -40,6 +41,7 @@ def _add_commands(subparsers, names):
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_args(sub)
+        add_quiet(sub)  # the same -q/--quiet in every command
         sub.set_defaults(_run=module.main)
 
 
@@ -59,6 +61,7 @@ def run(prog, names, argv=None):
         parser.print_help()
         return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    setup_logging(args.quiet)
     try:
         with NativeLogFilter():
             status = args._run(args)

@@ -1,31 +1,81 @@
 """Redo only the clustering and figures with the autoencoder saved by 'train'.
 
-Reads model/ in --out, encodes DATA (pose-normalized first with --pose and
---tomogram), runs k-means with N_CLUSTERS and rewrites clus-center/ and run.json.
+Reads model/ in --out, encodes DATA (pose-normalized first when POSE is True),
+runs k-means with N_CLUSTERS and rewrites the run's clustering. Takes the
+published positional form of 'train' (DATA TOMOGRAM POSE N_CLUSTERS) or the
+short one (DATA N_CLUSTERS, optionally with --tomogram and --pose).
+
+Writes, in --out RUN_DIR:
+  clus-center/kmeans.pickle          cluster id -> list of subvolume uuids
+  clus-center/ccents.pickle          cluster id -> decoded cluster centre
+  clus-center/ccents_d.pickle        the cluster centres in code space
+  clus-center/encodings.pickle       every subvolume's uuid, code and cluster
+  clus-center/fig/NNN--SIZE.png      16-bit slice montage of each centre
+  clus-center/mrc/NNN.mrc            each decoded centre as MRC (ChimeraX, IMOD)
+  clus-center/index.html             the cluster report (see 'autoencoder3d report')
+  pose-normalized.pickle             with POSE True: the normalized subvolumes
+  run.json                           inputs, options, seed, code statistics, timings
 
 Example:
   autoencoder3d cluster data.pickle 50 --out run1
+  autoencoder3d cluster data.pickle tomo.rec True 50 --out run1
 """
 
-from ..common import add_clustering_options, add_out, add_seed, positive_int, setup_logging
+import argparse
+
+from ..common import add_clustering_options, add_out, add_seed, boolean, optional_path, positive_int
+
+
+class ClusterPositionals(argparse.Action):
+    """``[TOMOGRAM POSE] N_CLUSTERS`` after DATA: the published form of 'train', or just the number."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if len(values) not in (1, 3):
+            parser.error(f"expected DATA N_CLUSTERS or DATA TOMOGRAM POSE N_CLUSTERS, got {len(values) + 1} arguments")
+        namespace.n_clusters = self._convert(parser, "N_CLUSTERS", positive_int, values[-1])
+        if len(values) == 3:
+            namespace.positional_tomogram = optional_path(values[0])
+            namespace.positional_pose = self._convert(parser, "POSE", boolean, values[1])
+
+    @staticmethod
+    def _convert(parser, name, kind, text):
+        try:
+            return kind(text)
+        except argparse.ArgumentTypeError as err:
+            parser.error(f"argument {name}: {err}")
 
 
 def add_args(parser):
+    parser.usage = "%(prog)s [options] DATA [TOMOGRAM POSE] N_CLUSTERS"
     parser.add_argument("data", metavar="DATA", help="subvolume pickle in the published format")
-    parser.add_argument("n_clusters", metavar="N_CLUSTERS", type=positive_int, help="number of k-means clusters")
+    parser.add_argument(
+        "rest", nargs="+", metavar="[TOMOGRAM POSE] N_CLUSTERS", action=ClusterPositionals,
+        help="number of k-means clusters, optionally after the tomogram (or None) and the pose flag as in 'train'",
+    )
     add_out(parser)
-    parser.add_argument("--pose", action="store_true", help="pose-normalize the subvolumes against --tomogram first")
-    parser.add_argument("--tomogram", default=None, help="MRC/REC tomogram (needed with --pose)")
+    parser.add_argument("--pose", action="store_true", help="pose-normalize the subvolumes against --tomogram first (same as POSE True)")
+    parser.add_argument("--tomogram", default=None, help="MRC/REC tomogram (needed with --pose; same as TOMOGRAM)")
     add_clustering_options(parser)
     add_seed(parser)
 
 
+def tomogram_and_pose(args):
+    """The tomogram and pose flag, from the positional form or the options (not both)."""
+    from ...errors import InputError
+
+    if not hasattr(args, "positional_pose"):
+        return args.tomogram, args.pose
+    if args.tomogram is not None or args.pose:
+        raise InputError("give the tomogram and pose flag either as TOMOGRAM POSE or as --tomogram/--pose, not both")
+    return args.positional_tomogram, args.positional_pose
+
+
 def main(args):
-    setup_logging(args.quiet)
     from ...pipeline import run_train
     from .train import options_from_args, report
 
+    tomogram, pose = tomogram_and_pose(args)
     options = options_from_args(args)
-    record = run_train(args.data, args.tomogram, args.pose, args.n_clusters, args.out, options, command="cluster")
+    record = run_train(args.data, tomogram, pose, args.n_clusters, args.out, options, command="cluster")
     report(record)
     return 0

@@ -4,30 +4,31 @@ The network slides over the tomogram in boxes of its training size, half
 overlapping by default (--step), and the class probabilities of overlapping
 boxes are blended with weights that favour box centres. The tomogram is
 memory-mapped and the output written plane by plane, so tomograms larger than
-memory work. Writes an 8-bit MRC label map with the tomogram's voxel size and
-axis order (overlays in IMOD/ChimeraX) and, with --probabilities, one float32
-probability map per class (seg-class1.mrc, ...).
+memory work.
+
+Writes:
+  SEG.mrc                            8-bit label map with the tomogram's voxel size and
+                                     axis order (overlays in IMOD/ChimeraX); --out names it
+  SEG-class1.mrc                     with --probabilities: float32 probability map per class
 
 Example:
   edss3d segment tomo.rec --model run1/model-seg/model-seg.keras --out tomo-seg.mrc
 """
 
-from ..common import positive_int, setup_logging
+from ..common import add_out, positive_int
 
 
 def add_args(parser):
     parser.add_argument("tomogram", metavar="TOMOGRAM", help="MRC/REC tomogram")
-    parser.add_argument("--model", default="model-seg/model-seg.keras", help="EDSS3D model (default: model-seg/model-seg.keras)")
-    parser.add_argument("--out", default="seg.mrc", help="label map to write (default: seg.mrc)")
+    parser.add_argument("--model", metavar="MODEL.keras", default="model-seg/model-seg.keras", help="EDSS3D model (default: model-seg/model-seg.keras)")
+    add_out(parser, metavar="SEG.mrc", default="seg.mrc", help="label map to write (default: seg.mrc)")
     parser.add_argument("--step", type=positive_int, default=None, help="voxels between box starts (default: half the box; the box size gives no overlap)")
-    parser.add_argument("--probabilities", action="store_true", help="also write a float32 probability map per class: OUT-class1.mrc, ...")
+    parser.add_argument("--probabilities", action="store_true", help="also write a float32 probability map per class: SEG-class1.mrc, ...")
     parser.add_argument("--smooth-sigma", type=float, default=0.0, help="smooth the tomogram on the fly (voxels); use 2.0 for a network trained on pose-normalized subvolumes, which were cut from the smoothed tomogram (default 0: as given)")
     parser.add_argument("--batch-size", type=positive_int, default=16, help="boxes predicted together (default 16)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
 
 
 def main(args):
-    setup_logging(args.quiet)
     from ...segment import segment_tomogram
 
     result = segment_tomogram(

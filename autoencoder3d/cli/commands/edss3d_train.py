@@ -5,8 +5,14 @@ run in --out, decodes every subvolume of DATA (decoded/decoded.pickle), labels
 the subvolumes of the selected clusters (voxels where -decoded > --iso), draws
 as many unlabelled subvolumes as background, and trains the published network
 (Adam 0.001, cross-entropy, batch 128, validation 0.1, early stopping patience
-20). Writes model-seg/ (model-seg.keras, checkpoints, history.csv, seg.json).
-An interrupted run resumes; a finished one is reused unless --retrain.
+20). An interrupted run resumes; a finished one is reused unless --retrain.
+
+Writes, in --out RUN_DIR:
+  decoded/decoded.pickle             uuid -> decoded subvolume (the labels' source)
+  model-seg/model-seg.keras          the trained EDSS3D network
+  model-seg/history.csv              loss and validation loss per epoch
+  model-seg/loss.png                 the same, plotted
+  model-seg/seg.json                 selection, iso, seed, voxels per class, timings
 
 Example:
   edss3d train data.pickle --out run1 --select 1=3,21,28 --select 2=15,25 --seed 1
@@ -15,12 +21,12 @@ Example:
 
 import sys
 
-from ..common import add_seed, fraction, positive_float, positive_int, setup_logging
+from ..common import add_out, add_seed, fraction, positive_float, positive_int
 
 
 def add_args(parser):
     parser.add_argument("data", metavar="DATA", help="subvolume pickle the run clustered (published format)")
-    parser.add_argument("--out", default=".", help="the 'autoencoder3d train' run folder; decoded/ and model-seg/ are written there (default: current folder)")
+    add_out(parser, help="the 'autoencoder3d train' run folder; decoded/ and model-seg/ are written there (default: current folder)")
     parser.add_argument("--select", action="append", default=[], metavar="LABEL=C1,C2,...", help="give the clusters C1, C2, ... segmentation label LABEL (1, 2, ...; 0 is the background); repeat per label")
     parser.add_argument("--selection", metavar="FILE.json", help='JSON file label -> cluster ids, e.g. {"1": [3, 21, 28], "2": [15, 25]}')
     parser.add_argument("--iso", type=float, default=0.5, help="a voxel of a labelled subvolume gets its label where -decoded > ISO (default 0.5, as published)")
@@ -30,9 +36,8 @@ def add_args(parser):
     parser.add_argument("--patience", type=int, default=20, help="early stopping: epochs without validation improvement (default 20)")
     parser.add_argument("--learning-rate", type=positive_float, default=0.001, help="Adam learning rate (default 0.001)")
     parser.add_argument("--validation-split", type=fraction, default=0.1, help="fraction of patches, from the end, held out for validation (default 0.1)")
-    add_seed(parser)
+    add_seed(parser, recorded_in="model-seg/seg.json")
     parser.add_argument("--retrain", action="store_true", help="ignore a saved model and checkpoints in model-seg/ and train from scratch")
-    parser.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
 
 
 def selection_from_args(args):
@@ -49,7 +54,6 @@ def selection_from_args(args):
 
 
 def main(args):
-    setup_logging(args.quiet)
     selection = selection_from_args(args)
     from ...seg import run_seg_train
 

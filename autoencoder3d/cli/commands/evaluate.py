@@ -2,15 +2,22 @@
 
 CLUSTERING is a run folder of 'autoencoder3d train' (its clus-center/kmeans.pickle
 is read), a clus-center folder, or a kmeans.pickle. TRUTH is the truth.json of
-'autoencoder3d simulate'. Prints and writes (to --out, default
-clus-center/evaluation/) the adjusted Rand index, normalized mutual information,
-homogeneity, completeness and purity, evaluation.json, and the cluster x class
-table as contingency.csv and contingency.png. --baseline adds the same for
-k-means with the same k on PCA of the raw voxels (baseline_contingency.*).
+'autoencoder3d simulate'. Prints the adjusted Rand index, normalized mutual
+information, homogeneity, completeness and purity. --baseline adds the same for
+k-means with the same k on PCA of the raw voxels.
+
+Writes, in --out DIR (default: clus-center/evaluation):
+  evaluation.json                    the scores
+  contingency.csv                    cluster x class table
+  contingency.png                    the same, drawn
+  baseline_contingency.csv           with --baseline: the table of the PCA baseline
+  baseline_contingency.png           with --baseline: the same, drawn
 
 Example:
   autoencoder3d evaluate example/run example/data/truth.json --baseline
 """
+
+from ..common import add_out, add_seed
 
 
 def add_args(parser):
@@ -19,8 +26,8 @@ def add_args(parser):
     parser.add_argument("--baseline", action="store_true", help="also score k-means (same k) on PCA of the raw voxels")
     parser.add_argument("--data", default=None,
                         help="the clustered subvolume pickle, for --baseline (default: the one truth.json names)")
-    parser.add_argument("--out", default=None, help="output folder (default: clus-center/evaluation)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the baseline (default 0)")
+    add_out(parser, metavar="DIR", default=None, help="output folder (default: clus-center/evaluation)")
+    add_seed(parser, default=0, purpose="of the baseline")
 
 
 def main(args):

@@ -1,10 +1,16 @@
-"""Export a finished run's clusters for ChimeraX, IMOD, RELION, Warp and copick.
+"""Export a finished run's clusters for ChimeraX, IMOD, RELION and Warp.
 
-Writes, under RUN_DIR/clus-center/: mrc/NNN.mrc (decoded cluster centres with
-the tomogram's voxel size) and particles/NNN.star, NNN_relion5.star, NNN.csv per
-cluster plus all.* (or selected.* with --clusters). STAR: RELION 4 / Warp pixel
-coordinates from 0 with rlnTomoName, RELION 5 centred Angstrom, rlnClassNumber
-= cluster + 1, and rlnAngleRot/Tilt/Psi (ZYZ) when pose normalization ran.
+STAR: RELION 4 / Warp pixel coordinates from 0 with rlnTomoName, RELION 5
+centred Angstrom (needs the tomogram's size and voxel size), rlnClassNumber =
+cluster + 1, and rlnAngleRot/Tilt/Psi (ZYZ) when pose normalization ran. With
+--clusters, selected.* replaces all.*.
+
+Writes, in RUN_DIR/clus-center:
+  mrc/NNN.mrc                        decoded cluster centres, the tomogram's voxel size
+  particles/NNN.star                 RELION 4 / Warp particle list per cluster
+  particles/NNN_relion5.star         RELION 5 particle list per cluster
+  particles/NNN.csv                  x, y, z, uuid, cluster per cluster
+  particles/all.star                 every cluster in one list (also all_relion5.star, all.csv)
 
 Example usage:
     autoencoder3d export runs/k40
@@ -13,7 +19,7 @@ Example usage:
 
 
 def add_args(parser):
-    parser.add_argument("run_dir", help="folder of a finished 'autoencoder3d train' run")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="folder of a finished 'autoencoder3d train' run")
     parser.add_argument("--format", default="mrc,star,csv", help="comma-separated: mrc, star, csv (default all)")
     parser.add_argument("--clusters", default=None, help="export only these clusters, e.g. 3,5,17")
     parser.add_argument("--tomogram", default=None, help="the tomogram, when run.json names none or it has moved")

@@ -13,6 +13,9 @@ columns): IMOD model coordinates, whose first voxel centre is (0.5, 0.5, 0).
 Coordinates outside the tomogram, and boxes that would leave it, are dropped
 and counted (--partial fill keeps the latter, padded with their mean).
 
+Writes:
+  OUT.pickle                         the subvolumes, published format
+
 Example usage:
     autoencoder3d extract tomo.rec particles.star subvolumes.pickle --box 32
     autoencoder3d extract tomo_bin4.rec warp.star out.pickle --coords-angpix 2.7
@@ -21,9 +24,9 @@ Example usage:
 
 
 def add_args(parser):
-    parser.add_argument("tomogram", help="tomogram (MRC/REC), read memory-mapped")
-    parser.add_argument("coords", help="coordinates: .star, .csv/.txt, IMOD .mod or model2point list")
-    parser.add_argument("out", help="output subvolume pickle")
+    parser.add_argument("tomogram", metavar="TOMOGRAM", help="tomogram (MRC/REC), read memory-mapped")
+    parser.add_argument("coords", metavar="COORDS", help="coordinates: .star, .csv/.txt, IMOD .mod or model2point list")
+    parser.add_argument("out", metavar="OUT.pickle", help="output subvolume pickle")
     parser.add_argument("--box", type=int, default=32, help="subvolume side in voxels (default 32)")
     parser.add_argument("--coords-angpix", type=float, default=None, help="pixel size (A) of the coordinates, when not the tomogram's")
     parser.add_argument("--tomo-name", default=None, help="the tomogram's name in the STAR file (default: from its file name)")

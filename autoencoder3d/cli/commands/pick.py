@@ -1,27 +1,29 @@
 """Pick particles in a tomogram by Difference of Gaussian and cut their subvolumes.
 
-Writes OUT.pickle (the published subvolume format: uuid keys, centres as x, y, z
-voxel indices counted from 0), and beside it OUT.star (RELION 4 / Warp pixel
-coordinates with the tomogram name) and OUT.csv (x, y, z, uuid, score).
-
 Defaults are the published ones: sigma1 = 7 nm (the particle radius, converted
 with the header's voxel size, at least 2 voxels), sigma2 = 1.1 sigma1, dark
 particles, threshold t = 3, peaks closer than 2 sigma1 merged, boxes that leave
 the tomogram dropped.
+
+Writes:
+  OUT.pickle                         the subvolumes, published format (uuid keys, centres
+                                     as x, y, z voxel indices counted from 0)
+  OUT.star                           RELION 4 / Warp pixel coordinates with the tomogram name
+  OUT.csv                            x, y, z, uuid, score
 
 Example usage:
     autoencoder3d pick tomo.rec picks.pickle --box 32
     autoencoder3d pick tomo.rec picks.pickle --sigma1 5 --max-particles 2000 --workers 2
 """
 
+import logging
 import os
-import sys
 import time
 
 
 def add_args(parser):
-    parser.add_argument("tomogram", help="tomogram (MRC/REC), read memory-mapped")
-    parser.add_argument("out", help="output subvolume pickle; OUT.star and OUT.csv are written beside it")
+    parser.add_argument("tomogram", metavar="TOMOGRAM", help="tomogram (MRC/REC), read memory-mapped")
+    parser.add_argument("out", metavar="OUT.pickle", help="output subvolume pickle; OUT.star and OUT.csv are written beside it")
     parser.add_argument("--sigma1", default="7nm", help="particle radius: '7nm', '70A' or voxels ('5'); default 7nm")
     parser.add_argument("--threshold", type=float, default=3.0, help="t in T = m + t (M - m) / 20 (default 3)")
     parser.add_argument("--box", type=int, default=32, help="subvolume side in voxels (default 32)")
@@ -45,11 +47,11 @@ def main(args):
     value, unit = parse_sigma(args.sigma1)
     tomogram = read_tomogram(args.tomogram)
     sigma1 = sigma_in_voxels(value, unit, tomogram.voxel_size, tomogram.path)
-    print(f"{tomogram.path}: {tomogram.shape} voxels, voxel size {tomogram.voxel_size[0]:g} A; sigma1 {sigma1:.2f} voxels")
+    logging.getLogger("autoencoder3d").info("%s: %s voxels, voxel size %g A; sigma1 %.2f voxels", tomogram.path, tomogram.shape, tomogram.voxel_size[0], sigma1)
     t0 = time.perf_counter()
     picks = dog_pick(
         tomogram.data, sigma1, threshold=args.threshold, dark=args.dark, box=args.box,
-        max_particles=args.max_particles, block=args.block, workers=args.workers, progress=sys.stderr.isatty(),
+        max_particles=args.max_particles, block=args.block, workers=args.workers, progress=not args.quiet,
     )
     if len(picks.centers) == 0:
         raise InputError(f"{tomogram.path}: no particles picked ({picks.n_peaks} peaks, {picks.n_border} too close to the border)")

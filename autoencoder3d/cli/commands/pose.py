@@ -5,11 +5,14 @@ rotation is kept proper, so nothing is mirrored). The output has the input's
 format, uuids and centres, plus each entry's 'rotation' (3x3) and
 'center_of_mass'. 'train ... True' normalizes in exactly the same way.
 
+Writes:
+  OUT.pickle                         the normalized subvolumes, published format
+
 Example:
   autoencoder3d pose data.pickle tomo.rec data-pose.pickle
 """
 
-from ..common import positive_int, setup_logging
+from ..common import positive_int
 
 
 def add_args(parser):
@@ -18,11 +21,9 @@ def add_args(parser):
     parser.add_argument("output", metavar="OUT.pickle", help="where to write the normalized subvolumes")
     parser.add_argument("--smooth-sigma", type=float, default=2.0, help="Gaussian smoothing of the tomogram, in voxels (default 2.0)")
     parser.add_argument("--workers", type=positive_int, default=None, help="threads to use (default: all cores)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
 def main(args):
-    setup_logging(args.quiet)
     from ...pipeline import run_pose
 
     result = run_pose(args.data, args.tomogram, args.output, sigma=args.smooth_sigma, workers=args.workers, progress=not args.quiet)

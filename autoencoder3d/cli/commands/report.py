@@ -7,26 +7,27 @@ t-SNE) coloured by cluster; the loss curve and the run's settings; and a
 selection panel that builds the 'edss3d train ... --select 1=...' command and a
 selection.json download. 'autoencoder3d train' writes it too.
 
+Writes:
+  RUN_DIR/clus-center/index.html     the page (or the file --out names)
+
 Example:
   autoencoder3d report run1
   autoencoder3d report run1 --members 6 --no-tsne --out /tmp/run1.html
 """
 
-from ..common import setup_logging
+from ..common import add_out, add_seed
 
 
 def add_args(parser):
     parser.add_argument("run_dir", metavar="RUN_DIR", help="output folder of 'autoencoder3d train' (holds run.json and clus-center/)")
-    parser.add_argument("--out", default=None, help="where to write the page (default: RUN_DIR/clus-center/index.html)")
+    add_out(parser, metavar="PAGE.html", default=None, help="where to write the page (default: RUN_DIR/clus-center/index.html)")
     parser.add_argument("--members", type=int, default=4, help="real member subvolumes shown per cluster (default 4)")
     parser.add_argument("--no-tsne", action="store_true", help="show only the PCA map")
     parser.add_argument("--tsne-max-points", type=int, default=1000, help="t-SNE runs on at most this many encodings, drawn at random (default 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for t-SNE and the random draws of points (default 0)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
+    add_seed(parser, default=0, purpose="of t-SNE and the random draws of points")
 
 
 def main(args):
-    setup_logging(args.quiet)
     from ...report import write_report
 
     path = write_report(

@@ -1,11 +1,15 @@
 """Simulate a crowded cellular tomogram with ground truth (the example data).
 
-Writes into OUT_DIR: tomogram.rec, subvolumes_example_1.pickle (a box around
-every particle, picked with a few voxels of error), subvolumes_example_2.pickle
-(already pose-normalized subvolumes of four classes), truth.json (class, true
-centre and rotation of every subvolume; the SNR reached), and with --density
-density.mrc and labels.mrc. Six particle classes (7-30 nm), membranes, missing
-wedge, CTF and noise. The same --seed gives byte-identical files.
+Six particle classes (7-30 nm), membranes, missing wedge, CTF and noise. The
+same --seed gives byte-identical files.
+
+Writes, in OUT_DIR:
+  tomogram.rec                       the noisy tomogram
+  subvolumes_example_1.pickle        a box around every particle, picked with a few voxels of error
+  subvolumes_example_2.pickle        already pose-normalized subvolumes of four classes
+  truth.json                         class, true centre and rotation of every subvolume; the SNR reached
+  density.mrc                        with --density: the noise-free density
+  labels.mrc                         with --density: the class of every voxel
 
 Example:
   autoencoder3d simulate example/data
@@ -15,6 +19,7 @@ Example:
 import argparse
 
 from ...simulate import DEFAULTS
+from ..common import add_seed
 
 
 def shape_triple(text):
@@ -32,7 +37,7 @@ def shape_triple(text):
 def add_args(parser):
     d = DEFAULTS
     parser.add_argument("out_dir", metavar="OUT_DIR", help="folder to write (created if needed)")
-    parser.add_argument("--seed", type=int, default=d["seed"], help=f"random seed (default {d['seed']})")
+    add_seed(parser, default=d["seed"], purpose="of the simulation")
     parser.add_argument("--snr", type=float, default=d["snr"], help=f"signal-to-noise variance ratio (default {d['snr']})")
     parser.add_argument("--shape", type=shape_triple, default=d["shape"],
                         help="tomogram size x,y,z in voxels, z = beam (default %s)" % ",".join(map(str, d["shape"])))
@@ -46,7 +51,6 @@ def add_args(parser):
                         help=f"particles per class in subvolumes_example_2.pickle (default {d['example_2_copies']})")
     parser.add_argument("--no-membranes", action="store_true", help="leave out the membrane sheet and vesicles")
     parser.add_argument("--density", action="store_true", help="also write density.mrc and labels.mrc (noise-free)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def main(args):

@@ -1,11 +1,27 @@
 """Train the autoencoder, cluster the encodings and draw the cluster centres.
 
-The published command: four positional arguments in the published order.
-Writes model/ (trained models, checkpoint, history.csv, loss.png),
-clus-center/ (kmeans.pickle, ccents.pickle, ccents_d.pickle, fig/NNN--SIZE.png)
-and run.json. If model/ already holds a trained autoencoder, training is
-skipped and only the clustering is redone (use --retrain to train again); a
-killed training resumes from its last epoch when started again.
+The published command: four positional arguments in the published order. If
+model/ already holds a trained autoencoder, training is skipped and only the
+clustering is redone (use --retrain to train again); a killed training resumes
+from its last epoch when started again. At the start it says how long the
+whole training will take at the measured speed of its first batches.
+
+Writes, in --out RUN_DIR:
+  model/model-autoencoder.keras      the trained autoencoder (Keras 3 format)
+  model/model-encoder.keras          its encoder: subvolume -> code
+  model/model-decoder.keras          its decoder: code -> subvolume
+  model/model-autoencoder--weights--best.weights.h5   best-weights checkpoint
+  model/history.csv                  loss and validation loss per epoch
+  model/loss.png                     the same, plotted
+  clus-center/kmeans.pickle          cluster id -> list of subvolume uuids
+  clus-center/ccents.pickle          cluster id -> decoded cluster centre
+  clus-center/ccents_d.pickle        the cluster centres in code space
+  clus-center/encodings.pickle       every subvolume's uuid, code and cluster
+  clus-center/fig/NNN--SIZE.png      16-bit slice montage of each centre
+  clus-center/mrc/NNN.mrc            each decoded centre as MRC (ChimeraX, IMOD)
+  clus-center/index.html             the cluster report (see 'autoencoder3d report')
+  pose-normalized.pickle             with POSE True: the normalized subvolumes
+  run.json                           inputs, options, seed, code statistics, timings
 
 Example:
   autoencoder3d train data.pickle tomo.rec True 100
@@ -15,7 +31,7 @@ Example:
 import sys
 
 from ..common import (
-    add_clustering_options, add_out, add_seed, boolean, fraction, optional_path, positive_float, positive_int, setup_logging,
+    add_clustering_options, add_out, add_seed, boolean, fraction, optional_path, positive_float, positive_int,
 )
 
 
@@ -60,7 +76,6 @@ def report(record):
 
 
 def main(args):
-    setup_logging(args.quiet)
     from ...pipeline import run_train
 
     record = run_train(args.data, args.tomogram, args.pose, args.n_clusters, args.out, options_from_args(args))
