@@ -236,21 +236,22 @@ def _refuse_normalized(xyz, shape, path):
         )
 
 
-def _relion5_voxels(table, path, shape, vs, shift, tomograms_entry):
+def _relion5_voxels(tables, table, path, shape, vs, shift, tomograms_entry):
     angst = _columns(table, RELION5_COLUMNS, path)
     if vs is None:
         raise InputError(
             f"{path}: RELION 5 centred coordinates (Angstrom) need the tomogram's voxel size, but its header says 0"
         )
-    if tomograms_entry is not None:
-        centre = tomograms_entry["size"] * tomograms_entry["pixel_size"] / 2.0
-    elif shape is not None:
-        centre = np.asarray(shape, dtype=float) * vs / 2.0
-    else:
-        raise InputError(f"{path}: RELION 5 centred coordinates need the tomogram's size")
     if shift is not None:
         angst = angst - shift
-    return (angst + centre) / vs
+    if tomograms_entry is not None:  # exactly getPosition: pixels of the particles' optics group, size / 2 centre
+        ts = optics_value(tables, table, "rlnTomoTiltSeriesPixelSize", path)
+        ts = ts[:, None] if ts is not None else tomograms_entry["pixel_size"]
+        pixels = angst / ts + tomograms_entry["size"] / 2.0
+        return pixels * tomograms_entry["pixel_size"] / vs
+    if shape is None:
+        raise InputError(f"{path}: RELION 5 centred coordinates need the tomogram's size")
+    return angst / vs + np.asarray(shape, dtype=float) / 2.0
 
 
 def _pixel_voxels(tables, table, path, shape, vs, shift, coords_angpix, tomograms_entry):
@@ -298,5 +299,5 @@ def read_star(path, shape=None, voxel_size=None, coords_angpix=None, tomogram=No
     vs = _voxel_size(voxel_size, tomograms_entry)
     shift = origin_shift_angst(table, path)
     if set(RELION5_COLUMNS) <= set(table.columns):
-        return _relion5_voxels(table, path, shape, vs, shift, tomograms_entry)
+        return _relion5_voxels(tables, table, path, shape, vs, shift, tomograms_entry)
     return _pixel_voxels(tables, table, path, shape, vs, shift, coords_angpix, tomograms_entry)

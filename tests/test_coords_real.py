@@ -100,37 +100,40 @@ def test_euler_matrices_are_relions():
         np.testing.assert_allclose(m, relion_matrix(rot, tilt, psi), atol=1e-12)
 
 
-def relion5_table(rows):
-    cols = ["rlnTomoName", "rlnTomoSubtomogramRot", "rlnTomoSubtomogramTilt", "rlnTomoSubtomogramPsi",
-            "rlnOriginXAngst", "rlnOriginYAngst", "rlnOriginZAngst",
-            "rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst", "rlnCenteredCoordinateZAngst"]
-    return pd.DataFrame(rows, columns=cols)
+def test_relion5_shifts_rotated_by_subtomogram_matrix_real_file():
+    """relion5_class3d_particles.star / relion5_cylindra_tomograms.star (RELION 5 Class3D output, cylindra).
 
+    RELION 5 ParticleSet::getPosition (src/jaz/tomography/particle_set.cpp): decentered pixel =
+    centred / ts + size / 2 (getParticleCoordDecenteredPixel, ts = the optics group's
+    rlnTomoTiltSeriesPixelSize) minus A_subtomogram @ origin / ts, A_subtomogram from
+    rlnTomoSubtomogramRot/Tilt/Psi; voxel j of the binned tomogram sits at unbinned pixel j * binning.
+    """
+    import starfile
 
-def test_relion5_shifts_rotated_by_subtomogram_matrix(tmp_path):
-    """RELION 5 ParticleSet::getPosition (particle_set.cpp): decentered pixel = centred / ts + size / 2,
-    minus A_subtomogram @ origin / ts, with A_subtomogram from rlnTomoSubtomogramRot/Tilt/Psi and
-    size / 2 the centre (getParticleCoordDecenteredPixel); the binned tomogram's voxel j sits at
-    unbinned pixel j * binning. Sizes and pixel size from the real tomograms.star."""
-    table = relion5_table([
-        ["20250512_Position_2", 174.931305, 90.261512, -129.54646, -3.75772, 4.342283, -3.75772, 754.8, -879.6, 138.1],
-        ["20250512_Position_2", 166.718247, 91.264576, -107.08894, 1.642283, 1.642283, -1.05772, 685.0, -864.9, 127.5],
-        ["20250409_Position_42_2", 0, 0, 0, 5.0, 5.0, 5.0, 0.0, 0.0, 0.0],
-    ])
-    write_star(tmp_path / "particles.star", table)
-    ts, size, binning = 2.39, np.array([4092, 4092, 1392.0]), 6.0
-    got = read_coordinates(
-        tmp_path / "particles.star", (682, 682, 232), ts * binning, tomogram="rec_20250512_Position_2.mrc",
-        tomograms_star=DATA / "relion5_tomograms.star",
-    )
-    expect = []
-    for row in table.iloc[:2].itertuples(index=False):
-        a_sub = relion_matrix(row[1], row[2], row[3])
-        pixel = np.array(row[7:10]) / ts + size / 2 - a_sub @ np.array(row[4:7]) / ts
-        expect.append(pixel / binning)
-    np.testing.assert_allclose(got, expect, atol=1e-9)
-    # the shift matters: without rotation the first particle would be elsewhere
-    assert np.abs(got[0] - (np.array(table.iloc[0, 7:10], float) / ts + size / 2 - np.array(table.iloc[0, 4:7], float) / ts) / binning).max() > 0.1
+    tomograms = DATA / "relion5_cylindra_tomograms.star"
+    ts_tomo, binning, size = 1.052, 4.830918, np.array([1000, 800, 200.0])
+    vs = ts_tomo * binning
+    got = read_coordinates(DATA / "relion5_class3d_particles.star", (207, 166, 41), vs, tomogram="rec_TS_01.mrc",
+                           tomograms_star=tomograms)
+    table = starfile.read(DATA / "relion5_class3d_particles.star")["particles"]
+    rows = table[table["rlnTomoName"] == "TS_01"]
+    assert len(got) == len(rows) == 3
+    ts = 1.35  # the particles' optics table
+    for position, row in zip(got, rows.itertuples()):
+        a_sub = relion_matrix(row.rlnTomoSubtomogramRot, row.rlnTomoSubtomogramTilt, row.rlnTomoSubtomogramPsi)
+        origin = np.array([row.rlnOriginXAngst, row.rlnOriginYAngst, row.rlnOriginZAngst])
+        centred = np.array([row.rlnCenteredCoordinateXAngst, row.rlnCenteredCoordinateYAngst, row.rlnCenteredCoordinateZAngst])
+        pixel = centred / ts + size / 2 - a_sub @ origin / ts
+        np.testing.assert_allclose(position, pixel / binning, atol=1e-9)
+        # the rotation matters: the unrotated shift would put it elsewhere
+        assert np.abs(position - (centred / ts + size / 2 - origin / ts) / binning).max() > 0.1
+    # without tomograms.star: Angstrom from the centre of this tomogram (size / 2 voxels)
+    plain = read_coordinates(DATA / "relion5_class3d_particles.star", (207, 166, 41), vs, tomogram="TS_01.mrc")
+    row = rows.iloc[0]
+    a_sub = relion_matrix(row.rlnTomoSubtomogramRot, row.rlnTomoSubtomogramTilt, row.rlnTomoSubtomogramPsi)
+    centred = row[["rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst", "rlnCenteredCoordinateZAngst"]].to_numpy(float)
+    origin = row[["rlnOriginXAngst", "rlnOriginYAngst", "rlnOriginZAngst"]].to_numpy(float)
+    np.testing.assert_allclose(plain[0], (centred - a_sub @ origin) / vs + np.array([207, 166, 41]) / 2)
 
 
 def test_warptools_pixel_size_column_and_relion3_pixel_origins(tmp_path):
