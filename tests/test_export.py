@@ -127,9 +127,7 @@ def test_exported_angles_rotate_normalized_particle_into_place(tmp_path):
         com, axes = principal_axes(np.clip(recovered, 0, None))
         np.testing.assert_allclose(com, mid, atol=0.3)
         np.testing.assert_allclose(np.abs(axes), np.eye(3), atol=0.05)
-        # the coordinate is the centre of mass in the tomogram
-        xyz = np.array([row.rlnCoordinateX, row.rlnCoordinateY, row.rlnCoordinateZ])
-        np.testing.assert_allclose(xyz, np.array(vs[uid]["center"]) + c - N // 2, atol=1e-6)
+        # (positions: tests/test_export_pose.py, against the real pose normalization)
 
 
 def test_mrc_centres_carry_voxel_size(tmp_path):
@@ -153,8 +151,13 @@ def test_particle_lists(tmp_path):
     export_run(run, log=None)
     parts = run / "clus-center" / "particles"
     r4 = starfile.read(parts / "all.star")
-    assert list(r4.columns) == ["rlnTomoName", "rlnMicrographName", "rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ", "rlnClassNumber"]
-    assert len(r4) == 12 and set(r4["rlnTomoName"]) == {"TS_07"} and set(r4["rlnMicrographName"]) == {"TS_07.rec"}
+    assert list(r4.columns) == [
+        "rlnTomoName", "rlnMicrographName", "rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ", "rlnPixelSize", "rlnClassNumber"
+    ]
+    # names as RELION 5 (tomograms.star: TS_07) and WarpTools/M (series TS_07.tomostar) match them
+    assert len(r4) == 12 and set(r4["rlnTomoName"]) == {"TS_07"} and set(r4["rlnMicrographName"]) == {"TS_07.tomostar"}
+    # no tilt-series pixel size given: pixels of this tomogram, and the file says their size
+    assert set(r4["rlnPixelSize"]) == {VS}
     r5 = starfile.read(parts / "002_relion5.star")
     assert len(r5) == len(kmeans[2]) and set(r5["rlnClassNumber"]) == {3}
     uid = kmeans[2][0]
@@ -166,11 +169,28 @@ def test_particle_lists(tmp_path):
     assert "rlnAngleRot" not in r4.columns  # no pose normalization, no angles
 
 
+def test_pixel_star_in_tilt_series_pixels_and_names(tmp_path):
+    """RELION 5's import (pipeline_jobs.cpp) takes rlnCoordinate in tilt-series pixels and does not
+    rescale; WarpTools takes --coords_angpix and groups by rlnMicrographName (ExportParticlesTiltseries)."""
+    run, vs, kmeans, _ = make_run(tmp_path)
+    export_run(run, ts_angpix=VS / 4, tomo_name="TS_7", series_name="TS_7.mrc.tomostar", formats="star", log=None)
+    r4 = starfile.read(run / "clus-center" / "particles" / "000.star")
+    uid = kmeans[0][0]
+    got = r4[["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]].to_numpy()[0]
+    np.testing.assert_allclose(got, np.array(vs[uid]["center"]) * 4)
+    assert set(r4["rlnPixelSize"]) == {VS / 4} and set(r4["rlnTomoName"]) == {"TS_7"}
+    assert set(r4["rlnMicrographName"]) == {"TS_7.mrc.tomostar"}
+    r5 = starfile.read(run / "clus-center" / "particles" / "000_relion5.star")
+    assert set(r5["rlnTomoName"]) == {"TS_7"}
+
+
 def test_chosen_clusters_only(tmp_path, capsys):
     run, *_ = make_run(tmp_path)
     assert cli(["export", str(run), "--clusters", "0,2", "--format", "star,mrc"]) == 0
     parts = run / "clus-center" / "particles"
-    assert sorted(p.name for p in parts.iterdir()) == ["000.star", "000_relion5.star", "002.star", "002_relion5.star", "selected.star", "selected_relion5.star"]
+    assert sorted(p.name for p in parts.iterdir()) == [
+        "000.star", "000_relion5.star", "002.star", "002_relion5.star", "selected.star", "selected_relion5.star"
+    ]
     assert sorted(p.name for p in (run / "clus-center" / "mrc").iterdir()) == ["000.mrc", "002.mrc"]
     assert set(starfile.read(parts / "selected.star")["rlnClassNumber"]) == {1, 3}
 
@@ -182,6 +202,8 @@ def test_export_errors(tmp_path, capsys):
         (["export", str(run), "--clusters", "1,9"], "9 not in this run"),
         (["export", str(run), "--clusters", "a"], "--clusters"),
         (["export", str(run), "--format", "pdf"], "unknown"),
+        (["export", str(run), "--ts-angpix", "-1"], "--ts-angpix"),
+        (["export", str(run), "--tomograms", str(tmp_path / "none.star")], "tomograms.star not found"),
     ):
         assert cli(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()

@@ -1,0 +1,34 @@
+"""RELION's Euler angles (ZYZ, reference-to-particle), as WarpTools and M read them too."""
+
+import numpy as np
+
+from ..star_coords import euler_matrices
+
+
+def relion_matrix(rot, tilt, psi):
+    """RELION's rotation matrix for Euler angles in degrees (ZYZ: rot about Z, tilt about Y, psi about Z).
+
+    ``A = Rz(psi) Ry(tilt) Rz(rot)`` written with coordinate-frame rotations,
+    as in RELION's ``Euler_angles2matrix``; it rotates the reference into the particle.
+    """
+    return euler_matrices(rot, tilt, psi)
+
+
+def relion_angles(matrix):
+    """Inverse of :func:`relion_matrix`: (rot, tilt, psi) in degrees, tilt in [0, 180].
+
+    Raises:
+        ValueError: if ``matrix`` is not a proper rotation (orthonormal, determinant +1).
+    """
+    a = np.asarray(matrix, dtype=float)
+    if a.shape != (3, 3) or not np.allclose(a @ a.T, np.eye(3), atol=1e-4) or np.linalg.det(a) < 0:
+        raise ValueError(f"not a proper rotation matrix: {a.tolist()}")
+    tilt = np.arccos(np.clip(a[2, 2], -1.0, 1.0))
+    if np.sin(tilt) > 1e-6:
+        rot = np.arctan2(a[2, 1], a[2, 0])
+        psi = np.arctan2(a[1, 2], -a[0, 2])
+    elif a[2, 2] > 0:  # tilt 0: only rot + psi is defined
+        rot, psi = 0.0, np.arctan2(a[0, 1], a[0, 0])
+    else:  # tilt 180: only psi - rot is defined
+        rot, psi = 0.0, np.arctan2(a[0, 1], a[1, 1])
+    return tuple(float(v) for v in np.rad2deg([rot, tilt, psi]))

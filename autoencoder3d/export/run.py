@@ -1,0 +1,194 @@
+"""export_run: a finished run's clusters as files for RELION, WarpTools/M, IMOD and ChimeraX."""
+
+import os
+
+import numpy as np
+
+from ..errors import InputError
+from .angles import relion_angles
+from .geometry import pose_position
+from .place import make_placement
+from .relion5 import relion5_table
+from .run_files import center_of, cluster_members, particle_records, read_run, resolve
+from .warp import pixel_table, pixel_units
+
+FORMATS = ("mrc", "star", "csv", "imod")
+
+
+def _parse_formats(formats):
+    formats = [formats] if isinstance(formats, str) else list(formats)
+    formats = [f.strip().lower() for item in formats for f in item.split(",") if f.strip()]
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise InputError(f"--format {','.join(unknown)}: unknown; choose from {', '.join(FORMATS)}")
+    return set(formats)
+
+
+def _tomogram_info(run_dir, run, tomogram, note):
+    """(path, shape or None, voxel size or None) of the run's tomogram."""
+    from ..io import read_tomogram
+
+    path = tomogram or resolve(run_dir, run["inputs"].get("tomogram"))
+    voxel_size, shape = run.get("voxel_size"), None
+    if voxel_size is not None and not np.all(np.asarray(voxel_size, dtype=float) > 0):
+        voxel_size = None
+    if path and os.path.isfile(path):
+        tomo = read_tomogram(path)
+        shape = tomo.shape
+        if voxel_size is None and np.all(np.asarray(tomo.voxel_size) > 0):
+            voxel_size = tomo.voxel_size
+        tomo.close()
+    elif path:
+        note(f"{path}: tomogram not found; RELION 5 centred coordinates need its size and are skipped")
+    return path, shape, voxel_size
+
+
+def _write_centres(clus_dir, selected, voxel_size, note):
+    from ..io import load_pickle, write_mrc
+
+    ccents = load_pickle(os.path.join(clus_dir, "ccents.pickle"))
+    if voxel_size is None:
+        note("voxel size unknown (no tomogram, or 0 in its header): cluster-centre MRCs carry voxel size 0")
+    written = []
+    for cid in selected:
+        if cid not in ccents:
+            note(f"cluster {cid}: no decoded centre in ccents.pickle")
+            continue
+        out = os.path.join(clus_dir, "mrc", f"{cid:03d}.mrc")
+        write_mrc(out, np.asarray(ccents[cid], dtype=np.float32), voxel_size)
+        written.append(out)
+    return written
+
+
+def particle_rows(run_dir, inputs, members, selected, note):
+    """(cluster, uuid, position, angles or None) per exported particle.
+
+    With pose normalization the position is where the normalized volume's voxel
+    ``n // 2`` lies in the tomogram (:func:`~.geometry.pose_position`) and the
+    angles are those of its rotation; without, the subvolume's centre.
+    """
+    poses, records, shape = {}, {}, None
+    pose_path = os.path.join(run_dir, "pose-normalized.pickle")
+    if inputs.get("pose") and os.path.isfile(pose_path):
+        pose_records, shape = particle_records(pose_path)
+        poses = {u: r for u, r in pose_records.items() if r.get("rotation") is not None}
+    elif inputs.get("pose"):
+        note(f"{pose_path}: not found; particle lists are written without angles")
+    wanted = [u for cid in selected for u in members[cid]]
+    data_path = resolve(run_dir, inputs.get("data"))
+    if any(center_of(poses.get(u)) is None for u in wanted):
+        records, data_shape = particle_records(data_path)  # the published format has no index: read whole
+        shape = shape or data_shape
+    rows, missing = [], 0
+    for cid in selected:
+        for uuid in members[cid]:
+            pose = poses.get(uuid)
+            xyz = center_of(pose) if center_of(pose) is not None else center_of(records.get(uuid))
+            if xyz is None:
+                missing += 1
+                continue
+            angles = None
+            if pose is not None:
+                rm = np.asarray(pose["rotation"], dtype=float)
+                if pose.get("center_of_mass") is not None:
+                    xyz = pose_position(xyz, np.asarray(pose["center_of_mass"], dtype=float), rm, shape)
+                angles = relion_angles(rm)
+            rows.append((cid, uuid, xyz, angles))
+    if missing:
+        note(f"{missing} particles have no centre in {data_path}; left out of the particle lists")
+    return rows, bool(poses)
+
+
+def _write_lists(base, part, place, formats, with_angles):
+    from ..coords import write_csv, write_star
+    from .imod_model import write_model
+
+    import pandas as pd
+
+    xyz = np.array([r[2] for r in part], dtype=float)
+    cluster = np.array([r[0] for r in part])
+    extra = {"rlnClassNumber": cluster + 1}
+    if with_angles:
+        ang = np.array([r[3] if r[3] is not None else (np.nan,) * 3 for r in part])
+        extra.update(rlnAngleRot=ang[:, 0], rlnAngleTilt=ang[:, 1], rlnAnglePsi=ang[:, 2])
+    out = []
+    if "star" in formats:
+        write_star(base + ".star", pixel_table(xyz, place, extra))
+        out.append(("star", base + ".star"))
+        table = relion5_table(xyz, place, extra)
+        if table is not None:
+            write_star(base + "_relion5.star", table)
+            out.append(("star", base + "_relion5.star"))
+    if "csv" in formats:
+        table = pd.DataFrame({"x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2], **extra})
+        table["uuid"], table["cluster"] = [r[1] for r in part], cluster
+        write_csv(base + ".csv", table)
+        out.append(("csv", base + ".csv"))
+    if "imod" in formats:
+        write_model(base + ".mod", xyz, cluster)
+        out.append(("imod", base + ".mod"))
+    return out
+
+
+def _unit_notes(place, formats, note):
+    if "star" not in formats:
+        return
+    pixel, tilt_series = pixel_units(place)
+    if tilt_series:
+        note(f"NNN.star: rlnCoordinateX/Y/Z in tilt-series pixels of {pixel:g} A (rlnPixelSize), "
+             f"tomogram '{place.tomo_name}', series '{place.series_name}'")
+    elif pixel:
+        note(f"tilt-series pixel size unknown (--ts-angpix or --tomograms): NNN.star holds pixels of this "
+             f"tomogram ({pixel:g} A), which RELION's import does not rescale")
+    if place.voxel_size is None or place.centre_angst is None:
+        note("RELION 5 STAR files skipped: they need the tomogram's size and voxel size")
+
+
+def export_run(run_dir, *, formats=FORMATS, clusters=None, tomogram=None, tomo_name=None, series_name=None,
+               ts_angpix=None, tomograms_star=None, log=print):
+    """Write the cluster centres and particle lists of a finished run (see the package docstring).
+
+    Args:
+        run_dir: the run folder of ``autoencoder3d train``.
+        formats: any of ``'mrc'``, ``'star'``, ``'csv'``, ``'imod'``.
+        clusters: cluster ids (list or ``'3,5,17'``) to export alone, or None for all.
+        tomogram: the tomogram file, when ``run.json`` names none or it has moved.
+        tomo_name: RELION's tomogram name (default: tomograms.star's, or from the file name).
+        series_name: WarpTools' / M's series name (default: tomogram name + ``.tomostar``).
+        ts_angpix: tilt-series (unbinned) pixel size in Angstrom, for pixel coordinates.
+        tomograms_star: RELION 5's tomograms.star, for the name, pixel size and unbinned size.
+        log: function called with one line per note (``None`` for silence).
+
+    Returns:
+        dict format -> list of written paths, plus ``'notes'``: what was skipped and why.
+    """
+    run_dir = os.fspath(run_dir)
+    formats = _parse_formats(formats)
+    run = read_run(run_dir)
+    written = {f: [] for f in FORMATS}
+    notes = []
+
+    def note(text):
+        notes.append(text)
+        if log:
+            log(text)
+
+    clus_dir = os.path.join(run_dir, "clus-center")
+    members, selected, chosen = cluster_members(clus_dir, clusters)
+    tomo_path, shape, voxel_size = _tomogram_info(run_dir, run, tomogram, note)
+    place = make_placement(tomo_path, shape, voxel_size, tomo_name=tomo_name, series_name=series_name,
+                           ts_angpix=ts_angpix, tomograms_star=tomograms_star)
+    if "mrc" in formats:
+        written["mrc"] = _write_centres(clus_dir, selected, place.voxel_size, note)
+    if formats & {"star", "csv", "imod"}:
+        rows, with_angles = particle_rows(run_dir, run["inputs"], members, selected, note)
+        particle_dir = os.path.join(clus_dir, "particles")
+        groups = [(f"{cid:03d}", [r for r in rows if r[0] == cid]) for cid in selected]
+        groups.append(("all" if chosen is None else "selected", rows))
+        for stem, part in groups:
+            if part:
+                for kind, path in _write_lists(os.path.join(particle_dir, stem), part, place, formats, with_angles):
+                    written[kind].append(path)
+        _unit_notes(place, formats, note)
+    written["notes"] = notes
+    return written

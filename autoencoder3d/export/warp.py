@@ -1,0 +1,37 @@
+"""Pixel-coordinate particle list for RELION 4, RELION 5's import, WarpTools and M.
+
+``rlnCoordinateX/Y/Z`` are pixels counted from 0 of the tilt series (unbinned):
+what RELION 4 and RELION 5's particle import expect, and what WarpTools'
+``ts_export_particles --coords_angpix`` and M's ``--angpix_coords`` are told.
+The pixel size goes in each row's ``rlnPixelSize`` (as WarpTools' own export
+writes it). ``rlnTomoName`` is RELION's name, ``rlnMicrographName`` the series
+name WarpTools and M group particles by (``TS_01.tomostar``). Without a
+tilt-series pixel size the coordinates stay in pixels of this tomogram.
+"""
+
+import pandas as pd
+
+from ..star_coords import RELION4_COLUMNS
+
+
+def pixel_units(place):
+    """(Angstrom per written pixel, or None; True when they are tilt-series pixels)."""
+    if place.ts_pixel and place.voxel_size is not None:
+        return place.ts_pixel, True
+    if place.voxel_size is not None:
+        return float(place.voxel_size[0]), False
+    return None, False
+
+
+def pixel_table(xyz, place, extra):
+    """The table, in tilt-series pixels when their size is known."""
+    pixel, _ = pixel_units(place)
+    coords = xyz * place.voxel_size / pixel if pixel and place.ts_pixel else xyz
+    table = pd.DataFrame({"rlnTomoName": [place.tomo_name] * len(xyz), "rlnMicrographName": [place.series_name] * len(xyz)})
+    for column, values in zip(RELION4_COLUMNS, coords.T):
+        table[column] = values
+    if pixel:
+        table["rlnPixelSize"] = pixel
+    for key, values in extra.items():
+        table[key] = values
+    return table
