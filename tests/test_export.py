@@ -152,7 +152,8 @@ def test_particle_lists(tmp_path):
     parts = run / "clus-center" / "particles"
     r4 = starfile.read(parts / "all.star")
     assert list(r4.columns) == [
-        "rlnTomoName", "rlnMicrographName", "rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ", "rlnPixelSize", "rlnClassNumber"
+        "rlnTomoName", "rlnMicrographName", "rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ", "rlnPixelSize",
+        "rlnDetectorPixelSize", "rlnMagnification", "rlnClassNumber",
     ]
     # names as RELION 5 (tomograms.star: TS_07) and WarpTools/M (series TS_07.tomostar) match them
     assert len(r4) == 12 and set(r4["rlnTomoName"]) == {"TS_07"} and set(r4["rlnMicrographName"]) == {"TS_07.tomostar"}
@@ -179,6 +180,9 @@ def test_pixel_star_in_tilt_series_pixels_and_names(tmp_path):
     got = r4[["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]].to_numpy()[0]
     np.testing.assert_allclose(got, np.array(vs[uid]["center"]) * 4)
     assert set(r4["rlnPixelSize"]) == {VS / 4} and set(r4["rlnTomoName"]) == {"TS_7"}
+    # M (MTools/Commands/CreateSpecies.cs): coordinate pixel = rlnDetectorPixelSize * 1e4 / rlnMagnification,
+    # particles matched by rlnMicrographName before rlnTomoName
+    np.testing.assert_allclose(r4["rlnDetectorPixelSize"] * 1e4 / r4["rlnMagnification"], VS / 4)
     assert set(r4["rlnMicrographName"]) == {"TS_7.mrc.tomostar"}
     r5 = starfile.read(run / "clus-center" / "particles" / "000_relion5.star")
     assert set(r5["rlnTomoName"]) == {"TS_7"}

@@ -3,9 +3,12 @@
 ``rlnCoordinateX/Y/Z`` are pixels counted from 0 of the tilt series (unbinned):
 what RELION 4 and RELION 5's particle import expect, and what WarpTools'
 ``ts_export_particles --coords_angpix`` and M's ``--angpix_coords`` are told.
-The pixel size goes in each row's ``rlnPixelSize`` (as WarpTools' own export
-writes it). ``rlnTomoName`` is RELION's name, ``rlnMicrographName`` the series
-name WarpTools and M group particles by (``TS_01.tomostar``). Without a
+The pixel size goes in each row's ``rlnPixelSize`` (WarpTools reads it for
+shifts) and, as ``rlnDetectorPixelSize`` with ``rlnMagnification`` 10000, in
+the form M's ``create_species`` derives its coordinate pixel size from
+(``MTools/Commands/CreateSpecies.cs``; WarpTools' own 3D export writes the same
+three columns). ``rlnTomoName`` is RELION's name, ``rlnMicrographName`` the
+series name WarpTools and M match particles by (``TS_01.tomostar``). Without a
 tilt-series pixel size the coordinates stay in pixels of this tomogram.
 """
 
@@ -32,6 +35,8 @@ def pixel_table(xyz, place, extra):
         table[column] = values
     if pixel:
         table["rlnPixelSize"] = pixel
+        table["rlnDetectorPixelSize"] = pixel  # micrometres / magnification = Angstrom, as M computes it
+        table["rlnMagnification"] = 10000.0
     for key, values in extra.items():
         table[key] = values
     return table
