@@ -196,7 +196,8 @@ def particle_tables(xyz, tomogram_path=None, shape=None, voxel_size=None, extra=
             into the STAR tables, all of them into the CSV.
 
     Returns:
-        dict with ``'relion4'`` (pixels), ``'relion5'`` (centred Angstrom, or None
+        dict with ``'relion4'`` (pixels of this tomogram, their size in ``rlnPixelSize``
+        when the voxels are known and cubic), ``'relion5'`` (centred Angstrom, or None
         when the voxel size or shape is unknown) and ``'csv'`` DataFrames.
     """
     import pandas as pd
@@ -208,10 +209,12 @@ def particle_tables(xyz, tomogram_path=None, shape=None, voxel_size=None, extra=
     if tomogram_path:
         names = {"rlnTomoName": tomo_key(tomogram_path), "rlnMicrographName": os.path.basename(tomogram_path)}
     r4 = pd.DataFrame({**{k: [v] * len(xyz) for k, v in names.items()}, **dict(zip(RELION4_COLUMNS, xyz.T))})
+    vs = None if voxel_size is None else np.broadcast_to(np.asarray(voxel_size, dtype=float), (3,))
+    if vs is not None and np.all(vs > 0) and np.all(vs == vs[0]):
+        r4["rlnPixelSize"] = float(vs[0])  # the unit of the coordinates, where WarpTools looks for it
     for k, v in star_extra.items():
         r4[k] = v
     r5 = None
-    vs = None if voxel_size is None else np.broadcast_to(np.asarray(voxel_size, dtype=float), (3,))
     if vs is not None and np.all(vs > 0) and shape is not None:
         angst = (xyz - np.asarray(shape, dtype=float) / 2.0) * vs
         r5 = pd.DataFrame({k: v for k, v in names.items() if k == "rlnTomoName"}, index=range(len(xyz)))

@@ -28,7 +28,10 @@ def test_star_round_trip_relion4_and_relion5(tmp_path):
     write_star(tmp_path / "p4.star", tables["relion4"])
     write_star(tmp_path / "p5.star", tables["relion5"])
     r4 = starfile.read(tmp_path / "p4.star")
-    assert list(r4.columns) == ["rlnTomoName", "rlnMicrographName", "rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ", "rlnClassNumber"]
+    assert list(r4.columns) == [
+        "rlnTomoName", "rlnMicrographName", "rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ", "rlnPixelSize", "rlnClassNumber"
+    ]
+    assert set(r4["rlnPixelSize"]) == {VS}  # the coordinates' unit, stated in the file
     assert r4["rlnTomoName"].tolist() == ["TS_01"] * 3 and r4["rlnMicrographName"].iloc[0] == "TS_01.mrc"
     r5 = starfile.read(tmp_path / "p5.star")
     assert {"rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst", "rlnCenteredCoordinateZAngst"} <= set(r5.columns)
