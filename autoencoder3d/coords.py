@@ -26,7 +26,7 @@ import numpy as np
 from .atomic import atomic_path
 from .errors import InputError
 from .imod import is_binary_model, model_to_voxels, read_model
-from .star_coords import RELION4_COLUMNS, RELION5_COLUMNS, read_star, read_tomograms_star, tomo_key
+from .star_coords import RELION4_COLUMNS, RELION5_COLUMNS, numeric_array, read_star, read_tomograms_star, tomo_key
 
 __all__ = ["read_coordinates", "read_star", "read_table", "read_tomograms_star", "tomo_key", "tomo_stem"]
 
@@ -37,16 +37,6 @@ def tomo_stem(path):
     for ext in (".gz", ".bz2"):
         name = name.removesuffix(ext)
     return os.path.splitext(name)[0]
-
-
-def _numeric(values, path, what):
-    try:
-        out = np.asarray(values, dtype=float)
-    except (TypeError, ValueError):
-        raise InputError(f"{path}: {what} are not all numbers") from None
-    if not np.all(np.isfinite(out)):
-        raise InputError(f"{path}: {what} contain missing or non-finite values")
-    return out
 
 
 def _split(line):
@@ -89,7 +79,7 @@ def read_table(path, one_based=False, imod=False):
         model.append(header is None and (imod or len(fields) > 3))
     if not rows:
         raise InputError(f"{path}: no coordinates in the file")
-    xyz = _numeric(rows, path, "coordinates")
+    xyz = numeric_array(rows, path, "coordinates")
     model = np.array(model)
     xyz[model] = model_to_voxels(xyz[model])
     return xyz - 1.0 if one_based else xyz

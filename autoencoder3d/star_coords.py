@@ -36,16 +36,18 @@ SUBTOMO_ANGLES = ("rlnTomoSubtomogramRot", "rlnTomoSubtomogramTilt", "rlnTomoSub
 NAME_COLUMNS = ("rlnTomoName", "rlnMicrographName")
 EXTENSIONS = (".gz", ".bz2", ".mrc", ".rec", ".st", ".ali", ".map", ".mrcs", ".tomostar", ".star", ".xml")
 _PIXEL_SUFFIX = re.compile(r"_\d+(\.\d+)?Apx$")
+_HALF_SUFFIX = re.compile(r"_half[12]$")
 
 
 def tomo_key(name):
     """The tomogram name that RELION, WarpTools and M files share, from any of their spellings.
 
     RELION 5 reconstructs ``TS_01`` as ``rec_TS_01.mrc``
-    (``reconstruct_tomogram.cpp``); WarpTools names the series ``TS_01.tomostar``
+    (``reconstruct_tomogram.cpp``; ``rec_TS_01_half1.mrc`` for denoising halves);
+    WarpTools names the series ``TS_01.tomostar``
     and its reconstruction ``TS_01_10.00Apx.mrc``; RELION 4 writes
     ``TS_01.st:mrc``. All of them give ``TS_01``: the file name without folder,
-    ``:mrc`` tag, extensions, ``rec_`` prefix and ``_N.NNApx`` suffix.
+    ``:mrc`` tag, extensions, ``rec_`` prefix and ``_N.NNApx`` / ``_half1|2`` suffixes.
     """
     base = os.path.basename(os.fspath(name).strip())
     base = base.split(":")[0]
@@ -55,7 +57,7 @@ def tomo_key(name):
         for ext in EXTENSIONS:
             if base.lower().endswith(ext) and len(base) > len(ext):
                 base, changed = base[: -len(ext)], True
-    base = _PIXEL_SUFFIX.sub("", base)
+    base = _HALF_SUFFIX.sub("", _PIXEL_SUFFIX.sub("", base))
     if base.startswith("rec_") and len(base) > 4:
         base = base[4:]
     return base
@@ -116,7 +118,8 @@ def rows_for_tomogram(table, path, tomogram, tomo_name=None):
     )
 
 
-def _numeric(values, path, what):
+def numeric_array(values, path, what):
+    """``values`` as a finite float array, or InputError naming the file and ``what``."""
     try:
         out = np.asarray(values, dtype=float)
     except (TypeError, ValueError):
@@ -128,7 +131,7 @@ def _numeric(values, path, what):
 
 def _columns(table, names, path):
     if set(names) <= set(table.columns):
-        return _numeric(table[list(names)].to_numpy(), path, "/".join(names))
+        return numeric_array(table[list(names)].to_numpy(), path, "/".join(names))
     return None
 
 
@@ -137,7 +140,7 @@ def optics_value(tables, table, column, path):
     optics = next((t for name, t in tables.items() if name == "optics" and column in t.columns), None)
     if optics is None:
         return None
-    values = _numeric(optics[column].to_numpy(), path, column)
+    values = numeric_array(optics[column].to_numpy(), path, column)
     if len(optics) == 1 or "rlnOpticsGroup" not in table.columns or "rlnOpticsGroup" not in optics.columns:
         return np.full(len(table), values[0])
     lookup = dict(zip(optics["rlnOpticsGroup"].astype(int), values))
@@ -183,7 +186,7 @@ def coordinate_pixel_size(tables, table, path, coords_angpix=None, tomograms_ent
         return np.full(len(table), float(coords_angpix))
     found = optics_value(tables, table, "rlnTomoTiltSeriesPixelSize", path)
     if found is None and "rlnPixelSize" in table.columns:
-        found = _numeric(table["rlnPixelSize"].to_numpy(), path, "rlnPixelSize")
+        found = numeric_array(table["rlnPixelSize"].to_numpy(), path, "rlnPixelSize")
     if found is None:
         found = optics_value(tables, table, "rlnImagePixelSize", path)
     if found is None and tomograms_entry is not None:
@@ -213,8 +216,8 @@ def read_tomograms_star(path, tomogram=None, tomo_name=None):
     if len(rows) != 1:
         raise InputError(f"{path}: {len(rows)} rows for one tomogram; name it with --tomo-name")
     row = rows.iloc[0]
-    size = _numeric([row["rlnTomoSizeX"], row["rlnTomoSizeY"], row["rlnTomoSizeZ"]], path, "rlnTomoSizeX/Y/Z")
-    pixel = float(_numeric([row["rlnTomoTiltSeriesPixelSize"]], path, "rlnTomoTiltSeriesPixelSize")[0])
+    size = numeric_array([row["rlnTomoSizeX"], row["rlnTomoSizeY"], row["rlnTomoSizeZ"]], path, "rlnTomoSizeX/Y/Z")
+    pixel = float(numeric_array([row["rlnTomoTiltSeriesPixelSize"]], path, "rlnTomoTiltSeriesPixelSize")[0])
     binning = float(row["rlnTomoTomogramBinning"]) if "rlnTomoTomogramBinning" in rows.columns else None
     if pixel <= 0 or np.any(size <= 0):
         raise InputError(f"{path}: tomogram {row['rlnTomoName']}: pixel size and size must be positive")

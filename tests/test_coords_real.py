@@ -24,6 +24,7 @@ DATA = Path(__file__).parent / "data"
     "name,key",
     [
         ("Tomograms/job006/tomograms/rec_TS_01.mrc", "TS_01"),  # RELION 5 reconstruct_tomogram.cpp: rec_ + rlnTomoName
+        ("Tomograms/job006/tomograms/rec_TS_01_half1.mrc", "TS_01"),  # its denoising halves
         ("TS_01", "TS_01"),
         ("TS_17.tomostar", "TS_17"),  # WarpTools' series name
         ("warp_tiltseries/reconstruction/TS_17_4.00Apx.mrc", "TS_17"),  # WarpTools' reconstruction
@@ -181,6 +182,8 @@ def test_extract_imod_model_lands_on_the_marked_voxel(tmp_path, capsys):
 
 
 def test_extract_takes_the_tomogram_name(tmp_path, capsys):
+    """RELION 5 names its map rec_TS_002.mrc for rlnTomoName TS_002 (reconstruct_tomogram.cpp); --tomo-name
+    picks another tomogram's rows; an unknown name lists the file's names."""
     vol = np.random.default_rng(1).normal(size=(40, 40, 40)).astype(np.float32)
     write_mrc(tmp_path / "rec_TS_002.mrc", vol, 1.0)
     coords, out = DATA / "relion4_origins.star", tmp_path / "o.pickle"
