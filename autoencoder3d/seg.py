@@ -387,7 +387,8 @@ def train_segmenter(
     checkpoint = SegCheckpoint(model_dir, patience, state)
     started = time.perf_counter()
     if initial_epoch < epochs and not checkpoint.stopped_early:
-        model.fit(train_data, validation_data=val_data, epochs=epochs, initial_epoch=initial_epoch, callbacks=[checkpoint], verbose=verbose)
+        model.fit(train_data, validation_data=val_data, epochs=epochs, initial_epoch=initial_epoch, callbacks=[checkpoint], verbose=verbose,
+                  shuffle=False)  # TargetBatches shuffles from (seed, epoch), the same in a resumed process
     train_seconds = time.perf_counter() - started
     if os.path.isfile(best):
         model.load_weights(best)
@@ -495,7 +496,7 @@ def run_seg_train(
             if os.path.exists(os.path.join(seg_dir, name)):
                 os.remove(os.path.join(seg_dir, name))
     previous = _read_record(record_path)
-    if os.path.isfile(saved) or os.path.isfile(os.path.join(seg_dir, STATE_FILE)):
+    if os.path.isfile(saved) or os.path.isfile(os.path.join(seg_dir, LAST_WEIGHTS)):
         earlier = {k: previous.get(k) for k in wanted}
         if previous and earlier != wanted:
             raise InputError(
@@ -506,7 +507,7 @@ def run_seg_train(
         log.info("reusing the trained EDSS3D model %s (pass --retrain to train again)", saved)
         return {**previous, "reused_saved_model": True}
 
-    resuming = os.path.isfile(os.path.join(seg_dir, STATE_FILE)) and "seed" in previous
+    resuming = os.path.isfile(os.path.join(seg_dir, LAST_WEIGHTS)) and "seed" in previous
     if seed is None and resuming:
         seed = int(previous["seed"])  # same background patches and shuffling as the interrupted run
     if seed is None:

@@ -7,8 +7,10 @@ batch 128, validation = the last 10 % of the samples, best-only checkpoint and
 early stopping on ``val_loss`` with patience 20 (Keras 1's counting).
 
 Every epoch writes, atomically, the best weights (when improved) and a resume
-point (last weights, optimizer state, counters, history), so a killed run
-continues where it stopped.
+point (one file: last weights, optimizer state, counters, history, seed and the
+inputs' fingerprint; see :mod:`.checkpoints`), so a killed run continues where
+it stopped and ends with the same bytes as an uninterrupted one. A non-finite
+loss stops training with an error and saves nothing of that epoch.
 """
 
 import contextlib
@@ -23,7 +25,9 @@ import keras
 import numpy as np
 
 from .atomic import atomic_open, atomic_path
-from .model import build_autoencoder, load_model
+from .checkpoints import load_checked_model, load_checked_weights, read_resume_state, write_resume_point, write_weights
+from .errors import InputError
+from .model import build_autoencoder
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +109,11 @@ class ResumableCheckpoint(keras.callbacks.Callback):
     that finds ``patience`` earlier epochs without improvement.
     """
 
-    def __init__(self, model_dir, patience, state=None):
+    def __init__(self, model_dir, patience, state=None, provenance=None):
         super().__init__()
         self.model_dir = model_dir
         self.patience = patience
+        self.provenance = provenance or {}
         state = state or {}
         self.best = state.get("best", math.inf)
         self.wait = state.get("wait", 0)
@@ -117,6 +122,7 @@ class ResumableCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
+        stop_if_not_finite(logs, epoch + 1)
         current = logs.get("val_loss", logs.get("loss"))
         lr = self.model.optimizer.learning_rate
         row = {"epoch": epoch + 1, "loss": logs.get("loss"), "val_loss": logs.get("val_loss"), "learning_rate": float(lr)}
@@ -133,14 +139,27 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         self._save_resume_point(epoch + 1)
 
     def _save_weights(self, name):
-        with atomic_path(os.path.join(self.model_dir, name), suffix=".weights.h5") as tmp:
-            self.model.save_weights(tmp)
+        write_weights(self.model, os.path.join(self.model_dir, name))
+
+    def state(self, epochs_done):
+        """Counters and history after ``epochs_done`` epochs, with the run's provenance."""
+        return {"epochs_done": epochs_done, "best": self.best, "wait": self.wait, "stopped_early": self.stopped_early,
+                "history": self.history, **self.provenance}
 
     def _save_resume_point(self, epochs_done):
-        self._save_weights(LAST_WEIGHTS)  # Keras 3 weight files include the optimizer's state
-        state = {"epochs_done": epochs_done, "best": self.best, "wait": self.wait, "stopped_early": self.stopped_early, "history": self.history}
-        write_json(os.path.join(self.model_dir, STATE_FILE), state)
+        write_resume_point(self.model, os.path.join(self.model_dir, LAST_WEIGHTS), self.state(epochs_done))
         write_history_csv(os.path.join(self.model_dir, HISTORY_CSV), self.history)
+
+
+def stop_if_not_finite(logs, epoch):
+    """Raise InputError when a loss of this epoch is NaN or infinite (nothing of the epoch is saved)."""
+    for key in ("loss", "val_loss"):
+        value = logs.get(key)
+        if value is not None and not math.isfinite(float(value)):
+            raise InputError(
+                f"training diverged: {key} is {float(value)} in epoch {epoch}; the last resume point is kept. "
+                "Train again with a smaller --learning-rate and --retrain"
+            )
 
 
 def write_json(path, obj):
@@ -170,28 +189,47 @@ def saved_models_exist(model_dir):
     return all(os.path.isfile(model_path(model_dir, name)) for name in MODEL_NAMES)
 
 
-def load_saved_models(model_dir):
-    """The (autoencoder, encoder, decoder) saved by a finished training."""
-    return tuple(load_model(model_path(model_dir, name)) for name in MODEL_NAMES)
+def load_saved_models(model_dir, shape=None):
+    """The (autoencoder, encoder, decoder) saved by a finished training, checked.
+
+    Args:
+        shape: subvolume shape the models must take (None: not checked).
+    """
+    volume = None if shape is None else tuple(shape) + (1,)
+    autoencoder = load_checked_model(model_path(model_dir, "autoencoder"), volume, volume)
+    encoder = load_checked_model(model_path(model_dir, "encoder"), volume)
+    decoder = load_checked_model(model_path(model_dir, "decoder"), encoder.output_shape[1:], volume)
+    return autoencoder, encoder, decoder
+
+
+def resume_state(model_dir):
+    """The state stored in ``model_dir``'s resume point, or None (InputError if unreadable)."""
+    return read_resume_state(os.path.join(model_dir, LAST_WEIGHTS))
+
+
+def finished_record(model_dir):
+    """What ``train-state.json`` says about a finished training, or None when there is none."""
+    path = os.path.join(model_dir, STATE_FILE)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as handle:
+            record = json.load(handle)
+        if not isinstance(record, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: unreadable training record ({err}); pass --retrain to train again") from None
+    return record if record.get("finished") else None
 
 
 def _resume(autoencoder, model_dir):
-    """Load the resume point or the published best-weights checkpoint; return the state."""
-    state_path = os.path.join(model_dir, STATE_FILE)
-    last = os.path.join(model_dir, LAST_WEIGHTS)
-    if os.path.isfile(state_path) and os.path.isfile(last):
-        with open(state_path) as handle:
-            state = json.load(handle)
-        autoencoder.optimizer.build(autoencoder.trainable_variables)  # so its state loads too
-        autoencoder.load_weights(last)
-        log.info("resuming training after epoch %d from %s", state["epochs_done"], model_dir)
-        return state
-    best = os.path.join(model_dir, BEST_WEIGHTS)
-    if os.path.isfile(best):
-        autoencoder.optimizer.build(autoencoder.trainable_variables)
-        autoencoder.load_weights(best)
-        log.info("starting from the existing best-weights checkpoint %s", best)
-    return {}
+    """Load the resume point if there is one and return its state; otherwise start afresh."""
+    state = resume_state(model_dir)
+    if state is None:
+        return {}
+    load_checked_weights(autoencoder, os.path.join(model_dir, LAST_WEIGHTS))
+    log.info("resuming training after epoch %d from %s", state["epochs_done"], model_dir)
+    return state
 
 
 def clear_training_state(model_dir):
@@ -231,6 +269,7 @@ def train_autoencoder(
     seed=0,
     strategy=None,
     verbose=1,
+    provenance=None,
 ):
     """Train the published autoencoder on ``volumes``, resuming from ``model_dir`` if possible.
 
@@ -242,6 +281,8 @@ def train_autoencoder(
         seed: shuffling seed (Keras's own seed is set by the caller).
         strategy: a ``tf.distribute`` strategy to build the models under, or None.
         verbose: Keras's verbosity for ``fit``.
+        provenance: JSON-able facts about the run (seed, inputs' fingerprint) kept in the
+            resume point and in ``train-state.json``.
 
     Returns:
         ((autoencoder, encoder, decoder), info) with the best weights loaded;
@@ -254,28 +295,30 @@ def train_autoencoder(
         models[0].compile(optimizer=published_optimizer(learning_rate), loss="mse")
     autoencoder = models[0]
     state = _resume(autoencoder, model_dir)
+    if not state:
+        clear_training_state(model_dir)  # e.g. best weights of an epoch whose resume point was never written
     initial_epoch = int(state.get("epochs_done", 0))
     n_train = split_validation(len(volumes), validation_split)
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
     train_data = ArrayBatches(volumes, np.arange(n_train), batch_size, shuffle=True, seed=seed, epoch=initial_epoch, multiple_of=replicas)
     val_data = ArrayBatches(volumes, np.arange(n_train, len(volumes)), batch_size, shuffle=False, multiple_of=replicas) if n_train < len(volumes) else None
-    checkpoint = ResumableCheckpoint(model_dir, patience, state)
+    checkpoint = ResumableCheckpoint(model_dir, patience, state, provenance)
     started = time.perf_counter()
     if initial_epoch < epochs and not checkpoint.stopped_early:
-        autoencoder.fit(train_data, validation_data=val_data, epochs=epochs, initial_epoch=initial_epoch, callbacks=[checkpoint], verbose=verbose)
+        # shuffle=False: ArrayBatches already shuffles from (seed, epoch); Keras's own
+        # shuffle uses Python's global random and would differ in a resumed process
+        autoencoder.fit(train_data, validation_data=val_data, epochs=epochs, initial_epoch=initial_epoch, callbacks=[checkpoint],
+                        verbose=verbose, shuffle=False)
     train_seconds = time.perf_counter() - started
     best = os.path.join(model_dir, BEST_WEIGHTS)
     if os.path.isfile(best):
-        autoencoder.optimizer.build(autoencoder.trainable_variables)
-        autoencoder.load_weights(best)
+        load_checked_weights(autoencoder, best)
     save_models(models, model_dir)
-    write_json(
-        os.path.join(model_dir, STATE_FILE),
-        {"epochs_done": len(checkpoint.history), "best": checkpoint.best, "wait": checkpoint.wait,
-         "stopped_early": checkpoint.stopped_early, "history": checkpoint.history, "finished": True},
-    )
+    info = training_info(checkpoint, initial_epoch, n_train, len(volumes), train_seconds)
+    write_json(os.path.join(model_dir, STATE_FILE), {**checkpoint.state(len(checkpoint.history)), "finished": True,
+                                                    "info": {k: v for k, v in info.items() if k != "history"}})
     _clear_resume_point(model_dir)
-    return models, training_info(checkpoint, initial_epoch, n_train, len(volumes), train_seconds)
+    return models, info
 
 
 def training_info(checkpoint, initial_epoch, n_train, n_samples, seconds):

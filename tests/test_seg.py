@@ -5,9 +5,11 @@ import logging
 import os
 import pickle
 
+import h5py
 import numpy as np
 import pytest
 
+from autoencoder3d.checkpoints import STATE_ATTRIBUTE
 from autoencoder3d.errors import InputError
 from autoencoder3d.seg import (
     VoxelWeights, build_targets, check_selection, class_weights, keep_max, label_subvolumes, load_selection,
@@ -226,8 +228,12 @@ def test_train_predict_end_to_end(run_folder, caplog):
     # an interrupted run (no final model yet) resumes with its recorded seed, and refuses another selection
     seg = os.path.join(run, "model-seg")
     os.remove(os.path.join(seg, "model-seg.keras"))
-    with open(os.path.join(seg, "model-seg--weights--best.weights.h5"), "rb") as src, open(os.path.join(seg, "checkpoint-last.weights.h5"), "wb") as dst:
+    last = os.path.join(seg, "checkpoint-last.weights.h5")
+    with open(os.path.join(seg, "model-seg--weights--best.weights.h5"), "rb") as src, open(last, "wb") as dst:
         dst.write(src.read())
+    history = [{"epoch": 1, "loss": 1.0, "val_loss": 1.0, "learning_rate": 0.001}]
+    with h5py.File(last, "a") as handle:  # the resume point carries its training state
+        handle.attrs[STATE_ATTRIBUTE] = json.dumps({"epochs_done": 1, "best": 1.0, "wait": 0, "stopped_early": False, "history": history})
     with open(os.path.join(seg, "seg.json"), "w") as handle:
         json.dump({"selection": {"1": [2]}, "iso": 0.5, "class_balanced": False, "seed": 4, "finished": False}, handle)
     with pytest.raises(InputError, match="pass --retrain"):
@@ -237,23 +243,26 @@ def test_train_predict_end_to_end(run_folder, caplog):
     assert resumed["patches"] == redone["patches"]
 
 
-def test_resume_after_interruption(run_folder, tmp_path):
+def test_resume_after_interruption(run_folder, tmp_path, monkeypatch):
     """A run stopped after epoch 1 continues at epoch 2 and ends with the history of both."""
-    import shutil
-
+    from autoencoder3d import train as ae_train
     from autoencoder3d.seg import train_segmenter
 
     rng = np.random.default_rng(0)
     volumes = rng.normal(size=(12, 16, 16, 16)).astype(np.float32)
     maps = (volumes < -1).astype(np.uint8)
     first = tmp_path / "a"
-    _, info = train_segmenter(volumes, maps, 2, str(first), epochs=1, batch_size=4, seed=1, verbose=0)
-    assert info["epochs_total"] == 1
-    # pretend the run was killed after epoch 1: the resume point is there, the final model is not
-    state = json.loads((first / "train-state.json").read_text())
-    assert state["epochs_done"] == 1
-    os.remove(first / "model-seg.keras")
-    shutil.copy(first / "model-seg--weights--best.weights.h5", first / "checkpoint-last.weights.h5")
+    original = ae_train.ResumableCheckpoint.on_epoch_end
+
+    def killed_after_one(self, epoch, logs=None):
+        original(self, epoch, logs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ae_train.ResumableCheckpoint, "on_epoch_end", killed_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        train_segmenter(volumes, maps, 2, str(first), epochs=2, batch_size=4, seed=1, verbose=0)
+    monkeypatch.setattr(ae_train.ResumableCheckpoint, "on_epoch_end", original)
+    assert ae_train.resume_state(str(first))["epochs_done"] == 1 and not (first / "model-seg.keras").exists()
     _, info = train_segmenter(volumes, maps, 2, str(first), epochs=2, batch_size=4, seed=1, verbose=0)
     assert info["resumed_from_epoch"] == 1 and info["epochs_total"] == 2 and info["epochs_run"] == 1
 

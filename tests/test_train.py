@@ -81,8 +81,9 @@ def test_killed_training_resumes_from_its_last_epoch(tmp_path, monkeypatch):
     monkeypatch.setattr(ResumableCheckpoint, "on_epoch_end", killed_after_two)
     with pytest.raises(KeyboardInterrupt):
         train_autoencoder(volumes, str(tmp_path), epochs=4, batch_size=16, verbose=0)
-    state = json.load(open(tmp_path / training.STATE_FILE))
+    state = training.resume_state(str(tmp_path))
     assert state["epochs_done"] == 2 and not os.path.exists(training.model_path(str(tmp_path), "autoencoder"))
+    assert not os.path.exists(tmp_path / training.STATE_FILE)  # the resume point is one file
     monkeypatch.setattr(ResumableCheckpoint, "on_epoch_end", original)
     models, info = train_autoencoder(volumes, str(tmp_path), epochs=4, batch_size=16, verbose=0)
     assert info["resumed_from_epoch"] == 2 and info["epochs_run"] == 2 and info["epochs_total"] == 4

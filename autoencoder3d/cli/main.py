@@ -1,12 +1,14 @@
 """Entry points of the ``autoencoder3d`` and ``edss3d`` console scripts."""
 
 import argparse
+import errno
 import importlib
 import os
+import signal
 import sys
 
 from .. import __version__
-from ..errors import InputError
+from ..errors import InputError, Terminated
 from .common import add_quiet, setup_logging
 from .quiet import NativeLogFilter
 
@@ -62,16 +64,32 @@ def run(prog, names, argv=None):
         return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     setup_logging(args.quiet)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         with NativeLogFilter():
             status = args._run(args)
     except InputError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        print(f"{prog}: error: {err.filename or 'output'}: no space left on device; finished outputs are intact", file=sys.stderr)
+        return 2
+    except Terminated:
+        print(f"{prog}: terminated (SIGTERM); finished outputs and the last resume point are kept, rerun to resume", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; finished outputs are intact, rerun to resume", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return status or 0
+
+
+def _terminate(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the clean-up
+    raise Terminated()
 
 
 def main(argv=None):
