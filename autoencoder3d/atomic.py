@@ -6,6 +6,7 @@ only when the caller's block finished without an exception.
 """
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -23,7 +24,8 @@ def atomic_path(path, suffix=None):
             an extension); defaults to the destination's own extension.
 
     Raises:
-        InputError: if the destination folder cannot be written.
+        InputError: if the destination folder cannot be written, or the disk is full
+            (then ``path`` keeps its old content).
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -33,6 +35,7 @@ def atomic_path(path, suffix=None):
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp" + suffix, dir=folder)
     except OSError as err:
+        _raise_if_disk_full(err, path)
         raise InputError(f"{folder}: cannot write output here ({err.strerror})") from None
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are shared like any new file
@@ -40,6 +43,9 @@ def atomic_path(path, suffix=None):
         yield tmp
         _fsync_file(tmp)
         os.replace(tmp, path)
+    except Exception as err:
+        _raise_if_disk_full(err, path)
+        raise
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -51,6 +57,25 @@ def atomic_open(path, mode="wb"):
     with atomic_path(path) as tmp:
         with open(tmp, mode) as handle:
             yield handle
+
+
+def is_disk_full(err):
+    """True if ``err`` (or an error it was raised from) says the disk is full.
+
+    h5py, zipfile and Keras often wrap the operating system's error, so its text is checked too.
+    """
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if getattr(err, "errno", None) == errno.ENOSPC or "No space left on device" in str(err)[:2000]:
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def _raise_if_disk_full(err, path):
+    if is_disk_full(err):
+        raise InputError(f"{path}: no space left on device; the existing file is unchanged") from None
 
 
 def _umask():
@@ -70,7 +95,9 @@ def atomic_directory(path):
     """Yield a fresh temporary folder that replaces the folder ``path`` on success.
 
     The old folder (if any) is removed only after the new one is complete, so a
-    killed run leaves either the old folder or the new one.
+    killed run leaves either the old folder or the new one (a kill between the two
+    renames leaves the old one as ``.NAME.XXXXXXXX.old``, which
+    :func:`autoencoder3d.runfolder.remove_leftovers` puts back).
     """
     path = os.path.abspath(os.fspath(path))
     parent = os.path.dirname(path)
@@ -81,7 +108,11 @@ def atomic_directory(path):
         raise InputError(f"{parent}: cannot write output here ({err.strerror})") from None
     os.chmod(tmp, 0o777 & ~_umask())
     try:
-        yield tmp
+        try:
+            yield tmp
+        except Exception as err:
+            _raise_if_disk_full(err, path)
+            raise
         old = None
         if os.path.exists(path):
             old = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", suffix=".old", dir=parent)

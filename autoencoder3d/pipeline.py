@@ -19,6 +19,7 @@ import numpy as np
 from . import __version__
 from .errors import InputError
 from .io import load_subvolumes, read_tomogram, save_subvolumes
+from .runfolder import RunFolderLock, fingerprint, refuse_if_different, remove_leftovers
 
 log = logging.getLogger("autoencoder3d")
 
@@ -47,17 +48,6 @@ class TrainOptions:
     verbose: int = 1
 
 
-def _check_writable(out_dir):
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-        probe = os.path.join(out_dir, f".write-test-{os.getpid()}")
-        with open(probe, "w"):
-            pass
-        os.remove(probe)
-    except OSError as err:
-        raise InputError(f"{out_dir}: output folder cannot be written ({err.strerror})") from None
-
-
 def _check_box(path, v_siz):
     if any(s % 4 for s in v_siz):
         raise InputError(f"{path}: subvolume shape {v_siz}: every edge must be divisible by 4 for the autoencoder")
@@ -70,6 +60,21 @@ def _check_n_clusters(path, n_samples, n_clusters):
         raise InputError(f"{path}: {n_samples} usable subvolumes, fewer than the {n_clusters} clusters asked for")
 
 
+MRC_SUFFIXES = (".mrc", ".rec", ".st", ".map", ".ali", ".mrcs")
+
+
+def _check_not_a_tomogram(data, tomogram):
+    """Refuse an MRC volume given as DATA, saying that DATA and TOMOGRAM look swapped."""
+    try:
+        with open(data, "rb") as handle:
+            head = handle.read(212)
+    except OSError:
+        return  # loading names the problem
+    if head[208:212] == b"MAP " or (str(data).lower().endswith(MRC_SUFFIXES) and not head.startswith(b"\x80")):
+        hint = "DATA and TOMOGRAM look swapped" if tomogram else "DATA must be the subvolume pickle"
+        raise InputError(f"{data}: is an MRC volume, not a subvolume pickle; {hint} (the order is DATA TOMOGRAM POSE N_CLUSTERS)")
+
+
 def prepare_subvolumes(data, tomogram=None, pose=False, *, sigma=2.0, workers=None, progress=True, timings=None):
     """Load the subvolume pickle and, if asked, pose-normalize it against the tomogram.
 
@@ -78,6 +83,7 @@ def prepare_subvolumes(data, tomogram=None, pose=False, *, sigma=2.0, workers=No
         tomogram's voxel size (or None without a tomogram).
     """
     timings = {} if timings is None else timings
+    _check_not_a_tomogram(data, tomogram)
     started = time.perf_counter()
     subvolumes = load_subvolumes(data)
     timings["load_s"] = time.perf_counter() - started
@@ -136,20 +142,78 @@ def _is_out_of_memory(err):
     return type(err).__name__ == "ResourceExhaustedError" or "OOM" in str(err)[:2000]
 
 
-def _obtain_models(volumes, model_dir, options, timings):
-    from .train import clear_training_state, load_saved_models, saved_models_exist, train_autoencoder
+def _seed_from(recorded, options, where):
+    """Use the recorded seed when none is given (an interrupted or finished run continues as it began)."""
+    if options.seed is None and recorded.get("seed") is not None:
+        options.seed = int(recorded["seed"])
+        options.deterministic = bool(recorded.get("deterministic", options.deterministic))
+        log.info("no --seed given; using the seed %d recorded in %s", options.seed, where)
+
+
+def _draw_seed(options):
+    if options.seed is None:
+        options.seed = secrets.randbelow(2**31)
+        log.info("no --seed given; using seed %d (recorded in run.json)", options.seed)
+
+
+def _reuse_models(volumes, model_dir, options, current, command):
+    """The saved models if they were trained on these inputs (None when there are none to reuse)."""
+    from .train import finished_record, load_saved_models, resume_state, saved_models_exist
+
+    if not saved_models_exist(model_dir):
+        return None
+    record = finished_record(model_dir)
+    if record is None and resume_state(model_dir) is not None:
+        return None  # killed while saving the models: the resume point finishes the job
+    if record is None or "fingerprint" not in record:
+        log.warning("%s: the saved models were made by an older version; their inputs cannot be checked", model_dir)
+        record = {}
+    else:
+        parts = ("inputs",) if command == "cluster" else ("inputs", "options")
+        refuse_if_different(f"{model_dir}: the trained model", record["fingerprint"], current, parts)
+        for key, value in record["fingerprint"]["options"].items():  # 'cluster' records what trained the model
+            setattr(options, key, value)
+    _seed_from(record, options, os.path.join(model_dir, "train-state.json"))
+    log.info("reusing the trained models in %s (pass --retrain to train again)", model_dir)
+    models = load_saved_models(model_dir, volumes.shape[1:])
+    return models, {"reused_saved_models": True, **record.get("info", {})}
+
+
+def _check_resume_point(model_dir, options, current):
+    """Refuse to resume a training started with other inputs, options or seed."""
+    from .train import resume_state
+
+    state = resume_state(model_dir)
+    if state is None:
+        return
+    refuse_if_different(f"{model_dir}: the interrupted training", state.get("fingerprint", {}), current)
+    recorded = state.get("seed")
+    if options.seed is not None and recorded is not None and int(recorded) != options.seed:
+        raise InputError(
+            f"{model_dir}: the interrupted training here used --seed {recorded}, not {options.seed}; "
+            f"rerun with --seed {recorded} (or without --seed) to resume, or pass --retrain"
+        )
+    _seed_from(state, options, os.path.join(model_dir, "checkpoint-last.weights.h5"))
+
+
+def _obtain_models(volumes, model_dir, options, timings, current, command="train"):
+    from .train import clear_training_state, train_autoencoder
 
     if options.retrain:
         clear_training_state(model_dir)
-    if saved_models_exist(model_dir):
-        log.info("reusing the trained models in %s (pass --retrain to train again)", model_dir)
-        return load_saved_models(model_dir), {"reused_saved_models": True}
+    reused = _reuse_models(volumes, model_dir, options, current, command)
+    if reused is not None:
+        return reused
+    _check_resume_point(model_dir, options, current)
+    _draw_seed(options)
     strategy = _configure_keras(options)
+    provenance = {"seed": options.seed, "deterministic": options.deterministic, "fingerprint": current}
     try:
         models, info = train_autoencoder(
             volumes, model_dir, epochs=options.epochs, batch_size=options.batch_size, patience=options.patience,
             validation_split=options.validation_split, learning_rate=options.learning_rate,
             encoding_dim=options.encoding_dim, l1=options.l1, seed=options.seed, strategy=strategy, verbose=options.verbose,
+            provenance=provenance,
         )
     except Exception as err:  # a GPU out-of-memory error becomes one actionable line
         if _is_out_of_memory(err):
@@ -181,6 +245,7 @@ def describe_codes(codes, n_clusters):
 
 def cluster_and_write(subvolumes, encoder, decoder, n_clusters, out_dir, *, n_init=100, seed=None, batch_size=128, timings=None, code_stats=None):
     """Encode, k-means, decode the centres; write the ``clus-center`` pickles and montages."""
+    from .atomic import atomic_directory
     from .cluster import cluster_encodings, write_cluster_pickles
     from .figures import write_montages
     from .report import save_encodings
@@ -197,10 +262,11 @@ def cluster_and_write(subvolumes, encoder, decoder, n_clusters, out_dir, *, n_in
     timings["kmeans_s"] = time.perf_counter() - started
     started = time.perf_counter()
     decoded = decode(decoder, clustering.centers, batch_size)
-    clus_dir = os.path.join(out_dir, "clus-center")
-    write_cluster_pickles(clus_dir, clustering, decoded)
-    write_montages(os.path.join(clus_dir, "fig"), decoded, clustering.sizes())
-    save_encodings(clus_dir, subvolumes.uuids, codes, clustering.labels)
+    # the folder is replaced whole: no centre, figure or evaluation of an earlier clustering survives
+    with atomic_directory(os.path.join(out_dir, "clus-center")) as clus_dir:
+        write_cluster_pickles(clus_dir, clustering, decoded)
+        write_montages(os.path.join(clus_dir, "fig"), decoded, clustering.sizes())
+        save_encodings(clus_dir, subvolumes.uuids, codes, clustering.labels)
     timings["figures_s"] = time.perf_counter() - started
     return clustering, codes
 
@@ -239,8 +305,6 @@ def run_train(data, tomogram, pose, n_clusters, out_dir=".", options=None, *, co
         The ``run.json`` record (a dict).
     """
     options = options or TrainOptions()
-    started_wall, started = time.time(), time.perf_counter()
-    timings, code_stats = {}, {}
     out_dir = os.path.abspath(out_dir)
     model_dir = os.path.join(out_dir, "model")
     if command == "cluster":
@@ -248,18 +312,25 @@ def run_train(data, tomogram, pose, n_clusters, out_dir=".", options=None, *, co
 
         if not saved_models_exist(model_dir):
             raise InputError(f"{model_dir}: no trained autoencoder here; run 'autoencoder3d train' first")
-    _check_writable(out_dir)
-    if options.seed is None:
-        options.seed = secrets.randbelow(2**31)
-        log.info("no --seed given; using seed %d (recorded in run.json)", options.seed)
+    with RunFolderLock(out_dir):
+        for path in remove_leftovers(out_dir):
+            log.info("removed %s, left by an interrupted write", path)
+        return _run_train_locked(data, tomogram, pose, n_clusters, out_dir, options, command)
+
+
+def _run_train_locked(data, tomogram, pose, n_clusters, out_dir, options, command):
+    started_wall, started = time.time(), time.perf_counter()
+    timings, code_stats = {}, {}
+    model_dir = os.path.join(out_dir, "model")
     subvolumes, voxel_size = prepare_subvolumes(
         data, tomogram, pose, sigma=options.smooth_sigma, workers=options.workers, progress=options.verbose > 0, timings=timings
     )
     _check_box(data, subvolumes.v_siz)
     _check_n_clusters(data, len(subvolumes), n_clusters)
+    current = fingerprint(data, tomogram, pose, subvolumes.v_siz, options)
     if pose:
         save_subvolumes(os.path.join(out_dir, POSE_PICKLE), subvolumes)
-    models, train_info = _obtain_models(subvolumes.volumes, model_dir, options, timings)
+    models, train_info = _obtain_models(subvolumes.volumes, model_dir, options, timings, current, command)
     if train_info.get("history"):
         from .figures import plot_history
 
@@ -280,6 +351,7 @@ def run_train(data, tomogram, pose, n_clusters, out_dir=".", options=None, *, co
             "n_clusters": int(n_clusters),
         },
         "options": asdict(options),
+        "fingerprint": current,
         "seed": options.seed,
         "n_subvolumes": len(subvolumes),
         "v_siz": list(subvolumes.v_siz),

@@ -46,6 +46,21 @@ def positive_float(text):
     return _float_where(text, lambda v: v > 0, "a positive number")
 
 
+def non_negative_float(text):
+    return _float_where(text, lambda v: 0 <= v < float("inf"), "a number >= 0")
+
+
+def seed(text):
+    """A random seed: an integer from 0 to 2**32 - 1 (what NumPy and TensorFlow accept)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to {2**32 - 1}, got {text!r}")
+    return value
+
+
 def optional_path(text):
     """A path, or None for the word None (the published way to give no tomogram)."""
     return None if text.strip().lower() in ("none", "") else text
@@ -57,7 +72,7 @@ def add_seed(parser, *, default=None, recorded_in="run.json", purpose=None):
         text = f"random seed: same seed, same results on the same machine (default: random, recorded in {recorded_in})"
     else:
         text = f"random seed {purpose or 'of the random draws'} (default {default})"
-    parser.add_argument("--seed", type=int, default=default, help=text)
+    parser.add_argument("--seed", type=seed, default=default, help=text)
 
 
 def add_out(parser, *, metavar="RUN_DIR", default=".", help=None):
@@ -74,7 +89,7 @@ def add_quiet(parser):
 def add_clustering_options(parser):
     parser.add_argument("--n-init", type=positive_int, default=100, help="k-means restarts (default 100, as published)")
     parser.add_argument("--batch-size", type=positive_int, default=128, help="batch size for training and encoding (default 128)")
-    parser.add_argument("--smooth-sigma", type=float, default=2.0, help="Gaussian smoothing of the tomogram for pose normalization, in voxels (default 2.0)")
+    parser.add_argument("--smooth-sigma", type=non_negative_float, default=2.0, help="Gaussian smoothing of the tomogram for pose normalization, in voxels (default 2.0)")
     parser.add_argument("--workers", type=positive_int, default=None, help="threads for pose normalization (default: all cores)")
 
 

@@ -12,14 +12,14 @@ Example:
   autoencoder3d pose data.pickle tomo.rec data-pose.pickle
 """
 
-from ..common import positive_int
+from ..common import non_negative_float, positive_int
 
 
 def add_args(parser):
     parser.add_argument("data", metavar="DATA", help="subvolume pickle in the published format")
     parser.add_argument("tomogram", metavar="TOMOGRAM", help="MRC/REC tomogram the subvolumes were cut from")
     parser.add_argument("output", metavar="OUT.pickle", help="where to write the normalized subvolumes")
-    parser.add_argument("--smooth-sigma", type=float, default=2.0, help="Gaussian smoothing of the tomogram, in voxels (default 2.0)")
+    parser.add_argument("--smooth-sigma", type=non_negative_float, default=2.0, help="Gaussian smoothing of the tomogram, in voxels (default 2.0)")
     parser.add_argument("--workers", type=positive_int, default=None, help="threads to use (default: all cores)")
 
 
