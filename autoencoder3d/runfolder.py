@@ -73,7 +73,10 @@ class RunFolderLock:
         return handle
 
     def __exit__(self, kind, value, traceback):
-        os.remove(self.path)
+        try:
+            os.remove(self.path)
+        except OSError:
+            pass
         self.handle.close()
         if kind is not None and self.created:
             remove_empty_folders(self.folder)
