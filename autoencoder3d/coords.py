@@ -116,7 +116,7 @@ def _row_columns(fields, header, path, number):
 
 def read_coordinates(
     path, shape=None, voxel_size=None, coords_angpix=None, tomogram=None, one_based=False, *,
-    tomo_name=None, tomograms_star=None, imod=False,
+    tomo_name=None, tomograms_star=None, imod=False, normalized=False,
 ):
     """Read a coordinate file of any supported kind.
 
@@ -133,6 +133,7 @@ def read_coordinates(
         tomograms_star: RELION 5's ``tomograms.star``, for the tilt-series pixel size,
             binning and unbinned size of the tomogram.
         imod: 3-column text lists hold IMOD model coordinates.
+        normalized: a STAR file holds WarpTools' normalized [0, 1] coordinates.
 
     Returns:
         float array (N, 3) of 0-based voxel coordinates (x, y, z) in the tomogram.
@@ -144,7 +145,7 @@ def read_coordinates(
         xyz = read_model(path)
     elif path.lower().endswith(".star"):
         entry = read_tomograms_star(tomograms_star, tomogram, tomo_name) if tomograms_star else None
-        return read_star(path, shape, voxel_size, coords_angpix, tomogram, tomo_name, entry)
+        return read_star(path, shape, voxel_size, coords_angpix, tomogram, tomo_name, entry, normalized)
     else:
         xyz = read_table(path, one_based, imod)
     if coords_angpix is not None:

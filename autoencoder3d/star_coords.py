@@ -235,8 +235,32 @@ def _refuse_normalized(xyz, shape, path):
     if len(xyz) > 1 and shape is not None and max(shape) > 4 and xyz.min() >= 0 and xyz.max() <= 1:
         raise InputError(
             f"{path}: every coordinate lies between 0 and 1: normalized coordinates (as WarpTools' template "
-            "matching writes them), not pixels; scale them to pixels first"
+            "matching writes them), not pixels; read them with --normalized-coords and --coords-angpix "
+            "(the tilt-series pixel size) or --tomograms"
         )
+
+
+def _normalized_voxels(table, path, shape, vs, coords_angpix, tomograms_entry):
+    """WarpTools' normalized coordinates (``ts_export_particles --normalized_coords``).
+
+    ``ExportParticlesTiltseries`` multiplies them by ``DimensionsX/Y/Z - 1`` (the
+    unbinned tomogram, in tilt-series pixels) and by the tilt-series pixel size.
+    Without tomograms.star the unbinned size is this tomogram's extent in
+    tilt-series pixels of ``coords_angpix``.
+    """
+    xyz = _columns(table, RELION4_COLUMNS, path)
+    if vs is None:
+        raise InputError(f"{path}: normalized coordinates need the tomogram's voxel size, but its header says 0")
+    if tomograms_entry is not None:
+        size, pixel = tomograms_entry["size"], tomograms_entry["pixel_size"]
+    elif coords_angpix and shape is not None:
+        pixel = float(coords_angpix)
+        size = np.rint(np.asarray(shape, dtype=float) * vs / pixel)
+    else:
+        raise InputError(
+            f"{path}: normalized coordinates need the tilt-series pixel size: give --coords-angpix or --tomograms"
+        )
+    return xyz * (size - 1) * pixel / vs
 
 
 def _relion5_voxels(tables, table, path, shape, vs, shift, tomograms_entry):
@@ -280,7 +304,10 @@ def _pixel_voxels(tables, table, path, shape, vs, shift, coords_angpix, tomogram
     return xyz * pixel[:, None] / vs
 
 
-def read_star(path, shape=None, voxel_size=None, coords_angpix=None, tomogram=None, tomo_name=None, tomograms_entry=None):
+def read_star(
+    path, shape=None, voxel_size=None, coords_angpix=None, tomogram=None, tomo_name=None, tomograms_entry=None,
+    normalized=False,
+):
     """Particle positions from a RELION 3/4/5, WarpTools or M STAR file.
 
     Args:
@@ -291,6 +318,7 @@ def read_star(path, shape=None, voxel_size=None, coords_angpix=None, tomogram=No
         tomogram: the tomogram's file name, to pick its rows (see :func:`tomo_key`).
         tomo_name: the tomogram's name in the file, when its file name does not tell.
         tomograms_entry: :func:`read_tomograms_star`'s answer, when given.
+        normalized: ``rlnCoordinateX/Y/Z`` are WarpTools' normalized [0, 1] coordinates.
 
     Returns:
         float array (N, 3) of 0-based voxel coordinates (x, y, z) in this tomogram,
@@ -301,6 +329,8 @@ def read_star(path, shape=None, voxel_size=None, coords_angpix=None, tomogram=No
     table = rows_for_tomogram(_coordinate_table(tables, path), path, tomogram, tomo_name)
     vs = _voxel_size(voxel_size, tomograms_entry)
     shift = origin_shift_angst(table, path)
+    if normalized:
+        return _normalized_voxels(table, path, shape, vs, coords_angpix, tomograms_entry)
     if set(RELION5_COLUMNS) <= set(table.columns):
         return _relion5_voxels(tables, table, path, shape, vs, shift, tomograms_entry)
     return _pixel_voxels(tables, table, path, shape, vs, shift, coords_angpix, tomograms_entry)

@@ -77,11 +77,21 @@ def test_rec_prefixed_names_real_file():
 def test_warp_template_matching_real_file():
     """warp_template_match.star: WarpTools names the series TS_1.tomostar and the map TS_1_10.00Apx.mrc.
 
-    Its coordinates are normalized to [0, 1]; they are refused rather than read as pixels.
+    Its coordinates are normalized to [0, 1]: refused as pixels, read with normalized=True.
     """
     path = DATA / "warp_template_match.star"
     with pytest.raises(InputError, match="normalized"):
         read_coordinates(path, (300, 300, 100), 10.0, tomogram="TS_1_10.00Apx.mrc")
+    # WarpTools ExportParticlesTiltseries (--normalized_coords): x * (DimensionsX - 1) tilt-series
+    # pixels of Import.PixelSize; here 2.5 A pixels binned by 4 into the 10 A map of 300 x 300 x 100
+    got = read_coordinates(path, (300, 300, 100), 10.0, 2.5, tomogram="TS_1_10.00Apx.mrc", normalized=True)
+    import starfile
+
+    xyz = starfile.read(path)[["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]].to_numpy()
+    dims = np.array([1200, 1200, 400])  # the unbinned tomogram, in tilt-series pixels
+    np.testing.assert_allclose(got, xyz * (dims - 1) * 2.5 / 10.0)
+    with pytest.raises(InputError, match="--coords-angpix or --tomograms"):
+        read_coordinates(path, (300, 300, 100), 10.0, tomogram="TS_1_10.00Apx.mrc", normalized=True)
     with pytest.raises(InputError, match=r"'TS_2'.*TS_1.tomostar"):
         read_coordinates(path, (300, 300, 100), 10.0, tomogram="TS_2_10.00Apx.mrc")
 

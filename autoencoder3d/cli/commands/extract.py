@@ -6,7 +6,8 @@ RELION 5 (rlnCenteredCoordinateX/Y/ZAngst, Angstrom from the tomogram centre at
 size/2); refinement shifts (rlnOriginX/Y/ZAngst, rlnOriginX/Y/Z) are applied.
 Rows are matched to the tomogram by name: rec_TS_01.mrc, TS_01_10.00Apx.mrc and
 TS_01.tomostar all mean TS_01 (--tomo-name to say it). --tomograms reads RELION
-5's tomograms.star for the pixel size, binning and size. COORDS may also be a
+5's tomograms.star for the pixel size, binning and size. --normalized-coords
+reads WarpTools' [0, 1] template-matching coordinates. COORDS may also be a
 CSV/TXT with columns x, y, z (voxels from 0, or --one-based), a binary IMOD
 model (.mod) or a model2point list ([object] contour x y z; --imod for 3
 columns): IMOD model coordinates, whose first voxel centre is (0.5, 0.5, 0).
@@ -31,6 +32,7 @@ def add_args(parser):
     parser.add_argument("--coords-angpix", type=float, default=None, help="pixel size (A) of the coordinates, when not the tomogram's")
     parser.add_argument("--tomo-name", default=None, help="the tomogram's name in the STAR file (default: from its file name)")
     parser.add_argument("--tomograms", default=None, help="RELION 5 tomograms.star: pixel size, binning and size of the tomogram")
+    parser.add_argument("--normalized-coords", action="store_true", help="STAR coordinates normalized to [0, 1] (WarpTools template matching)")
     parser.add_argument("--imod", action="store_true", help="a 3-column text list holds IMOD model coordinates")
     parser.add_argument("--one-based", action="store_true", help="CSV/TXT coordinates count voxels from 1")
     parser.add_argument("--partial", choices=("drop", "fill"), default="drop", help="boxes that leave the tomogram: drop (default) or fill")
@@ -50,6 +52,7 @@ def main(args):
     xyz = read_coordinates(
         args.coords, tomogram.shape, tomogram.voxel_size, args.coords_angpix, tomogram.path, args.one_based,
         tomo_name=args.tomo_name, tomograms_star=args.tomograms, imod=args.imod,
+        normalized=args.normalized_coords,
     )
     subvolumes, counts = extract_boxes(tomogram, xyz, args.box, partial=args.partial)
     save_subvolumes(args.out, subvolumes)
