@@ -178,6 +178,7 @@ def test_binary_imod_model_real_file(tmp_path, capsys):
     np.testing.assert_allclose(read_coordinates(tmp_path / "points.txt"), model - [0.5, 0.5, 0])
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # imodmodel 0.1's writer calls a pydantic-1 method
 def test_extract_imod_model_lands_on_the_marked_voxel(tmp_path, capsys):
     """A point clicked at a voxel centre in 3dmod (model x = i + 0.5) cuts the box centred on voxel i."""
     import imodmodel

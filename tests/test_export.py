@@ -170,6 +170,16 @@ def test_particle_lists(tmp_path):
     assert "rlnAngleRot" not in r4.columns  # no pose normalization, no angles
 
 
+def test_unknown_tomogram_name_is_said(tmp_path):
+    run, *_ = make_run(tmp_path)
+    record = json.loads((run / "run.json").read_text())
+    record["inputs"]["tomogram"] = None
+    (run / "run.json").write_text(json.dumps(record))
+    written = export_run(run, formats="star", log=None)
+    assert any("--tomo-name" in n for n in written["notes"])
+    assert set(starfile.read(run / "clus-center" / "particles" / "all.star")["rlnTomoName"]) == {"tomogram"}
+
+
 def test_pixel_star_in_tilt_series_pixels_and_names(tmp_path):
     """RELION 5's import (pipeline_jobs.cpp) takes rlnCoordinate in tilt-series pixels and does not
     rescale; WarpTools takes --coords_angpix and groups by rlnMicrographName (ExportParticlesTiltseries)."""

@@ -178,6 +178,8 @@ def export_run(run_dir, *, formats=FORMATS, clusters=None, tomogram=None, tomo_n
     tomo_path, shape, voxel_size = _tomogram_info(run_dir, run, tomogram, note)
     place = make_placement(tomo_path, shape, voxel_size, tomo_name=tomo_name, series_name=series_name,
                            ts_angpix=ts_angpix, tomograms_star=tomograms_star)
+    if not (tomo_path or tomo_name or tomograms_star) and formats & {"star", "imod"}:
+        note("no tomogram known: the particle lists name it 'tomogram'; give --tomo-name (or --tomogram)")
     if "mrc" in formats:
         written["mrc"] = _write_centres(clus_dir, selected, place.voxel_size, note)
     if formats & {"star", "csv", "imod"}:
