@@ -4,9 +4,9 @@ This is the only module that reads or writes MRC files or the published
 subvolume pickle. MRC data come from mrcfile as ``[z, y, x]`` and are transposed
 here to the package's ``[x, y, z]`` convention (and back when writing).
 
-Pickles can run code when loaded, so every pickle is read with
-:class:`SafeUnpickler`, which admits only what the published format needs:
-numpy arrays, dtypes and scalars, builtin containers, numbers and strings.
+Pickles can run code when loaded, so every pickle is read by
+:mod:`autoencoder3d.unpickle`, which builds only what the published format
+needs: numeric numpy arrays and scalars, builtin containers, numbers and strings.
 """
 
 import contextlib
@@ -16,72 +16,28 @@ import warnings
 
 import numpy as np
 
+from . import unpickle
 from .atomic import atomic_open, atomic_path
-from .errors import InputError
+from .errors import InputError, brief
+from .unpickle_globals import NotAPickle, RefusedPickle
 from .volume import SubvolumeSet, Tomogram
 
 PICKLE_PROTOCOL = 4
-
-
-def _numpy_core(submodule, name):
-    core = getattr(np, "_core", None) or np.core
-    return getattr(getattr(core, submodule), name)
-
-
-def _allowed_globals():
-    allowed = {}
-    for core in ("numpy.core", "numpy._core"):
-        allowed[(core + ".multiarray", "_reconstruct")] = _numpy_core("multiarray", "_reconstruct")
-        allowed[(core + ".multiarray", "scalar")] = _numpy_core("multiarray", "scalar")
-        allowed[(core + ".numeric", "_frombuffer")] = _numpy_core("numeric", "_frombuffer")
-    allowed[("numpy", "ndarray")] = np.ndarray
-    allowed[("numpy", "dtype")] = np.dtype
-    import _codecs
-    import builtins
-    import collections
-
-    allowed[("_codecs", "encode")] = _codecs.encode
-    allowed[("collections", "OrderedDict")] = collections.OrderedDict
-    allowed[("collections", "defaultdict")] = collections.defaultdict
-    for name in ("dict", "list", "tuple", "set", "frozenset", "int", "float", "complex", "bool", "str", "bytes", "bytearray"):
-        allowed[("builtins", name)] = getattr(builtins, name)
-    # numpy dtype classes (numpy >= 1.25 pickles dtypes through them)
-    for name in dir(np.dtypes) if hasattr(np, "dtypes") else ():
-        if name.endswith("DType"):
-            allowed[("numpy.dtypes", name)] = getattr(np.dtypes, name)
-    return allowed
-
-
-class RefusedPickle(pickle.UnpicklingError):
-    """Raised when a pickle asks for a global that is not on the allow-list."""
-
-
-class SafeUnpickler(pickle.Unpickler):
-    """An unpickler that refuses every global outside a small allow-list.
-
-    Nothing that a refused pickle asks for is imported or called.
-    """
-
-    _allowed = None
-
-    def find_class(self, module, name):
-        if SafeUnpickler._allowed is None:
-            SafeUnpickler._allowed = _allowed_globals()
-        found = SafeUnpickler._allowed.get((module, name))
-        if found is None:
-            raise RefusedPickle(f"{module}.{name}")
-        return found
+# The largest subvolume side 'v_siz' may give (a 1024^3 float32 volume is 4 GiB).
+MAX_SUBVOLUME_SIDE = 1024
 
 
 def load_pickle(path):
-    """Load a pickle safely (Python 2 or 3, any protocol).
+    """Load a data pickle safely (Python 2 or 3, protocols 0 to 5).
 
-    Python 2 pickles hold numpy bytes as ``str``; ``encoding='latin1'`` restores
-    them exactly and does not affect Python 3 pickles.
+    The pickle is read by :mod:`autoencoder3d.unpickle`, which builds only plain
+    data (numbers, strings, containers, numeric numpy arrays) within limits set
+    by the file's size. Python 2 strings come back as latin1-decoded ``str``,
+    which restores numpy's raw bytes exactly.
 
     Raises:
         InputError: missing or unreadable file, not a pickle, or a pickle that
-            asks for anything beyond plain data.
+            asks for anything beyond plain data or exceeds a limit.
     """
     path = os.fspath(path)
     try:
@@ -90,14 +46,14 @@ def load_pickle(path):
         raise InputError(f"{path}: cannot read file ({err.strerror})") from None
     with handle:
         try:
-            return SafeUnpickler(handle, encoding="latin1").load()
+            size = os.fstat(handle.fileno()).st_size
+            return unpickle.load(handle, size)
         except RefusedPickle as err:
-            raise InputError(
-                f"{path}: refused to load: the pickle asks for '{err}', which a data pickle never needs "
-                "(pickles can run code; only numpy arrays, numbers, strings and containers are accepted)"
-            ) from None
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, ImportError) as err:
-            raise InputError(f"{path}: not a readable pickle ({type(err).__name__}: {err})") from None
+            raise InputError(f"{path}: refused to load: {err}") from None
+        except NotAPickle as err:
+            raise InputError(f"{path}: not a readable pickle ({err})") from None
+        except OSError as err:
+            raise InputError(f"{path}: cannot read file ({err.strerror})") from None
         except MemoryError:
             raise InputError(f"{path}: not enough memory to load this pickle") from None
 
@@ -128,11 +84,15 @@ def save_pickle(path, obj):
 
 def _parse_v_siz(path, raw):
     try:
-        v_siz = tuple(int(s) for s in np.asarray(raw).ravel())
+        flat = np.asarray(raw).ravel()
     except (TypeError, ValueError):
-        raise InputError(f"{path}: 'v_siz' must be three positive integers, got {raw!r}") from None
-    if len(v_siz) != 3 or min(v_siz) <= 0:
-        raise InputError(f"{path}: 'v_siz' must be three positive integers, got {raw!r}")
+        flat = np.empty(0)
+    whole = flat.shape == (3,) and flat.dtype.kind in "iuf" and np.all(np.isfinite(flat)) and np.all(flat == np.round(flat))
+    if not whole or flat.min() <= 0:
+        raise InputError(f"{path}: 'v_siz' must be three positive integers, got {brief(raw)}")
+    v_siz = tuple(int(s) for s in flat)
+    if max(v_siz) > MAX_SUBVOLUME_SIDE:
+        raise InputError(f"{path}: 'v_siz' {v_siz} is not a subvolume size (each side must be at most {MAX_SUBVOLUME_SIDE} voxels)")
     return v_siz
 
 
@@ -144,19 +104,37 @@ def _parse_center(path, uuid, raw):
     except (TypeError, ValueError):
         center = np.empty(0)
     if center.shape != (3,) or not np.all(np.isfinite(center)):
-        raise InputError(f"{path}: subvolume {uuid}: 'center' must be three numbers (x, y, z), got {raw!r}")
+        raise InputError(f"{path}: subvolume {uuid}: 'center' must be three finite numbers (x, y, z), got {brief(raw)}")
     return center
 
 
 def _check_volume(path, uuid, v, v_siz):
-    v = np.asarray(v)
+    try:
+        v = np.asarray(v)
+    except (TypeError, ValueError):
+        raise InputError(f"{path}: subvolume {uuid}: 'v' must be a numeric array, got {brief(v)}") from None
     if v.dtype.kind not in "biuf":
-        raise InputError(f"{path}: subvolume {uuid}: 'v' must be a numeric array, got dtype {v.dtype}")
+        raise InputError(f"{path}: subvolume {uuid}: 'v' must be a numeric array, got dtype {brief(str(v.dtype))}")
     if v.shape != v_siz:
-        raise InputError(f"{path}: subvolume {uuid} has shape {v.shape}, but 'v_siz' says {v_siz}")
+        raise InputError(f"{path}: subvolume {uuid} has shape {brief(v.shape)}, but 'v_siz' says {v_siz}")
     if v.dtype.kind == "f" and not np.all(np.isfinite(v)):
         raise InputError(f"{path}: subvolume {uuid} contains non-finite voxels (NaN or inf)")
     return v
+
+
+def _usable_records(path, records):
+    """(uuid, record) of the entries of 'vs' whose 'v' is not None; uuids cut short for messages."""
+    if not isinstance(records, dict):
+        raise InputError(f"{path}: 'vs' must be a dict of uuid -> {{'center', 'id', 'v'}}")
+    usable = []
+    for key, rec in records.items():
+        if not isinstance(rec, dict) or "v" not in rec:
+            raise InputError(f"{path}: subvolume {brief(str(key), quote=False)}: each entry of 'vs' must be a dict with a 'v' key")
+        if rec["v"] is not None:
+            usable.append((str(key), rec))
+    if not usable:
+        raise InputError(f"{path}: no usable subvolumes (every 'v' is None or 'vs' is empty)")
+    return usable
 
 
 def subvolumes_from_dict(d, path="<dict>"):
@@ -164,27 +142,19 @@ def subvolumes_from_dict(d, path="<dict>"):
 
     Entries whose ``'v'`` is None are skipped; keys other than ``center``,
     ``id`` and ``v`` are kept in ``extras``; the dict's order is the sample order.
+    Every volume's shape is checked before the float32 stack is allocated, so
+    the allocation never exceeds what the pickle's own volumes hold.
     """
     if not isinstance(d, dict) or "v_siz" not in d or "vs" not in d:
         raise InputError(f"{path}: not a subvolume pickle: expected a dict with the keys 'v_siz' and 'vs'")
     v_siz = _parse_v_siz(path, d["v_siz"])
-    records = d["vs"]
-    if not isinstance(records, dict):
-        raise InputError(f"{path}: 'vs' must be a dict of uuid -> {{'center', 'id', 'v'}}")
-    usable = []
-    for key, rec in records.items():
-        if not isinstance(rec, dict) or "v" not in rec:
-            raise InputError(f"{path}: subvolume {key}: each entry of 'vs' must be a dict with a 'v' key")
-        if rec["v"] is not None:
-            usable.append((str(key), rec))
-    if not usable:
-        raise InputError(f"{path}: no usable subvolumes (every 'v' is None or 'vs' is empty)")
+    usable = _usable_records(path, d["vs"])
+    arrays = [_check_volume(path, brief(uuid, quote=False), rec["v"], v_siz) for uuid, rec in usable]
+    centers = np.array([_parse_center(path, brief(uuid, quote=False), rec.get("center")) for uuid, rec in usable])
     volumes = np.empty((len(usable),) + v_siz, dtype=np.float32)
-    centers = np.empty((len(usable), 3))
     extras = {}
     for i, (uuid, rec) in enumerate(usable):
-        volumes[i] = _check_volume(path, uuid, rec["v"], v_siz)
-        centers[i] = _parse_center(path, uuid, rec.get("center"))
+        volumes[i] = arrays[i]
         more = {k: v for k, v in rec.items() if k not in ("v", "center", "id")}
         if more:
             extras[uuid] = more

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from autoencoder3d.errors import InputError
-from autoencoder3d.io import load_subvolumes, read_tomogram, save_subvolumes, write_mrc
+from autoencoder3d.io import load_pickle, load_subvolumes, read_tomogram, save_subvolumes, write_mrc
 from conftest import make_subvolume_dict, write_tomogram
 
 
@@ -18,7 +18,11 @@ def dump(obj, path, protocol=4):
 
 
 class Python2StylePickler(pickle._Pickler):
-    """Writes bytes and str the way Python 2 did: as 8-bit STRING opcodes, no _codecs."""
+    """Writes bytes and str the way Python 2 did: as 8-bit STRING opcodes, no _codecs.
+
+    Protocol 0 gets Python 2's quoted, escaped ``S'...'`` lines; protocols 1 and 2
+    the length-prefixed BINSTRING forms.
+    """
 
     def save_bytes(self, obj):
         self._write_string(obj, obj)
@@ -27,7 +31,10 @@ class Python2StylePickler(pickle._Pickler):
         self._write_string(obj, obj.encode("latin1"))
 
     def _write_string(self, obj, data):
-        if len(data) < 256:
+        if self.proto == 0:
+            escaped = "".join(chr(b) if 32 <= b < 127 and b not in (39, 92) else f"\\x{b:02x}" for b in data)
+            self.write(pickle.STRING + b"'" + escaped.encode("ascii") + b"'\n")
+        elif len(data) < 256:
             self.write(pickle.SHORT_BINSTRING + struct.pack("<B", len(data)) + data)
         else:
             self.write(pickle.BINSTRING + struct.pack("<i", len(data)) + data)
@@ -60,16 +67,79 @@ def test_every_python3_protocol_loads(tmp_path, protocol):
     np.testing.assert_array_equal(loaded.volumes[1], d["vs"]["uuid-0001"]["v"])
 
 
+def mixed_dtype_dict(edge=6):
+    """Volumes of every voxel type a data pickle may hold, in both byte orders and memory orders."""
+    rng = np.random.default_rng(3)
+    base = rng.normal(scale=20, size=(edge, edge, edge))
+    kinds = {
+        "f4-little": base.astype("<f4"), "f4-big": base.astype(">f4"), "f8-big": base.astype(">f8"),
+        "f8-fortran": np.asfortranarray(base), "i2-big": base.astype(">i2"), "i2-little": base.astype("<i2"),
+        "u1": np.abs(base).astype(np.uint8), "bool": base > 0, "f4-strided": np.repeat(base, 2, axis=0)[::2].astype("f4"),
+    }
+    vs = {name: {"center": [1, 2.5, np.int64(3)], "id": name, "v": v} for name, v in kinds.items()}
+    return {"v_siz": np.array([edge] * 3), "vs": vs}
+
+
+def python2_pickle(obj, protocol):
+    """``obj`` pickled the way Python 2 with numpy 1.x wrote it (8-bit strings, numpy.core names)."""
+    buffer = io.BytesIO()
+    Python2StylePickler(buffer, protocol=protocol).dump(obj)
+    data = buffer.getvalue().replace(b"numpy._core.", b"numpy.core.")
+    assert b"_codecs" not in data and b"numpy._core" not in data
+    return data
+
+
+@pytest.mark.parametrize("writer", ["py2-0", "py2-1", "py2-2", "py3-0", "py3-1", "py3-2", "py3-3", "py3-4", "py3-5"])
+def test_every_voxel_type_byte_order_and_protocol_loads_exactly(tmp_path, writer):
+    d = mixed_dtype_dict()
+    version, protocol = writer.split("-")
+    path = tmp_path / f"{writer}.pickle"
+    path.write_bytes(python2_pickle(d, int(protocol)) if version == "py2" else pickle.dumps(d, protocol=int(protocol)))
+    loaded = load_subvolumes(str(path))
+    assert loaded.uuids == list(d["vs"])
+    for i, record in enumerate(d["vs"].values()):
+        np.testing.assert_array_equal(loaded.volumes[i], record["v"].astype(np.float32))
+    np.testing.assert_array_equal(loaded.centers, [[1, 2.5, 3]] * len(d["vs"]))
+
+
 def test_python2_style_pickle_loads(tmp_path):
     d = make_subvolume_dict(n=3)
-    buffer = io.BytesIO()
-    Python2StylePickler(buffer, protocol=2).dump(d)
-    assert b"_codecs" not in buffer.getvalue()
     path = tmp_path / "py2.pickle"
-    path.write_bytes(buffer.getvalue())
+    path.write_bytes(python2_pickle(d, 2))
     loaded = load_subvolumes(str(path))
     assert loaded.uuids == ["uuid-0000", "uuid-0001", "uuid-0002"]
     np.testing.assert_array_equal(loaded.volumes[2], d["vs"]["uuid-0002"]["v"])
+
+
+def same(a, b):
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+    if isinstance(a, dict):
+        return type(a) is type(b) and list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
+@pytest.mark.parametrize("protocol", range(6))
+def test_plain_data_round_trips_at_every_protocol(tmp_path, protocol):
+    from collections import OrderedDict, defaultdict
+
+    members = defaultdict(list)
+    members[0].append("uuid-1")
+    obj = {
+        "members": members, "ordered": OrderedDict([("b", 1), ("a", 2)]), "set": {1, "x"}, "frozen": frozenset([(1, 2)]),
+        "numbers": [None, True, False, -5, 2**63, -(2**100), 1.5, float("inf"), 1 - 2j, np.float32(0.25), np.int64(-7), np.bool_(True)],
+        "text": ["", "é∑", b"", b"\x00\xff" * 300, bytearray(b"ab"), b"long" * 40000, (1, 2, 3, b"tail" * 40000)],
+        "nested": (((1,),), [[2]]),
+        "arrays": [np.zeros((0, 3)), np.array(5.0), np.arange(12, dtype=">u2").reshape(3, 4), np.ones((2, 2), bool),
+                   np.eye(3, dtype=np.complex64), np.arange(40000, dtype=np.float32)],
+    }
+    path = dump(obj, tmp_path / "plain.pickle", protocol)
+    loaded = load_pickle(path)
+    for key in obj:
+        assert same(obj[key], loaded[key]), key
+    assert loaded["members"]["new"] == [] and all(a.flags.writeable for a in loaded["arrays"])
 
 
 class Hostile:
