@@ -22,7 +22,9 @@ def brief(value, limit=60, quote=True, _depth=0):
     """
     if isinstance(value, (str, bytes, bytearray)):
         shown = value[:limit]
-        text = repr(shown) if quote else str(shown)
+        text = repr(shown)  # escaped, so the message stays one line
+        if not quote and isinstance(shown, str):
+            text = text[1:-1]
         return text if len(value) <= limit else f"{text}... ({len(value)} long)"
     if isinstance(value, bool) or value is None or isinstance(value, float):
         return repr(value)[:limit]

@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, brief
 
 BASELINE_COMPONENTS = 32
 """PCA dimensions of the baseline: the autoencoder's code length."""
@@ -65,11 +65,14 @@ def load_clustering(path):
     if not isinstance(d, dict) or not d:
         raise InputError(f"{path}: expected a non-empty dict of cluster id -> list of subvolume uuids")
     uuids, labels = [], []
-    cluster_ids = sorted(d, key=lambda c: (str(type(c)), c))
+    try:
+        cluster_ids = sorted(d, key=lambda c: (str(type(c)), c))
+    except TypeError:
+        raise InputError(f"{path}: cluster ids must be numbers or strings that can be ordered") from None
     for cluster in cluster_ids:
         members = d[cluster]
         if not isinstance(members, (list, tuple)) or not all(isinstance(u, str) for u in members):
-            raise InputError(f"{path}: cluster {cluster!r}: expected a list of uuid strings")
+            raise InputError(f"{path}: cluster {brief(cluster)}: expected a list of uuid strings")
         uuids.extend(members)
         labels.extend([cluster] * len(members))
     if len(set(uuids)) != len(uuids):

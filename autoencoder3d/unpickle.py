@@ -16,14 +16,16 @@ reference counted each time it appears, strings and arrays by their bytes) at
 most ``EXPANSION_FLOOR + EXPANSION_FACTOR * file size`` bytes; every length in
 the file is checked against the bytes left before anything is read. A
 container cannot be changed once it is inside another object, so nothing can
-contain itself and nesting is known exactly as it grows.
+contain itself and nesting is known exactly as it grows. Dict keys and set
+members are text, bytes or numbers of at most 64 bits, whose hashes a pickle
+cannot make collide.
 """
 
 import codecs
 import struct
 
 from .errors import brief
-from .unpickle_globals import Global, NotAPickle, Payload, PendingArray, PendingDtype, RefusedPickle, find_global
+from .unpickle_globals import Global, NotAPickle, Payload, PendingArray, PendingDtype, RefusedPickle, check_key, find_global
 
 MAX_DEPTH = 100
 MAX_INT_BITS = 128
@@ -216,18 +218,12 @@ class _Machine:
         if len(items) % 2:
             raise NotAPickle("an odd number of items for a dict's keys and values")
         taken = self._add(container, items, dict, "keys and values")
-        try:
-            for key, value in zip(taken[::2], taken[1::2]):
-                container[key] = value
-        except TypeError:
-            raise RefusedPickle("a dict key that cannot be hashed (a list, dict or array)") from None
+        for key, value in zip(taken[::2], taken[1::2]):
+            container[check_key(key)] = value
 
     def _add_to_set(self, container, items):
         taken = self._add(container, items, set, "items")
-        try:
-            container.update(taken)
-        except TypeError:
-            raise RefusedPickle("a set item that cannot be hashed (a list, dict or array)") from None
+        container.update(check_key(item) for item in taken)
 
     def _new_tuple(self, items):
         """A tuple; a long byte string stays a Payload only as the data of an array state (its last item)."""
@@ -241,13 +237,8 @@ class _Machine:
         return self._register(tuple(taken), taken, is_open=False, special=special)
 
     def _new_frozenset(self, items):
-        taken = [self._take(item) for item in items]
-        self._check(1 + max((self._measure(item)[0] for item in taken), default=0), 0)
-        try:
-            value = frozenset(taken)
-        except TypeError:
-            raise RefusedPickle("a frozenset item that cannot be hashed (a list, dict or array)") from None
-        return self._register(value, taken, is_open=False)
+        taken = [check_key(self._take(item)) for item in items]
+        return self._register(frozenset(taken), taken, is_open=False)
 
     def _registered_result(self, value):
         """Register a container made by an admitted call (its items were already sealed)."""

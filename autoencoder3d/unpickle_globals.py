@@ -115,6 +115,20 @@ def _latin1_bytes(value, what):
     raise RefusedPickle(f"{what} must be raw bytes, got {brief(value)}")
 
 
+def check_key(value):
+    """``value`` if it may be a dict key or set member: text, bytes or a number of at most 64 bits.
+
+    Python hashes these so that a pickle cannot make many keys collide (tuples,
+    frozensets and complex numbers can be crafted to, which makes filling a
+    dict take quadratic time).
+    """
+    if isinstance(value, (str, bytes, float, bool, np.bool_, np.floating)) or value is None:
+        return value
+    if _is_int(value) and -(2**64) < int(value) < 2**64:
+        return value
+    raise RefusedPickle(f"a dict key or set member {brief(value)}: only text, bytes and numbers of at most 64 bits can be keys")
+
+
 def _args(args, name, counts):
     if not isinstance(args, tuple) or len(args) not in counts:
         raise RefusedPickle(f"{name} is called with {brief(args)}, which is not what a data pickle passes")
@@ -257,7 +271,7 @@ def _items(value, name):
 def _set_like(kind):
     def build(args):
         _args(args, f"builtins.{kind.__name__}", (0, 1))
-        return kind(_items(args[0], f"builtins.{kind.__name__}") if args else ())
+        return kind(check_key(item) for item in (_items(args[0], f"builtins.{kind.__name__}") if args else ()))
 
     return build
 
@@ -274,6 +288,8 @@ def _ordered_dict(args):
     pairs = _items(args[0], "collections.OrderedDict") if args else ()
     if not all(isinstance(pair, (list, tuple)) and len(pair) == 2 for pair in pairs):
         raise RefusedPickle("collections.OrderedDict needs a list of (key, value) pairs")
+    for key, _ in pairs:
+        check_key(key)
     return collections.OrderedDict(pairs)
 
 

@@ -130,6 +130,14 @@ def stride_zero_volume():
     return call(glob("numpy", "ndarray"), shape, dtype("f8"), raw(b"\x00" * 8), integer(0), strides)
 
 
+def colliding_complex_keys(n):
+    """A dict whose keys complex(-1000003 * i, i) all have hash 0: filling it takes quadratic time."""
+    ops = glob("builtins", "complex") + b"p0\n0}("
+    for i in range(1, n + 1):
+        ops += b"g0\n" + b"G" + struct.pack(">d", -1000003.0 * i) + b"G" + struct.pack(">d", float(i)) + b"\x86R" + b"N"
+    return ops + b"u"
+
+
 def corpus():
     big = array((3,), dtype("i8"), struct.pack("<3q", 10**6, 10**6, 10**6))
     cases = {
@@ -150,6 +158,7 @@ def corpus():
         "cyclic-list-center": (published(center=b"]p0\ng0\na"), "inside itself"),
         "length-claim-2**60": (published(v=b"\x8e" + struct.pack("<Q", 2**60) + b"x" * 8), "past the end"),
         "huge-integer-v-siz": (published(v_siz=list_of(integer(7**400_000), integer(4), integer(4))), "integer"),
+        "colliding-dict-keys": (published(center=colliding_complex_keys(100_000)), "key"),
         "shared-string-bomb": (published(center=text("x" * 2**20) + b"p0\n0" + list_of(*[b"g0\n"] * 20_000)), "shared references"),
     }
     return cases

@@ -128,7 +128,7 @@ def test_plain_data_round_trips_at_every_protocol(tmp_path, protocol):
     members = defaultdict(list)
     members[0].append("uuid-1")
     obj = {
-        "members": members, "ordered": OrderedDict([("b", 1), ("a", 2)]), "set": {1, "x"}, "frozen": frozenset([(1, 2)]),
+        "members": members, "ordered": OrderedDict([("b", 1), ("a", 2)]), "set": {1, "x"}, "frozen": frozenset([1, "2", 2.5, b"3", None]),
         "numbers": [None, True, False, -5, 2**63, -(2**100), 1.5, float("inf"), 1 - 2j, np.float32(0.25), np.int64(-7), np.bool_(True)],
         "text": ["", "é∑", b"", b"\x00\xff" * 300, bytearray(b"ab"), b"long" * 40000, (1, 2, 3, b"tail" * 40000)],
         "nested": (((1,),), [[2]]),
@@ -236,3 +236,15 @@ def test_2d_image_and_non_mrc_rejected(tmp_path):
     with pytest.raises(InputError, match="tomogram file not found"):
         read_tomogram(str(tmp_path / "missing.rec"))
     write_tomogram(tmp_path / "ok.mrc", np.zeros((8, 8, 8)))
+
+
+def test_messages_about_hostile_values_stay_one_short_line(tmp_path):
+    uuid = "line\nbreak" + "u" * 10**6
+    d = {"v_siz": np.array([4, 4, 4]), "vs": {uuid: {"center": ["x" * 10**6, 1, 2], "id": uuid, "v": np.zeros((4, 4, 4))}}}
+    with pytest.raises(InputError, match="'center' must be three finite numbers") as err:
+        load_subvolumes(dump(d, tmp_path / "long.pickle"))
+    message = str(err.value)
+    assert "\n" not in message and len(message) < 400
+    d["v_siz"] = [10**6] * 3
+    with pytest.raises(InputError, match="not a subvolume size"):
+        load_subvolumes(dump(d, tmp_path / "huge.pickle"))
