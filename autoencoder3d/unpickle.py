@@ -185,7 +185,7 @@ class _Machine:
         if isinstance(item, Payload):
             return bytes(item.buffer)
         info = self._info.get(id(item))
-        if not allow_unfinished and info is not None and info.special == "payload":  # a data tuple after all
+        if info is not None and info.special == "payload":  # only a BUILD takes an array state as it is
             item = self._register(item[:-1] + (bytes(item[-1].buffer),), list(item[:-1]) + [item[-1]], is_open=False)
             info = self._info[id(item)]
         if not allow_unfinished and (_is_unfinished(item) or (info is not None and info.special)):
@@ -230,10 +230,10 @@ class _Machine:
         keep_payload = len(items) in (4, 5) and isinstance(items[-1], Payload)
         head = items[:-1] if keep_payload else items
         taken = [self._take(item, allow_unfinished=True) for item in head]
+        special = any(_is_unfinished(item) or getattr(self._info.get(id(item)), "special", False) for item in taken)
+        special = special or ("payload" if keep_payload else False)
         if keep_payload:
             taken.append(items[-1])
-        special = any(_is_unfinished(item) or getattr(self._info.get(id(item)), "special", False) for item in head)
-        special = special or ("payload" if keep_payload else False)
         return self._register(tuple(taken), taken, is_open=False, special=special)
 
     def _new_frozenset(self, items):

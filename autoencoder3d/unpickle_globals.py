@@ -263,7 +263,8 @@ def _bytes_like(kind):
 
 
 def _items(value, name):
-    if not isinstance(value, (list, tuple)):
+    """The list a set, frozenset or OrderedDict is made from (a list holds only finished data)."""
+    if not isinstance(value, list):
         raise RefusedPickle(f"{name} of {brief(value)}: expected a list")
     return value
 

@@ -14,6 +14,7 @@ import struct
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ADDRESS_SPACE_LIMIT = 2 * 1024**3
@@ -195,3 +196,50 @@ def test_crafted_pickle_is_refused_in_one_short_line(tmp_path, name):
     assert reason in lines[0], lines[0]
     assert "not enough memory" not in lines[0]
     assert not (tmp_path / "out.pickle").exists()
+
+
+# ---------------------------------------------------------------- mechanism checks, in-process
+
+SMALL_CASES = {
+    "name-as-data": (pickle_of(list_of(glob("numpy", "ndarray"))), "refused to load: .*'numpy.ndarray' as data"),
+    "changed-after-nesting": (pickle_of(b"]p0\n" + list_of(b"g0\n") + b"0g0\n" + integer(1) + b"a"), "changes a list after"),
+    "reduce-from-tuple": (pickle_of(call(glob("collections", "OrderedDict"), tuple_of(tuple_of(text("k"), glob("numpy", "dtype"))))), "expected a list"),
+    "newobj": (pickle_of(glob("builtins", "set") + b")\x81"), "instruction NEWOBJ"),
+    "inst": (b"(i__builtin__\nset\n.", "instruction INST"),
+    "truncated": (pickle_of(list_of(integer(1)))[:-3], "not a readable pickle"),
+    "memo-never-stored": (pickle_of(b"g7\n"), "not a readable pickle .*memo entry 7"),
+    "build-on-a-list": (pickle_of(b"]" + dict_of() + b"b"), "sets the state of"),
+    "text-dtype": (pickle_of(array((1,), dtype("U1"), b"\0" * 4)), "dtype 'U1'"),
+    "dtype-with-subarray-state": (pickle_of(array((1,), dtype("f4", names=tuple_of(text("a"))), b"\0" * 4)), "more than its byte order"),
+    "data-shorter-than-shape": (pickle_of(array((1000, 1000), dtype("f8"), b"\0" * 8)), "holds 8 bytes, but shape"),
+    "tuple-dict-key": (pickle_of(dict_of((tuple_of(integer(1)), integer(2)))), "only text, bytes and numbers"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_CASES))
+def test_small_crafted_pickles_refused_in_process(tmp_path, name):
+    from autoencoder3d.errors import InputError
+    from autoencoder3d.io import load_pickle
+
+    data, pattern = SMALL_CASES[name]
+    path = tmp_path / f"{name}.pickle"
+    path.write_bytes(data)
+    with pytest.raises(InputError, match=pattern) as err:
+        load_pickle(path)
+    assert str(err.value).startswith(str(path)) and "\n" not in str(err.value)
+
+
+def test_one_byte_string_used_by_two_arrays_gives_two_separate_arrays(tmp_path):
+    """A long byte string becomes the first array's memory; a second array from it gets a copy."""
+    from autoencoder3d.io import load_pickle
+
+    data = struct.pack("<8192d", *range(8192))
+    made = call(glob("numpy.core.multiarray", "_reconstruct"), glob("numpy", "ndarray"), tuple_of(integer(0)), raw(b"b"))
+    first_state = tuple_of(integer(1), tuple_of(integer(8192)), dtype("f8"), b"\x89", raw(data) + b"p8\n")
+    second_state = tuple_of(integer(1), tuple_of(integer(8192)), dtype("f8"), b"\x89", b"g8\n")
+    path = tmp_path / "shared.pickle"
+    path.write_bytes(pickle_of(list_of(build(made, first_state), build(made, second_state))))
+    a, b = load_pickle(path)
+    assert a.flags.writeable and b.flags.writeable and not np.shares_memory(a, b)
+    a[0] = -1
+    assert b[0] == 0 and b[-1] == 8191

@@ -130,7 +130,7 @@ def test_plain_data_round_trips_at_every_protocol(tmp_path, protocol):
     obj = {
         "members": members, "ordered": OrderedDict([("b", 1), ("a", 2)]), "set": {1, "x"}, "frozen": frozenset([1, "2", 2.5, b"3", None]),
         "numbers": [None, True, False, -5, 2**63, -(2**100), 1.5, float("inf"), 1 - 2j, np.float32(0.25), np.int64(-7), np.bool_(True)],
-        "text": ["", "é∑", b"", b"\x00\xff" * 300, bytearray(b"ab"), b"long" * 40000, (1, 2, 3, b"tail" * 40000)],
+        "text": ["", "é∑", b"", b"\x00\xff" * 300, bytearray(b"ab"), b"long" * 40000, (1, 2, 3, b"tail" * 40000), ((1, 2, 3, b"tail" * 40000),)],
         "nested": (((1,),), [[2]]),
         "arrays": [np.zeros((0, 3)), np.array(5.0), np.arange(12, dtype=">u2").reshape(3, 4), np.ones((2, 2), bool),
                    np.eye(3, dtype=np.complex64), np.arange(40000, dtype=np.float32)],
