@@ -328,9 +328,9 @@ def _run_train_locked(data, tomogram, pose, n_clusters, out_dir, options, comman
     _check_box(data, subvolumes.v_siz)
     _check_n_clusters(data, len(subvolumes), n_clusters)
     current = fingerprint(data, tomogram, pose, subvolumes.v_siz, options)
-    if pose:
-        save_subvolumes(os.path.join(out_dir, POSE_PICKLE), subvolumes)
     models, train_info = _obtain_models(subvolumes.volumes, model_dir, options, timings, current, command)
+    if pose:  # only now: a refused rerun must not replace the run folder's files
+        save_subvolumes(os.path.join(out_dir, POSE_PICKLE), subvolumes)
     if train_info.get("history"):
         from .figures import plot_history
 
