@@ -5,7 +5,17 @@ with an L1 activity penalty. Decoder: Dense, reshape, upsample, conv block,
 upsample, conv block, linear Conv3D(1). The autoencoder chains the two models,
 so the three share their weights: after training, the encoder and decoder work
 on their own.
+
+The saved encoder takes subvolumes in the data's own units and the saved
+decoder returns them: the network itself works on standardized intensities
+(``(v - mean) / std`` of the training set), applied by a :class:`Standardize`
+layer at the encoder's input and undone by an :class:`Unstandardize` layer at
+the decoder's output. With mean 0 and std 1 (the literal published setting)
+both are the identity.
 """
+
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import keras
 from keras import layers, ops
@@ -15,28 +25,95 @@ KERNEL = 3
 L1_FACTOR = 1e-4  # written 10e-5 in the published code
 
 
-@keras.saving.register_keras_serializable(package="autoencoder3d")
-class BatchSumL1(layers.Layer):
-    """Identity layer adding ``factor * sum(|x|)`` over the whole batch to the loss.
+@dataclass
+class CodeSettings:
+    """How the 32-number code is trained; the defaults keep it alive in any units.
 
-    Keras 1 summed activity penalties over the batch; Keras 3 divides them by
-    the batch size, which would make the published sparsity 128 times weaker at
-    batch 128. This layer keeps the published strength. It computes in float32
-    so that the penalty also works under mixed precision.
+    Attributes:
+        l1: L1 activity penalty factor on the code (published 1e-4).
+        l1_reduction: ``"sum"`` over the batch (Keras 1, published) or ``"mean"``
+            per subvolume (its weight no longer grows with the batch size).
+        code_norm: batch-normalize the code layer's pre-activation, so that no
+            code unit can be switched off for good by the first optimizer steps.
+        standardize: train on ``(v - mean) / std`` of the training set, so that
+            results do not depend on the units the tomogram is stored in.
     """
 
-    def __init__(self, factor=L1_FACTOR, **kwargs):
+    l1: float = L1_FACTOR
+    l1_reduction: str = "mean"
+    code_norm: bool = True
+    standardize: bool = True
+
+    @classmethod
+    def published(cls, l1=L1_FACTOR):
+        """The literal published setting: raw intensities, batch-summed L1, plain Dense + ReLU code."""
+        return cls(l1=l1, l1_reduction="sum", code_norm=False, standardize=False)
+
+    def to_dict(self):
+        return asdict(self)
+
+
+@keras.saving.register_keras_serializable(package="autoencoder3d")
+class BatchSumL1(layers.Layer):
+    """Identity layer adding an L1 penalty ``factor * |x|`` on its input to the loss.
+
+    ``reduction="sum"`` sums it over the whole batch as Keras 1 did (the
+    published strength, which grows with the batch size); ``"mean"`` averages
+    it over the subvolumes of the batch. It computes in float32 so that the
+    penalty also works under mixed precision.
+    """
+
+    def __init__(self, factor=L1_FACTOR, reduction="sum", **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
+        if reduction not in ("sum", "mean"):
+            raise ValueError(f"L1 reduction must be 'sum' or 'mean', got {reduction!r}")
         self.factor = float(factor)
+        self.reduction = reduction
 
     def call(self, inputs):
         if self.factor:
-            self.add_loss(self.factor * ops.sum(ops.abs(inputs)))
+            penalty = ops.sum(ops.abs(inputs))
+            if self.reduction == "mean":
+                penalty = penalty / ops.cast(ops.shape(inputs)[0], penalty.dtype)
+            self.add_loss(self.factor * penalty)
         return inputs
 
     def get_config(self):
-        return {**super().get_config(), "factor": self.factor}
+        return {**super().get_config(), "factor": self.factor, "reduction": self.reduction}
+
+
+@keras.saving.register_keras_serializable(package="autoencoder3d")
+class Standardize(layers.Layer):
+    """``(x - mean) / std`` with constants fixed at training time (saved with the model)."""
+
+    def __init__(self, mean=0.0, std=1.0, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.mean, self.std = float(mean), float(std)
+
+    def call(self, inputs):
+        return (ops.cast(inputs, "float32") - self.mean) / self.std
+
+    def get_config(self):
+        return {**super().get_config(), "mean": self.mean, "std": self.std}
+
+
+@keras.saving.register_keras_serializable(package="autoencoder3d")
+class Unstandardize(Standardize):
+    """``x * std + mean``: back to the data's own units."""
+
+    def call(self, inputs):
+        return ops.cast(inputs, "float32") * self.std + self.mean
+
+
+class Models(NamedTuple):
+    """The published three models in the data's units, and the standardized network that is trained."""
+
+    autoencoder: keras.Model
+    encoder: keras.Model
+    decoder: keras.Model
+    trainer: keras.Model
 
 
 def _conv_block(x, filters, name):
@@ -50,23 +127,32 @@ def check_box(shape):
         raise ValueError(f"subvolume shape {tuple(shape)}: every edge must be a positive multiple of 4")
 
 
-def build_encoder(shape=(32, 32, 32), encoding_dim=32, filters=FILTERS, l1=L1_FACTOR):
-    """Encoder model: ``(n1, n2, n3, 1)`` volumes to ``encoding_dim`` numbers."""
+def _code_layer(x, encoding_dim, settings):
+    # The code layer computes in float32 (also under mixed precision) for the penalty.
+    if settings.code_norm:
+        x = layers.Dense(encoding_dim, use_bias=False, dtype="float32", name="code_dense")(x)
+        x = layers.BatchNormalization(momentum=0.9, dtype="float32", name="code_norm")(x)
+        code = layers.ReLU(dtype="float32", name="code")(x)
+    else:
+        code = layers.Dense(encoding_dim, activation="relu", dtype="float32", name="code")(x)
+    return BatchSumL1(settings.l1, settings.l1_reduction, name="code_l1")(code)
+
+
+def build_core_encoder(shape=(32, 32, 32), encoding_dim=32, filters=FILTERS, settings=None):
+    """Encoder on standardized volumes: ``(n1, n2, n3, 1)`` to ``encoding_dim`` numbers."""
+    settings = settings or CodeSettings()
     check_box(shape)
-    inputs = keras.Input(shape=tuple(shape) + (1,), name="subvolume")
+    inputs = keras.Input(shape=tuple(shape) + (1,), name="standardized")
     x = _conv_block(inputs, filters, "enc1")
     x = layers.MaxPooling3D(2, padding="same", name="enc1_pool")(x)
     x = _conv_block(x, filters, "enc2")
     x = layers.MaxPooling3D(2, padding="same", name="enc2_pool")(x)
     x = layers.Flatten(name="enc_flatten")(x)
-    # The code layer computes in float32 (also under mixed precision) for the penalty.
-    code = layers.Dense(encoding_dim, activation="relu", dtype="float32", name="code")(x)
-    code = BatchSumL1(l1, name="code_l1")(code)
-    return keras.Model(inputs, code, name="encoder")
+    return keras.Model(inputs, _code_layer(x, encoding_dim, settings), name="core_encoder")
 
 
-def build_decoder(shape=(32, 32, 32), encoding_dim=32, filters=FILTERS):
-    """Decoder model: ``encoding_dim`` numbers to ``(n1, n2, n3, 1)`` volumes."""
+def build_core_decoder(shape=(32, 32, 32), encoding_dim=32, filters=FILTERS):
+    """Decoder to standardized volumes: ``encoding_dim`` numbers to ``(n1, n2, n3, 1)``."""
     check_box(shape)
     small = tuple(int(s) // 4 for s in shape)
     code = keras.Input(shape=(encoding_dim,), name="code")
@@ -77,26 +163,39 @@ def build_decoder(shape=(32, 32, 32), encoding_dim=32, filters=FILTERS):
     x = layers.UpSampling3D(2, name="dec2_up")(x)
     x = _conv_block(x, filters, "dec2")
     outputs = layers.Conv3D(1, KERNEL, padding="same", dtype="float32", name="reconstruction")(x)
-    return keras.Model(code, outputs, name="decoder")
+    return keras.Model(code, outputs, name="core_decoder")
 
 
-def build_autoencoder(shape=(32, 32, 32), encoding_dim=32, filters=FILTERS, l1=L1_FACTOR):
-    """The three published models, sharing weights.
+def build_autoencoder(shape=(32, 32, 32), encoding_dim=32, filters=FILTERS, l1=None, *, settings=None, mean=0.0, std=1.0):
+    """The three published models, sharing weights, plus the model that is trained.
 
     Args:
         shape: subvolume shape; every edge a multiple of 4.
         encoding_dim: length of the code (published: 32).
         filters: filters of every conv block (published: 32).
-        l1: L1 activity penalty on the code, summed over the batch (published: 1e-4).
+        l1: L1 penalty factor (overrides ``settings.l1`` when given).
+        settings: :class:`CodeSettings` (default: the unit-free default).
+        mean, std: the training set's intensity mean and standard deviation.
 
     Returns:
-        (autoencoder, encoder, decoder) as Keras models (not compiled).
+        :class:`Models` ``(autoencoder, encoder, decoder, trainer)``, not compiled:
+        the first three in the data's own units, ``trainer`` the same network on
+        standardized volumes (what ``fit`` trains). Unpacks like the published
+        three: ``autoencoder, encoder, decoder, _ = build_autoencoder(...)``.
     """
-    encoder = build_encoder(shape, encoding_dim, filters, l1)
-    decoder = build_decoder(shape, encoding_dim, filters)
-    inputs = keras.Input(shape=tuple(shape) + (1,), name="subvolume")
-    autoencoder = keras.Model(inputs, decoder(encoder(inputs)), name="autoencoder")
-    return autoencoder, encoder, decoder
+    settings = settings or CodeSettings()
+    if l1 is not None:
+        settings = CodeSettings(**{**settings.to_dict(), "l1": l1})
+    core_encoder = build_core_encoder(shape, encoding_dim, filters, settings)
+    core_decoder = build_core_decoder(shape, encoding_dim, filters)
+    raw = keras.Input(shape=tuple(shape) + (1,), name="subvolume")
+    encoder = keras.Model(raw, core_encoder(Standardize(mean, std, name="standardize")(raw)), name="encoder")
+    code = keras.Input(shape=(encoding_dim,), name="code")
+    decoder = keras.Model(code, Unstandardize(mean, std, name="unstandardize")(core_decoder(code)), name="decoder")
+    autoencoder = keras.Model(raw, decoder(encoder(raw)), name="autoencoder")
+    standardized = keras.Input(shape=tuple(shape) + (1,), name="standardized")
+    trainer = keras.Model(standardized, core_decoder(core_encoder(standardized)), name="trainer")
+    return Models(autoencoder, encoder, decoder, trainer)
 
 
 def count_flops(shape=(32, 32, 32), encoding_dim=32, filters=FILTERS):
@@ -110,6 +209,17 @@ def count_flops(shape=(32, 32, 32), encoding_dim=32, filters=FILTERS):
     return flops
 
 
+def standardization(model):
+    """``(mean, std)`` of the :class:`Standardize` layer inside ``model`` (``(0, 1)`` if it has none)."""
+    for layer in getattr(model, "layers", []):
+        if isinstance(layer, Standardize) and not isinstance(layer, Unstandardize):
+            return layer.mean, layer.std
+        found = standardization(layer)
+        if found != (0.0, 1.0):
+            return found
+    return 0.0, 1.0
+
+
 def load_model(path):
-    """Load a model saved by this package (its custom layer registered)."""
+    """Load a model saved by this package (its custom layers registered)."""
     return keras.saving.load_model(path, compile=False)

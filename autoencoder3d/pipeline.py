@@ -28,7 +28,14 @@ POSE_PICKLE = "pose-normalized.pickle"
 
 @dataclass
 class TrainOptions:
-    """Options of ``autoencoder3d train``; the defaults are the published ones."""
+    """Options of ``autoencoder3d train``; the defaults are the published numbers.
+
+    ``published`` trains the literal published setting (raw intensities,
+    batch-summed L1, plain code layer) instead of the default that keeps the
+    codes alive in any units (see :class:`~autoencoder3d.model.CodeSettings`).
+    ``polarity`` says whether dense matter is ``"dark"`` (IMOD's default) or
+    ``"bright"`` in the tomogram.
+    """
 
     epochs: int = 100
     batch_size: int = 128
@@ -38,6 +45,8 @@ class TrainOptions:
     learning_rate: float = 0.001
     validation_split: float = 0.1
     n_init: int = 100
+    published: bool = False
+    polarity: str = "dark"
     smooth_sigma: float = 2.0
     seed: int = None
     retrain: bool = False
@@ -75,18 +84,27 @@ def _check_not_a_tomogram(data, tomogram):
         raise InputError(f"{data}: is an MRC volume, not a subvolume pickle; {hint} (the order is DATA TOMOGRAM POSE N_CLUSTERS)")
 
 
-def prepare_subvolumes(data, tomogram=None, pose=False, *, sigma=2.0, workers=None, progress=True, timings=None):
+def prepare_subvolumes(data, tomogram=None, pose=False, *, sigma=2.0, workers=None, progress=True, timings=None,
+                       polarity="dark", contrast=None):
     """Load the subvolume pickle and, if asked, pose-normalize it against the tomogram.
+
+    ``polarity`` is ``"dark"``, ``"bright"`` or ``"auto"`` (see
+    :mod:`autoencoder3d.contrast`); what was used goes into ``contrast`` (a dict).
 
     Returns:
         (subvolumes, voxel_size): a :class:`~autoencoder3d.volume.SubvolumeSet`, and the
         tomogram's voxel size (or None without a tomogram).
     """
+    from .contrast import resolve_polarity
+
     timings = {} if timings is None else timings
     _check_not_a_tomogram(data, tomogram)
     started = time.perf_counter()
     subvolumes = load_subvolumes(data)
     timings["load_s"] = time.perf_counter() - started
+    polarity, record = resolve_polarity(polarity, subvolumes.volumes, data)
+    if contrast is not None:
+        contrast.update(record)
     if pose and tomogram is None:
         raise InputError(f"{data}: pose normalization needs a tomogram, but TOMOGRAM is None")
     voxel_size = None
@@ -98,19 +116,19 @@ def prepare_subvolumes(data, tomogram=None, pose=False, *, sigma=2.0, workers=No
             from .pose import pose_normalize
 
             started = time.perf_counter()
-            subvolumes = pose_normalize(subvolumes, tomo, sigma=sigma, workers=workers, progress=progress)
+            subvolumes = pose_normalize(subvolumes, tomo, sigma=sigma, workers=workers, progress=progress, polarity=polarity)
             timings["pose_s"] = time.perf_counter() - started
         tomo.close()
     return subvolumes, voxel_size
 
 
-def run_pose(data, tomogram, out_pickle, *, sigma=2.0, workers=None, progress=True):
+def run_pose(data, tomogram, out_pickle, *, sigma=2.0, workers=None, progress=True, polarity="dark"):
     """Pose-normalize a subvolume pickle and write the result in the same format.
 
     Each entry keeps its uuid and centre and gains ``'rotation'`` (3x3) and
     ``'center_of_mass'``.
     """
-    subvolumes, _ = prepare_subvolumes(data, tomogram, True, sigma=sigma, workers=workers, progress=progress)
+    subvolumes, _ = prepare_subvolumes(data, tomogram, True, sigma=sigma, workers=workers, progress=progress, polarity=polarity)
     save_subvolumes(out_pickle, subvolumes)
     return subvolumes
 
@@ -212,8 +230,8 @@ def _obtain_models(volumes, model_dir, options, timings, current, command="train
         models, info = train_autoencoder(
             volumes, model_dir, epochs=options.epochs, batch_size=options.batch_size, patience=options.patience,
             validation_split=options.validation_split, learning_rate=options.learning_rate,
-            encoding_dim=options.encoding_dim, l1=options.l1, seed=options.seed, strategy=strategy, verbose=options.verbose,
-            provenance=provenance,
+            encoding_dim=options.encoding_dim, settings=code_settings(options), seed=options.seed, strategy=strategy,
+            verbose=options.verbose, provenance=provenance,
         )
     except Exception as err:  # a GPU out-of-memory error becomes one actionable line
         if _is_out_of_memory(err):
@@ -223,30 +241,18 @@ def _obtain_models(volumes, model_dir, options, timings, current, command="train
     return models, info
 
 
-def describe_codes(codes, n_clusters):
-    """How informative the encodings are; warns when they collapsed to (nearly) one point.
+def code_settings(options):
+    """The :class:`~autoencoder3d.model.CodeSettings` that ``options`` ask for."""
+    from .model import CodeSettings
 
-    With ReLU codes, an L1 penalty that is strong for the data's intensity scale
-    can switch every code unit off during the first optimizer steps; then all
-    subvolumes share one code and k-means cannot separate them.
-    """
-    active = int((np.abs(codes).max(axis=0) > 0).sum())
-    distinct = int(len(np.unique(np.round(codes, 6), axis=0)))
-    if distinct < n_clusters:
-        log.warning(
-            "the autoencoder's codes collapsed: %d of %d code units are ever non-zero and the %d subvolumes have "
-            "only %d distinct codes, fewer than the %d clusters. The clusters are not meaningful. The published L1 "
-            "penalty on the code (--l1 1e-4, summed over the batch) is too strong for these data; retrain with "
-            "--retrain --l1 0 (and, with few subvolumes, a smaller --batch-size such as 16)",
-            active, codes.shape[1], len(codes), distinct, n_clusters,
-        )
-    return {"active_code_units": active, "distinct_codes": distinct}
+    return CodeSettings.published(options.l1) if options.published else CodeSettings(l1=options.l1)
 
 
 def cluster_and_write(subvolumes, encoder, decoder, n_clusters, out_dir, *, n_init=100, seed=None, batch_size=128, timings=None, code_stats=None):
     """Encode, k-means, decode the centres; write the ``clus-center`` pickles and montages."""
     from .atomic import atomic_directory
     from .cluster import cluster_encodings, write_cluster_pickles
+    from .codes import CodesCollapsed, collapse_message, describe_codes, is_collapsed
     from .figures import write_montages
     from .report import save_encodings
     from .train import decode, encode
@@ -257,6 +263,8 @@ def cluster_and_write(subvolumes, encoder, decoder, n_clusters, out_dir, *, n_in
     codes = encode(encoder, subvolumes.volumes, batch_size)
     timings["encode_s"] = time.perf_counter() - started
     code_stats.update(describe_codes(codes, n_clusters))
+    if is_collapsed(code_stats):  # never write one cluster as if it were a clustering
+        raise CodesCollapsed(collapse_message(code_stats, len(codes)))
     started = time.perf_counter()
     clustering = cluster_encodings(codes, subvolumes.uuids, n_clusters, n_init=n_init, seed=seed)
     timings["kmeans_s"] = time.perf_counter() - started
@@ -322,8 +330,10 @@ def _run_train_locked(data, tomogram, pose, n_clusters, out_dir, options, comman
     started_wall, started = time.time(), time.perf_counter()
     timings, code_stats = {}, {}
     model_dir = os.path.join(out_dir, "model")
+    contrast = {}
     subvolumes, voxel_size = prepare_subvolumes(
-        data, tomogram, pose, sigma=options.smooth_sigma, workers=options.workers, progress=options.verbose > 0, timings=timings
+        data, tomogram, pose, sigma=options.smooth_sigma, workers=options.workers, progress=options.verbose > 0, timings=timings,
+        polarity=options.polarity, contrast=contrast,
     )
     _check_box(data, subvolumes.v_siz)
     _check_n_clusters(data, len(subvolumes), n_clusters)
@@ -356,6 +366,7 @@ def _run_train_locked(data, tomogram, pose, n_clusters, out_dir, options, comman
         "n_subvolumes": len(subvolumes),
         "v_siz": list(subvolumes.v_siz),
         "voxel_size": voxel_size,
+        "contrast": contrast,
         "training": {k: v for k, v in train_info.items() if k != "history"},
         "codes": code_stats,
         "cluster_sizes": {str(k): v for k, v in clustering.sizes().items()},

@@ -9,6 +9,9 @@ Deviations from the published program, all toward its intent:
 - ``rm`` is made a proper rotation (determinant +1) so no particle is mirrored;
 - box indices are integers, and a rotation box as large as the subvolume works;
 - a subvolume with zero mass after inversion is skipped with a warning;
+- the axes' signs are made canonical (third moment positive along the first
+  two axes), so copies of a structure land in one orientation, not four;
+- tomograms with dense matter bright are inverted the other way (``polarity``);
 - the tomogram is smoothed only around each particle (with a margin of the
   Gaussian's reach, so the values equal those of whole-tomogram smoothing).
 """
@@ -21,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from scipy import ndimage
 
+from .contrast import polarity_sign
 from .errors import InputError
 from .progress import progress_bar
 from .volume import SubvolumeSet, Tomogram
@@ -30,11 +34,16 @@ log = logging.getLogger(__name__)
 TRUNCATE = 4.0  # scipy.ndimage.gaussian_filter's default reach, in sigmas
 
 
-def principal_axes(mass):
+def principal_axes(mass, canonical_signs=True):
     """Centre of mass and principal-axis rotation of a non-negative volume.
 
     Args:
         mass: 3D array of non-negative weights with a positive sum.
+        canonical_signs: orient the first two axes so that the mass's third
+            moment along each is positive (its heavier tail points to +), and
+            the third as their cross product. Without it the signs are whatever
+            the eigen-solver returns, so two copies of one structure can be
+            normalized into four different orientations.
 
     Returns:
         (c, rm): ``c`` the centre of mass (3,), ``rm`` a 3x3 rotation whose columns
@@ -51,7 +60,11 @@ def principal_axes(mass):
     moments = (offsets * weights) @ offsets.T
     eigenvalues, eigenvectors = np.linalg.eigh(moments)
     rm = eigenvectors[:, np.argsort(-np.abs(eigenvalues), kind="stable")]
-    if np.linalg.det(rm) < 0:
+    if canonical_signs:
+        skew = ((rm[:, :2].T @ offsets) ** 3) @ weights
+        rm[:, :2] *= np.where(skew < 0, -1.0, 1.0)
+        rm[:, 2] = np.cross(rm[:, 0], rm[:, 1])
+    elif np.linalg.det(rm) < 0:
         rm[:, 2] *= -1
     return c, rm
 
@@ -82,7 +95,17 @@ def smoothed_box(data, start, side, sigma, fill):
     return box
 
 
-def normalize_one(data, center, mass, sigma, fill):
+def inverted_mass(volume, top, polarity="dark"):
+    """Dense matter as non-negative mass (published: ``|max - v|`` with dense matter dark).
+
+    ``top`` is the maximum of ``sign * v`` over all subvolumes, where sign is
+    +1 for dark and -1 for bright contrast, so a bright tomogram gives the same
+    mass as its negation with dark contrast.
+    """
+    return np.abs(top - polarity_sign(polarity) * volume)
+
+
+def normalize_one(data, center, mass, sigma, fill, canonical_signs=True):
     """Pose-normalize one particle.
 
     Args:
@@ -97,7 +120,7 @@ def normalize_one(data, center, mass, sigma, fill):
         rotation and the centre of mass in subvolume coordinates.
     """
     shape = np.asarray(mass.shape)
-    c, rm = principal_axes(mass)
+    c, rm = principal_axes(mass, canonical_signs)
     loc_r = rm.T @ ((shape - 1) / 2.0 - c)
     side = int(math.ceil((shape.max() + 2 * np.abs(loc_r).max()) * np.abs(rm @ np.ones(3)).max()))
     start = np.rint(np.asarray(center, dtype=float)).astype(np.int64) - int(math.ceil(side / 2))
@@ -141,7 +164,7 @@ def _check_centers(subvolumes, shape, path):
         )
 
 
-def pose_normalize(subvolumes, tomogram, *, sigma=2.0, workers=None, progress=False):
+def pose_normalize(subvolumes, tomogram, *, sigma=2.0, workers=None, progress=False, polarity="dark", canonical_signs=True):
     """Pose-normalize every subvolume against its tomogram (published section 3).
 
     Args:
@@ -150,6 +173,11 @@ def pose_normalize(subvolumes, tomogram, *, sigma=2.0, workers=None, progress=Fa
         sigma: Gaussian smoothing of the tomogram, in voxels (published: 2.0).
         workers: threads to use (default: all cores).
         progress: show a progress bar (only when standard error is a terminal).
+        polarity: ``"dark"`` when dense matter is dark (published) or ``"bright"``;
+            only the mass used for the centre and axes depends on it, the
+            normalized subvolumes keep the tomogram's contrast.
+        canonical_signs: orient the principal axes by the third moment (see
+            :func:`principal_axes`).
 
     Returns:
         A new :class:`SubvolumeSet` with the same uuids and centres (subvolumes with
@@ -162,12 +190,12 @@ def pose_normalize(subvolumes, tomogram, *, sigma=2.0, workers=None, progress=Fa
         data, path = np.asarray(tomogram), "<tomogram>"
     _check_centers(subvolumes, data.shape, path)
     fill = tomogram_mean(data)
-    global_max = float(subvolumes.volumes.max())
+    top = float((polarity_sign(polarity) * subvolumes.volumes).max())
 
     def work(i):
-        mass = np.abs(global_max - subvolumes.volumes[i])
+        mass = inverted_mass(subvolumes.volumes[i], top, polarity)
         try:
-            return normalize_one(data, subvolumes.centers[i], mass, sigma, fill)
+            return normalize_one(data, subvolumes.centers[i], mass, sigma, fill, canonical_signs)
         except ValueError:
             return None
 

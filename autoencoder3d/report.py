@@ -490,6 +490,12 @@ def _settings_html(record):
     return f'<table class="settings">{"".join(rows)}</table>'
 
 
+def _contrast_note(record):
+    """Which shade is dense matter in the pictures: the run's contrast polarity."""
+    polarity = (record.get("contrast") or {}).get("used", "dark")
+    return "Bright is dense (bright contrast)." if polarity == "bright" else "Dark is dense."
+
+
 def _fill(template, values):
     return re.sub(r"\{\{([A-Z_]+)\}\}", lambda m: values[m.group(1)], template)
 
@@ -529,6 +535,7 @@ def build_report(run_dir, *, n_members=4, tsne=True, tsne_max_points=TSNE_MAX_PO
         "TITLE": html.escape(f"Clusters of {os.path.basename(run.run_dir) or run.run_dir}"),
         "SUBTITLE": html.escape(subtitle),
         "NOTES": notes,
+        "CONTRAST": html.escape(_contrast_note(record)),
         "MAX_SIZE": str(max(sizes.values(), default=0)),
         "CARDS": "\n".join(cards),
         "MAP_NOTE": html.escape(map_note),

@@ -6,9 +6,11 @@ segmentation label (1, 2, ...; 0 is the background). This module then
 1. decodes every subvolume with the trained autoencoder (``decoded/decoded.pickle``),
 2. labels the subvolumes of the chosen clusters and draws as many unlabelled
    ones at random as background patches,
-3. builds the per-voxel targets: for a patch with label ``l`` the voxels where
-   ``-decoded > iso`` (dense matter is dark, i.e. negative) are class ``l``, the
-   rest class 0; a background patch is class 0 everywhere,
+3. builds the per-voxel targets: for a patch with label ``l`` the voxels whose
+   decoded density is more than ``iso`` standard deviations denser than the
+   mean (``(mean - decoded) / std > iso`` with dense matter dark, the published
+   ``-decoded > iso`` when mean 0 and std 1; mirrored for bright contrast) are
+   class ``l``, the rest class 0; a background patch is class 0 everywhere,
 4. trains the published network on the raw subvolumes (Adam 0.001,
    categorical cross-entropy, batch 128, validation 0.1, early stopping
    patience 20, up to 10000 epochs) and saves it under ``model-seg/``,
@@ -175,15 +177,25 @@ def sample_background(uuids, labels, rng):
 
 # ---------------------------------------------------------------- targets
 
-def build_targets(decoded, label, iso=0.5):
-    """Class index per voxel for one patch: ``label`` where ``-decoded > iso``, else 0.
+def denseness(decoded, mean=0.0, std=1.0, polarity="dark"):
+    """How much denser than the mean each voxel is, in standard deviations of the data.
+
+    With mean 0, std 1 and dark contrast this is the published ``-decoded``.
+    """
+    from .contrast import polarity_sign
+
+    return polarity_sign(polarity) * (mean - np.asarray(decoded, dtype=np.float64)) / std
+
+
+def build_targets(decoded, label, iso=0.5, *, mean=0.0, std=1.0, polarity="dark"):
+    """Class index per voxel for one patch: ``label`` where :func:`denseness` > ``iso``, else 0.
 
     A background patch (``label`` 0) is 0 everywhere.
     """
     decoded = np.asarray(decoded)
     if label == 0:
         return np.zeros(decoded.shape, dtype=np.uint8)
-    return np.where(-decoded > iso, np.uint8(label), np.uint8(0))
+    return np.where(denseness(decoded, mean, std, polarity) > iso, np.uint8(label), np.uint8(0))
 
 
 def one_hot(class_map, n_class):
@@ -192,18 +204,28 @@ def one_hot(class_map, n_class):
     return (class_map[..., None] == np.arange(n_class)).astype(np.float32)
 
 
-def _check_labelled_voxels(counts, selection, decoded, rows, patch_labels, iso):
-    """Refuse a label whose decoded subvolumes have no voxel darker than -iso, and suggest an --iso."""
+def _check_labelled_voxels(counts, selection, decoded, rows, patch_labels, iso, scale):
+    """Refuse a label whose decoded subvolumes have no voxel denser than iso, and suggest an --iso."""
     for label in sorted(selection):
         if counts[label] > 0:
             continue
-        darkness = -np.stack([decoded[r] for r, l in zip(rows, patch_labels) if l == label])
-        suggestion = float(np.percentile(darkness, 90))
+        dense = denseness(np.stack([decoded[r] for r, l in zip(rows, patch_labels) if l == label]), **scale)
+        suggestion = float(np.percentile(dense, 90))
         raise InputError(
-            f"--iso {iso}: label {label} gets no voxel: the decoded subvolumes of its clusters range from "
-            f"{-darkness.max():.3g} to {-darkness.min():.3g}, never below -{iso} (the iso value is in the data's "
-            f"intensity units); try --iso {suggestion:.3g}, which marks the darkest 10 % of their voxels"
+            f"--iso {iso}: label {label} gets no voxel: the decoded subvolumes of its clusters are at most "
+            f"{dense.max():.3g} standard deviations denser than the mean, never above {iso}; try --iso "
+            f"{suggestion:.3g}, which marks the densest 10 % of their voxels"
         )
+
+
+def _label_scale(autoencoder, out_dir):
+    """Standardization of the run's autoencoder and the run's contrast polarity, for the labels."""
+    from .model import standardization
+
+    mean, std = standardization(autoencoder)
+    record = _read_record(os.path.join(out_dir, "run.json"))
+    polarity = (record.get("contrast") or {}).get("used", "dark")
+    return {"mean": float(mean), "std": float(std), "polarity": polarity}
 
 
 def class_weights(class_maps, n_class):
@@ -467,7 +489,9 @@ def run_seg_train(
         data: subvolume pickle (the one the run clustered, or its pose-normalized copy).
         out_dir: the ``autoencoder3d train`` run folder; ``decoded/`` and ``model-seg/`` go there too.
         selection: dict label -> list of cluster ids.
-        iso: iso value on the negated decoded volume (published 0.5).
+        iso: a voxel is dense where the decoded volume is more than ``iso`` standard deviations
+            of the training intensities denser than their mean (published: ``-decoded > 0.5``,
+            which is the same rule for the literal published setting's mean 0 and std 1).
         class_balanced: weight every voxel by the published per-class weight.
         seed: background sampling, shuffling and initial weights (random when None).
         retrain: forget a saved EDSS3D model and checkpoints in ``model-seg/``.
@@ -537,6 +561,7 @@ def run_seg_train(
     # 1. decode every subvolume
     t0 = time.perf_counter()
     decoded = autoencoder.predict(subvolumes.volumes[..., None], batch_size=batch_size, verbose=0)[..., 0]
+    scale = _label_scale(autoencoder, out_dir)
     save_pickle(os.path.join(out_dir, "decoded", "decoded.pickle"), dict(zip(subvolumes.uuids, decoded)))
     decode_seconds = time.perf_counter() - t0
     del autoencoder
@@ -556,11 +581,15 @@ def run_seg_train(
     # 4. targets
     n_class = max(selection) + 1
     volumes = subvolumes.volumes[rows]
-    class_maps = np.stack([build_targets(decoded[r], l, iso) for r, l in zip(rows, patch_labels)])
+    class_maps = np.stack([build_targets(decoded[r], l, iso, **scale) for r, l in zip(rows, patch_labels)])
     weights = class_weights(class_maps, n_class)
     log.info("per-class weights (published formula): %s%s", np.round(weights, 3).tolist(), "" if class_balanced else " (not applied; --class-balanced applies them)")
     counts = np.bincount(class_maps.ravel(), minlength=n_class)[:n_class]
-    _check_labelled_voxels(counts, selection, decoded, rows, patch_labels, iso)
+    _check_labelled_voxels(counts, selection, decoded, rows, patch_labels, iso, scale)
+    labelled = [c for c, l in zip(class_maps, patch_labels) if l]
+    label_fraction = float(np.mean([np.count_nonzero(c) / c.size for c in labelled]))
+    log.info("labels: %.1f %% of the voxels of the labelled subvolumes are denser than %g standard deviations "
+             "above the mean (%s contrast)", 100 * label_fraction, iso, scale["polarity"])
 
     # 5-6. train
     model, info = train_segmenter(
@@ -588,6 +617,8 @@ def run_seg_train(
         "n_background": len(background),
         "patches": {u: int(l) for u, l in zip(chosen, patch_labels)},
         "voxels_per_class": [int(c) for c in counts],
+        "labelled_fraction": label_fraction,
+        "label_scale": scale,
         "class_weights": [float(w) for w in weights],
         "options": {"epochs": epochs, "batch_size": batch_size, "patience": patience, "validation_split": validation_split, "learning_rate": learning_rate},
         "training": {k: v for k, v in info.items() if k != "history"},

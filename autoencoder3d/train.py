@@ -26,8 +26,9 @@ import numpy as np
 
 from .atomic import atomic_open, atomic_path
 from .checkpoints import load_checked_model, load_checked_weights, read_resume_state, write_resume_point, write_weights
+from .codes import CollapseGuard
 from .errors import InputError
-from .model import build_autoencoder
+from .model import CodeSettings, build_autoencoder
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +61,18 @@ def split_validation(n_samples, fraction):
 class ArrayBatches(keras.utils.PyDataset):
     """Batches ``(x, x)`` cut from one float32 array without copying all of it.
 
+    With ``mean`` and ``std`` the batches are standardized, ``(x - mean) / std``.
+
     The sample order is reshuffled every epoch from ``(seed, epoch)``, so a
     resumed run sees the same batches as an uninterrupted one. With
     ``multiple_of`` > 1 (several replicas), batches are trimmed to a multiple of
     it so that each splits evenly.
     """
 
-    def __init__(self, volumes, indices, batch_size, *, shuffle, seed=0, epoch=0, multiple_of=1):
+    def __init__(self, volumes, indices, batch_size, *, shuffle, seed=0, epoch=0, multiple_of=1, mean=0.0, std=1.0):
         super().__init__()
         self.volumes = volumes
+        self.mean, self.std = float(mean), float(std)
         self.indices = np.asarray(indices)
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
@@ -95,6 +99,8 @@ class ArrayBatches(keras.utils.PyDataset):
         keep = max(self.multiple_of, len(chosen) - len(chosen) % self.multiple_of)
         chosen = np.sort(chosen[:keep])
         batch = self.volumes[chosen][..., None]
+        if self.mean != 0.0 or self.std != 1.0:  # in float64, so that rescaled data give the same batches
+            batch = ((batch.astype(np.float64) - self.mean) / self.std).astype(np.float32)
         return batch, batch
 
     def on_epoch_end(self):
@@ -232,6 +238,30 @@ def _resume(autoencoder, model_dir):
     return state
 
 
+def intensity_statistics(volumes, indices, chunk=256):
+    """Mean and standard deviation of ``volumes[indices]`` (float64, read in chunks)."""
+    total = total_sq = 0.0
+    count = 0
+    for lo in range(0, len(indices), chunk):
+        block = np.asarray(volumes[indices[lo : lo + chunk]], dtype=np.float64)
+        total += float(block.sum())
+        count += block.size
+    mean = total / count
+    for lo in range(0, len(indices), chunk):
+        block = np.asarray(volumes[indices[lo : lo + chunk]], dtype=np.float64)
+        total_sq += float(((block - mean) ** 2).sum())
+    return mean, math.sqrt(total_sq / count)
+
+
+def _standardization(volumes, n_train, settings):
+    if not settings.standardize:
+        return 0.0, 1.0
+    mean, std = intensity_statistics(volumes, np.arange(n_train))
+    if not (math.isfinite(mean) and math.isfinite(std)) or std <= 0:
+        raise InputError(f"the training subvolumes have no intensity variation (mean {mean:g}, std {std:g}); nothing to learn")
+    return mean, std
+
+
 def clear_training_state(model_dir):
     """Forget checkpoints, resume point and saved models (``--retrain``)."""
     names = [BEST_WEIGHTS, LAST_WEIGHTS, STATE_FILE, HISTORY_CSV]
@@ -265,19 +295,24 @@ def train_autoencoder(
     validation_split=0.1,
     learning_rate=0.001,
     encoding_dim=32,
-    l1=1e-4,
+    l1=None,
+    settings=None,
     seed=0,
     strategy=None,
     verbose=1,
     provenance=None,
 ):
-    """Train the published autoencoder on ``volumes``, resuming from ``model_dir`` if possible.
+    """Train the autoencoder on ``volumes``, resuming from ``model_dir`` if possible.
 
     Args:
         volumes: float32 array ``(N, n1, n2, n3)`` (not copied; batches are cut from it).
         model_dir: folder for checkpoints, history and the saved models.
-        epochs, batch_size, patience, validation_split, learning_rate, encoding_dim, l1:
-            published defaults 100, 128, 20, 0.1, 0.001, 32, 1e-4 (L1 on the code, summed over the batch).
+        epochs, batch_size, patience, validation_split, learning_rate, encoding_dim:
+            published defaults 100, 128, 20, 0.1, 0.001, 32.
+        l1: L1 penalty on the code (overrides ``settings.l1``; published 1e-4).
+        settings: :class:`~autoencoder3d.model.CodeSettings` (default: standardized input,
+            per-subvolume L1, normalized code layer; ``CodeSettings.published()`` is the
+            literal published setting).
         seed: shuffling seed (Keras's own seed is set by the caller).
         strategy: a ``tf.distribute`` strategy to build the models under, or None.
         verbose: Keras's verbosity for ``fit``.
@@ -285,36 +320,51 @@ def train_autoencoder(
             resume point and in ``train-state.json``.
 
     Returns:
-        ((autoencoder, encoder, decoder), info) with the best weights loaded;
-        ``info`` holds the history and how training went.
+        ((autoencoder, encoder, decoder), info) with the best weights loaded, the
+        models in the data's own units; ``info`` holds the history, how training
+        went and the standardization used.
+
+    Raises:
+        CodesCollapsed: the codes collapsed during training (checked every epoch).
     """
     os.makedirs(model_dir, exist_ok=True)
+    settings = settings or CodeSettings()
+    if l1 is not None:
+        settings = CodeSettings(**{**settings.to_dict(), "l1": float(l1)})
     shape = volumes.shape[1:]
+    n_train = split_validation(len(volumes), validation_split)
+    mean, std = _standardization(volumes, n_train, settings)
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        models = build_autoencoder(shape, encoding_dim, l1=l1)
-        models[0].compile(optimizer=published_optimizer(learning_rate), loss="mse")
-    autoencoder = models[0]
-    state = _resume(autoencoder, model_dir)
+        models = build_autoencoder(shape, encoding_dim, settings=settings, mean=mean, std=std)
+        models.trainer.compile(optimizer=published_optimizer(learning_rate), loss="mse")
+    trainer = models.trainer  # the network on standardized volumes; shares every weight with the three models
+    state = _resume(trainer, model_dir)
     if not state:
         clear_training_state(model_dir)  # e.g. best weights of an epoch whose resume point was never written
     initial_epoch = int(state.get("epochs_done", 0))
-    n_train = split_validation(len(volumes), validation_split)
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
-    train_data = ArrayBatches(volumes, np.arange(n_train), batch_size, shuffle=True, seed=seed, epoch=initial_epoch, multiple_of=replicas)
-    val_data = ArrayBatches(volumes, np.arange(n_train, len(volumes)), batch_size, shuffle=False, multiple_of=replicas) if n_train < len(volumes) else None
+    scale = dict(mean=mean, std=std)
+    train_data = ArrayBatches(volumes, np.arange(n_train), batch_size, shuffle=True, seed=seed, epoch=initial_epoch, multiple_of=replicas, **scale)
+    val_data = ArrayBatches(volumes, np.arange(n_train, len(volumes)), batch_size, shuffle=False, multiple_of=replicas, **scale) if n_train < len(volumes) else None
     checkpoint = ResumableCheckpoint(model_dir, patience, state, provenance)
+    guard = CollapseGuard(models.encoder, volumes, np.random.default_rng(seed).permutation(n_train))
     started = time.perf_counter()
     if initial_epoch < epochs and not checkpoint.stopped_early:
         # shuffle=False: ArrayBatches already shuffles from (seed, epoch); Keras's own
         # shuffle uses Python's global random and would differ in a resumed process
-        autoencoder.fit(train_data, validation_data=val_data, epochs=epochs, initial_epoch=initial_epoch, callbacks=[checkpoint],
-                        verbose=verbose, shuffle=False)
+        trainer.fit(train_data, validation_data=val_data, epochs=epochs, initial_epoch=initial_epoch, callbacks=[checkpoint, guard],
+                    verbose=verbose, shuffle=False)
     train_seconds = time.perf_counter() - started
+    steps = int(np.asarray(keras.ops.convert_to_numpy(trainer.optimizer.iterations)))
     best = os.path.join(model_dir, BEST_WEIGHTS)
     if os.path.isfile(best):
-        load_checked_weights(autoencoder, best)
+        load_checked_weights(trainer, best)
+    models = models[:3]
     save_models(models, model_dir)
     info = training_info(checkpoint, initial_epoch, n_train, len(volumes), train_seconds)
+    info["code_settings"] = settings.to_dict()
+    info["standardization"] = {"mean": mean, "std": std}
+    info["optimizer_steps"] = steps
     write_json(os.path.join(model_dir, STATE_FILE), {**checkpoint.state(len(checkpoint.history)), "finished": True,
                                                     "info": {k: v for k, v in info.items() if k != "history"}})
     _clear_resume_point(model_dir)

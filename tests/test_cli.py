@@ -141,28 +141,11 @@ def test_console_script_error_has_no_traceback(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_collapsed_codes_are_reported_with_a_remedy(caplog):
-    import logging
-
-    from autoencoder3d.pipeline import describe_codes
-
-    with caplog.at_level(logging.WARNING):
-        stats = describe_codes(np.zeros((10, 32), np.float32), 3)
-    assert stats == {"active_code_units": 0, "distinct_codes": 1}
-    assert "codes collapsed" in caplog.text and "--l1 0" in caplog.text
-    caplog.clear()
-    codes = np.zeros((10, 32), np.float32)
-    codes[:, 3] = np.arange(10)
-    with caplog.at_level(logging.WARNING):
-        assert describe_codes(codes, 3) == {"active_code_units": 1, "distinct_codes": 10}
-    assert caplog.text == ""
-
-
 def test_l1_option_reaches_the_model(tiny_pickle, tmp_path):
     assert run_cli("train", tiny_pickle, "None", "False", 2, "--out", tmp_path / "r", "--l1", "0", *FAST) == 0
     record = json.load(open(tmp_path / "r" / "run.json"))
-    assert record["options"]["l1"] == 0.0 and set(record["codes"]) == {"active_code_units", "distinct_codes"}
+    assert record["options"]["l1"] == 0.0 and set(record["codes"]) == {"active_code_units", "varying_code_units", "distinct_codes"}
     from autoencoder3d.train import load_saved_models
 
     encoder = load_saved_models(str(tmp_path / "r" / "model"))[1]
-    assert encoder.get_layer("code_l1").factor == 0.0
+    assert encoder.get_layer("core_encoder").get_layer("code_l1").factor == 0.0

@@ -21,7 +21,8 @@ record = run_train(sys.argv[1], None, False, 3, sys.argv[2], options)
 import keras
 from autoencoder3d.train import load_saved_models
 _, encoder, decoder = load_saved_models(sys.argv[2] + "/model")
-print("DTYPES", encoder.layers[-1].compute_dtype, decoder.layers[-1].compute_dtype, encoder.layers[1].compute_dtype)
+core = encoder.get_layer("core_encoder")
+print("DTYPES", core.layers[-1].compute_dtype, decoder.get_layer("core_decoder").layers[-1].compute_dtype, core.layers[1].compute_dtype)
 """
 
 

@@ -114,6 +114,17 @@ def test_targets_sign_iso_and_background_channel():
     np.testing.assert_array_equal(one_hot(background, 3)[..., 0], 1)  # background patch: channel 0 everywhere
 
 
+def test_targets_are_in_standard_deviations_of_the_data_and_follow_the_polarity():
+    decoded = np.array([-2.0, -0.5, -0.51, 0.0, 0.7, 3.0], dtype=np.float32).reshape(1, 2, 3)
+    published = build_targets(decoded, 2, iso=0.5)
+    # the same data stored x100 with an offset: the same labels
+    np.testing.assert_array_equal(build_targets(decoded * 100 + 7, 2, iso=0.5, mean=7.0, std=100.0), published)
+    # (mean - decoded) / std > iso by hand: mean 0.2, std 2 -> decoded < 0.2 - 2 * 0.5 = -0.8
+    assert build_targets(decoded, 1, iso=0.5, mean=0.2, std=2.0).ravel().tolist() == [1, 0, 0, 0, 0, 0]
+    # bright contrast: the negated data give the same labels
+    np.testing.assert_array_equal(build_targets(-decoded, 2, iso=0.5, polarity="bright"), published)
+
+
 def test_class_weights_are_the_published_formula():
     rng = np.random.default_rng(3)
     maps = rng.choice(3, size=(5, 4, 4, 4), p=[0.7, 0.2, 0.1]).astype(np.uint8)
@@ -325,7 +336,8 @@ def test_a_label_without_voxels_is_refused_with_a_suggested_iso():
     from autoencoder3d.seg import _check_labelled_voxels
 
     decoded = {0: np.full((4, 4, 4), -0.2, np.float32), 1: np.linspace(-0.3, 0.1, 64, dtype=np.float32).reshape(4, 4, 4)}
-    # the label-1 patch is decoded[1]: values -0.3 .. 0.1, the darkest 10 % beyond 0.26
-    with pytest.raises(InputError, match=r"--iso 0.5: label 1 gets no voxel: .* range from -0.3 to 0.1, .*try --iso 0\.26"):
-        _check_labelled_voxels(np.array([100, 0]), {1: [5]}, decoded, [1, 0], [1, 0], 0.5)
-    _check_labelled_voxels(np.array([100, 3]), {1: [5]}, decoded, [0, 1], [1, 0], 0.5)  # voxels: fine
+    scale = {"mean": 0.0, "std": 1.0, "polarity": "dark"}
+    # the label-1 patch is decoded[1]: values -0.3 .. 0.1, the densest 10 % beyond 0.26
+    with pytest.raises(InputError, match=r"--iso 0.5: label 1 gets no voxel: .* at most 0.3 standard deviations .*try --iso 0\.26"):
+        _check_labelled_voxels(np.array([100, 0]), {1: [5]}, decoded, [1, 0], [1, 0], 0.5, scale)
+    _check_labelled_voxels(np.array([100, 3]), {1: [5]}, decoded, [0, 1], [1, 0], 0.5, scale)  # voxels: fine

@@ -86,6 +86,14 @@ def add_quiet(parser):
     parser.add_argument("-q", "--quiet", action="store_true", help="print only warnings, errors and the final result line; no progress bars")
 
 
+def add_polarity(parser):
+    parser.add_argument(
+        "--polarity", choices=["dark", "bright", "auto"], default="dark",
+        help="contrast of dense matter in the tomogram: dark (IMOD's default, as published), bright (inverted "
+             "pipelines), or auto (decided from the skew of the intensities; recorded in run.json) (default dark)",
+    )
+
+
 def add_clustering_options(parser):
     parser.add_argument("--n-init", type=positive_int, default=100, help="k-means restarts (default 100, as published)")
     parser.add_argument("--batch-size", type=positive_int, default=128, help="batch size for training and encoding (default 128)")

@@ -2,7 +2,7 @@
 
 Reads model/ and clus-center/kmeans.pickle of a finished 'autoencoder3d train'
 run in --out, decodes every subvolume of DATA (decoded/decoded.pickle), labels
-the subvolumes of the selected clusters (voxels where -decoded > --iso), draws
+the subvolumes of the selected clusters (voxels more than --iso standard deviations denser than the mean), draws
 as many unlabelled subvolumes as background, and trains the published network
 (Adam 0.001, cross-entropy, batch 128, validation 0.1, early stopping patience
 20). An interrupted run resumes; a finished one is reused unless --retrain.
@@ -29,7 +29,8 @@ def add_args(parser):
     add_out(parser, help="the 'autoencoder3d train' run folder; decoded/ and model-seg/ are written there (default: current folder)")
     parser.add_argument("--select", action="append", default=[], metavar="LABEL=C1,C2,...", help="give the clusters C1, C2, ... segmentation label LABEL (1, 2, ...; 0 is the background); repeat per label")
     parser.add_argument("--selection", metavar="FILE.json", help='JSON file label -> cluster ids, e.g. {"1": [3, 21, 28], "2": [15, 25]}')
-    parser.add_argument("--iso", type=float, default=0.5, help="a voxel of a labelled subvolume gets its label where -decoded > ISO (default 0.5, as published)")
+    parser.add_argument("--iso", type=float, default=0.5, help="a voxel of a labelled subvolume gets its label where the decoded density is more than ISO standard deviations "
+                             "of the data denser than their mean (default 0.5; the published -decoded > 0.5 for a --published run)")
     parser.add_argument("--class-balanced", action="store_true", help="weight each voxel by the published per-class weight (total target entries / voxels of its class)")
     parser.add_argument("--epochs", type=positive_int, default=10000, help="maximum epochs (default 10000, as published; early stopping ends sooner)")
     parser.add_argument("--batch-size", type=positive_int, default=128, help="batch size (default 128)")

@@ -20,6 +20,8 @@ import logging
 import os
 import time
 
+from ..common import add_polarity
+
 
 def add_args(parser):
     parser.add_argument("tomogram", metavar="TOMOGRAM", help="tomogram (MRC/REC), read memory-mapped")
@@ -28,14 +30,15 @@ def add_args(parser):
     parser.add_argument("--threshold", type=float, default=3.0, help="t in T = m + t (M - m) / 20 (default 3)")
     parser.add_argument("--box", type=int, default=32, help="subvolume side in voxels (default 32)")
     parser.add_argument("--max-particles", type=int, default=None, help="keep at most N picks, strongest first")
-    contrast = parser.add_mutually_exclusive_group()
-    contrast.add_argument("--dark", dest="dark", action="store_true", default=True, help="particles darker than background (default)")
-    contrast.add_argument("--bright", dest="dark", action="store_false", help="particles brighter than background")
+    add_polarity(parser)
+    parser.add_argument("--dark", dest="polarity", action="store_const", const="dark", help="same as --polarity dark")
+    parser.add_argument("--bright", dest="polarity", action="store_const", const="bright", help="same as --polarity bright")
     parser.add_argument("--block", type=int, default=128, help="side of the blocks processed at a time (default 128)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel blocks (default: all cores)")
 
 
 def main(args):
+    from ...contrast import resolve_polarity
     from ...errors import InputError
     from ...io import read_tomogram, save_subvolumes
     from ...pick import dog_pick, extract_boxes, parse_sigma, sigma_in_voxels, write_pick_tables
@@ -47,10 +50,11 @@ def main(args):
     value, unit = parse_sigma(args.sigma1)
     tomogram = read_tomogram(args.tomogram)
     sigma1 = sigma_in_voxels(value, unit, tomogram.voxel_size, tomogram.path)
+    polarity, _ = resolve_polarity(args.polarity, tomogram.data, tomogram.path)
     logging.getLogger("autoencoder3d").info("%s: %s voxels, voxel size %g A; sigma1 %.2f voxels", tomogram.path, tomogram.shape, tomogram.voxel_size[0], sigma1)
     t0 = time.perf_counter()
     picks = dog_pick(
-        tomogram.data, sigma1, threshold=args.threshold, dark=args.dark, box=args.box,
+        tomogram.data, sigma1, threshold=args.threshold, dark=polarity == "dark", box=args.box,
         max_particles=args.max_particles, block=args.block, workers=args.workers, progress=not args.quiet,
     )
     if len(picks.centers) == 0:

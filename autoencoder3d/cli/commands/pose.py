@@ -12,7 +12,7 @@ Example:
   autoencoder3d pose data.pickle tomo.rec data-pose.pickle
 """
 
-from ..common import non_negative_float, positive_int
+from ..common import add_polarity, non_negative_float, positive_int
 
 
 def add_args(parser):
@@ -21,11 +21,13 @@ def add_args(parser):
     parser.add_argument("output", metavar="OUT.pickle", help="where to write the normalized subvolumes")
     parser.add_argument("--smooth-sigma", type=non_negative_float, default=2.0, help="Gaussian smoothing of the tomogram, in voxels (default 2.0)")
     parser.add_argument("--workers", type=positive_int, default=None, help="threads to use (default: all cores)")
+    add_polarity(parser)
 
 
 def main(args):
     from ...pipeline import run_pose
 
-    result = run_pose(args.data, args.tomogram, args.output, sigma=args.smooth_sigma, workers=args.workers, progress=not args.quiet)
+    result = run_pose(args.data, args.tomogram, args.output, sigma=args.smooth_sigma, workers=args.workers, progress=not args.quiet,
+                      polarity=args.polarity)
     print(f"wrote {len(result)} pose-normalized subvolumes to {args.output}")
     return 0

@@ -31,7 +31,7 @@ Example:
 import sys
 
 from ..common import (
-    add_clustering_options, add_out, add_seed, boolean, fraction, optional_path, positive_float, positive_int,
+    add_clustering_options, add_out, add_polarity, add_seed, boolean, fraction, optional_path, positive_float, positive_int,
 )
 
 
@@ -43,11 +43,15 @@ def add_args(parser):
     add_out(parser)
     parser.add_argument("--epochs", type=positive_int, default=100, help="maximum training epochs (default 100)")
     parser.add_argument("--encoding-dim", type=positive_int, default=32, help="length of the code of each subvolume (default 32)")
-    parser.add_argument("--l1", type=float, default=1e-4, help="L1 penalty on the code, summed over the batch as published (default 1e-4; 0 turns it off if the codes collapse)")
+    parser.add_argument("--l1", type=float, default=1e-4, help="L1 penalty on the code (default 1e-4 as published; averaged over the batch, or summed with --published)")
+    parser.add_argument("--published", action="store_true",
+                        help="train the literal published setting: raw intensities, L1 summed over the batch, plain Dense+ReLU code "
+                             "(its codes collapse on many data sets; the default standardizes the input and normalizes the code layer)")
     parser.add_argument("--patience", type=int, default=20, help="early stopping: epochs without validation improvement (default 20)")
     parser.add_argument("--learning-rate", type=positive_float, default=0.001, help="Adam learning rate, decayed per batch as published (default 0.001)")
     parser.add_argument("--validation-split", type=fraction, default=0.1, help="fraction of samples, from the end, held out for validation (default 0.1)")
     add_clustering_options(parser)
+    add_polarity(parser)
     add_seed(parser)
     parser.add_argument("--retrain", action="store_true", help="ignore a saved model and checkpoints in model/ and train from scratch")
     parser.add_argument("--mixed-precision", choices=["bfloat16", "float16"], default=None, help="GPU speed-up: compute in bfloat16/float16, weights and code in float32")
@@ -59,7 +63,7 @@ def options_from_args(args, **overrides):
 
     values = dict(
         epochs=getattr(args, "epochs", 100), batch_size=args.batch_size, encoding_dim=getattr(args, "encoding_dim", 32),
-        l1=getattr(args, "l1", 1e-4),
+        l1=getattr(args, "l1", 1e-4), published=getattr(args, "published", False), polarity=getattr(args, "polarity", "dark"),
         patience=getattr(args, "patience", 20), learning_rate=getattr(args, "learning_rate", 0.001),
         validation_split=getattr(args, "validation_split", 0.1), n_init=args.n_init, smooth_sigma=args.smooth_sigma,
         seed=args.seed, deterministic=args.seed is not None, retrain=getattr(args, "retrain", False),

@@ -1,0 +1,88 @@
+"""How much the 32-number codes say: active units, distinct codes, collapse.
+
+With a ReLU code layer, the codes can collapse: every unit switched off (or
+on for no subvolume in particular), all subvolumes sharing one code, and
+k-means then has nothing to separate. A collapse is permanent (a unit that is
+zero for every input gets no gradient), so training stops at the end of the
+first epoch that shows it, with the remedy, instead of after 100 epochs.
+"""
+
+import logging
+
+import keras
+import numpy as np
+
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+GUARD_SAMPLES = 256  # subvolumes encoded after each epoch to check the codes
+
+
+class CodesCollapsed(InputError):
+    """The encoder maps (nearly) every subvolume to the same code."""
+
+
+def code_statistics(codes):
+    """Active units (non-zero for some subvolume) and distinct codes (rounded to 1e-6)."""
+    codes = np.asarray(codes, dtype=np.float64)
+    varying = np.ptp(codes, axis=0) > 1e-6 * max(1.0, float(np.abs(codes).max(initial=0.0)))
+    return {
+        "active_code_units": int((np.abs(codes).max(axis=0, initial=0.0) > 0).sum()),
+        "varying_code_units": int(varying.sum()),
+        "distinct_codes": int(len(np.unique(np.round(codes, 6), axis=0))),
+    }
+
+
+def is_collapsed(stats):
+    """True when no code unit varies between subvolumes: one cluster whatever k-means does."""
+    return stats["varying_code_units"] == 0 or stats["distinct_codes"] < 2
+
+
+def collapse_message(stats, n_samples, epoch=None, remedy=None):
+    when = f" after epoch {epoch}" if epoch is not None else ""
+    remedy = remedy or (
+        "run with the defaults (standardized input, code normalization) instead of --published, "
+        "or lower --l1 (e.g. --l1 0) and --learning-rate"
+    )
+    return (
+        f"the autoencoder's codes collapsed{when}: {stats['active_code_units']} of the code units are ever non-zero "
+        f"and the {n_samples} subvolumes checked share {stats['distinct_codes']} distinct code(s), so every "
+        f"clustering would be one cluster; {remedy} (then pass --retrain)"
+    )
+
+
+class CollapseGuard(keras.callbacks.Callback):
+    """After every epoch, encode a fixed sample of the training data; stop on a collapse.
+
+    Raises :class:`CodesCollapsed` (one line naming the remedy); what was
+    trained is kept, so the run folder shows what happened.
+    """
+
+    def __init__(self, encoder, volumes, indices, batch_size=64):
+        super().__init__()
+        self.encoder = encoder
+        self.volumes = volumes
+        self.indices = np.sort(np.asarray(indices)[:GUARD_SAMPLES])
+        self.batch_size = batch_size
+        self.last = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if len(self.indices) < 2:
+            return
+        sample = np.asarray(self.volumes[self.indices], dtype=np.float32)[..., None]
+        self.last = code_statistics(self.encoder.predict(sample, batch_size=self.batch_size, verbose=0))
+        if is_collapsed(self.last):
+            raise CodesCollapsed(collapse_message(self.last, len(self.indices), epoch + 1))
+
+
+def describe_codes(codes, n_clusters):
+    """Statistics of the final codes; warns when they cannot give ``n_clusters`` clusters."""
+    stats = code_statistics(codes)
+    if not is_collapsed(stats) and stats["distinct_codes"] < n_clusters:
+        log.warning(
+            "the %d subvolumes have only %d distinct codes (%d of %d code units vary), fewer than the %d clusters "
+            "asked for: some clusters will be empty or duplicates",
+            len(codes), stats["distinct_codes"], stats["varying_code_units"], np.shape(codes)[1], n_clusters,
+        )
+    return stats
