@@ -24,13 +24,15 @@ class CodesCollapsed(InputError):
 
 
 def code_statistics(codes):
-    """Active units (non-zero for some subvolume) and distinct codes (rounded to 1e-6)."""
+    """Active units (non-zero for some subvolume), units that vary, distinct codes (rounded to 1e-6)
+    and the fraction of code entries that are exactly zero (the code's sparsity)."""
     codes = np.asarray(codes, dtype=np.float64)
     varying = np.ptp(codes, axis=0) > 1e-6 * max(1.0, float(np.abs(codes).max(initial=0.0)))
     return {
         "active_code_units": int((np.abs(codes).max(axis=0, initial=0.0) > 0).sum()),
         "varying_code_units": int(varying.sum()),
         "distinct_codes": int(len(np.unique(np.round(codes, 6), axis=0))),
+        "zero_fraction": round(float(np.mean(codes == 0)), 4) if codes.size else 1.0,
     }
 
 

@@ -25,13 +25,13 @@ def unit_scale_volumes(n=40, edge=16, seed=0):
 
 def test_code_statistics_by_hand():
     codes = np.zeros((5, 4))
-    assert code_statistics(codes) == {"active_code_units": 0, "varying_code_units": 0, "distinct_codes": 1}
+    assert code_statistics(codes) == {"active_code_units": 0, "varying_code_units": 0, "distinct_codes": 1, "zero_fraction": 1.0}
     assert is_collapsed(code_statistics(codes))
     codes[:, 1] = 2.0  # on, but the same for everyone: still one cluster
-    assert code_statistics(codes) == {"active_code_units": 1, "varying_code_units": 0, "distinct_codes": 1}
+    assert code_statistics(codes) == {"active_code_units": 1, "varying_code_units": 0, "distinct_codes": 1, "zero_fraction": 0.75}
     assert is_collapsed(code_statistics(codes))
     codes[:, 2] = [0, 1, 0, 1, 3]
-    assert code_statistics(codes) == {"active_code_units": 2, "varying_code_units": 1, "distinct_codes": 3}
+    assert code_statistics(codes) == {"active_code_units": 2, "varying_code_units": 1, "distinct_codes": 3, "zero_fraction": 0.6}
     assert not is_collapsed(code_statistics(codes))
 
 
