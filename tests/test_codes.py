@@ -151,3 +151,21 @@ def test_canonical_axis_signs_put_copies_of_a_structure_in_one_orientation():
         axes.append(r.T @ rm)  # the particle's axes in its own frame: the same for every copy
     for other in axes[1:]:
         np.testing.assert_allclose(other, axes[0], atol=0.15)
+
+
+def test_edss3d_labels_a_sensible_fraction_after_a_default_run(tmp_path):
+    """Data stored at 1/20 of unit scale: the published iso (0.5 in data units) would label nothing."""
+    from autoencoder3d.pipeline import TrainOptions, run_train
+    from autoencoder3d.seg import run_seg_train
+
+    d = make_subvolume_dict(n=40, edge=16, seed=4)
+    for rec in d["vs"].values():
+        rec["v"] = rec["v"] * np.float32(0.05)
+    data = tmp_path / "d.pickle"
+    with open(data, "wb") as handle:
+        pickle.dump(d, handle, protocol=4)
+    run = tmp_path / "run"
+    run_train(str(data), None, False, 3, str(run), TrainOptions(epochs=2, batch_size=16, n_init=3, seed=0, verbose=0))
+    record = run_seg_train(str(data), str(run), {1: [0], 2: [1]}, epochs=1, batch_size=16, seed=0, verbose=0)
+    assert 0.01 < record["labelled_fraction"] < 0.6
+    assert record["label_scale"]["std"] == pytest.approx(0.05 * np.std([r["v"] / 0.05 for r in list(d["vs"].values())[:36]]), rel=1e-3)
