@@ -1,50 +1,19 @@
 """Progress bars that appear when, and only when, a person is watching.
 
 A bar belongs on a terminal: in a log file or a pipe its carriage returns
-become a wall of half-lines. The command line hides TensorFlow's native log
-lines by sending file descriptor 2 through a pipe (``cli/quiet.py``), which
-makes ``sys.stderr.isatty()`` false even in a terminal; so the filter calls
-:func:`remember_terminal` before it redirects, and :func:`stderr_is_terminal`
-answers from that record while the filter is active.
+become a wall of half-lines. So bars are shown only when standard error is a
+terminal and the command was not given -q. (The filter that hides
+TensorFlow's native log lines, ``cli/quiet.py``, leaves Python's
+``sys.stderr`` on the original standard error, so this check sees the user's
+terminal.)
 """
 
 import os
 import sys
 
-_recorded = {"terminal": None, "columns": None}
-
-
-def remember_terminal(fd=2):
-    """Record whether ``fd`` is a terminal (and its width) before it is redirected."""
-    terminal = _fd_is_terminal(fd)
-    _recorded["terminal"] = terminal
-    _recorded["columns"] = _columns(fd) if terminal else None
-
-
-def forget_terminal():
-    """Back to asking ``sys.stderr`` itself (the redirection ended)."""
-    _recorded["terminal"] = None
-    _recorded["columns"] = None
-
-
-def _fd_is_terminal(fd):
-    try:
-        return os.isatty(fd)
-    except (OSError, ValueError):
-        return False
-
-
-def _columns(fd):
-    try:
-        return os.get_terminal_size(fd).columns or None
-    except (OSError, ValueError):
-        return None
-
 
 def stderr_is_terminal():
-    """Whether the user's standard error is a terminal (true also under the native-log filter)."""
-    if _recorded["terminal"] is not None:
-        return _recorded["terminal"]
+    """Whether standard error is a terminal."""
     try:
         return sys.stderr.isatty()
     except (AttributeError, ValueError):
@@ -63,5 +32,19 @@ def progress_bar(iterable=None, *, total=None, desc=None, unit="it", enabled=Tru
     show = bool(enabled) and stderr_is_terminal()
     if not show and iterable is not None:
         return iterable
-    columns = _recorded["columns"] if _recorded["terminal"] else None
-    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=not show, leave=leave, file=sys.stderr, ncols=columns)
+    columns, rows = _size_if_unknown()
+    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=not show, leave=leave, file=sys.stderr, ncols=columns, nrows=rows)
+
+
+def _size_if_unknown():
+    """(None, None): tqdm asks the terminal; a terminal that reports no size (a fresh
+    pseudo-terminal) gets COLUMNS/LINES or 80 x 24 instead, or tqdm draws nothing."""
+    import shutil
+
+    try:
+        if os.get_terminal_size(sys.stderr.fileno()).columns > 0:
+            return None, None
+    except (AttributeError, OSError, ValueError):
+        pass
+    size = shutil.get_terminal_size()
+    return size.columns, size.lines

@@ -1,11 +1,14 @@
 """One command line: the same options everywhere, help that tells the truth, progress where it can be seen."""
 
+import fcntl
 import glob
 import os
 import pty
 import re
+import struct
 import subprocess
 import sys
+import termios
 
 import numpy as np
 import pytest
@@ -144,7 +147,7 @@ def _planted_tomogram(path):
     return write_tomogram(path, volume)
 
 
-def _pick_output(tmp_path, terminal, quiet=False):
+def _pick_output(tmp_path, terminal, quiet=False, size=True):
     tomo = _planted_tomogram(tmp_path / "tomo.mrc")
     command = [sys.executable, "-m", "autoencoder3d", "pick", tomo, str(tmp_path / "p.pickle"), "--sigma1", "2",
                "--box", "8", "--block", "16", "--workers", "1"] + (["-q"] if quiet else [])
@@ -154,6 +157,8 @@ def _pick_output(tmp_path, terminal, quiet=False):
         assert result.returncode == 0, result.stderr
         return result.stderr.decode()
     leader, follower = pty.openpty()
+    if size:
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
     process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=follower, stderr=follower, env=env)
     os.close(follower)
     chunks = []
@@ -170,8 +175,9 @@ def _pick_output(tmp_path, terminal, quiet=False):
     return b"".join(chunks).decode(errors="replace")
 
 
-def test_pick_shows_its_progress_bar_on_a_terminal(tmp_path):
-    shown = _pick_output(tmp_path, terminal=True)
+@pytest.mark.parametrize("size", [True, False])
+def test_pick_shows_its_progress_bar_on_a_terminal(tmp_path, size):
+    shown = _pick_output(tmp_path, terminal=True, size=size)  # a terminal that reports no size gets a bar too
     assert "DoG blocks" in shown and "100%" in shown and "block/s" in shown, shown
 
 

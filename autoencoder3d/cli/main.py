@@ -63,10 +63,10 @@ def run(prog, names, argv=None):
         parser.print_help()
         return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    setup_logging(args.quiet)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         with NativeLogFilter():
+            setup_logging(args.quiet)  # inside: messages go to the stderr the filter leaves to Python
             status = args._run(args)
     except InputError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
