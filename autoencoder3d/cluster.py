@@ -1,12 +1,17 @@
 """Clustering the encodings and writing the published ``clus-center`` pickles (section 6)."""
 
+import contextlib
+import logging
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import InputError
 from .io import save_pickle
+
+log = logging.getLogger("autoencoder3d")
 
 
 @dataclass
@@ -53,12 +58,63 @@ def cluster_encodings(codes, uuids, n_clusters, *, n_init=100, seed=None):
         raise InputError(f"number of clusters must be a positive integer, got {n_clusters}")
     if len(codes) < n_clusters:
         raise InputError(f"n_samples={len(codes)} usable subvolumes should be >= n_clusters={n_clusters}")
-    kmeans = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed).fit(codes)
-    labels = kmeans.labels_.astype(int)
+    with _convergence_warnings_logged(codes, n_clusters) as fitted:
+        kmeans = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed).fit(codes)
+        labels = fitted["labels"] = kmeans.labels_.astype(int)
     members = {int(k): [] for k in range(n_clusters)}
     for uuid, label in zip(uuids, labels):
         members[int(label)].append(uuid)
     return Clustering(labels=labels, centers=kmeans.cluster_centers_, members=members, inertia=float(kmeans.inertia_))
+
+
+@contextlib.contextmanager
+def _convergence_warnings_logged(codes, n_clusters):
+    """scikit-learn's ConvergenceWarning becomes one line in the tool's words; other warnings pass on."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    fitted = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        yield fitted
+    said = False
+    for warning in caught:
+        if not issubclass(warning.category, ConvergenceWarning):
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        elif not said:
+            said = True
+            _say_convergence(codes, n_clusters, fitted.get("labels"), str(warning.message))
+
+
+def _say_convergence(codes, n_clusters, labels, message):
+    distinct = len(np.unique(codes, axis=0))
+    filled = len(np.unique(labels)) if labels is not None else distinct
+    if distinct < n_clusters:
+        log.warning(
+            "k-means: the %d codes take only %d distinct value%s, so only %d of the %d clusters have members "
+            "and the other %d are empty", len(codes), distinct, "" if distinct == 1 else "s", filled, n_clusters, n_clusters - filled,
+        )
+    else:
+        log.warning("k-means did not converge (%s); the clusters may change with --n-init or --seed", message.strip())
+
+
+def code_health(codes, n_clusters):
+    """How alive the codes of a run are, from run.json's ``"codes"`` record.
+
+    Returns 'dead' when no code unit is ever active or there are fewer distinct
+    codes than clusters (k-means must leave clusters empty or split identical
+    codes), 'nearly dead' when at most 2 units are active or there are fewer
+    than 2 distinct codes per cluster, 'alive' otherwise, and None when the
+    record has no code statistics.
+    """
+    codes = codes or {}
+    active, distinct = codes.get("active_code_units"), codes.get("distinct_codes")
+    if active is None or distinct is None:
+        return None
+    if active == 0 or distinct < n_clusters:
+        return "dead"
+    if active <= 2 or distinct < 2 * n_clusters:
+        return "nearly dead"
+    return "alive"
 
 
 def write_cluster_pickles(clus_dir, clustering, decoded_centers):

@@ -29,6 +29,7 @@ from .checkpoints import load_checked_model, load_checked_weights, read_resume_s
 from .codes import CollapseGuard
 from .errors import InputError
 from .model import CodeSettings, build_autoencoder
+from .train_estimate import TrainingTimeEstimate
 
 log = logging.getLogger(__name__)
 
@@ -352,7 +353,8 @@ def train_autoencoder(
     if initial_epoch < epochs and not checkpoint.stopped_early:
         # shuffle=False: ArrayBatches already shuffles from (seed, epoch); Keras's own
         # shuffle uses Python's global random and would differ in a resumed process
-        trainer.fit(train_data, validation_data=val_data, epochs=epochs, initial_epoch=initial_epoch, callbacks=[checkpoint, guard],
+        estimate = TrainingTimeEstimate(epochs - initial_epoch, n_train, len(volumes) - n_train)
+        trainer.fit(train_data, validation_data=val_data, epochs=epochs, initial_epoch=initial_epoch, callbacks=[checkpoint, guard, estimate],
                     verbose=verbose, shuffle=False)
     train_seconds = time.perf_counter() - started
     steps = int(np.asarray(keras.ops.convert_to_numpy(trainer.optimizer.iterations)))

@@ -77,5 +77,5 @@ def main(args):
     tomogram, pose = tomogram_and_pose(args)
     options = options_from_args(args)
     record = run_train(args.data, tomogram, pose, args.n_clusters, args.out, options, command="cluster")
-    report(record)
+    report(record, args.out)
     return 0

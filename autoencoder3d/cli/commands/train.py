@@ -74,14 +74,35 @@ def options_from_args(args, **overrides):
     return TrainOptions(**values)
 
 
-def report(record):
-    clus = record["inputs"]
-    print(f"clustered {record['n_subvolumes']} subvolumes into {clus['n_clusters']} clusters in {record['timings']['total_s']:.1f} s")
+def report(record, out_dir):
+    """The last line: what happened, in the tool's words, and where the report is."""
+    import os
+
+    from ...cluster import code_health
+
+    n_clusters = record["inputs"]["n_clusters"]
+    filled = sum(1 for size in record["cluster_sizes"].values() if size > 0)
+    page = os.path.join(os.path.abspath(out_dir), "clus-center", "index.html")
+    where = f"report: {page}" if os.path.isfile(page) else "no report page (see the warning above)"
+    codes = record.get("codes") or {}
+    health = code_health(codes, n_clusters)
+    units = f"{codes.get('active_code_units')} of {record['options'].get('encoding_dim')} code units active, {codes.get('distinct_codes')} distinct codes"
+    if health == "dead":
+        print(
+            f"the codes collapsed ({units}): {record['n_subvolumes']} subvolumes fill only {filled} of {n_clusters} clusters, "
+            f"which is not a clustering (the warning above says what to change); {where}"
+        )
+        return
+    note = f"; the codes are nearly dead ({units})" if health == "nearly dead" else ""
+    print(
+        f"clustered {record['n_subvolumes']} subvolumes into {n_clusters} clusters ({filled} non-empty) "
+        f"in {record['timings']['total_s']:.1f} s{note}; {where}"
+    )
 
 
 def main(args):
     from ...pipeline import run_train
 
     record = run_train(args.data, args.tomogram, args.pose, args.n_clusters, args.out, options_from_args(args))
-    report(record)
+    report(record, args.out)
     return 0
