@@ -21,7 +21,6 @@ normalization ran, else ``inputs.data`` of ``run.json``). Volumes are indexed
 ``[x, y, z]``.
 """
 
-import base64
 import html
 import io
 import json
@@ -39,6 +38,7 @@ from . import __version__
 from .atomic import atomic_open
 from .errors import InputError
 from .io import load_pickle, load_subvolumes, save_pickle
+from .report_parts import card, contrast_filters, data_uri, health_banner, loss_html, montage_zoom, settings_html, shared_contrast
 
 log = logging.getLogger("autoencoder3d")
 
@@ -244,51 +244,6 @@ def _member_volumes(run, n_members, subvolumes=None):
     return {k: [(u, r, subvolumes.volumes[index[u]]) for u, r in p if u in index] for k, p in picks.items()}
 
 
-# ---------------------------------------------------------------- images
-
-
-def _png_bytes(image):
-    """A 2D uint8 array as 8-bit grayscale PNG bytes (pypng)."""
-    import png
-
-    image = np.ascontiguousarray(image, dtype=np.uint8)
-    buffer = io.BytesIO()
-    png.Writer(width=image.shape[1], height=image.shape[0], greyscale=True, bitdepth=8, compression=6).write(buffer, image.tolist())
-    return buffer.getvalue()
-
-
-def data_uri(png):
-    """PNG bytes as a ``data:image/png;base64,...`` URI."""
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
-def _to_uint8(image, low, high):
-    scaled = (np.asarray(image, dtype=np.float64) - low) / (high - low) if high > low else np.zeros(np.shape(image))
-    return np.clip(np.round(scaled * 255), 0, 255).astype(np.uint8)
-
-
-def montage_png(volume):
-    """The published montage (``fig/NNN--SIZE.png``) at 8 bits: same layout and scaling, 256 grey levels."""
-    from .figures import montage_uint16
-
-    return _png_bytes((montage_uint16(volume).astype(np.uint32) * 255 // 65534).astype(np.uint8))
-
-
-def central_slices(volume):
-    """The three orthogonal central slices of a volume indexed [x, y, z].
-
-    Returns:
-        list of (name, 2D array): ``x = n1//2`` (rows y, columns z), ``y = n2//2``
-        (rows x, columns z) and ``z = n3//2`` (rows x, columns y, as in the montage).
-    """
-    n1, n2, n3 = volume.shape
-    return [
-        (f"x={n1 // 2}", volume[n1 // 2, :, :]),
-        (f"y={n2 // 2}", volume[:, n2 // 2, :]),
-        (f"z={n3 // 2}", volume[:, :, n3 // 2]),
-    ]
-
-
 # ---------------------------------------------------------------- 2D map
 
 
@@ -391,105 +346,6 @@ def _maps(run, colors, *, tsne, tsne_max_points, map_max_points, seed):
     return "\n".join(blocks), hover, note
 
 
-# ---------------------------------------------------------------- page parts
-
-
-def _card(k, size, color, center, members, fig_name):
-    low, high = float(center.min()), float(center.max())
-    slices = "".join(
-        f'<figure><img class="pix" src="{data_uri(_png_bytes(_to_uint8(img, low, high)))}" alt="cluster {k} centre {name}" '
-        f'title="decoded centre, slice {name}"><figcaption>{name}</figcaption></figure>'
-        for name, img in central_slices(center)
-    )
-    member_figs = []
-    for uuid, rank, volume in members:
-        img = volume[:, :, volume.shape[2] // 2]
-        lo, hi = np.percentile(img, [1, 99])
-        member_figs.append(
-            f'<figure><img class="pix member" src="{data_uri(_png_bytes(_to_uint8(img, lo, hi)))}" '
-            f'alt="member {html.escape(uuid)}" title="{html.escape(uuid)}: rank {rank + 1} of {size} by distance to the centre">'
-            f"<figcaption>#{rank + 1}</figcaption></figure>"
-        )
-    members_html = (
-        f'<div class="strip-label">members, central z slice (rank by distance to the centre)</div><div class="strip">{"".join(member_figs)}</div>'
-        if member_figs else ""
-    )
-    return (
-        f'<div class="card" id="cluster-{k}" data-cluster="{k}" data-size="{size}">'
-        f'<div class="card-head"><span class="swatch" style="background:{color}"></span>'
-        f'<span class="card-title">cluster {k}</span><span class="card-size">{size} members</span>'
-        f'<button type="button" class="assign">assign</button></div>'
-        f'<img class="pix montage" src="{data_uri(montage_png(center))}" alt="montage of cluster {k}" title="{html.escape(fig_name)}">'
-        f'<div class="strip-label">decoded centre, central slices</div><div class="strip">{slices}</div>'
-        f"{members_html}</div>"
-    )
-
-
-def _loss_html(run):
-    model_dir = os.path.join(run.run_dir, "model")
-    training = run.record.get("training") or {}
-    facts = ", ".join(f"{k.replace('_', ' ')}: {_fmt(v)}" for k, v in training.items() if not isinstance(v, (dict, list)))
-    parts = [f'<p class="note">{html.escape(facts)}</p>'] if facts else []
-    loss_png = os.path.join(model_dir, "loss.png")
-    history_csv = os.path.join(model_dir, "history.csv")
-    png = None
-    if os.path.isfile(loss_png):
-        with open(loss_png, "rb") as handle:
-            png = handle.read()
-    elif os.path.isfile(history_csv):
-        png = _history_png(history_csv)
-    if png:
-        parts.append(f'<img src="{data_uri(png)}" alt="training loss per epoch" style="max-width:100%">')
-    else:
-        parts.append('<p class="note">No training history in model/ (the model was reused without training).</p>')
-    return "\n".join(parts)
-
-
-def _history_png(path):
-    import csv
-    import tempfile
-
-    from .figures import plot_history
-
-    rows = []
-    with open(path, newline="") as handle:
-        for row in csv.DictReader(handle):
-            rows.append({k: (float(v) if v not in ("", None) else None) for k, v in row.items()})
-    if not rows:
-        return None
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "loss.png")
-        plot_history(out, rows)
-        with open(out, "rb") as handle:
-            return handle.read()
-
-
-def _fmt(value):
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, (list, tuple)):
-        return " ".join(_fmt(v) for v in value)
-    return "-" if value is None else str(value)
-
-
-def _settings_html(record):
-    rows = []
-
-    def add(key, value):
-        rows.append(f"<tr><td>{html.escape(key)}</td><td>{html.escape(_fmt(value))}</td></tr>")
-
-    if record.get("argv"):
-        add("command line", " ".join(shlex.quote(str(a)) for a in record["argv"]))
-    for key in ("command", "started", "seed", "n_subvolumes", "v_siz", "voxel_size", "inertia"):
-        if key in record:
-            add(key, record[key])
-    for group in ("inputs", "options", "training", "timings", "versions"):
-        for key, value in (record.get(group) or {}).items():
-            if not isinstance(value, (dict, list)) or (isinstance(value, list) and len(value) <= 8):
-                add(f"{group}.{key}", value)
-    return f'<table class="settings">{"".join(rows)}</table>'
-
-
 def _contrast_note(record):
     """Which shade is dense matter in the pictures: the run's contrast polarity."""
     polarity = (record.get("contrast") or {}).get("used", "dark")
@@ -513,9 +369,10 @@ def build_report(run_dir, *, n_members=4, tsne=True, tsne_max_points=TSNE_MAX_PO
     from .figures import montage_name
 
     cards = [
-        _card(k, sizes[k], colors[k], run.centers[k], members.get(k, []), montage_name(k, sizes[k]))
+        card(k, sizes[k], colors[k], run.centers[k], members.get(k, []), montage_name(k, sizes[k]))
         for k in sorted(run.centers, key=lambda c: (-sizes[c], c))
     ]
+    cards.append(contrast_filters(run.centers, sizes, shared_contrast(run.centers, sizes)))
     maps_html, hover, map_note = _maps(run, colors, tsne=tsne, tsne_max_points=tsne_max_points, map_max_points=map_max_points, seed=seed)
     record = run.record
     data_arg = run.data_path or "DATA"
@@ -528,7 +385,8 @@ def build_report(run_dir, *, n_members=4, tsne=True, tsne_max_points=TSNE_MAX_PO
         + f"; run {run.run_dir}"
     )
     notes = "".join(f'<p class="note warn">{html.escape(n)}</p>' for n in run.notes)
-    data = {"command_prefix": prefix, "storage_key": f"{run.run_dir}|{record.get('started', '')}", "maps": hover}
+    zoom = montage_zoom(record.get("v_siz") or next(iter(run.centers.values())).shape if run.centers else (1, 1, 1))
+    data = {"command_prefix": prefix, "storage_key": f"{run.run_dir}|{record.get('started', '')}", "maps": hover, "montage_zoom": zoom}
     template = resources.files("autoencoder3d").joinpath("templates/report.html").read_text(encoding="utf-8")
     return _fill(template, {
         "VERSION": html.escape(__version__),
@@ -536,12 +394,13 @@ def build_report(run_dir, *, n_members=4, tsne=True, tsne_max_points=TSNE_MAX_PO
         "SUBTITLE": html.escape(subtitle),
         "NOTES": notes,
         "CONTRAST": html.escape(_contrast_note(record)),
+        "HEALTH": health_banner(record, sizes),
         "MAX_SIZE": str(max(sizes.values(), default=0)),
         "CARDS": "\n".join(cards),
         "MAP_NOTE": html.escape(map_note),
         "MAPS": maps_html,
-        "LOSS": _loss_html(run),
-        "SETTINGS": _settings_html(record),
+        "LOSS": loss_html(run),
+        "SETTINGS": settings_html(record),
         "DATA": _script_json(data),
     })
 

@@ -117,8 +117,8 @@ def test_cards_sorted_by_size_with_all_images(small_run):
     assert [int(c["data-size"]) for c in cards] == sorted(SIZES, reverse=True)
     assert [int(c["data-cluster"]) for c in cards] == [1, 3, 5, 0, 2, 4]
     images = [a for t, a in tags if t == "img"]
-    # per cluster: montage, 3 central slices, min(4, size) members; plus the PCA map and the loss
-    assert len(images) == sum(4 + min(4, s) for s in SIZES) + 2
+    # per non-empty cluster: montage, 3 central slices, min(4, size) members; plus the PCA map and the loss
+    assert len(images) == sum(4 + min(4, s) for s in SIZES if s) + 2
     for img in images:
         head, _, payload = img["src"].partition(",")
         assert head == "data:image/png;base64"
@@ -344,7 +344,7 @@ def test_in_chromium_images_selection_command_and_json(small_run, browser, tmp_p
     load_ms = browser.open(path)
     assert browser.evaluate("document.body.dataset.ready") == "1"
     images = browser.evaluate(IMAGES_STATE)
-    assert len(images) == sum(4 + min(4, s) for s in SIZES) + 2
+    assert len(images) == sum(4 + min(4, s) for s in SIZES if s) + 2
     assert all(complete and width > 0 for complete, width, _ in images), [alt for c, w, alt in images if not (c and w > 0)]
     assert browser.evaluate("document.getElementById('shown-count').textContent") == "showing 6 of 6 clusters"
 
