@@ -176,7 +176,27 @@ def load_subvolumes(path):
     Raises:
         InputError: with the file name and the problem.
     """
-    return subvolumes_from_dict(load_pickle(path), os.fspath(path))
+    subvolumes = subvolumes_from_dict(load_pickle(path), os.fspath(path))
+    subvolumes.source = os.fspath(path)
+    return subvolumes
+
+
+def load_dataset(path):
+    """Read DATA: a published subvolume pickle (into memory) or an on-disk store (volumes stay on disk).
+
+    Returns:
+        SubvolumeSet; for a store, its ``volumes`` read subvolumes by index from disk.
+
+    Raises:
+        InputError: with the file name and the problem.
+    """
+    from .dataset import is_store, open_store
+
+    if os.path.isdir(os.fspath(path)):
+        if not is_store(path):
+            raise InputError(f"{os.fspath(path)}: is a folder, not a subvolume pickle or a store made by 'autoencoder3d dataset build'")
+        return open_store(path)
+    return load_subvolumes(path)
 
 
 def subvolumes_to_dict(subvolumes):

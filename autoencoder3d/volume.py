@@ -13,16 +13,29 @@ import numpy as np
 
 @dataclass
 class SubvolumeSet:
-    """Subvolumes cut from one tomogram, in a fixed sample order.
+    """Subvolumes cut from one or more tomograms, in a fixed sample order.
+
+    The published pickle loads as a set in memory; an on-disk store
+    (:mod:`autoencoder3d.dataset`) as a set whose ``volumes`` are read on demand.
 
     Attributes:
         uuids: one identifier per subvolume (the published pickle's keys), in order.
-        volumes: float32 array ``(N, n1, n2, n3)``.
+        volumes: float32 array ``(N, n1, n2, n3)``, or an object indexed like one
+            (:class:`~autoencoder3d.dataset.read.StoreVolumes`): code that must work on
+            both reads it by index (``volumes[indices]``), never whole.
         centers: float array ``(N, 3)`` of tomogram voxel coordinates (x, y, z);
             NaN where the input gave no centre.
         extras: per-uuid dict of any further keys to keep when writing (for
             example the pose-normalization ``'rotation'``).
         voxel_size: (x, y, z) in Angstrom when known, else None.
+        tomograms: each subvolume's tomogram name (N,), or None for one tomogram
+            that the set does not name (the published pickle).
+        rotations, centers_of_mass: (N, 3, 3) and (N, 3) pose-normalization poses
+            held as arrays (a store; NaN rows where none), else None (a pickle keeps
+            them in ``extras``).
+        tomogram_table: tomogram name -> what is known of it (path, voxel_size, shape).
+        source: the file or folder the set was read from.
+        manifest: a store's manifest (None for a pickle).
     """
 
     uuids: list
@@ -30,6 +43,12 @@ class SubvolumeSet:
     centers: np.ndarray
     extras: dict = field(default_factory=dict)
     voxel_size: tuple = None
+    tomograms: np.ndarray = None
+    rotations: np.ndarray = None
+    centers_of_mass: np.ndarray = None
+    tomogram_table: dict = None
+    source: str = None
+    manifest: dict = None
 
     def __post_init__(self):
         if len(self.uuids) != len(self.volumes) or len(self.uuids) != len(self.centers):
@@ -43,16 +62,45 @@ class SubvolumeSet:
         """Shape of one subvolume, as a tuple of ints."""
         return tuple(int(s) for s in self.volumes.shape[1:])
 
+    @property
+    def in_memory(self):
+        """Whether the volumes are one numpy array (not read from disk on demand)."""
+        return isinstance(self.volumes, np.ndarray)
+
+    def tomogram_of(self, i):
+        """Name of subvolume ``i``'s tomogram, or None when the set names none."""
+        return None if self.tomograms is None else str(self.tomograms[i])
+
+    def pose_of(self, i):
+        """(rotation 3x3, centre of mass) of subvolume ``i``, or (None, None) without a pose."""
+        if self.rotations is not None:
+            rotation = self.rotations[i]
+            if np.all(np.isfinite(rotation)):
+                return rotation, self.centers_of_mass[i]
+            return None, None
+        extra = self.extras.get(self.uuids[i], {})
+        rotation = extra.get("rotation")
+        return (None, None) if rotation is None else (np.asarray(rotation, dtype=float), extra.get("center_of_mass"))
+
     def subset(self, indices):
-        """A new set holding the subvolumes at ``indices`` (in that order)."""
+        """A new set holding the subvolumes at ``indices`` (in that order; volumes read into memory)."""
         indices = np.asarray(indices, dtype=int)
         uuids = [self.uuids[i] for i in indices]
+
+        def pick(values):
+            return None if values is None else values[indices]
+
         return SubvolumeSet(
             uuids=uuids,
             volumes=self.volumes[indices],
             centers=self.centers[indices],
             extras={u: self.extras[u] for u in uuids if u in self.extras},
             voxel_size=self.voxel_size,
+            tomograms=pick(self.tomograms),
+            rotations=pick(self.rotations),
+            centers_of_mass=pick(self.centers_of_mass),
+            tomogram_table=self.tomogram_table,
+            source=self.source,
         )
 
 
