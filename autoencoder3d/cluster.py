@@ -23,20 +23,49 @@ class Clustering:
         centers: cluster centres in encoding space (k, encoding_dim).
         members: cluster id -> list of uuids (the published ``kmeans.pickle``).
         inertia: k-means objective.
+        method: ``"full"`` (KMeans) or ``"minibatch"`` (MiniBatchKMeans).
     """
 
     labels: np.ndarray
     centers: np.ndarray
     members: dict
     inertia: float
+    method: str = "full"
 
     def sizes(self):
         """Cluster id -> number of members."""
         return {k: len(v) for k, v in self.members.items()}
 
 
-def cluster_encodings(codes, uuids, n_clusters, *, n_init=100, seed=None):
-    """k-means of the encodings, as published (scikit-learn KMeans, ``n_init=100``).
+# Above this many samples x clusters, KMeans(n_init=100) takes minutes to hours: measured on 2 cores,
+# 10,000 codes at k=100 took 80 s (see README, "Many tomograms"), and the time grows with N x k.
+MINIBATCH_ABOVE = 4_000_000
+MINIBATCH_SIZE = 4096
+KMEANS_METHODS = ("auto", "full", "minibatch")
+
+
+def kmeans_method(n_samples, n_clusters, method="auto"):
+    """``"full"`` (the published KMeans) or ``"minibatch"`` (MiniBatchKMeans) for this many codes and clusters."""
+    if method not in KMEANS_METHODS:
+        raise InputError(f"--kmeans {method}: choose from {', '.join(KMEANS_METHODS)}")
+    if method != "auto":
+        return method
+    return "minibatch" if n_samples * n_clusters > MINIBATCH_ABOVE else "full"
+
+
+def _kmeans(method, n_clusters, n_init, seed):
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+
+    if method == "minibatch":
+        return MiniBatchKMeans(n_clusters=n_clusters, batch_size=MINIBATCH_SIZE, n_init=min(n_init, 3), random_state=seed)
+    return KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed)
+
+
+def cluster_encodings(codes, uuids, n_clusters, *, n_init=100, seed=None, method="auto"):
+    """k-means of the encodings, as published (scikit-learn KMeans, ``n_init=100``) up to a size.
+
+    Above ``MINIBATCH_ABOVE`` samples x clusters (``method="auto"``), scikit-learn's
+    MiniBatchKMeans (batches of 4096, at most 3 restarts) replaces it.
 
     Args:
         codes: (N, encoding_dim) encodings.
@@ -44,6 +73,7 @@ def cluster_encodings(codes, uuids, n_clusters, *, n_init=100, seed=None):
         n_clusters: number of clusters.
         n_init: k-means restarts (published: 100).
         seed: random state, for reproducible clusters.
+        method: ``"auto"``, ``"full"`` (always KMeans) or ``"minibatch"``.
 
     Returns:
         :class:`Clustering`; cluster ids are plain ints 0..k-1.
@@ -51,20 +81,19 @@ def cluster_encodings(codes, uuids, n_clusters, *, n_init=100, seed=None):
     Raises:
         InputError: fewer subvolumes than clusters.
     """
-    from sklearn.cluster import KMeans
-
     codes = np.asarray(codes, dtype=np.float64)
     if n_clusters < 1:
         raise InputError(f"number of clusters must be a positive integer, got {n_clusters}")
     if len(codes) < n_clusters:
         raise InputError(f"n_samples={len(codes)} usable subvolumes should be >= n_clusters={n_clusters}")
     with _convergence_warnings_logged(codes, n_clusters) as fitted:
-        kmeans = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed).fit(codes)
+        method = kmeans_method(len(codes), n_clusters, method)
+        kmeans = _kmeans(method, n_clusters, n_init, seed).fit(codes)
         labels = fitted["labels"] = kmeans.labels_.astype(int)
     members = {int(k): [] for k in range(n_clusters)}
     for uuid, label in zip(uuids, labels):
         members[int(label)].append(uuid)
-    return Clustering(labels=labels, centers=kmeans.cluster_centers_, members=members, inertia=float(kmeans.inertia_))
+    return Clustering(labels=labels, centers=kmeans.cluster_centers_, members=members, inertia=float(kmeans.inertia_), method=method)
 
 
 @contextlib.contextmanager

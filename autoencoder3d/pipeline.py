@@ -18,7 +18,7 @@ import numpy as np
 
 from . import __version__
 from .errors import InputError
-from .io import load_subvolumes, read_tomogram, save_subvolumes
+from .io import load_dataset, read_tomogram, save_subvolumes
 from .runfolder import RunFolderLock, fingerprint, refuse_if_different, remove_leftovers
 
 log = logging.getLogger("autoencoder3d")
@@ -45,6 +45,7 @@ class TrainOptions:
     learning_rate: float = 0.001
     validation_split: float = 0.1
     n_init: int = 100
+    kmeans: str = "auto"
     published: bool = False
     polarity: str = "dark"
     smooth_sigma: float = 2.0
@@ -100,8 +101,10 @@ def prepare_subvolumes(data, tomogram=None, pose=False, *, sigma=2.0, workers=No
     timings = {} if timings is None else timings
     _check_not_a_tomogram(data, tomogram)
     started = time.perf_counter()
-    subvolumes = load_subvolumes(data)
+    subvolumes = load_dataset(data)
     timings["load_s"] = time.perf_counter() - started
+    if not subvolumes.in_memory:
+        return _prepare_store(data, subvolumes, tomogram, pose, polarity, contrast)
     polarity, record = resolve_polarity(polarity, subvolumes.volumes, data)
     if contrast is not None:
         contrast.update(record)
@@ -120,6 +123,26 @@ def prepare_subvolumes(data, tomogram=None, pose=False, *, sigma=2.0, workers=No
             timings["pose_s"] = time.perf_counter() - started
         tomo.close()
     return subvolumes, voxel_size
+
+
+def _prepare_store(data, subvolumes, tomogram, pose, polarity, contrast):
+    """A store is pose-normalized (or not) when it is built, tomogram by tomogram; TOMOGRAM is not used."""
+    from .contrast import resolve_polarity
+
+    manifest = subvolumes.manifest
+    if pose and not manifest.get("pose_normalized"):
+        raise InputError(f"{data}: POSE is True but this data set was built without --pose; "
+                         "build it with 'autoencoder3d dataset build --pose' (each tomogram's subvolumes are normalized against it)")
+    if tomogram is not None:
+        log.info("%s: a data set of %d tomograms; TOMOGRAM %s is not used (each subvolume's tomogram is in the data set)",
+                 data, len(manifest["parts"]), tomogram)
+    built_with = manifest.get("polarity")
+    if polarity == "auto" and built_with in ("dark", "bright"):
+        polarity = built_with
+    _, record = resolve_polarity(polarity, subvolumes.volumes, data)
+    if contrast is not None:
+        contrast.update(record)
+    return subvolumes, (list(subvolumes.voxel_size) if subvolumes.voxel_size else None)
 
 
 def run_pose(data, tomogram, out_pickle, *, sigma=2.0, workers=None, progress=True, polarity="dark"):
@@ -248,7 +271,8 @@ def code_settings(options):
     return CodeSettings.published(options.l1) if options.published else CodeSettings(l1=options.l1)
 
 
-def cluster_and_write(subvolumes, encoder, decoder, n_clusters, out_dir, *, n_init=100, seed=None, batch_size=128, timings=None, code_stats=None):
+def cluster_and_write(subvolumes, encoder, decoder, n_clusters, out_dir, *, n_init=100, seed=None, batch_size=128, timings=None, code_stats=None,
+                      kmeans="auto"):
     """Encode, k-means, decode the centres; write the ``clus-center`` pickles and montages."""
     from .atomic import atomic_directory
     from .cluster import cluster_encodings, write_cluster_pickles
@@ -266,7 +290,7 @@ def cluster_and_write(subvolumes, encoder, decoder, n_clusters, out_dir, *, n_in
     if is_collapsed(code_stats):  # never write one cluster as if it were a clustering
         raise CodesCollapsed(collapse_message(code_stats, len(codes)))
     started = time.perf_counter()
-    clustering = cluster_encodings(codes, subvolumes.uuids, n_clusters, n_init=n_init, seed=seed)
+    clustering = cluster_encodings(codes, subvolumes.uuids, n_clusters, n_init=n_init, seed=seed, method=kmeans)
     timings["kmeans_s"] = time.perf_counter() - started
     started = time.perf_counter()
     decoded = decode(decoder, clustering.centers, batch_size)
@@ -337,9 +361,12 @@ def _run_train_locked(data, tomogram, pose, n_clusters, out_dir, options, comman
     )
     _check_box(data, subvolumes.v_siz)
     _check_n_clusters(data, len(subvolumes), n_clusters)
-    current = fingerprint(data, tomogram, pose, subvolumes.v_siz, options)
+    if subvolumes.in_memory:
+        current = fingerprint(data, tomogram, pose, subvolumes.v_siz, options)
+    else:  # a store's digest covers its poses; its tomograms were read when it was built
+        current = fingerprint(data, None, False, subvolumes.v_siz, options)
     models, train_info = _obtain_models(subvolumes.volumes, model_dir, options, timings, current, command)
-    if pose:  # only now: a refused rerun must not replace the run folder's files
+    if pose and subvolumes.in_memory:  # only now: a refused rerun must not replace the run folder's files
         save_subvolumes(os.path.join(out_dir, POSE_PICKLE), subvolumes)
     if train_info.get("history"):
         from .figures import plot_history
@@ -348,6 +375,7 @@ def _run_train_locked(data, tomogram, pose, n_clusters, out_dir, options, comman
     clustering, _ = cluster_and_write(
         subvolumes, models[1], models[2], n_clusters, out_dir,
         n_init=options.n_init, seed=options.seed, batch_size=options.batch_size, timings=timings, code_stats=code_stats,
+        kmeans=options.kmeans,
     )
     timings["total_s"] = time.perf_counter() - started
     record = {
@@ -371,6 +399,7 @@ def _run_train_locked(data, tomogram, pose, n_clusters, out_dir, options, comman
         "codes": code_stats,
         "cluster_sizes": {str(k): v for k, v in clustering.sizes().items()},
         "inertia": clustering.inertia,
+        "kmeans_method": clustering.method,
         "timings": timings,
         "versions": _versions(),
     }

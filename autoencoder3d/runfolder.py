@@ -22,7 +22,7 @@ from .errors import InputError
 
 LOCK_NAME = ".autoencoder3d.lock"
 # options that do not change the trained model: how k-means runs, speed, verbosity, reuse
-NOT_MODEL_OPTIONS = {"n_init", "seed", "deterministic", "retrain", "workers", "verbose"}
+NOT_MODEL_OPTIONS = {"n_init", "kmeans", "seed", "deterministic", "retrain", "workers", "verbose"}
 # what atomic.py names its temporary files and folders: .NAME.XXXXXXXX.tmp[.ext] and .NAME.XXXXXXXX.old
 _LEFTOVER = re.compile(r"^\..+\.[a-z0-9_]{8}\.(tmp(\..*)?|old)$")
 _SUBFOLDERS = ("model", "clus-center")
@@ -152,6 +152,15 @@ def file_digest(path, sampled=False):
     return {"size": size, "sha256": digest.hexdigest()}
 
 
+def data_digest(data):
+    """The digest of DATA: a pickle file's SHA-256, or a store's sampled digest."""
+    if os.path.isdir(data):
+        from .dataset.store import store_digest
+
+        return store_digest(data)
+    return file_digest(data)
+
+
 def fingerprint(data, tomogram, pose, box, options):
     """What the trained model depends on (see the module docstring).
 
@@ -162,7 +171,7 @@ def fingerprint(data, tomogram, pose, box, options):
     if not pose:
         model_options.pop("smooth_sigma", None)
     inputs = {
-        "data": file_digest(data),
+        "data": data_digest(data),
         "tomogram": file_digest(tomogram, sampled=True) if pose else None,
         "pose": bool(pose),
         "box": [int(s) for s in box],

@@ -38,6 +38,7 @@ BEST_WEIGHTS = "model-autoencoder--weights--best.weights.h5"
 LAST_WEIGHTS = "checkpoint-last.weights.h5"
 STATE_FILE = "train-state.json"
 HISTORY_CSV = "history.csv"
+READ_THREADS = 2  # threads reading batches ahead from an on-disk store
 
 
 def model_path(model_dir, name):
@@ -60,7 +61,7 @@ def split_validation(n_samples, fraction):
 
 
 class ArrayBatches(keras.utils.PyDataset):
-    """Batches ``(x, x)`` cut from one float32 array without copying all of it.
+    """Batches ``(x, x)`` cut from one float32 array, or read from an on-disk store, without copying all of it.
 
     With ``mean`` and ``std`` the batches are standardized, ``(x - mean) / std``.
 
@@ -71,7 +72,8 @@ class ArrayBatches(keras.utils.PyDataset):
     """
 
     def __init__(self, volumes, indices, batch_size, *, shuffle, seed=0, epoch=0, multiple_of=1, mean=0.0, std=1.0):
-        super().__init__()
+        # volumes on disk: threads read the next batches while the model trains (order kept)
+        super().__init__(**({} if isinstance(volumes, np.ndarray) else {"workers": READ_THREADS, "max_queue_size": 8}))
         self.volumes = volumes
         self.mean, self.std = float(mean), float(std)
         self.indices = np.asarray(indices)

@@ -96,6 +96,11 @@ def add_polarity(parser):
 
 def add_clustering_options(parser):
     parser.add_argument("--n-init", type=positive_int, default=100, help="k-means restarts (default 100, as published)")
+    parser.add_argument(
+        "--kmeans", choices=["auto", "full", "minibatch"], default="auto",
+        help="k-means algorithm: full (scikit-learn KMeans, as published), minibatch (MiniBatchKMeans, for hundreds of "
+             "thousands of subvolumes) or auto (minibatch above 4 million subvolumes x clusters) (default auto)",
+    )
     parser.add_argument("--batch-size", type=positive_int, default=128, help="batch size for training and encoding (default 128)")
     parser.add_argument("--smooth-sigma", type=non_negative_float, default=2.0, help="Gaussian smoothing of the tomogram for pose normalization, in voxels (default 2.0)")
     parser.add_argument("--workers", type=positive_int, default=None, help="threads for pose normalization (default: all cores)")

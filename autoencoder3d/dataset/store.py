@@ -250,3 +250,31 @@ def _tomogram_runs(subvolumes, tomogram):
         name = str(names[lo])
         runs.append(({"name": name, "path": None, "voxel_size": None, **table.get(name, {})}, np.arange(lo, hi)))
     return runs
+
+
+def store_digest(path, samples=256):
+    """``{'size', 'sha256'}`` (size: bytes of the subvolumes) of a store: its manifest, every part's ids and centres, and ``samples`` subvolumes spread evenly.
+
+    Quick at any size, and different whenever the subvolumes, their order or a
+    sampled volume differ (like the tomogram's sampled digest in :mod:`..runfolder`).
+    """
+    import hashlib
+
+    manifest = read_manifest(path)
+    digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode())
+    total = int(manifest.get("n_subvolumes", 0))
+    chosen = set(np.linspace(0, max(total - 1, 0), min(samples, total)).astype(np.int64).tolist()) if total else set()
+    start = 0
+    for part in manifest["parts"]:
+        folder = os.path.join(os.fspath(path), "parts", part["part"])
+        for name in ("uuid", "center", "rotation"):
+            for chunk in sorted(os.listdir(os.path.join(folder, name))):
+                if not chunk.startswith("."):
+                    digest.update(open(os.path.join(folder, name, chunk), "rb").read())
+        for row in sorted(i - start for i in chosen if start <= i < start + part["n"]):
+            chunk = os.path.join(folder, "volumes", f"{row}.0.0.0")
+            if os.path.isfile(chunk):
+                digest.update(open(chunk, "rb").read())
+        start += part["n"]
+    size = total * int(np.prod(manifest["v_siz"])) * np.dtype(manifest["dtype"]).itemsize
+    return {"size": size, "sha256": digest.hexdigest()}

@@ -47,7 +47,7 @@ class ClusterPositionals(argparse.Action):
 
 def add_args(parser):
     parser.usage = "%(prog)s [options] DATA [TOMOGRAM POSE] N_CLUSTERS"
-    parser.add_argument("data", metavar="DATA", help="subvolume pickle in the published format")
+    parser.add_argument("data", metavar="DATA", help="subvolume pickle in the published format, or a data set folder made by 'autoencoder3d dataset build'")
     parser.add_argument(
         "rest", nargs="+", metavar="[TOMOGRAM POSE] N_CLUSTERS", action=ClusterPositionals,
         help="number of k-means clusters, optionally after the tomogram (or None) and the pose flag as in 'train'",

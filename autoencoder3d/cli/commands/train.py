@@ -36,7 +36,7 @@ from ..common import (
 
 
 def add_args(parser):
-    parser.add_argument("data", metavar="DATA", help="subvolume pickle in the published format")
+    parser.add_argument("data", metavar="DATA", help="subvolume pickle in the published format, or a data set folder made by 'autoencoder3d dataset build'")
     parser.add_argument("tomogram", metavar="TOMOGRAM", type=optional_path, help="MRC/REC tomogram the subvolumes were cut from, or None")
     parser.add_argument("pose", metavar="POSE", type=boolean, help="pose-normalize the subvolumes first: True or False")
     parser.add_argument("n_clusters", metavar="N_CLUSTERS", type=positive_int, help="number of k-means clusters, e.g. 100")
@@ -65,7 +65,7 @@ def options_from_args(args, **overrides):
         epochs=getattr(args, "epochs", 100), batch_size=args.batch_size, encoding_dim=getattr(args, "encoding_dim", 32),
         l1=getattr(args, "l1", 1e-4), published=getattr(args, "published", False), polarity=getattr(args, "polarity", "dark"),
         patience=getattr(args, "patience", 20), learning_rate=getattr(args, "learning_rate", 0.001),
-        validation_split=getattr(args, "validation_split", 0.1), n_init=args.n_init, smooth_sigma=args.smooth_sigma,
+        validation_split=getattr(args, "validation_split", 0.1), n_init=args.n_init, kmeans=args.kmeans, smooth_sigma=args.smooth_sigma,
         seed=args.seed, deterministic=args.seed is not None, retrain=getattr(args, "retrain", False),
         mixed_precision=getattr(args, "mixed_precision", None), distribute=getattr(args, "distribute", False),
         workers=args.workers, verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2),
