@@ -327,6 +327,17 @@ def read_star(
     path = os.fspath(path)
     tables = read_star_tables(path)
     table = rows_for_tomogram(_coordinate_table(tables, path), path, tomogram, tomo_name)
+    return table_voxels(tables, table, path, shape, voxel_size, coords_angpix, tomograms_entry, normalized)
+
+
+def coordinate_table(tables, path):
+    """The particle table of a STAR file's tables (the one with coordinate columns)."""
+    return _coordinate_table(tables, path)
+
+
+def table_voxels(tables, table, path, shape=None, voxel_size=None, coords_angpix=None, tomograms_entry=None,
+                 normalized=False):
+    """:func:`read_star` for rows already chosen: ``table`` (one tomogram's rows) of the file's ``tables``."""
     vs = _voxel_size(voxel_size, tomograms_entry)
     shift = origin_shift_angst(table, path)
     if normalized:
