@@ -25,15 +25,27 @@ def subparser(prog, name):
     return parser, choices[name.replace("_", "-").removeprefix("edss3d-")]
 
 
+def minimal_args(sub):
+    """Arguments that parse: each positional, and the first option of each required group; per job for nested jobs."""
+    nested = next((a for a in sub._actions if a.__class__.__name__ == "_SubParsersAction"), None)
+    if nested is not None:
+        return [[job, *args] for job, parser in nested.choices.items() for args in minimal_args(parser)]
+    args = ["1" for action in sub._actions if not action.option_strings]
+    for group in sub._mutually_exclusive_groups:
+        if group.required:
+            args += [group._group_actions[0].option_strings[-1], "1"]
+    return [args]
+
+
 @pytest.mark.parametrize("prog,name", ALL_COMMANDS)
 def test_every_command_accepts_q(prog, name):
     parser, sub = subparser(prog, name)
-    positionals = ["1" for action in sub._actions if not action.option_strings]
     command = name.replace("_", "-").removeprefix("edss3d-")
-    for flag in ("-q", "--quiet"):
-        args = parser.parse_args([command, *positionals, flag])
-        assert args.quiet is True
-    assert parser.parse_args([command, *positionals]).quiet is False
+    for positionals in minimal_args(sub):
+        for flag in ("-q", "--quiet"):
+            args = parser.parse_args([command, *positionals, flag])
+            assert args.quiet is True
+        assert parser.parse_args([command, *positionals]).quiet is False
 
 
 @pytest.mark.parametrize("prog,name", ALL_COMMANDS)
@@ -105,6 +117,7 @@ def tiny_runs(tmp_path_factory):
         ("cluster", [data, tomo, "True", 3, "--out", run, "--n-init", "2", "--seed", "1", "-q"], {"RUN_DIR": str(run)}),
         ("report", [run, "--no-tsne", "-q"], {"RUN_DIR": str(run)}),
         ("export", [run, "-q"], {"RUN_DIR": str(run)}),
+        ("dataset", ["build", root / "ds.zarr", "--pick", tomo, "--sigma1", "2", "--box", "16", "-q"], {"OUT": str(root / "ds")}),
         ("evaluate", [run, sim / "truth.json", "--baseline", "-q"], {"DIR": str(run / "clus-center" / "evaluation")}),
         ("edss3d_train", [data, "--out", run, "--select", "1=0", "--iso=-1e9", "--epochs", "1", "--batch-size", "8",
                           "--seed", "1", "-q"], {"RUN_DIR": str(run)}),

@@ -13,7 +13,7 @@ from .common import add_quiet, setup_logging
 from .quiet import NativeLogFilter
 
 # Subcommands of `autoencoder3d`, in the order `--help` lists them.
-AUTOENCODER3D_COMMANDS = ["train", "cluster", "pose", "pick", "extract", "export", "simulate", "evaluate", "report"]
+AUTOENCODER3D_COMMANDS = ["train", "cluster", "pose", "pick", "extract", "dataset", "export", "simulate", "evaluate", "report"]
 # Subcommands of `edss3d` (also reachable as `autoencoder3d edss3d ...`).
 EDSS3D_COMMANDS = ["edss3d_train", "edss3d_predict", "edss3d_segment"]
 
