@@ -301,3 +301,19 @@ def test_unknown_names_are_one_line(project, tmp_path, capsys):
     assert "file Tomograms/job001/tomograms/rec_TS_03.mrc not found" in capsys.readouterr().err
     assert build(tmp_path / "dir.zarr", "--relion", tomograms, particles, "--tomogram-dir", project[1]) == 0
     assert not (tmp_path / "bad.zarr").exists()
+
+
+def test_copick_tomograms_read_across_chunks(tmp_path):
+    import zarr
+
+    from autoencoder3d.dataset.copick_source import ZarrXYZ
+
+    zyx = np.random.default_rng(2).normal(size=(23, 31, 37)).astype(np.float32)
+    array = zarr.open(str(tmp_path / "t.zarr"), mode="w", shape=zyx.shape, chunks=(10, 8, 16), dtype="f4")
+    array[:] = zyx
+    xyz = zyx.transpose(2, 1, 0)
+    tomogram = ZarrXYZ(array, cache_bytes=3 * 10 * 8 * 16 * 4)  # three chunks cached: most reads decode again
+    assert tomogram.shape == (37, 31, 23)
+    for region in [(slice(0, 37), slice(0, 31), slice(0, 23)), (slice(5, 30), slice(7, 9), slice(9, 21)),
+                   (slice(36, 40), slice(-3, None), slice(0, 1)), (slice(None), slice(None), slice(4, 8))]:
+        np.testing.assert_array_equal(tomogram[region], xyz[region])
