@@ -17,8 +17,14 @@ finished ``autoencoder3d train`` run folder into one self-contained HTML page
 The report is built only from the run folder: ``run.json``,
 ``clus-center/{kmeans,ccents,ccents_d,encodings}.pickle``, ``model/`` and the
 subvolumes (``pose-normalized.pickle`` in the run folder when pose
-normalization ran, else ``inputs.data`` of ``run.json``). Volumes are indexed
+normalization ran, else ``inputs.data`` of ``run.json``: a pickle or an on-disk
+store, whose member subvolumes are read by index). Volumes are indexed
 ``[x, y, z]``.
+
+At 10^5 - 10^6 subvolumes the page stays small: the maps draw a random sample
+of at most ``map_max_points`` points (the page says how many of how many),
+every count (cluster sizes, totals, per-tomogram counts) is exact, and the
+per-cluster content grows with the number of clusters only.
 """
 
 import html
@@ -37,7 +43,7 @@ import numpy as np
 from . import __version__
 from .atomic import atomic_open
 from .errors import InputError
-from .io import load_pickle, load_subvolumes, save_pickle
+from .io import load_dataset, load_pickle, save_pickle
 from .report_parts import card, contrast_filters, data_uri, health_banner, loss_html, montage_zoom, settings_html, shared_contrast
 
 log = logging.getLogger("autoencoder3d")
@@ -101,7 +107,7 @@ class RunOutputs:
         centers: cluster id -> decoded centre, (n1, n2, n3) (``ccents.pickle``).
         centers_code: (k, d) centres in encoding space, or None.
         uuids, codes, labels: every subvolume's id, encoding and cluster (None if unknown).
-        data_path: the subvolume pickle the clusters were computed from.
+        data_path: the subvolume pickle or store the clusters were computed from.
         notes: problems worth telling the reader (shown on the page).
     """
 
@@ -187,17 +193,21 @@ def read_run(run_dir, *, recompute=True):
     return run
 
 
+def _data_exists(path):
+    return bool(path) and os.path.exists(path)
+
+
 def _recompute_encodings(run):
     from .train import saved_models_exist
 
     model_dir = os.path.join(run.run_dir, "model")
-    if not saved_models_exist(model_dir) or not run.data_path or not os.path.isfile(run.data_path):
+    if not saved_models_exist(model_dir) or not _data_exists(run.data_path):
         run.notes.append("the encodings were not saved with this run and cannot be recomputed (no model or data); no 2D map")
         return
     log.info("no %s in this run; encoding the subvolumes again with the saved encoder", ENCODINGS_NAME)
     from .train import encode, load_saved_models
 
-    subvolumes = load_subvolumes(run.data_path)
+    subvolumes = load_dataset(run.data_path)  # a store's subvolumes are read batch by batch
     _, encoder, _ = load_saved_models(model_dir)
     batch = int((run.record.get("options") or {}).get("batch_size", 128))
     codes = encode(encoder, subvolumes.volumes, batch)
@@ -207,16 +217,16 @@ def _recompute_encodings(run):
     run.codes = np.asarray(codes, dtype=np.float32)[keep]
 
 
-def _member_volumes(run, n_members, subvolumes=None):
-    """Cluster id -> list of (uuid, rank, volume) for up to ``n_members`` members per cluster.
+def _member_picks(run, n_members):
+    """Cluster id -> list of (uuid, rank): up to ``n_members`` members spread from nearest to farthest from the centre.
 
-    ``subvolumes`` (a SubvolumeSet already in memory) saves reading the data pickle again.
-
-    Members are spread from nearest to farthest from the centre in encoding
-    space (the first ones of each cluster when the encodings are unknown).
+    Members are ranked by distance to the centre in encoding space (taken in
+    kmeans.pickle's order when the encodings are unknown).
     """
     picks = {}
     code_index = {u: i for i, u in enumerate(run.uuids)} if run.uuids is not None else {}
+    if run.centers_code is not None and run.codes is not None and run.centers_code.shape[1:] != run.codes.shape[1:]:
+        code_index = {}  # centres and encodings of different lengths: members in kmeans.pickle's order
     for k, uuids in run.members.items():
         if not uuids or n_members < 1:
             picks[k] = []
@@ -229,19 +239,58 @@ def _member_volumes(run, n_members, subvolumes=None):
         else:
             chosen = list(range(min(n_members, len(uuids))))
         picks[k] = [(uuids[order[r]], r) for r in chosen]
-    if subvolumes is None and (not run.data_path or not os.path.isfile(run.data_path)):
-        run.notes.append(f"subvolume pickle not found ({run.data_path}); member slices are not shown")
-        return {k: [] for k in picks}
+    return picks
+
+
+def _open_data(run, subvolumes, need_volumes):
+    """The clustered SubvolumeSet: the one given, else the run's DATA (a store stays on disk), else None.
+
+    A pickle is loaded only when ``need_volumes`` (reading it is the slow part).
+    """
+    if subvolumes is not None:
+        return subvolumes
+    if not _data_exists(run.data_path):
+        if need_volumes:
+            run.notes.append(f"subvolume data not found ({run.data_path}); member slices are not shown")
+        return None
+    from .dataset import is_store
+
+    if not (need_volumes or is_store(run.data_path)):
+        return None
+    return load_dataset(run.data_path)
+
+
+def _member_volumes(run, picks, subvolumes):
+    """Cluster id -> list of (uuid, rank, volume) of the picked members, read in one batch by index."""
     wanted = {u for p in picks.values() for u, _ in p}
-    if not wanted:
+    if not wanted or subvolumes is None:
         return {k: [] for k in picks}
-    if subvolumes is None:
-        subvolumes = load_subvolumes(run.data_path)
     index = {u: i for i, u in enumerate(subvolumes.uuids)}
     missing = sorted(wanted - index.keys())
     if missing:
         run.notes.append(f"{len(missing)} member subvolumes are not in {run.data_path} (e.g. {missing[0]}); not shown")
-    return {k: [(u, r, subvolumes.volumes[index[u]]) for u, r in p if u in index] for k, p in picks.items()}
+    rows = np.array(sorted(index[u] for u in wanted if u in index), dtype=np.int64)
+    volumes = dict(zip(rows.tolist(), subvolumes.volumes[rows])) if len(rows) else {}
+    return {k: [(u, r, volumes[index[u]]) for u, r in p if u in index] for k, p in picks.items()}
+
+
+def tomogram_counts(members, subvolumes):
+    """Cluster id -> [(tomogram, members from it), ...], most first; {} unless the data names several tomograms.
+
+    Counts are exact (every member is counted, whatever the number of subvolumes).
+    """
+    if subvolumes is None or subvolumes.tomograms is None:
+        return {}
+    names, of_row = np.unique(np.asarray(subvolumes.tomograms, dtype=str), return_inverse=True)
+    if len(names) < 2:
+        return {}
+    index = {u: i for i, u in enumerate(subvolumes.uuids)}
+    counts = {}
+    for k, uuids in members.items():
+        rows = np.array([index[u] for u in uuids if u in index], dtype=np.int64)
+        per = np.bincount(of_row[rows], minlength=len(names))
+        counts[k] = [(str(names[t]), int(per[t])) for t in np.argsort(-per, kind="stable") if per[t]]
+    return counts
 
 
 # ---------------------------------------------------------------- 2D map
@@ -261,14 +310,29 @@ def cluster_colors(n):
     return colors
 
 
-def pca_2d(codes):
-    """First two principal components of the rows of ``codes`` (N, d) -> (N, 2)."""
-    codes = np.asarray(codes, dtype=np.float64)
-    centered = codes - codes.mean(axis=0)
-    if len(codes) < 2 or not np.any(centered):
-        return np.zeros((len(codes), 2))
-    _, _, vt = np.linalg.svd(centered, full_matrices=False)
-    out = centered @ vt[:2].T
+def pca_2d(codes, rows=None, chunk=65536):
+    """First two principal components of the rows of ``codes`` (N, d), projected for ``rows`` (all by default) -> (len(rows), 2).
+
+    The axes come from all N codes (their mean and d x d scatter matrix, summed
+    in chunks, so a million codes take a few tens of MB); only ``rows`` are projected.
+    """
+    codes = np.asarray(codes)
+    rows = np.arange(len(codes)) if rows is None else np.asarray(rows)
+    n, d = codes.shape
+    mean = np.zeros(d)
+    for lo in range(0, n, chunk):
+        mean += codes[lo : lo + chunk].astype(np.float64).sum(axis=0)
+    mean /= max(n, 1)
+    scatter = np.zeros((d, d))
+    for lo in range(0, n, chunk):
+        centered = codes[lo : lo + chunk].astype(np.float64) - mean
+        scatter += centered.T @ centered
+    picked = codes[rows].astype(np.float64) - mean
+    if n < 2 or not np.any(scatter):
+        return np.zeros((len(rows), 2))
+    values, vectors = np.linalg.eigh(scatter)
+    axes = vectors[:, np.argsort(values)[::-1][:2]]
+    out = picked @ axes
     return np.pad(out, ((0, 0), (0, 2 - out.shape[1])))
 
 
@@ -320,8 +384,11 @@ def _maps(run, colors, *, tsne, tsne_max_points, map_max_points, seed):
     rng = np.random.default_rng(seed)
     n = len(run.codes)
     shown = np.sort(rng.choice(n, map_max_points, replace=False)) if n > map_max_points else np.arange(n)
-    note = f"{n} subvolumes" + (f", {len(shown)} drawn at random" if len(shown) < n else "") + "."
-    projections = [("pca", "PCA of the encodings", pca_2d(run.codes)[shown], shown)]
+    if len(shown) < n:
+        note = f"The maps show a random sample of {len(shown)} of the {n} subvolumes (the counts elsewhere on this page are exact)."
+    else:
+        note = f"All {n} subvolumes."
+    projections = [("pca", "PCA of the encodings" + (f" ({len(shown)} of {n} at random)" if len(shown) < n else ""), pca_2d(run.codes, shown), shown)]
     if tsne and len(shown) >= 5 and not np.ptp(run.codes[shown], axis=0).any():
         note += " All encodings are identical (the autoencoder collapsed; train longer): no t-SNE."
     elif tsne and len(shown) >= 5:
@@ -329,9 +396,9 @@ def _maps(run, colors, *, tsne, tsne_max_points, map_max_points, seed):
         started = time.perf_counter()
         points = tsne_2d(run.codes[subset], seed=seed)
         log.info("t-SNE of %d encodings took %.1f s", len(subset), time.perf_counter() - started)
-        title = "t-SNE of the encodings" + (f" ({len(subset)} at random)" if len(subset) < n else "")
+        title = "t-SNE of the encodings" + (f" ({len(subset)} of {n} at random)" if len(subset) < n else "")
         projections.append(("tsne", title, points, subset))
-        if len(subset) < n:
+        if len(subset) < len(shown):
             note += f" t-SNE on {len(subset)} of them at random."
     blocks, hover = [], {}
     for name, title, points, rows in projections:
@@ -365,11 +432,14 @@ def build_report(run_dir, *, n_members=4, tsne=True, tsne_max_points=TSNE_MAX_PO
     run = read_run(run_dir, recompute=recompute)
     sizes = run.sizes()
     colors = cluster_colors(max(len(run.centers), max(run.centers, default=-1) + 1))
-    members = _member_volumes(run, n_members, subvolumes)
+    picks = _member_picks(run, n_members)
+    subvolumes = _open_data(run, subvolumes, any(picks.values()))
+    members = _member_volumes(run, picks, subvolumes)
+    per_tomogram = tomogram_counts(run.members, subvolumes)
     from .figures import montage_name
 
     cards = [
-        card(k, sizes[k], colors[k], run.centers[k], members.get(k, []), montage_name(k, sizes[k]))
+        card(k, sizes[k], colors[k], run.centers[k], members.get(k, []), montage_name(k, sizes[k]), tomograms=per_tomogram.get(k))
         for k in sorted(run.centers, key=lambda c: (-sizes[c], c))
     ]
     cards.append(contrast_filters(run.centers, sizes, shared_contrast(run.centers, sizes)))
@@ -380,7 +450,9 @@ def build_report(run_dir, *, n_members=4, tsne=True, tsne_max_points=TSNE_MAX_PO
     inputs = record.get("inputs") or {}
     subtitle = (
         f"{record.get('n_subvolumes', sum(sizes.values()))} subvolumes of {' x '.join(str(s) for s in record.get('v_siz', []))} voxels "
-        f"in {len(run.centers)} clusters; data {inputs.get('data')}"
+        f"in {len(run.centers)} clusters"
+        + (f" from {len({t for c in per_tomogram.values() for t, _ in c})} tomograms" if per_tomogram else "")
+        + f"; data {inputs.get('data')}"
         + ("; pose-normalized" if inputs.get("pose") else "")
         + f"; run {run.run_dir}"
     )

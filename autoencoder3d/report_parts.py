@@ -119,8 +119,24 @@ def contrast_filters(centers, sizes, contrast):
     return f'<svg class="filters" width="0" height="0" aria-hidden="true">{"".join(filters)}</svg>'
 
 
-def card(k, size, color, center, members, fig_name):
-    """The card of one cluster; an empty cluster gets a card that says so, without images."""
+TOMOGRAMS_NAMED = 5  # a card names its cluster's top tomograms and sums the rest
+
+
+def tomograms_line(counts):
+    """One line: the tomograms a cluster's members come from, most first, with exact counts (HTML, or '')."""
+    if not counts:
+        return ""
+    named = ", ".join(f"{html.escape(name)} {n}" for name, n in counts[:TOMOGRAMS_NAMED])
+    rest = counts[TOMOGRAMS_NAMED:]
+    more = f"; {sum(n for _, n in rest)} more from {len(rest)} other tomogram{'s' if len(rest) > 1 else ''}" if rest else ""
+    return f'<div class="tomograms note" title="members per tomogram">from {len(counts)} tomogram{"s" if len(counts) > 1 else ""}: {named}{more}</div>'
+
+
+def card(k, size, color, center, members, fig_name, tomograms=None):
+    """The card of one cluster; an empty cluster gets a card that says so, without images.
+
+    ``tomograms``: [(tomogram, members from it), ...] most first, for a data set of several tomograms.
+    """
     head = (
         f'<div class="card-head"><span class="swatch" style="background:{color}"></span>'
         f'<span class="card-title">cluster {k}</span><span class="card-size">{size} members</span>'
@@ -155,7 +171,7 @@ def card(k, size, color, center, members, fig_name):
         f'<img class="pix montage contrast" src="{data_uri(montage_png(center))}" data-filter="shared-{k}" '
         f'alt="montage of cluster {k}" title="{html.escape(fig_name)}">'
         f'<div class="strip-label">decoded centre, central slices</div><div class="strip">{slices}</div>'
-        f"{members_html}</div>"
+        f"{members_html}{tomograms_line(tomograms)}</div>"
     )
 
 

@@ -5,7 +5,10 @@ cluster with its montage, central slices of the decoded centre and of real
 members, sorted and filterable by size; a 2D map of the encodings (PCA and
 t-SNE) coloured by cluster; the loss curve and the run's settings; and a
 selection panel that builds the 'edss3d train ... --select 1=...' command and a
-selection.json download. 'autoencoder3d train' writes it too.
+selection.json download. 'autoencoder3d train' writes it too. RUN_DIR's DATA may
+be a pickle or a data set store; the maps draw a random sample of at most
+--map-max-points subvolumes, all counts are exact, and with several tomograms
+each card says how many of its members come from which.
 
 Writes:
   RUN_DIR/clus-center/index.html     the page (or the file --out names)
@@ -24,6 +27,8 @@ def add_args(parser):
     parser.add_argument("--members", type=int, default=4, help="real member subvolumes shown per cluster (default 4)")
     parser.add_argument("--no-tsne", action="store_true", help="show only the PCA map")
     parser.add_argument("--tsne-max-points", type=int, default=1000, help="t-SNE runs on at most this many encodings, drawn at random (default 1000)")
+    parser.add_argument("--map-max-points", type=int, default=5000,
+                        help="the 2D maps draw at most this many subvolumes, at random; the page says how many of how many (default 5000)")
     add_seed(parser, default=0, purpose="of t-SNE and the random draws of points")
 
 
@@ -32,7 +37,7 @@ def main(args):
 
     path = write_report(
         args.run_dir, args.out, n_members=max(args.members, 0), tsne=not args.no_tsne,
-        tsne_max_points=max(args.tsne_max_points, 5), seed=args.seed,
+        tsne_max_points=max(args.tsne_max_points, 5), map_max_points=max(args.map_max_points, 5), seed=args.seed,
     )
     print(f"wrote {path}")
     return 0
