@@ -66,13 +66,12 @@ def build(out, *args):
     return main(["dataset", "build", str(out), *map(str, args), "--box", str(BOX), "-q"])
 
 
-def assert_rows_right(store, project, centers, names=NAMES, stored_names=None):
+def assert_rows_right(store, project, centers):
     """Per tomogram: the right name on each row, the centres given, the volumes extract cuts."""
     subvolumes = open_store(store)
-    stored_names = stored_names or names
-    assert list(dict.fromkeys(subvolumes.tomograms)) == stored_names
-    for name, stored in zip(names, stored_names):
-        rows = np.flatnonzero(subvolumes.tomograms == stored)
+    assert list(dict.fromkeys(subvolumes.tomograms)) == NAMES
+    for name in NAMES:
+        rows = np.flatnonzero(subvolumes.tomograms == name)
         want = expected_cut(project, name, centers[name])
         assert len(rows) == len(want) == len(centers[name]) - 1
         np.testing.assert_allclose(subvolumes.centers[rows], centers[name][:-1], atol=1e-6)
@@ -84,13 +83,13 @@ def assert_rows_right(store, project, centers, names=NAMES, stored_names=None):
 def test_table_build(project, tmp_path, capsys):
     table = write_table(project, tmp_path / "picks.csv")
     assert build(tmp_path / "ds.zarr", "--table", table) == 0
-    subvolumes = assert_rows_right(tmp_path / "ds.zarr", project, project[2], stored_names=[f"rec_{n}" for n in NAMES])
-    assert subvolumes.uuids[:2] == ["rec_TS_01_0", "rec_TS_01_1"]
+    subvolumes = assert_rows_right(tmp_path / "ds.zarr", project, project[2])
+    assert subvolumes.uuids[:2] == ["TS_01_0", "TS_01_1"]
     assert np.all(np.isnan(subvolumes.rotations))
     capsys.readouterr()
     assert main(["dataset", "info", str(tmp_path / "ds.zarr")]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split("\t") == ["rec_TS_01", "18", "20x20x20 A"] and lines[-1].startswith("total: 54 subvolumes")
+    assert lines[0].split("\t") == ["TS_01", "18", "20x20x20 A"] and lines[-1].startswith("total: 54 subvolumes")
 
 
 def test_pose_build_equals_pipeline_and_float16(project, tmp_path):
@@ -104,7 +103,7 @@ def test_pose_build_equals_pipeline_and_float16(project, tmp_path):
         pickle = tmp_path / f"{name}.pickle"
         save_subvolumes(pickle, expected_cut(project, name, project[2][name]))
         want, _ = prepare_subvolumes(str(pickle), tomogram_file(project, name), True, workers=1, progress=False)
-        rows = np.flatnonzero(subvolumes.tomograms == f"rec_{name}")
+        rows = np.flatnonzero(subvolumes.tomograms == name)
         np.testing.assert_array_equal(subvolumes.volumes[rows], want.volumes.astype(np.float16).astype(np.float32))
         rotations = np.array([want.extras[u]["rotation"] for u in want.uuids])
         np.testing.assert_allclose(subvolumes.rotations[rows], rotations, atol=1e-12)
@@ -201,7 +200,7 @@ def test_pick_build(project, tmp_path):
         tomogram = read_tomogram(tomogram_file(project, name))
         picks = dog_pick(tomogram.data, 2.0, box=BOX, max_particles=12)
         tomogram.close()
-        rows = np.flatnonzero(subvolumes.tomograms == f"rec_{name}")
+        rows = np.flatnonzero(subvolumes.tomograms == name)
         assert len(rows) == len(picks.centers) > 0
         np.testing.assert_array_equal(subvolumes.centers[rows], picks.centers)
         np.testing.assert_array_equal(subvolumes.volumes[rows], expected_cut(project, name, picks.centers).volumes)
@@ -215,7 +214,7 @@ def test_convert_round_trip(project, tmp_path):
     assert store.uuids == pickle.uuids
     assert store.volumes[np.arange(len(store))].tobytes() == pickle.volumes.tobytes()
     np.testing.assert_array_equal(store.centers, pickle.centers)
-    assert store.tomogram_table["rec_TS_01"]["voxel_size"] == [VOXEL] * 3
+    assert store.tomogram_table["TS_01"]["voxel_size"] == [VOXEL] * 3
     assert main(["dataset", "convert", str(sim), str(tmp_path / "h.zarr"), "--dtype", "float16", "-q"]) == 0
     half = open_store(tmp_path / "h.zarr")
     np.testing.assert_array_equal(half.volumes[:], pickle.volumes.astype(np.float16).astype(np.float32))

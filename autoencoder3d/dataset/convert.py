@@ -2,7 +2,7 @@
 
 import os
 
-from ..coords import tomo_stem
+from ..star_coords import tomo_key
 
 
 def convert_pickle(pickle, out, tomogram=None, dtype="float32"):
@@ -22,10 +22,10 @@ def convert_pickle(pickle, out, tomogram=None, dtype="float32"):
     from .store import store_from_set
 
     subvolumes = load_subvolumes(pickle)
-    info = {"name": tomo_stem(pickle), "path": None}
+    info = {"name": tomo_key(os.path.splitext(os.fspath(pickle))[0]), "path": None}
     if tomogram is not None:
         tomo = read_tomogram(tomogram)
-        info = {"name": tomo_stem(tomogram), "path": os.path.abspath(tomogram),
+        info = {"name": tomo_key(tomogram), "path": os.path.abspath(tomogram),
                 "voxel_size": [float(v) for v in tomo.voxel_size], "shape": list(tomo.shape)}
         tomo.close()
     return store_from_set(out, subvolumes, tomogram=info, dtype=dtype)

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..coords import tomo_stem
 from ..errors import InputError
 from ..star_coords import tomo_key
 
@@ -157,7 +156,7 @@ def _table_tomogram(value, path, tomogram_dir):
     """(name, file) of a table's tomogram entry: a path relative to the table, or a name under ``tomogram_dir``."""
     folder = os.path.dirname(os.path.abspath(path))
     candidate = value if os.path.isabs(value) else os.path.join(folder, value)
-    name = tomo_stem(value) if value.lower().endswith(MRC_SUFFIXES) else os.path.basename(value)
+    name = tomo_key(value)  # rec_TS_01.mrc and TS_01 both name TS_01, as in STAR files and exports
     if os.path.isfile(candidate):
         return name, candidate
     if tomogram_dir is not None:
@@ -209,7 +208,7 @@ def read_pick_list(path):
 
 def jobs_to_pick(tomograms, source="--pick"):
     """One job per tomogram file; the worker picks its particles (DoG) before cutting them."""
-    jobs = [TomogramJob(tomo_stem(t), mrc_opener(t, source)) for t in tomograms]
+    jobs = [TomogramJob(tomo_key(t), mrc_opener(t, source)) for t in tomograms]
     if not jobs:
         raise InputError(f"{source}: no tomograms given")
     return check_jobs(jobs, source)
