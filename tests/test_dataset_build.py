@@ -316,3 +316,31 @@ def test_copick_tomograms_read_across_chunks(tmp_path):
     for region in [(slice(0, 37), slice(0, 31), slice(0, 23)), (slice(5, 30), slice(7, 9), slice(9, 21)),
                    (slice(36, 40), slice(-3, None), slice(0, 1)), (slice(None), slice(None), slice(4, 8))]:
         np.testing.assert_array_equal(tomogram[region], xyz[region])
+
+
+def test_killed_build_resumes_to_the_same_store(project, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    table = write_table(project, tmp_path / "picks.csv")
+    args = ["--table", table, "--pose", "--block", "1"]
+    out = tmp_path / "killed.zarr"
+    command = [sys.executable, "-m", "autoencoder3d", "dataset", "build", str(out), *args, "--box", str(BOX), "-q"]
+    process = subprocess.Popen(command, start_new_session=True, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    def writing_part_1():
+        return any(p.startswith("00001.tmp-") for p in os.listdir(out / "parts")) if (out / "parts").exists() else False
+
+    while not writing_part_1() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    os.killpg(process.pid, signal.SIGKILL)  # as a node failure would: nothing gets to clean up
+    process.wait()
+    assert parts(out)[0] == "00000" and parts(out)[1].startswith("00001.tmp-")
+    assert build(out, *args) == 0
+    assert build(tmp_path / "whole.zarr", *args) == 0
+    whole, resumed = open_store(tmp_path / "whole.zarr"), open_store(out)
+    assert resumed.uuids == whole.uuids and resumed.volumes[:].tobytes() == whole.volumes[:].tobytes()
+    np.testing.assert_array_equal(resumed.rotations, whole.rotations)
+    assert parts(out) == ["00000", "00001", "00002"]
