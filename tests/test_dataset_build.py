@@ -344,3 +344,12 @@ def test_killed_build_resumes_to_the_same_store(project, tmp_path):
     assert resumed.uuids == whole.uuids and resumed.volumes[:].tobytes() == whole.volumes[:].tobytes()
     np.testing.assert_array_equal(resumed.rotations, whole.rotations)
     assert parts(out) == ["00000", "00001", "00002"]
+
+
+def test_rerun_from_another_folder_is_the_same_build(project, tmp_path, monkeypatch):
+    write_table(project, tmp_path / "picks.csv")
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert build("ds.zarr", "--table", "picks.csv") == 0
+    monkeypatch.chdir(tmp_path / "sub")
+    assert build("../ds.zarr", "--table", "../picks.csv") == 0

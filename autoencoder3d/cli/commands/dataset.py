@@ -15,6 +15,7 @@ build that stops is resumed by the same command; finished tomograms are kept.
 """
 
 import argparse
+import os
 
 from ..common import add_polarity, non_negative_float, positive_float, positive_int
 
@@ -76,22 +77,22 @@ def _jobs(args):
     if args.copick is None and any(v is not None for v in (args.object, args.user, args.session, args.voxel_spacing, args.tomo_type)):
         raise InputError("--object, --user, --session, --voxel-spacing and --tomo-type go with --copick")
     if args.table:
-        return jobs_from_table(args.table, args.tomogram_dir), {"kind": "table", "table": args.table}
+        return jobs_from_table(args.table, args.tomogram_dir), {"kind": "table", "table": os.path.abspath(args.table)}
     if args.relion:
         from ...dataset.relion import jobs_from_relion
 
-        return jobs_from_relion(*args.relion, args.tomogram_dir), {"kind": "relion", "star": list(args.relion)}
+        return jobs_from_relion(*args.relion, args.tomogram_dir), {"kind": "relion", "star": [os.path.abspath(p) for p in args.relion]}
     if args.copick:
         from ...dataset.copick_source import jobs_from_copick
 
         missing = [f"--{n.replace('_', '-')}" for n in ("object", "user", "voxel_spacing", "tomo_type") if getattr(args, n) is None]
         if missing:
             raise InputError(f"--copick {args.copick}: also give {', '.join(missing)}")
-        source = {"kind": "copick", "config": args.copick, "object": args.object, "user": args.user,
+        source = {"kind": "copick", "config": os.path.abspath(args.copick), "object": args.object, "user": args.user,
                   "session": args.session, "voxel_spacing": args.voxel_spacing, "tomo_type": args.tomo_type}
         return jobs_from_copick(args.copick, args.object, args.user, args.voxel_spacing, args.tomo_type, args.session), source
     tomograms = args.pick if args.pick else read_pick_list(args.pick_list)
-    return jobs_to_pick(tomograms, "--pick" if args.pick else args.pick_list), {"kind": "pick", "tomograms": tomograms}
+    return jobs_to_pick(tomograms, "--pick" if args.pick else args.pick_list), {"kind": "pick", "tomograms": [os.path.abspath(t) for t in tomograms]}
 
 
 def _build(args):
