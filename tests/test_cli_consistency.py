@@ -63,9 +63,10 @@ def test_help_says_seed_is_recorded_where_it_is():
     assert "model-seg/seg.json" in sub.format_help() and "run.json" not in sub.format_help().split("--seed")[1].split("--")[0]
 
 
-def test_export_help_promises_no_copick():
+def test_export_help_says_how_copick_picks_are_written():
     _, sub = subparser("autoencoder3d", "export")
-    assert "copick" not in sub.format_help().lower()
+    text = sub.format_help()
+    assert all(option in text for option in ("--copick-config", "--copick-user", "--copick-session", "cluster-NNN"))
 
 
 def test_cluster_takes_the_published_positional_form():

@@ -7,12 +7,14 @@ import numpy as np
 from ..errors import InputError
 from .angles import relion_angles
 from .geometry import pose_position
+from .many import Row, store_placements, store_rows, write_imod_models, write_store_lists
 from .place import make_placement
 from .relion5 import relion5_table
 from .run_files import center_of, cluster_members, particle_records, read_run, resolve
 from .warp import pixel_table, pixel_units
 
-FORMATS = ("mrc", "star", "csv", "imod")
+FORMATS = ("mrc", "star", "csv", "imod", "copick")
+DEFAULT_FORMATS = ("mrc", "star", "csv", "imod")
 
 
 def _parse_formats(formats):
@@ -61,7 +63,7 @@ def _write_centres(clus_dir, selected, voxel_size, note):
 
 
 def particle_rows(run_dir, inputs, members, selected, note):
-    """(cluster, uuid, position, angles or None) per exported particle.
+    """A :class:`~.many.Row` (cluster, uuid, position, angles, rotation) per exported particle.
 
     With pose normalization the position is where the normalized volume's voxel
     ``n // 2`` lies in the tomogram (:func:`~.geometry.pose_position`) and the
@@ -87,13 +89,13 @@ def particle_rows(run_dir, inputs, members, selected, note):
             if xyz is None:
                 missing += 1
                 continue
-            angles = None
+            angles = rm = None
             if pose is not None:
                 rm = np.asarray(pose["rotation"], dtype=float)
                 if pose.get("center_of_mass") is not None:
                     xyz = pose_position(xyz, np.asarray(pose["center_of_mass"], dtype=float), rm, shape)
                 angles = relion_angles(rm)
-            rows.append((cid, uuid, xyz, angles))
+            rows.append(Row(cid, uuid, xyz, angles, rm))
     if missing:
         note(f"{missing} particles have no centre in {data_path}; left out of the particle lists")
     return rows, bool(poses)
@@ -144,20 +146,26 @@ def _unit_notes(place, formats, note):
         note("RELION 5 STAR files skipped: they need the tomogram's size and voxel size")
 
 
-def export_run(run_dir, *, formats=FORMATS, clusters=None, tomogram=None, tomo_name=None, series_name=None,
-               ts_angpix=None, tomograms_star=None, log=print):
+def export_run(run_dir, *, formats=DEFAULT_FORMATS, clusters=None, tomogram=None, tomo_name=None, series_name=None,
+               ts_angpix=None, tomograms_star=None, copick_config=None, copick_user=None, copick_session=None, log=print):
     """Write the cluster centres and particle lists of a finished run (see the package docstring).
 
     Args:
         run_dir: the run folder of ``autoencoder3d train``.
-        formats: any of ``'mrc'``, ``'star'``, ``'csv'``, ``'imod'``.
+        formats: any of ``'mrc'``, ``'star'``, ``'csv'``, ``'imod'``, ``'copick'``.
         clusters: cluster ids (list or ``'3,5,17'``) to export alone, or None for all.
         tomogram: the tomogram file, when ``run.json`` names none or it has moved.
         tomo_name: RELION's tomogram name (default: tomograms.star's, or from the file name).
         series_name: WarpTools' / M's series name (default: tomogram name + ``.tomostar``).
         ts_angpix: tilt-series (unbinned) pixel size in Angstrom, for pixel coordinates.
         tomograms_star: RELION 5's tomograms.star, for the name, pixel size and unbinned size.
+        copick_config: the copick project to write picks into (format ``'copick'``; :mod:`.copick_out`).
+        copick_user, copick_session: the picks' user id (default ``autoencoder3d``) and session id
+            (default: the first number from 1 that this user has not used in the project).
         log: function called with one line per note (``None`` for silence).
+
+    With a store of many tomograms as the run's DATA, every particle carries its
+    own tomogram (:mod:`.many`); ``tomogram``, ``tomo_name`` and ``series_name`` are not used.
 
     Returns:
         dict format -> list of written paths, plus ``'notes'``: what was skipped and why.
@@ -175,15 +183,62 @@ def export_run(run_dir, *, formats=FORMATS, clusters=None, tomogram=None, tomo_n
 
     clus_dir = os.path.join(run_dir, "clus-center")
     members, selected, chosen = cluster_members(clus_dir, clusters)
+    if "copick" in formats:
+        from .copick_out import check_copick_options
+
+        check_copick_options(copick_config, copick_user, copick_session)
+    subvolumes = _store_of(run_dir, run)
+    if subvolumes is None:
+        rows, name_of = _export_one(run_dir, run, formats, (members, selected, chosen), written, note, tomogram=tomogram,
+                                    tomo_name=tomo_name, series_name=series_name, ts_angpix=ts_angpix,
+                                    tomograms_star=tomograms_star)
+    else:
+        if tomogram or tomo_name or series_name:
+            note("--tomogram, --tomo-name and --series-name are not used: each particle's tomogram is in the data set")
+        rows, name_of = _export_many(run_dir, run, subvolumes, formats, (members, selected, chosen), written, note,
+                                     ts_angpix=ts_angpix, tomograms_star=tomograms_star)
+    if "copick" in formats:
+        from .copick_out import write_copick
+
+        written["copick"] = write_copick(copick_config, rows, name_of, selected, user=copick_user,
+                                         session=copick_session, radius=_radius(run), note=note)
+    written["notes"] = notes
+    return written
+
+
+def _radius(run):
+    """Half the box in Angstrom, when the run knows its voxel size."""
+    voxel_size, v_siz = run.get("voxel_size"), run.get("v_siz")
+    if voxel_size and v_siz and float(voxel_size[0]) > 0:
+        return float(v_siz[0]) / 2 * float(voxel_size[0])
+    return None
+
+
+def _store_of(run_dir, run):
+    """The run's DATA when it is a store of many tomograms (volumes stay on disk), else None."""
+    from ..dataset import is_store
+    from ..io import load_dataset
+
+    data = resolve(run_dir, run["inputs"].get("data"))
+    return load_dataset(data) if data and is_store(data) else None
+
+
+def _export_one(run_dir, run, formats, clustering, written, note, *, tomogram, tomo_name, series_name, ts_angpix,
+                tomograms_star):
+    """The published single-tomogram export; returns the rows and tomogram name -> (copick name, voxel size)."""
+    members, selected, chosen = clustering
+    clus_dir = os.path.join(run_dir, "clus-center")
     tomo_path, shape, voxel_size = _tomogram_info(run_dir, run, tomogram, note)
     place = make_placement(tomo_path, shape, voxel_size, tomo_name=tomo_name, series_name=series_name,
                            ts_angpix=ts_angpix, tomograms_star=tomograms_star)
-    if not (tomo_path or tomo_name or tomograms_star) and formats & {"star", "imod"}:
+    if not (tomo_path or tomo_name or tomograms_star) and formats & {"star", "imod", "copick"}:
         note("no tomogram known: the particle lists name it 'tomogram'; give --tomo-name (or --tomogram)")
     if "mrc" in formats:
         written["mrc"] = _write_centres(clus_dir, selected, place.voxel_size, note)
-    if formats & {"star", "csv", "imod"}:
+    rows = []
+    if formats & {"star", "csv", "imod", "copick"}:
         rows, with_angles = particle_rows(run_dir, run["inputs"], members, selected, note)
+    if formats & {"star", "csv", "imod"}:
         particle_dir = os.path.join(clus_dir, "particles")
         groups = [(f"{cid:03d}", [r for r in rows if r[0] == cid]) for cid in selected]
         groups.append(("all" if chosen is None else "selected", rows))
@@ -192,5 +247,30 @@ def export_run(run_dir, *, formats=FORMATS, clusters=None, tomogram=None, tomo_n
                 for kind, path in _write_lists(os.path.join(particle_dir, stem), part, place, formats, with_angles):
                     written[kind].append(path)
         _unit_notes(place, formats, note)
-    written["notes"] = notes
-    return written
+    return rows, {None: (place.tomo_name, place.voxel_size)}
+
+
+def _export_many(run_dir, run, subvolumes, formats, clustering, written, note, *, ts_angpix, tomograms_star):
+    """The export of a run on a store: per-tomogram names, sizes and pixel sizes (:mod:`.many`)."""
+    members, selected, chosen = clustering
+    clus_dir = os.path.join(run_dir, "clus-center")
+    order = list(subvolumes.tomogram_table or dict.fromkeys(subvolumes.tomograms))
+    if "mrc" in formats:
+        voxel_size = run.get("voxel_size") or subvolumes.voxel_size
+        written["mrc"] = _write_centres(clus_dir, selected, voxel_size, note)
+    if not formats & {"star", "csv", "imod", "copick"}:
+        return [], {}
+    rows, with_angles = store_rows(subvolumes, members, selected, note)
+    names = [n for n in order if n in {r.tomogram for r in rows}]
+    places = store_placements(subvolumes, names, tomograms_star=tomograms_star, ts_angpix=ts_angpix, note=note)
+    particle_dir = os.path.join(clus_dir, "particles")
+    groups = [(f"{cid:03d}", [r for r in rows if r.cluster == cid]) for cid in selected]
+    last = "all" if chosen is None else "selected"
+    groups.append((last, rows))
+    for stem, part in groups:
+        if part and formats & {"star", "csv"}:
+            for kind, path in write_store_lists(os.path.join(particle_dir, stem), part, places, names, formats, with_angles):
+                written[kind].append(path)
+    if "imod" in formats and rows:
+        written["imod"] = write_imod_models(os.path.join(particle_dir, f"{last}_imod"), rows, selected, names)
+    return rows, {n: (n, places[n].voxel_size) for n in names}

@@ -1,0 +1,169 @@
+"""copick write-back: one pick set per chosen cluster and copick run (tomogram), under a new user and session.
+
+- Runs: each particle's tomogram name must be a run of the project (a store
+  built from copick uses the run names); otherwise one error line lists the
+  unknown names and nothing is written.
+- Objects: cluster ``NNN`` (the id of the ``NNN.*`` files) is the object
+  ``cluster-NNN``. Objects the project does not declare are added to the
+  config's ``pickable_objects`` (the JSON rewritten atomically, other keys
+  kept): particles, labels after the largest one there, tab20 colours, radius
+  half the box. Declared ones are used as they are (they must be particles).
+- User and session: ``--copick-user`` (default ``autoencoder3d``) and
+  ``--copick-session`` (default the first number from 1 this user has no picks
+  under, as copick's own tools number user sessions); a session that already
+  holds picks of these objects by this user is refused, so no export overwrites another.
+- Points: location in Angstrom = voxel position (x, y, z from voxel 0's
+  centre) x the tomogram's voxel size, as copick places picks; the transform
+  is the identity, or with pose normalization the pose rotation ``rm`` with
+  no translation. copick's transform maps object space into the tomogram
+  (``CopickPoint``), and the pose-normalized volume's voxel ``n // 2 + u`` lies
+  at ``position + rm u``, so ``rm`` is that map; copick's RELION writer
+  (``copick.util.formats._relion_eulers``) turns it into the same angles as
+  ``rlnAngleRot/Tilt/Psi`` of the STAR files. Empty pick sets are not written.
+"""
+
+import json
+import os
+
+import numpy as np
+
+from ..errors import InputError
+
+DEFAULT_USER = "autoencoder3d"
+
+
+def object_name(cluster):
+    """The copick object of a cluster: ``cluster-003``."""
+    return f"cluster-{int(cluster):03d}"
+
+
+def _check_name(value, option):
+    from copick.util.escape import sanitize_name
+
+    try:
+        clean = sanitize_name(str(value), suppress_warnings=True)
+    except ValueError:
+        clean = None
+    if clean != str(value):
+        raise InputError(f"{option} {value!r}: copick ids allow no spaces, underscores or any of <>:\"/\\|?*")
+
+
+def check_copick_options(config, user, session):
+    """The options of ``--format copick``, checked before anything is written."""
+    if not config:
+        raise InputError("--format copick: give the project's config with --copick-config CONFIG")
+    if not os.path.isfile(config):
+        raise InputError(f"{config}: copick config not found")
+    _check_name(user or DEFAULT_USER, "--copick-user")
+    if session is not None:
+        _check_name(session, "--copick-session")
+
+
+def _open(config):
+    import copick
+
+    try:
+        return copick.from_file(config)
+    except Exception as err:  # noqa: BLE001 - JSON, pydantic and fsspec each raise their own kinds
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        raise InputError(f"{config}: not a readable copick config ({type(err).__name__}: {first})") from None
+
+
+def _points_by_run(rows, name_of, config):
+    """{(copick run, cluster): (positions in Angstrom, transforms)}; InputError for unknown voxel sizes."""
+    grouped = {}
+    for row in rows:
+        run, voxel_size = name_of[row.tomogram]
+        if voxel_size is None:
+            raise InputError(f"{config}: tomogram {run}: voxel size unknown, so its picks cannot be placed in Angstrom")
+        transform = np.eye(4)
+        if row.rotation is not None:
+            transform[:3, :3] = row.rotation
+        grouped.setdefault((run, row.cluster), ([], []))
+        grouped[(run, row.cluster)][0].append(np.asarray(row.xyz, dtype=float) * np.asarray(voxel_size, dtype=float))
+        grouped[(run, row.cluster)][1].append(transform)
+    return {key: (np.array(p), np.array(t)) for key, (p, t) in grouped.items()}
+
+
+def _check_runs(root, wanted, config):
+    have = {run.name for run in root.runs}
+    unknown = sorted(set(wanted) - have)
+    if unknown:
+        shown = ", ".join(unknown[:10]) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
+        raise InputError(f"{config}: the project has no run named {shown}; the data set's tomogram names must be its run names")
+
+
+def _session(root, user, session, objects, config):
+    """The session id to write: the one given (checked unused for these objects) or the next free number."""
+    used = {}
+    for run in root.runs:
+        for picks in run.get_picks(user_id=user):
+            used.setdefault(picks.session_id, []).append((run.name, picks.pickable_object_name))
+    if session is None:
+        numbers = [int(s) for s in used if s.isdigit()]
+        return str(max(numbers + [0]) + 1)
+    clash = [(run, obj) for run, obj in used.get(str(session), []) if obj in objects]
+    if clash:
+        raise InputError(f"{config}: user {user} already has picks in session {session} (e.g. {clash[0][1]} in run "
+                         f"{clash[0][0]}); choose another --copick-session or leave it out for a new one")
+    return str(session)
+
+
+def _add_objects(config, root, objects, radius):
+    """Declare the missing objects in the config (atomically); returns the names added."""
+    from matplotlib import colormaps
+
+    from ..atomic import atomic_open
+
+    declared = {o.name: o for o in root.config.pickable_objects}
+    for name in objects:
+        if name in declared and not declared[name].is_particle:
+            raise InputError(f"{config}: object {name} is declared as a segmentation (is_particle false); picks need a particle")
+    missing = [name for name in objects if name not in declared]
+    if not missing:
+        return []
+    with open(config, encoding="utf-8") as handle:
+        data = json.load(handle)
+    labels = [int(o.label) for o in root.config.pickable_objects if o.label is not None]
+    next_label = max(labels + [0]) + 1
+    palette = colormaps["tab20"]
+    for i, name in enumerate(missing):
+        cluster = int(name.split("-")[1])
+        colour = [int(round(255 * c)) for c in palette(cluster % 20)[:3]] + [255]
+        entry = {"name": name, "is_particle": True, "label": next_label + i, "color": colour}
+        if radius:
+            entry["radius"] = float(radius)
+        data.setdefault("pickable_objects", []).append(entry)
+    with atomic_open(config, "w") as handle:
+        json.dump(data, handle, indent=4)
+    return missing
+
+
+def write_copick(config, rows, name_of, selected, *, user=None, session=None, radius=None, note=print):
+    """Write the rows as copick picks (see the module docstring); returns the written pick files.
+
+    Args:
+        rows: :class:`~.many.Row` of the chosen clusters.
+        name_of: the rows' tomogram -> (copick run name, voxel size in Angstrom or None).
+        selected: the chosen cluster ids.
+        radius: the objects' radius in Angstrom for newly declared objects (or None).
+    """
+    user = user or DEFAULT_USER
+    check_copick_options(config, user, session)
+    root = _open(config)
+    points = _points_by_run(rows, name_of, config)
+    _check_runs(root, {run for run, _ in points}, config)
+    objects = [object_name(c) for c in selected]
+    session = _session(root, user, session, objects, config)
+    added = _add_objects(config, root, objects, radius)
+    if added:
+        note(f"{config}: declared {len(added)} new pickable objects ({added[0]} .. {added[-1]})")
+        root = _open(config)
+    runs = {run.name: run for run in root.runs}
+    written = []
+    for (run, cluster), (positions, transforms) in sorted(points.items()):
+        picks = runs[run].new_picks(object_name(cluster), session_id=session, user_id=user)
+        picks.from_numpy(positions, transforms)
+        written.append(getattr(picks, "path", f"{run}/{object_name(cluster)}"))
+    note(f"{config}: {len(written)} pick sets by user {user}, session {session}, in {len({r for r, _ in points})} runs")
+    return written
