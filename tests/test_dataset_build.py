@@ -281,6 +281,17 @@ def test_bad_tables_are_one_line(project, tmp_path, capsys, rows, message):
     assert not (tmp_path / "bad.zarr").exists()
 
 
+def test_a_broken_tomogram_stops_the_build_before_it_starts(project, tmp_path, capsys):
+    broken = tmp_path / "broken.mrc"
+    broken.write_bytes(open(tomogram_file(project, "TS_02"), "rb").read()[:3000])
+    table = write_table(project, tmp_path / "t.csv")
+    text = open(table).read().replace(os.path.relpath(tomogram_file(project, "TS_02"), tmp_path), "broken.mrc")
+    open(table, "w").write(text)
+    assert build(tmp_path / "b.zarr", "--table", table, "--workers", "2") == 2
+    assert "broken.mrc: not a readable MRC file" in capsys.readouterr().err
+    assert not (tmp_path / "b.zarr").exists()
+
+
 def test_unknown_names_are_one_line(project, tmp_path, capsys):
     table = write_table(project, tmp_path / "names.csv", rows=["tomogram,x,y,z", "TS_09,30,30,20"])
     assert build(tmp_path / "bad.zarr", "--table", table, "--tomogram-dir", project[1]) == 2

@@ -105,9 +105,12 @@ def find_tomogram(name, folder, source):
 
 
 def mrc_opener(path, source):
-    """The opener of an MRC tomogram, after checking that the file is there."""
+    """The opener of an MRC tomogram, after checking that the file is there and its header reads."""
+    from ..io import read_tomogram
+
     if not os.path.isfile(path):
         raise InputError(f"{source}: tomogram file {path} not found")
+    read_tomogram(path).close()  # a broken file stops the build before anything is written
     return {"kind": "mrc", "path": os.path.abspath(path)}
 
 
