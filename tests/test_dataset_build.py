@@ -364,3 +364,16 @@ def test_rerun_from_another_folder_is_the_same_build(project, tmp_path, monkeypa
     assert build("ds.zarr", "--table", "picks.csv") == 0
     monkeypatch.chdir(tmp_path / "sub")
     assert build("../ds.zarr", "--table", "../picks.csv") == 0
+
+
+def test_partial_fill_keeps_boxes_that_leave_the_tomogram(project, tmp_path):
+    table = write_table(project, tmp_path / "picks.csv")
+    assert build(tmp_path / "fill.zarr", "--table", table, "--partial", "fill") == 0
+    subvolumes = open_store(tmp_path / "fill.zarr")
+    for name in NAMES:
+        rows = np.flatnonzero(subvolumes.tomograms == name)
+        tomogram = read_tomogram(tomogram_file(project, name))
+        want, _ = extract_boxes(tomogram, project[2][name], BOX, partial="fill")
+        tomogram.close()
+        assert len(rows) == len(project[2][name])
+        np.testing.assert_array_equal(subvolumes.volumes[rows], want.volumes)
