@@ -17,6 +17,7 @@ from autoencoder3d.export.geometry import pose_position
 from autoencoder3d.io import load_pickle
 from autoencoder3d.volume import SubvolumeSet
 from conftest import rotation_matrix
+from test_dataset_build import project  # noqa: F401 - three simulated tomograms, as the build tests use
 
 SIDE = 16
 TOMOGRAMS = {  # name: (shape x, y, z in voxels, voxel size in A): each differs, so a shared one would be caught
@@ -44,12 +45,11 @@ def dataset(pose=False, seed=0):
                         rotations=rotations, centers_of_mass=centers_of_mass, tomogram_table=table)
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A run folder (k=3) on a store of 3 tomograms, clustered by the real pipeline; a second store with poses.
+def cluster_run(store, out, k=3):
+    """A run folder on ``store`` clustered by the real pipeline with an untrained encoder.
 
-    The encoder is untrained (training is tested elsewhere and costs ~20 s here): the export reads only
-    ``run.json`` and ``clus-center/``, which :func:`cluster_and_write` writes as ``train`` does.
+    Training is tested elsewhere and costs ~20 s here; the export reads only ``run.json``
+    and ``clus-center/``, which :func:`cluster_and_write` writes as ``train`` does.
     """
     import keras
 
@@ -57,15 +57,23 @@ def trained(tmp_path_factory):
     from autoencoder3d.model import build_autoencoder
     from autoencoder3d.pipeline import cluster_and_write
 
+    keras.utils.set_random_seed(0)
+    subvolumes = load_dataset(store)
+    _, encoder, decoder, _ = build_autoencoder(subvolumes.v_siz, encoding_dim=8)
+    cluster_and_write(subvolumes, encoder, decoder, k, str(out), n_init=2, seed=0, batch_size=8)
+    record = {"command": "train", "inputs": {"data": str(store), "tomogram": None, "pose": False, "n_clusters": k},
+              "v_siz": list(subvolumes.v_siz), "voxel_size": None}
+    (out / "run.json").write_text(json.dumps(record))
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A run folder (k=3) on a store of 3 tomograms; a second store with poses for the same particles."""
     tmp = tmp_path_factory.mktemp("many")
     store_from_set(tmp / "plain.zarr", dataset())
     store_from_set(tmp / "posed.zarr", dataset(pose=True))
-    keras.utils.set_random_seed(0)
-    _, encoder, decoder, _ = build_autoencoder((SIDE,) * 3, encoding_dim=8)
-    cluster_and_write(load_dataset(tmp / "plain.zarr"), encoder, decoder, 3, str(tmp / "run"), n_init=2, seed=0, batch_size=8)
-    record = {"command": "train", "inputs": {"data": str(tmp / "plain.zarr"), "tomogram": None, "pose": False, "n_clusters": 3},
-              "v_siz": [SIDE] * 3, "voxel_size": None}
-    (tmp / "run" / "run.json").write_text(json.dumps(record))
+    cluster_run(tmp / "plain.zarr", tmp / "run")
     return tmp
 
 
@@ -251,3 +259,34 @@ def test_single_tomogram_run_writes_copick_picks_too(tmp_path):
     for cid, uuids in kmeans.items():
         [(_, positions, _)] = read_picks(config, f"cluster-{cid:03d}")["TS_07"]
         np.testing.assert_allclose(sorted(positions.tolist()), sorted((np.array([vs[u]["center"] for u in uuids]) * VS).tolist()))
+
+
+def test_built_from_relion_and_copick_exports_give_back_the_input_positions(project, tmp_path):
+    """dataset build (RELION 5 star files; a copick project) -> cluster -> export: the particles come back where they were."""
+    from test_dataset_build import build, make_copick_project, write_relion
+
+    import copick
+
+    tomograms, particles = write_relion(project, project[0] / "Refine3D" / "job003")
+    assert build(tmp_path / "r.zarr", "--relion", tomograms, particles) == 0
+    run = cluster_run(tmp_path / "r.zarr", tmp_path / "runr")
+    export_run(run, formats="star", log=None)  # the store's own tomograms.star gives RELION's centres
+    given = starfile.read(particles, always_dict=True)["particles"]
+    columns = ["rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst", "rlnCenteredCoordinateZAngst"]
+    origins = given[["rlnOriginXAngst", "rlnOriginYAngst", "rlnOriginZAngst"]].to_numpy()
+    want = {(t, tuple(np.round(v, 4))) for t, v in zip(given["rlnTomoName"], given[columns].to_numpy() - origins)}
+    out = starfile.read(run / "clus-center" / "particles" / "all_relion5.star")
+    got = [(t, tuple(np.round(v, 4))) for t, v in zip(out["rlnTomoName"], out[columns].to_numpy())]
+    assert len(got) == len(set(got)) == sum(len(c) - 1 for c in project[2].values()) and set(got) <= want  # border boxes dropped
+
+    config = make_copick_project(project, tmp_path / "cp")
+    assert build(tmp_path / "c.zarr", "--copick", config, "--object", "ribosome", "--user", "tester",
+                 "--voxel-spacing", 20, "--tomo-type", "wbp") == 0
+    run = cluster_run(tmp_path / "c.zarr", tmp_path / "runc")
+    assert cli(["export", str(run), "--format", "copick"]) == 0  # into the project the store came from
+    for copick_run in copick.from_file(str(config)).runs:
+        source = copick_run.get_picks(object_name="ribosome", user_id="tester")[0].full_positions()
+        written = [p.numpy()[0] for p in copick_run.get_picks(user_id="autoencoder3d", session_id="1")]
+        back = np.vstack(written)
+        assert 1 <= len(written) <= 3 and len(back) == len(source) - 1
+        assert np.abs(back[:, None, :] - source[None, :, :]).max(-1).min(1).max() < 1e-6

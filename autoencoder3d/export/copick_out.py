@@ -1,5 +1,7 @@
 """copick write-back: one pick set per chosen cluster and copick run (tomogram), under a new user and session.
 
+- Project: ``--copick-config``, by default the project a store was built from
+  (``dataset build --copick``).
 - Runs: each particle's tomogram name must be a run of the project (a store
   built from copick uses the run names); otherwise one error line lists the
   unknown names and nothing is written.
@@ -46,6 +48,15 @@ def _check_name(value, option):
         clean = None
     if clean != str(value):
         raise InputError(f"{option} {value!r}: copick ids allow no spaces, underscores or any of <>:\"/\\|?*")
+
+
+def source_config(subvolumes, note):
+    """The copick config a store was built from (``dataset build --copick``), or None."""
+    source = (((subvolumes.manifest or {}) if subvolumes is not None else {}).get("sources") or {}).get("source") or {}
+    config = source.get("config") if source.get("kind") == "copick" else None
+    if config:
+        note(f"{config}: the copick project the data set was built from receives the picks")
+    return config
 
 
 def check_copick_options(config, user, session):

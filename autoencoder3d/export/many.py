@@ -118,6 +118,21 @@ def store_placements(subvolumes, names, *, tomograms_star=None, ts_angpix=None, 
     return places
 
 
+def store_unit_notes(places, formats, note):
+    """Say which unit NNN.star's pixel coordinates are in, tomogram by tomogram."""
+    from .warp import pixel_units
+
+    if "star" not in formats or not places:
+        return
+    tilt_series = [name for name, place in places.items() if pixel_units(place)[1]]
+    own = len(places) - len(tilt_series)
+    if tilt_series:
+        note(f"NNN.star: rlnCoordinateX/Y/Z in tilt-series pixels (rlnPixelSize on each row) for {len(tilt_series)} tomograms")
+    if own:
+        note(f"tilt-series pixel size unknown for {own} tomograms (--ts-angpix or --tomograms): their NNN.star rows "
+             "hold pixels of the tomogram (rlnPixelSize), which RELION's import does not rescale")
+
+
 def _by_tomogram(rows, order):
     """[(tomogram name, rows)] in the store's tomogram order."""
     groups = {}

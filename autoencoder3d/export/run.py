@@ -7,7 +7,7 @@ import numpy as np
 from ..errors import InputError
 from .angles import relion_angles
 from .geometry import pose_position
-from .many import Row, store_placements, store_rows, write_imod_models, write_store_lists
+from .many import Row, store_placements, store_rows, store_unit_notes, write_imod_models, write_store_lists
 from .place import make_placement
 from .relion5 import relion5_table
 from .run_files import center_of, cluster_members, particle_records, read_run, resolve
@@ -159,7 +159,8 @@ def export_run(run_dir, *, formats=DEFAULT_FORMATS, clusters=None, tomogram=None
         series_name: WarpTools' / M's series name (default: tomogram name + ``.tomostar``).
         ts_angpix: tilt-series (unbinned) pixel size in Angstrom, for pixel coordinates.
         tomograms_star: RELION 5's tomograms.star, for the name, pixel size and unbinned size.
-        copick_config: the copick project to write picks into (format ``'copick'``; :mod:`.copick_out`).
+        copick_config: the copick project to write picks into (format ``'copick'``; :mod:`.copick_out`);
+            by default the one a store was built from.
         copick_user, copick_session: the picks' user id (default ``autoencoder3d``) and session id
             (default: the first number from 1 that this user has not used in the project).
         log: function called with one line per note (``None`` for silence).
@@ -183,11 +184,12 @@ def export_run(run_dir, *, formats=DEFAULT_FORMATS, clusters=None, tomogram=None
 
     clus_dir = os.path.join(run_dir, "clus-center")
     members, selected, chosen = cluster_members(clus_dir, clusters)
-    if "copick" in formats:
-        from .copick_out import check_copick_options
-
-        check_copick_options(copick_config, copick_user, copick_session)
     subvolumes = _store_of(run_dir, run)
+    if "copick" in formats:
+        from .copick_out import check_copick_options, source_config
+
+        copick_config = copick_config or source_config(subvolumes, note)
+        check_copick_options(copick_config, copick_user, copick_session)
     if subvolumes is None:
         rows, name_of = _export_one(run_dir, run, formats, (members, selected, chosen), written, note, tomogram=tomogram,
                                     tomo_name=tomo_name, series_name=series_name, ts_angpix=ts_angpix,
@@ -273,4 +275,5 @@ def _export_many(run_dir, run, subvolumes, formats, clustering, written, note, *
                 written[kind].append(path)
     if "imod" in formats and rows:
         written["imod"] = write_imod_models(os.path.join(particle_dir, f"{last}_imod"), rows, selected, names)
+    store_unit_notes(places, formats, note)
     return rows, {n: (n, places[n].voxel_size) for n in names}

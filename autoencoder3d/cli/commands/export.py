@@ -49,7 +49,7 @@ def add_args(parser):
     parser.add_argument("--ts-angpix", type=float, default=None, help="tilt-series (unbinned) pixel size in A, for NNN.star")
     parser.add_argument("--tomo-name", default=None, help="rlnTomoName to write (default: from tomograms.star or the file name)")
     parser.add_argument("--series-name", default=None, help="WarpTools/M series name (default: TOMO_NAME.tomostar)")
-    parser.add_argument("--copick-config", metavar="CONFIG", default=None, help="copick project config (JSON) for --format copick")
+    parser.add_argument("--copick-config", metavar="CONFIG", default=None, help="copick project config (JSON) for --format copick (default: the one the data set was built from)")
     parser.add_argument("--copick-user", metavar="USER", default=None, help="copick user id of the picks (default autoencoder3d)")
     parser.add_argument("--copick-session", metavar="ID", default=None,
                         help="copick session id (default: the first number from 1 the user has not used)")
@@ -70,5 +70,6 @@ def main(args):
         if written[kind]:
             print(f"wrote {len(written[kind])} {kind.upper()} files under {args.run_dir}/clus-center/")
     if written["copick"]:
-        print(f"wrote {len(written['copick'])} copick pick sets into the project of {args.copick_config}")
+        where = f" into the project of {args.copick_config}" if args.copick_config else ""
+        print(f"wrote {len(written['copick'])} copick pick sets{where}")
     return 0
