@@ -234,8 +234,14 @@ def class_weights(class_maps, n_class):
     The number of target entries is that of the published one-hot target array,
     voxels x n_class. A class with no voxel gets weight 0 (and a warning).
     """
-    counts = np.bincount(np.asarray(class_maps).ravel(), minlength=n_class)[:n_class].astype(np.float64)
-    total = float(np.asarray(class_maps).size) * n_class
+    counts = np.bincount(np.asarray(class_maps).ravel(), minlength=n_class)[:n_class]
+    return class_weights_from_counts(counts, np.asarray(class_maps).size, n_class)
+
+
+def class_weights_from_counts(counts, n_voxels, n_class):
+    """:func:`class_weights` from the voxels per class and the number of voxels of all patches."""
+    counts = np.asarray(counts, dtype=np.float64)
+    total = float(n_voxels) * n_class
     weights = np.zeros(n_class)
     for label, count in enumerate(counts):
         if count:
@@ -502,7 +508,7 @@ def run_seg_train(
     """
     import secrets
 
-    from .io import load_subvolumes, save_pickle
+    from .io import load_dataset
     from . import train as ae_train
     from .train import HISTORY_CSV, LAST_WEIGHTS, STATE_FILE, write_json
 
@@ -541,7 +547,7 @@ def run_seg_train(
     import keras
 
     keras.utils.set_random_seed(seed)
-    subvolumes = load_subvolumes(data)
+    subvolumes = load_dataset(data)
     from .model import load_model
 
     autoencoder = load_model(autoencoder_path)
@@ -558,45 +564,26 @@ def run_seg_train(
     if len(in_data) < len(labels):
         log.warning("%d subvolumes of the selected clusters are not in %s and are left out", len(labels) - len(in_data), data)
 
-    # 1. decode every subvolume
-    t0 = time.perf_counter()
-    decoded = autoencoder.predict(subvolumes.volumes[..., None], batch_size=batch_size, verbose=0)[..., 0]
-    scale = _label_scale(autoencoder, out_dir)
-    save_pickle(os.path.join(out_dir, "decoded", "decoded.pickle"), dict(zip(subvolumes.uuids, decoded)))
-    decode_seconds = time.perf_counter() - t0
+    from .seg_patches import patches_from_store, patches_in_memory, remove_targets
+
+    prepare = patches_in_memory if subvolumes.in_memory else patches_from_store
+    prepared = prepare(autoencoder, subvolumes, labels, selection, out_dir, iso, batch_size, seed, class_balanced)
     del autoencoder
-
-    # 2-3. labels and background patches
-    rng = np.random.default_rng(seed)
-    background = sample_background(subvolumes.uuids, labels, rng)
-    index = {u: i for i, u in enumerate(subvolumes.uuids)}
-    chosen = [u for u in subvolumes.uuids if u in labels] + background
-    patch_labels = [labels.get(u, 0) for u in chosen]
-    # Shuffle once so that the validation split (the last 10 %, Keras's rule) mixes labelled and background patches.
-    order = rng.permutation(len(chosen))
-    chosen = [chosen[i] for i in order]
-    patch_labels = [patch_labels[i] for i in order]
-    rows = np.array([index[u] for u in chosen])
-
-    # 4. targets
+    volumes, class_maps, counts, label_fraction, scale, weights = (prepared[k] for k in ("volumes", "class_maps", "counts", "label_fraction", "scale", "weights"))
+    chosen, patch_labels, background, decode_seconds = (prepared[k] for k in ("chosen", "patch_labels", "background", "decode_seconds"))
     n_class = max(selection) + 1
-    volumes = subvolumes.volumes[rows]
-    class_maps = np.stack([build_targets(decoded[r], l, iso, **scale) for r, l in zip(rows, patch_labels)])
-    weights = class_weights(class_maps, n_class)
-    log.info("per-class weights (published formula): %s%s", np.round(weights, 3).tolist(), "" if class_balanced else " (not applied; --class-balanced applies them)")
-    counts = np.bincount(class_maps.ravel(), minlength=n_class)[:n_class]
-    _check_labelled_voxels(counts, selection, decoded, rows, patch_labels, iso, scale)
-    labelled = [c for c, l in zip(class_maps, patch_labels) if l]
-    label_fraction = float(np.mean([np.count_nonzero(c) / c.size for c in labelled]))
     log.info("labels: %.1f %% of the voxels of the labelled subvolumes are denser than %g standard deviations "
              "above the mean (%s contrast)", 100 * label_fraction, iso, scale["polarity"])
 
     # 5-6. train
-    model, info = train_segmenter(
-        volumes, class_maps, n_class, seg_dir, epochs=epochs, batch_size=batch_size, patience=patience,
-        validation_split=validation_split, learning_rate=learning_rate, weights=weights if class_balanced else None,
-        seed=seed, verbose=verbose,
-    )
+    try:
+        model, info = train_segmenter(
+            volumes, class_maps, n_class, seg_dir, epochs=epochs, batch_size=batch_size, patience=patience,
+            validation_split=validation_split, learning_rate=learning_rate, weights=weights if class_balanced else None,
+            seed=seed, verbose=verbose,
+        )
+    finally:
+        remove_targets(seg_dir)
     log.info("final loss on the training patches: %.5f", info["final_train_loss"])
     if info["history"]:
         try:
@@ -638,12 +625,12 @@ def run_seg_predict(data, model_path=None, out_dir=".", *, batch_size=32):
     Returns:
         dict with the output paths, the number of subvolumes and voxels per class.
     """
-    from .io import load_subvolumes, save_pickle
+    from .io import load_dataset, save_pickle
 
     out_dir = os.path.abspath(out_dir)
     model_path = model_path or os.path.join(out_dir, SEG_DIR, SEG_MODEL)
     model = load_segmenter(model_path)
-    subvolumes = load_subvolumes(data)
+    subvolumes = load_dataset(data)  # a store is read a block at a time
     check_model_box(model, subvolumes.v_siz, model_path, data)
     started = time.perf_counter()
     n_class = segmenter_classes(model)

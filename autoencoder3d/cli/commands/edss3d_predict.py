@@ -17,7 +17,7 @@ from ..common import add_out, positive_int
 
 
 def add_args(parser):
-    parser.add_argument("data", metavar="DATA", help="subvolume pickle (published format)")
+    parser.add_argument("data", metavar="DATA", help="subvolume pickle (published format) or data set store (read a block at a time)")
     parser.add_argument("--model", metavar="MODEL.keras", default=None, help="EDSS3D model (default: RUN_DIR/model-seg/model-seg.keras)")
     add_out(parser, help="folder for prediction/, usually the run folder (default: current folder)")
     parser.add_argument("--batch-size", type=positive_int, default=32, help="subvolumes predicted together (default 32)")

@@ -8,7 +8,7 @@ as many unlabelled subvolumes as background, and trains the published network
 20). An interrupted run resumes; a finished one is reused unless --retrain.
 
 Writes, in --out RUN_DIR:
-  decoded/decoded.pickle             uuid -> decoded subvolume (the labels' source)
+  decoded/decoded.pickle             uuid -> decoded subvolume (the labels' source; not for a data set store)
   model-seg/model-seg.keras          the trained EDSS3D network
   model-seg/history.csv              loss and validation loss per epoch
   model-seg/loss.png                 the same, plotted
@@ -25,7 +25,8 @@ from ..common import add_out, add_seed, fraction, positive_float, positive_int
 
 
 def add_args(parser):
-    parser.add_argument("data", metavar="DATA", help="subvolume pickle the run clustered (published format)")
+    parser.add_argument("data", metavar="DATA", help="what the run clustered: the subvolume pickle (published format) or the data set store "
+                             "(read batch by batch; only the labelled subvolumes are decoded, and no decoded/decoded.pickle is written)")
     add_out(parser, help="the 'autoencoder3d train' run folder; decoded/ and model-seg/ are written there (default: current folder)")
     parser.add_argument("--select", action="append", default=[], metavar="LABEL=C1,C2,...", help="give the clusters C1, C2, ... segmentation label LABEL (1, 2, ...; 0 is the background); repeat per label")
     parser.add_argument("--selection", metavar="FILE.json", help='JSON file label -> cluster ids, e.g. {"1": [3, 21, 28], "2": [15, 25]}')
