@@ -52,10 +52,15 @@ class TrainOptions:
     seed: int = None
     retrain: bool = False
     mixed_precision: str = None
-    distribute: bool = False
+    distribute: str = None
+    port: int = None
     deterministic: bool = False
     workers: int = None
     verbose: int = 1
+
+    def __post_init__(self):
+        # ``distribute``: None, "mirrored" or "multiworker" (True, the old flag, is "mirrored")
+        self.distribute = {True: "mirrored", False: None}.get(self.distribute, self.distribute)
 
 
 def _check_box(path, v_siz):
@@ -157,9 +162,17 @@ def run_pose(data, tomogram, out_pickle, *, sigma=2.0, workers=None, progress=Tr
 
 
 def _configure_keras(options):
-    """Seed, precision and distribution; returns the distribution strategy (or None)."""
+    """Seed, precision and distribution; returns the distribution strategy (or None).
+
+    Under ``--distribute multiworker`` every worker takes the chief's seed.
+    """
     import keras
 
+    from .distribute import make_strategy, share_from_chief
+
+    strategy = make_strategy(options.distribute, options.port) if options.distribute else None
+    if options.distribute == "multiworker":
+        options.seed = share_from_chief(strategy, options.seed)
     keras.utils.set_random_seed(options.seed)
     if options.deterministic:
         import tensorflow as tf
@@ -167,16 +180,7 @@ def _configure_keras(options):
         tf.config.experimental.enable_op_determinism()
     policy = {None: "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}[options.mixed_precision]
     keras.mixed_precision.set_global_policy(policy)
-    if options.distribute:
-        import tensorflow as tf
-
-        # all GPUs; on a machine without one, the logical CPU devices (testable on CPU)
-        devices = [d.name for d in tf.config.list_logical_devices("GPU")]
-        devices = devices or [d.name for d in tf.config.list_logical_devices("CPU")]
-        strategy = tf.distribute.MirroredStrategy(devices)
-        log.info("training on %d replicas: %s", strategy.num_replicas_in_sync, ", ".join(devices))
-        return strategy
-    return None
+    return strategy
 
 
 def _is_out_of_memory(err):
@@ -237,29 +241,38 @@ def _check_resume_point(model_dir, options, current):
     _seed_from(state, options, os.path.join(model_dir, "checkpoint-last.weights.h5"))
 
 
-def _obtain_models(volumes, model_dir, options, timings, current, command="train"):
-    from .train import clear_training_state, train_autoencoder
+def _obtain_models(volumes, model_dir, options, timings, current, command="train", worker_dir=None):
+    """Reuse, resume or train the models. ``worker_dir``: a non-chief worker's own folder (it writes only there)."""
+    from .train import clear_training_state, load_saved_models, train_autoencoder
 
-    if options.retrain:
+    chief = worker_dir is None
+    if options.retrain and chief:
         clear_training_state(model_dir)
-    reused = _reuse_models(volumes, model_dir, options, current, command)
+    fresh = options.retrain and not chief  # the chief is clearing model/: nothing there counts
+    reused = None if fresh else _reuse_models(volumes, model_dir, options, current, command)
     if reused is not None:
         return reused
-    _check_resume_point(model_dir, options, current)
+    if not fresh:
+        _check_resume_point(model_dir, options, current)
     _draw_seed(options)
     strategy = _configure_keras(options)
     provenance = {"seed": options.seed, "deterministic": options.deterministic, "fingerprint": current}
     try:
         models, info = train_autoencoder(
-            volumes, model_dir, epochs=options.epochs, batch_size=options.batch_size, patience=options.patience,
-            validation_split=options.validation_split, learning_rate=options.learning_rate,
+            volumes, model_dir if chief else worker_dir, epochs=options.epochs, batch_size=options.batch_size,
+            patience=options.patience, validation_split=options.validation_split, learning_rate=options.learning_rate,
             encoding_dim=options.encoding_dim, settings=code_settings(options), seed=options.seed, strategy=strategy,
-            verbose=options.verbose, provenance=provenance,
+            verbose=options.verbose, provenance=provenance, resume_from=worker_dir if fresh else model_dir,
         )
     except Exception as err:  # a GPU out-of-memory error becomes one actionable line
         if _is_out_of_memory(err):
             raise InputError(f"out of GPU memory at --batch-size {options.batch_size}: try a smaller --batch-size") from None
         raise
+    if options.distribute == "multiworker":  # the chief encodes alone, with models outside the workers' strategy
+        from .distribute import stop_watching_workers
+
+        stop_watching_workers(strategy)
+        models = load_saved_models(model_dir, volumes.shape[1:]) if chief else models
     timings["train_s"] = info["train_seconds"]
     return models, info
 
@@ -344,10 +357,40 @@ def run_train(data, tomogram, pose, n_clusters, out_dir=".", options=None, *, co
 
         if not saved_models_exist(model_dir):
             raise InputError(f"{model_dir}: no trained autoencoder here; run 'autoencoder3d train' first")
+    if options.distribute == "multiworker":
+        from .distribute import is_chief, use_cluster
+
+        cluster = use_cluster(port=options.port)
+        if not is_chief(cluster):  # trains alongside the chief, which alone writes (and locks) the run folder
+            return _train_as_worker(data, tomogram, pose, n_clusters, out_dir, options, cluster)
     with RunFolderLock(out_dir):
         for path in remove_leftovers(out_dir):
             log.info("removed %s, left by an interrupted write", path)
         return _run_train_locked(data, tomogram, pose, n_clusters, out_dir, options, command)
+
+
+def _train_as_worker(data, tomogram, pose, n_clusters, out_dir, options, cluster):
+    """A non-chief worker of ``--distribute multiworker``: the chief's checks, then training; nothing in ``out_dir``.
+
+    It resumes from the chief's resume point (read only) and keeps its own
+    checkpoints in a temporary folder, removed at the end.
+
+    Returns:
+        ``{"worker": "worker 1 of 2", "seed": ..., "training": {...}}``.
+    """
+    import tempfile
+
+    from .distribute import describe
+
+    subvolumes, _ = prepare_subvolumes(
+        data, tomogram, pose, sigma=options.smooth_sigma, workers=options.workers, progress=False, polarity=options.polarity,
+    )
+    _check_box(data, subvolumes.v_siz)
+    _check_n_clusters(data, len(subvolumes), n_clusters)
+    current = fingerprint(data, tomogram, pose, subvolumes.v_siz, options)
+    with tempfile.TemporaryDirectory(prefix="autoencoder3d-worker-") as scratch:
+        _, info = _obtain_models(subvolumes.volumes, os.path.join(out_dir, "model"), options, {}, current, worker_dir=scratch)
+    return {"worker": describe(cluster), "seed": options.seed, "training": {k: v for k, v in info.items() if k != "history"}}
 
 
 def _run_train_locked(data, tomogram, pose, n_clusters, out_dir, options, command):

@@ -278,7 +278,7 @@ SETTINGS_LAYOUT = [
     ("training", "options", "patience", "early-stopping patience"),
     ("training", "options", "validation_split", "validation fraction"),
     ("training", "options", "retrain", "retrained"),
-    ("training", "options", "distribute", "all GPUs"),
+    ("training", "options", "distribute", "distributed training"),
     ("training", "options", "deterministic", "deterministic"),
     ("training", "options", "verbose", "verbosity"),
     ("training", "options", "workers", "workers"),

@@ -22,7 +22,7 @@ from .errors import InputError
 
 LOCK_NAME = ".autoencoder3d.lock"
 # options that do not change the trained model: how k-means runs, speed, verbosity, reuse
-NOT_MODEL_OPTIONS = {"n_init", "kmeans", "seed", "deterministic", "retrain", "workers", "verbose"}
+NOT_MODEL_OPTIONS = {"n_init", "kmeans", "seed", "deterministic", "retrain", "workers", "verbose", "port"}
 # what atomic.py names its temporary files and folders: .NAME.XXXXXXXX.tmp[.ext] and .NAME.XXXXXXXX.old
 _LEFTOVER = re.compile(r"^\..+\.[a-z0-9_]{8}\.(tmp(\..*)?|old)$")
 _SUBFOLDERS = ("model", "clus-center")

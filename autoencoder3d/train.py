@@ -304,6 +304,7 @@ def train_autoencoder(
     strategy=None,
     verbose=1,
     provenance=None,
+    resume_from=None,
 ):
     """Train the autoencoder on ``volumes``, resuming from ``model_dir`` if possible.
 
@@ -321,6 +322,8 @@ def train_autoencoder(
         verbose: Keras's verbosity for ``fit``.
         provenance: JSON-able facts about the run (seed, inputs' fingerprint) kept in the
             resume point and in ``train-state.json``.
+        resume_from: folder whose resume point to continue from (default ``model_dir``;
+            a multi-worker run's other workers read the chief's).
 
     Returns:
         ((autoencoder, encoder, decoder), info) with the best weights loaded, the
@@ -341,7 +344,7 @@ def train_autoencoder(
         models = build_autoencoder(shape, encoding_dim, settings=settings, mean=mean, std=std)
         models.trainer.compile(optimizer=published_optimizer(learning_rate), loss="mse")
     trainer = models.trainer  # the network on standardized volumes; shares every weight with the three models
-    state = _resume(trainer, model_dir)
+    state = _resume(trainer, resume_from or model_dir)
     if not state:
         clear_training_state(model_dir)  # e.g. best weights of an epoch whose resume point was never written
     initial_epoch = int(state.get("epochs_done", 0))

@@ -28,6 +28,7 @@ Example:
   autoencoder3d train data.pickle None False 4 --out run1 --seed 1
 """
 
+import os
 import sys
 
 from ..common import (
@@ -55,7 +56,14 @@ def add_args(parser):
     add_seed(parser)
     parser.add_argument("--retrain", action="store_true", help="ignore a saved model and checkpoints in model/ and train from scratch")
     parser.add_argument("--mixed-precision", choices=["bfloat16", "float16"], default=None, help="GPU speed-up: compute in bfloat16/float16, weights and code in float32")
-    parser.add_argument("--distribute", action="store_true", help="train on all visible GPUs (tf.distribute.MirroredStrategy)")
+    parser.add_argument(
+        "--distribute", nargs="?", const="mirrored", choices=["mirrored", "multiworker"], default=None,
+        help="mirrored (the default when given alone): train on all GPUs of this machine (tf.distribute.MirroredStrategy); "
+             "multiworker: on several machines (MultiWorkerMirroredStrategy), every worker running the same command, the cluster "
+             "from TF_CONFIG or else from SLURM (one srun task per node); worker 0 writes RUN_DIR",
+    )
+    parser.add_argument("--port", type=positive_int, default=None,
+                        help="--distribute multiworker under SLURM: the workers' port (default $AUTOENCODER3D_PORT, else 12345)")
 
 
 def options_from_args(args, **overrides):
@@ -67,8 +75,8 @@ def options_from_args(args, **overrides):
         patience=getattr(args, "patience", 20), learning_rate=getattr(args, "learning_rate", 0.001),
         validation_split=getattr(args, "validation_split", 0.1), n_init=args.n_init, kmeans=args.kmeans, smooth_sigma=args.smooth_sigma,
         seed=args.seed, deterministic=args.seed is not None, retrain=getattr(args, "retrain", False),
-        mixed_precision=getattr(args, "mixed_precision", None), distribute=getattr(args, "distribute", False),
-        workers=args.workers, verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2),
+        mixed_precision=getattr(args, "mixed_precision", None), distribute=getattr(args, "distribute", None),
+        port=getattr(args, "port", None), workers=args.workers, verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2),
     )
     values.update(overrides)
     return TrainOptions(**values)
@@ -76,8 +84,6 @@ def options_from_args(args, **overrides):
 
 def report(record, out_dir):
     """The last line: what happened, in the tool's words, and where the report is."""
-    import os
-
     from ...cluster import code_health
 
     n_clusters = record["inputs"]["n_clusters"]
@@ -104,5 +110,8 @@ def main(args):
     from ...pipeline import run_train
 
     record = run_train(args.data, args.tomogram, args.pose, args.n_clusters, args.out, options_from_args(args))
+    if "worker" in record:  # another worker of --distribute multiworker: the chief writes and reports
+        print(f"{record['worker']}: trained alongside the chief, which writes {os.path.abspath(args.out)}")
+        return 0
     report(record, args.out)
     return 0
