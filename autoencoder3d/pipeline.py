@@ -387,10 +387,17 @@ def _train_as_worker(data, tomogram, pose, n_clusters, out_dir, options, cluster
     )
     _check_box(data, subvolumes.v_siz)
     _check_n_clusters(data, len(subvolumes), n_clusters)
-    current = fingerprint(data, tomogram, pose, subvolumes.v_siz, options)
+    current = _fingerprint(data, tomogram, pose, subvolumes, options)
     with tempfile.TemporaryDirectory(prefix="autoencoder3d-worker-") as scratch:
         _, info = _obtain_models(subvolumes.volumes, os.path.join(out_dir, "model"), options, {}, current, worker_dir=scratch)
     return {"worker": describe(cluster), "seed": options.seed, "training": {k: v for k, v in info.items() if k != "history"}}
+
+
+def _fingerprint(data, tomogram, pose, subvolumes, options):
+    if subvolumes.in_memory:
+        return fingerprint(data, tomogram, pose, subvolumes.v_siz, options)
+    # a store's digest covers its poses; its tomograms were read when it was built
+    return fingerprint(data, None, False, subvolumes.v_siz, options)
 
 
 def _run_train_locked(data, tomogram, pose, n_clusters, out_dir, options, command):
@@ -404,10 +411,7 @@ def _run_train_locked(data, tomogram, pose, n_clusters, out_dir, options, comman
     )
     _check_box(data, subvolumes.v_siz)
     _check_n_clusters(data, len(subvolumes), n_clusters)
-    if subvolumes.in_memory:
-        current = fingerprint(data, tomogram, pose, subvolumes.v_siz, options)
-    else:  # a store's digest covers its poses; its tomograms were read when it was built
-        current = fingerprint(data, None, False, subvolumes.v_siz, options)
+    current = _fingerprint(data, tomogram, pose, subvolumes, options)
     models, train_info = _obtain_models(subvolumes.volumes, model_dir, options, timings, current, command)
     if pose and subvolumes.in_memory:  # only now: a refused rerun must not replace the run folder's files
         save_subvolumes(os.path.join(out_dir, POSE_PICKLE), subvolumes)
