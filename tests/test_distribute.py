@@ -154,3 +154,43 @@ def test_two_local_workers_train_one_model_and_only_the_chief_writes(tmp_path):
     assert [os.listdir(tmp) for tmp in scratch[1:]] == [[]]
     assert not (run / ".autoencoder3d.lock").exists()
     assert sorted(os.listdir(run)) == ["clus-center", "model", "run.json"]
+
+
+def test_a_worker_resumes_from_the_chiefs_resume_point_and_writes_only_its_own_folder(tmp_path):
+    """The non-chief side of a multi-worker run, in one process: read the chief's model/, write elsewhere."""
+    import numpy as np
+
+    from autoencoder3d.checkpoints import write_resume_point
+    from autoencoder3d.io import load_subvolumes
+    from autoencoder3d.model import build_autoencoder
+    from autoencoder3d.pipeline import TrainOptions, _obtain_models
+    from autoencoder3d.runfolder import fingerprint
+    from autoencoder3d.train import LAST_WEIGHTS, published_optimizer
+
+    data = tmp_path / "d.pickle"
+    pickle.dump(make_subvolume_dict(n=20), open(data, "wb"))
+    volumes = load_subvolumes(str(data)).volumes
+    options = TrainOptions(epochs=1, batch_size=8, n_init=2, verbose=0)
+    current = fingerprint(str(data), None, False, (16, 16, 16), options)
+    # the chief's resume point after its only epoch, with the seed it drew
+    models = build_autoencoder((16, 16, 16), 32)
+    models.trainer.compile(optimizer=published_optimizer(), loss="mse")
+    models.trainer.optimizer.build(models.trainer.trainable_variables)
+    model_dir = tmp_path / "run" / "model"
+    model_dir.mkdir(parents=True)
+    state = {"epochs_done": 1, "best": 0.5, "wait": 0, "stopped_early": False, "seed": 7, "deterministic": True, "fingerprint": current,
+             "history": [{"epoch": 1, "loss": 0.6, "val_loss": 0.5, "learning_rate": 0.001}]}
+    write_resume_point(models.trainer, str(model_dir / LAST_WEIGHTS), state)
+    before = {name: os.path.getmtime(model_dir / name) for name in os.listdir(model_dir)}
+
+    mine = tmp_path / "worker"
+    mine.mkdir()
+    (autoencoder, _, _), info = _obtain_models(volumes, str(model_dir), options, {}, current, worker_dir=str(mine))
+    assert info["resumed_from_epoch"] == 1 and info["epochs_run"] == 0 and options.seed == 7  # the chief's epoch and seed
+    assert all(np.array_equal(a, b) for a, b in zip(autoencoder.get_weights(), models.autoencoder.get_weights()))
+    assert "model-autoencoder.keras" in os.listdir(mine)
+    # --retrain: the chief is clearing model/; the worker starts afresh and still leaves model/ alone
+    fresh = TrainOptions(epochs=1, batch_size=8, n_init=2, verbose=0, retrain=True, seed=7)
+    _, info = _obtain_models(volumes, str(model_dir), fresh, {}, current, worker_dir=str(mine))
+    assert info["resumed_from_epoch"] == 0 and info["epochs_run"] == 1
+    assert {name: os.path.getmtime(model_dir / name) for name in os.listdir(model_dir)} == before
