@@ -290,3 +290,22 @@ def test_built_from_relion_and_copick_exports_give_back_the_input_positions(proj
         back = np.vstack(written)
         assert 1 <= len(written) <= 3 and len(back) == len(source) - 1
         assert np.abs(back[:, None, :] - source[None, :, :]).max(-1).min(1).max() < 1e-6
+
+
+def test_array_geometry_equals_the_per_particle_one():
+    """The store export places particles with array versions of pose_position and relion_angles: same numbers."""
+    from scipy.spatial.transform import Rotation
+
+    from autoencoder3d.export.angles import relion_angles, relion_angles_many
+    from autoencoder3d.export.geometry import pose_positions
+
+    rng = np.random.default_rng(4)
+    rms = Rotation.random(200, random_state=4).as_matrix()
+    rms[:4] = [relion_matrix(30, 0, 40), relion_matrix(30, 180, 40), np.eye(3), relion_matrix(-170, 90, 170)]
+    centres, coms = rng.uniform(10, 90, (200, 3)), rng.uniform(5, 10, (200, 3))
+    for shape in ((16, 16, 16), (15, 15, 15), (16, 14, 12)):
+        one = np.array([pose_position(c, m, r, shape) for c, m, r in zip(centres, coms, rms)])
+        np.testing.assert_allclose(pose_positions(centres, coms, rms, shape), one, atol=1e-9)
+    np.testing.assert_allclose(relion_angles_many(rms), [relion_angles(r) for r in rms], atol=1e-9)
+    with pytest.raises(ValueError):
+        relion_angles_many(np.diag([1.0, 1.0, -1.0])[None])

@@ -32,3 +32,20 @@ def relion_angles(matrix):
     else:  # tilt 180: only psi - rot is defined
         rot, psi = 0.0, np.arctan2(a[0, 1], a[1, 1])
     return tuple(float(v) for v in np.rad2deg([rot, tilt, psi]))
+
+
+def relion_angles_many(matrices):
+    """:func:`relion_angles` of (N, 3, 3) rotations at once: (N, 3) degrees (rot, tilt, psi).
+
+    Raises:
+        ValueError: if a matrix is not a proper rotation.
+    """
+    a = np.asarray(matrices, dtype=float).reshape(-1, 3, 3)
+    if len(a) and (not np.allclose(a @ a.transpose(0, 2, 1), np.eye(3), atol=1e-4) or np.any(np.linalg.det(a) < 0)):
+        raise ValueError("not proper rotation matrices")
+    tilt = np.arccos(np.clip(a[:, 2, 2], -1.0, 1.0))
+    general = np.sin(tilt) > 1e-6
+    rot = np.where(general, np.arctan2(a[:, 2, 1], a[:, 2, 0]), 0.0)
+    psi = np.where(general, np.arctan2(a[:, 1, 2], -a[:, 0, 2]),
+                   np.where(a[:, 2, 2] > 0, np.arctan2(a[:, 0, 1], a[:, 0, 0]), np.arctan2(a[:, 0, 1], a[:, 1, 1])))
+    return np.rad2deg(np.stack([rot, tilt, psi], axis=1))

@@ -80,20 +80,25 @@ def _open(config):
         raise InputError(f"{config}: not a readable copick config ({type(err).__name__}: {first})") from None
 
 
-def _points_by_run(rows, name_of, config):
+def _points_by_run(particles, name_of, config):
     """{(copick run, cluster): (positions in Angstrom, transforms)}; InputError for unknown voxel sizes."""
+    by_tomogram = {}
+    for i, tomogram in enumerate(particles.tomogram):
+        by_tomogram.setdefault(tomogram, []).append(i)
     grouped = {}
-    for row in rows:
-        run, voxel_size = name_of[row.tomogram]
+    for tomogram, rows in by_tomogram.items():
+        run, voxel_size = name_of[tomogram]
         if voxel_size is None:
             raise InputError(f"{config}: tomogram {run}: voxel size unknown, so its picks cannot be placed in Angstrom")
-        transform = np.eye(4)
-        if row.rotation is not None:
-            transform[:3, :3] = row.rotation
-        grouped.setdefault((run, row.cluster), ([], []))
-        grouped[(run, row.cluster)][0].append(np.asarray(row.xyz, dtype=float) * np.asarray(voxel_size, dtype=float))
-        grouped[(run, row.cluster)][1].append(transform)
-    return {key: (np.array(p), np.array(t)) for key, (p, t) in grouped.items()}
+        rows = np.array(rows)
+        transforms = np.tile(np.eye(4), (len(rows), 1, 1))
+        posed = np.all(np.isfinite(particles.rotation[rows].reshape(-1, 9)), axis=1)
+        transforms[posed, :3, :3] = particles.rotation[rows][posed]
+        positions = particles.xyz[rows] * np.asarray(voxel_size, dtype=float)
+        for cluster in np.unique(particles.cluster[rows]):
+            mine = particles.cluster[rows] == cluster
+            grouped[(run, int(cluster))] = (positions[mine], transforms[mine])
+    return grouped
 
 
 def _check_runs(root, wanted, config):
@@ -150,19 +155,19 @@ def _add_objects(config, root, objects, radius):
     return missing
 
 
-def write_copick(config, rows, name_of, selected, *, user=None, session=None, radius=None, note=print):
-    """Write the rows as copick picks (see the module docstring); returns the written pick files.
+def write_copick(config, particles, name_of, selected, *, user=None, session=None, radius=None, note=print):
+    """Write the particles as copick picks (see the module docstring); returns the written pick files.
 
     Args:
-        rows: :class:`~.many.Row` of the chosen clusters.
-        name_of: the rows' tomogram -> (copick run name, voxel size in Angstrom or None).
+        particles: :class:`~.many.Particles` of the chosen clusters.
+        name_of: the particles' tomogram -> (copick run name, voxel size in Angstrom or None).
         selected: the chosen cluster ids.
         radius: the objects' radius in Angstrom for newly declared objects (or None).
     """
     user = user or DEFAULT_USER
     check_copick_options(config, user, session)
     root = _open(config)
-    points = _points_by_run(rows, name_of, config)
+    points = _points_by_run(particles, name_of, config)
     _check_runs(root, {run for run, _ in points}, config)
     objects = [object_name(c) for c in selected]
     session = _session(root, user, session, objects, config)

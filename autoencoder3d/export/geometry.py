@@ -57,3 +57,16 @@ def pose_position(center, c, rm, shape):
     """
     offset = normalized_to_tomogram(center, c, rm, shape)
     return offset + np.asarray(rm, dtype=float) @ (np.asarray(shape) // 2).astype(float)
+
+
+def pose_positions(centers, cs, rms, shape):
+    """:func:`pose_position` of many particles at once: (N, 3) centres and centres of mass, (N, 3, 3) rotations."""
+    centers, cs, rms = (np.asarray(a, dtype=float) for a in (centers, cs, rms))
+    shape = np.asarray(shape)
+    loc_r = np.einsum("nji,nj->ni", rms, (shape - 1) / 2.0 - cs)  # rm^T (mid - c)
+    side = np.ceil((shape.max() + 2 * np.abs(loc_r).max(axis=1)) * np.abs(rms.sum(axis=2)).max(axis=1))
+    start = np.rint(centers) - np.ceil(side / 2)[:, None]
+    c1 = (side - 1) / 2.0
+    crop = (side // 2)[:, None] - np.array([math.ceil(n / 2) for n in shape], dtype=float)
+    offset = start + c1[:, None] + np.einsum("nij,nj->ni", rms, crop - c1[:, None] - loc_r)
+    return offset + np.einsum("nij,j->ni", rms, (shape // 2).astype(float))

@@ -27,39 +27,33 @@ def write_model(path, xyz, clusters, objects=None):
 
     points = voxels_to_model(xyz)
     order = {c: i for i, c in enumerate(sorted(set(int(c) for c in clusters)) if objects is None else objects)}
-    table = pd.DataFrame({
-        "object_id": np.array([order[int(c)] for c in clusters], dtype=int),
-        "contour_id": np.zeros(len(points), dtype=int),
-        "x": points[:, 0], "y": points[:, 1], "z": points[:, 2],
-    })
+    object_id = np.array([order[int(c)] for c in clusters], dtype=int)
     with atomic_path(path, suffix=".mod") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # imodmodel 0.1 calls a pydantic-1 method
         if objects is None:
+            table = pd.DataFrame({"object_id": object_id, "contour_id": np.zeros(len(points), dtype=int),
+                                  "x": points[:, 0], "y": points[:, 1], "z": points[:, 2]})
             imodmodel.write(table, tmp)
         else:
-            _model_with_objects(table, objects).to_file(tmp)
+            _model_with_objects(points, object_id, objects).to_file(tmp)
 
 
-def _model_with_objects(table, objects):
-    """The scattered-point model of ``table`` with one (possibly empty) object per entry of ``objects``."""
-    from imodmodel.models import ImodModel, Object
+def _model_with_objects(points, object_id, objects):
+    """A model of scattered points: object ``i`` holds one contour of the points with ``object_id == i`` (maybe none)."""
+    from imodmodel.models import Contour, ImodModel, Object
 
-    present = ImodModel.from_dataframe(table)
-    filled = iter(present.objects)
-    used = set(int(i) for i in table["object_id"])
-    model_objects = []
+    model = ImodModel()
+    by_object = np.argsort(object_id, kind="stable")
+    bounds = np.searchsorted(object_id[by_object], np.arange(len(objects) + 1))
     for i, cluster in enumerate(objects):
-        obj = next(filled) if i in used else _empty_object(Object)
+        obj = Object()
+        rows = by_object[bounds[i]:bounds[i + 1]]
+        if len(rows):
+            obj.contours.append(Contour(points=points[rows]))
+        obj.header.flags.scattered = True
+        obj.header.flags.open = False
         obj.header.name = f"cluster {int(cluster):03d}"
-        model_objects.append(obj)
-    present.objects = model_objects
-    present.update_sizes()
-    return present
-
-
-def _empty_object(object_type):
-    obj = object_type()
-    obj.header.flags.scattered = True
-    obj.header.flags.open = False
-    obj.update_sizes()
-    return obj
+        obj.update_sizes()
+        model.objects.append(obj)
+    model.update_sizes()
+    return model

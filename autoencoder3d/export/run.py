@@ -7,7 +7,8 @@ import numpy as np
 from ..errors import InputError
 from .angles import relion_angles
 from .geometry import pose_position
-from .many import Row, store_placements, store_rows, store_unit_notes, write_imod_models, write_store_lists
+from .many import (particles_from_rows, store_particles, store_placements, store_unit_notes, write_imod_models,
+                   write_store_lists)
 from .place import make_placement
 from .relion5 import relion5_table
 from .run_files import center_of, cluster_members, particle_records, read_run, resolve
@@ -63,7 +64,7 @@ def _write_centres(clus_dir, selected, voxel_size, note):
 
 
 def particle_rows(run_dir, inputs, members, selected, note):
-    """A :class:`~.many.Row` (cluster, uuid, position, angles, rotation) per exported particle.
+    """(cluster, uuid, position, angles or None, rotation or None) per exported particle.
 
     With pose normalization the position is where the normalized volume's voxel
     ``n // 2`` lies in the tomogram (:func:`~.geometry.pose_position`) and the
@@ -95,7 +96,7 @@ def particle_rows(run_dir, inputs, members, selected, note):
                 if pose.get("center_of_mass") is not None:
                     xyz = pose_position(xyz, np.asarray(pose["center_of_mass"], dtype=float), rm, shape)
                 angles = relion_angles(rm)
-            rows.append(Row(cid, uuid, xyz, angles, rm))
+            rows.append((cid, uuid, xyz, angles, rm))
     if missing:
         note(f"{missing} particles have no centre in {data_path}; left out of the particle lists")
     return rows, bool(poses)
@@ -191,18 +192,18 @@ def export_run(run_dir, *, formats=DEFAULT_FORMATS, clusters=None, tomogram=None
         copick_config = copick_config or source_config(subvolumes, note)
         check_copick_options(copick_config, copick_user, copick_session)
     if subvolumes is None:
-        rows, name_of = _export_one(run_dir, run, formats, (members, selected, chosen), written, note, tomogram=tomogram,
+        particles, name_of = _export_one(run_dir, run, formats, (members, selected, chosen), written, note, tomogram=tomogram,
                                     tomo_name=tomo_name, series_name=series_name, ts_angpix=ts_angpix,
                                     tomograms_star=tomograms_star)
     else:
         if tomogram or tomo_name or series_name:
             note("--tomogram, --tomo-name and --series-name are not used: each particle's tomogram is in the data set")
-        rows, name_of = _export_many(run_dir, run, subvolumes, formats, (members, selected, chosen), written, note,
+        particles, name_of = _export_many(run_dir, run, subvolumes, formats, (members, selected, chosen), written, note,
                                      ts_angpix=ts_angpix, tomograms_star=tomograms_star)
     if "copick" in formats:
         from .copick_out import write_copick
 
-        written["copick"] = write_copick(copick_config, rows, name_of, selected, user=copick_user,
+        written["copick"] = write_copick(copick_config, particles, name_of, selected, user=copick_user,
                                          session=copick_session, radius=_radius(run), note=note)
     written["notes"] = notes
     return written
@@ -249,7 +250,7 @@ def _export_one(run_dir, run, formats, clustering, written, note, *, tomogram, t
                 for kind, path in _write_lists(os.path.join(particle_dir, stem), part, place, formats, with_angles):
                     written[kind].append(path)
         _unit_notes(place, formats, note)
-    return rows, {None: (place.tomo_name, place.voxel_size)}
+    return particles_from_rows(rows), {None: (place.tomo_name, place.voxel_size)}
 
 
 def _export_many(run_dir, run, subvolumes, formats, clustering, written, note, *, ts_angpix, tomograms_star):
@@ -261,19 +262,18 @@ def _export_many(run_dir, run, subvolumes, formats, clustering, written, note, *
         voxel_size = run.get("voxel_size") or subvolumes.voxel_size
         written["mrc"] = _write_centres(clus_dir, selected, voxel_size, note)
     if not formats & {"star", "csv", "imod", "copick"}:
-        return [], {}
-    rows, with_angles = store_rows(subvolumes, members, selected, note)
-    names = [n for n in order if n in {r.tomogram for r in rows}]
+        return None, {}
+    particles = store_particles(subvolumes, members, selected, order, note)
+    present = set(particles.tomogram)
+    names = [n for n in order if n in present]
     places = store_placements(subvolumes, names, tomograms_star=tomograms_star, ts_angpix=ts_angpix, note=note)
     particle_dir = os.path.join(clus_dir, "particles")
-    groups = [(f"{cid:03d}", [r for r in rows if r.cluster == cid]) for cid in selected]
     last = "all" if chosen is None else "selected"
-    groups.append((last, rows))
-    for stem, part in groups:
-        if part and formats & {"star", "csv"}:
-            for kind, path in write_store_lists(os.path.join(particle_dir, stem), part, places, names, formats, with_angles):
-                written[kind].append(path)
-    if "imod" in formats and rows:
-        written["imod"] = write_imod_models(os.path.join(particle_dir, f"{last}_imod"), rows, selected, names)
+    with_angles = bool(np.isfinite(particles.angles).any())
+    if formats & {"star", "csv"} and len(particles):
+        for kind, path in write_store_lists(particle_dir, particles, places, names, selected, last, formats, with_angles):
+            written[kind].append(path)
+    if "imod" in formats and len(particles):
+        written["imod"] = write_imod_models(os.path.join(particle_dir, f"{last}_imod"), particles, selected, names)
     store_unit_notes(places, formats, note)
-    return rows, {n: (n, places[n].voxel_size) for n in names}
+    return particles, {n: (n, places[n].voxel_size) for n in names}
