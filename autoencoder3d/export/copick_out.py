@@ -50,9 +50,11 @@ def _check_name(value, option):
         raise InputError(f"{option} {value!r}: copick ids allow no spaces, underscores or any of <>:\"/\\|?*")
 
 
-def source_config(subvolumes, note):
-    """The copick config a store was built from (``dataset build --copick``), or None."""
-    source = (((subvolumes.manifest or {}) if subvolumes is not None else {}).get("sources") or {}).get("source") or {}
+def source_config(store, note):
+    """The copick config a store was built from (``dataset build --copick``), or None (also for no store)."""
+    from ..dataset import read_manifest
+
+    source = ((read_manifest(store) if store else {}).get("sources") or {}).get("source") or {}
     config = source.get("config") if source.get("kind") == "copick" else None
     if config:
         note(f"{config}: the copick project the data set was built from receives the picks")
@@ -178,8 +180,12 @@ def write_copick(config, particles, name_of, selected, *, user=None, session=Non
     runs = {run.name: run for run in root.runs}
     written = []
     for (run, cluster), (positions, transforms) in sorted(points.items()):
-        picks = runs[run].new_picks(object_name(cluster), session_id=session, user_id=user)
-        picks.from_numpy(positions, transforms)
+        try:
+            picks = runs[run].new_picks(object_name(cluster), session_id=session, user_id=user)
+            picks.from_numpy(positions, transforms)
+        except OSError as err:
+            raise InputError(f"{config}: cannot write the picks of run {run} ({err}); {len(written)} pick sets of "
+                             f"session {session} were written before") from None
         written.append(getattr(picks, "path", f"{run}/{object_name(cluster)}"))
     note(f"{config}: {len(written)} pick sets by user {user}, session {session}, in {len({r for r, _ in points})} runs")
     return written

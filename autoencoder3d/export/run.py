@@ -185,21 +185,21 @@ def export_run(run_dir, *, formats=DEFAULT_FORMATS, clusters=None, tomogram=None
 
     clus_dir = os.path.join(run_dir, "clus-center")
     members, selected, chosen = cluster_members(clus_dir, clusters)
-    subvolumes = _store_of(run_dir, run)
+    store = _store_of(run_dir, run)
     if "copick" in formats:
         from .copick_out import check_copick_options, source_config
 
-        copick_config = copick_config or source_config(subvolumes, note)
+        copick_config = copick_config or source_config(store, note)
         check_copick_options(copick_config, copick_user, copick_session)
-    if subvolumes is None:
-        particles, name_of = _export_one(run_dir, run, formats, (members, selected, chosen), written, note, tomogram=tomogram,
-                                    tomo_name=tomo_name, series_name=series_name, ts_angpix=ts_angpix,
-                                    tomograms_star=tomograms_star)
+    if store is None:
+        particles, name_of = _export_one(run_dir, run, formats, (members, selected, chosen), written, note,
+                                         tomogram=tomogram, tomo_name=tomo_name, series_name=series_name,
+                                         ts_angpix=ts_angpix, tomograms_star=tomograms_star)
     else:
         if tomogram or tomo_name or series_name:
             note("--tomogram, --tomo-name and --series-name are not used: each particle's tomogram is in the data set")
-        particles, name_of = _export_many(run_dir, run, subvolumes, formats, (members, selected, chosen), written, note,
-                                     ts_angpix=ts_angpix, tomograms_star=tomograms_star)
+        particles, name_of = _export_many(run_dir, run, store, formats, (members, selected, chosen), written, note,
+                                          ts_angpix=ts_angpix, tomograms_star=tomograms_star)
     if "copick" in formats:
         from .copick_out import write_copick
 
@@ -218,12 +218,11 @@ def _radius(run):
 
 
 def _store_of(run_dir, run):
-    """The run's DATA when it is a store of many tomograms (volumes stay on disk), else None."""
+    """The run's DATA when it is a store of many tomograms (a folder), else None."""
     from ..dataset import is_store
-    from ..io import load_dataset
 
     data = resolve(run_dir, run["inputs"].get("data"))
-    return load_dataset(data) if data and is_store(data) else None
+    return data if data and is_store(data) else None
 
 
 def _export_one(run_dir, run, formats, clustering, written, note, *, tomogram, tomo_name, series_name, ts_angpix,
@@ -253,16 +252,21 @@ def _export_one(run_dir, run, formats, clustering, written, note, *, tomogram, t
     return particles_from_rows(rows), {None: (place.tomo_name, place.voxel_size)}
 
 
-def _export_many(run_dir, run, subvolumes, formats, clustering, written, note, *, ts_angpix, tomograms_star):
-    """The export of a run on a store: per-tomogram names, sizes and pixel sizes (:mod:`.many`)."""
+def _export_many(run_dir, run, store, formats, clustering, written, note, *, ts_angpix, tomograms_star):
+    """The export of a run on a store: per-tomogram names, sizes and pixel sizes (:mod:`.many`).
+
+    The store is opened (uuids, names, centres, poses; never the volumes) only for particle lists.
+    """
+    from ..io import load_dataset
+
     members, selected, chosen = clustering
     clus_dir = os.path.join(run_dir, "clus-center")
-    order = list(subvolumes.tomogram_table or dict.fromkeys(subvolumes.tomograms))
-    if "mrc" in formats:
-        voxel_size = run.get("voxel_size") or subvolumes.voxel_size
-        written["mrc"] = _write_centres(clus_dir, selected, voxel_size, note)
+    if "mrc" in formats:  # train records the store's voxel size when all its tomograms share one
+        written["mrc"] = _write_centres(clus_dir, selected, run.get("voxel_size"), note)
     if not formats & {"star", "csv", "imod", "copick"}:
         return None, {}
+    subvolumes = load_dataset(store)
+    order = list(subvolumes.tomogram_table or dict.fromkeys(subvolumes.tomograms))
     particles = store_particles(subvolumes, members, selected, order, note)
     present = set(particles.tomogram)
     names = [n for n in order if n in present]
