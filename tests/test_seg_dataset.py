@@ -80,18 +80,17 @@ def test_edss3d_train_on_a_store_equals_train_on_the_pickle(pickle_and_store, tm
     assert not os.path.exists(os.path.join(runs["store"], "model-seg", seg_patches.TARGETS_FILE))
 
 
-def test_edss3d_command_and_predict_take_the_store(pickle_and_store, tmp_path, capsys):
+def test_edss3d_predict_command_takes_the_store(pickle_and_store, tmp_path):
     from autoencoder3d.cli.main import main
+    from autoencoder3d.seg import build_segmenter
 
-    data, store, run = pickle_and_store
-    out = str(tmp_path / "run")
-    shutil.copytree(run, out)
-    assert main(["edss3d", "train", store, "--out", out, "--select", "1=1", "--epochs", "1", "--batch-size", "8", "--seed", "2", "-q"]) == 0
-    assert "trained EDSS3D on 10 labelled and 10 background subvolumes" in capsys.readouterr().out
-    assert main(["edss3d", "predict", store, "--out", os.path.join(out, "s"), "--model", os.path.join(out, "model-seg", "model-seg.keras"), "-q"]) == 0
-    assert main(["edss3d", "predict", data, "--out", os.path.join(out, "p"), "--model", os.path.join(out, "model-seg", "model-seg.keras"), "-q"]) == 0
-    from_store = load_pickle(os.path.join(out, "s", "prediction", "labels.pickle"))
-    from_pickle = load_pickle(os.path.join(out, "p", "prediction", "labels.pickle"))
+    data, store, _ = pickle_and_store
+    model = str(tmp_path / "seg.keras")
+    build_segmenter((16, 16, 16), 3).save(model)
+    for name, source in (("s", store), ("p", data)):
+        assert main(["edss3d", "predict", source, "--out", str(tmp_path / name), "--model", model, "--batch-size", "8", "-q"]) == 0
+    from_store = load_pickle(str(tmp_path / "s" / "prediction" / "labels.pickle"))
+    from_pickle = load_pickle(str(tmp_path / "p" / "prediction" / "labels.pickle"))
     assert list(from_store) == list(from_pickle) and len(from_store) == N
     for uuid in from_pickle:
         np.testing.assert_array_equal(from_store[uuid], from_pickle[uuid])
