@@ -385,10 +385,10 @@ def _maps(run, colors, *, tsne, tsne_max_points, map_max_points, seed):
     n = len(run.codes)
     shown = np.sort(rng.choice(n, map_max_points, replace=False)) if n > map_max_points else np.arange(n)
     if len(shown) < n:
-        note = f"The maps show a random sample of {len(shown)} of the {n} subvolumes (the counts elsewhere on this page are exact)."
+        note = f"The maps show a random sample of {len(shown):,} of the {n:,} subvolumes (the counts elsewhere on this page are exact)."
     else:
-        note = f"All {n} subvolumes."
-    projections = [("pca", "PCA of the encodings" + (f" ({len(shown)} of {n} at random)" if len(shown) < n else ""), pca_2d(run.codes, shown), shown)]
+        note = f"All {n:,} subvolumes."
+    projections = [("pca", "PCA of the encodings" + (f" ({len(shown):,} of {n:,} at random)" if len(shown) < n else ""), pca_2d(run.codes, shown), shown)]
     if tsne and len(shown) >= 5 and not np.ptp(run.codes[shown], axis=0).any():
         note += " All encodings are identical (the autoencoder collapsed; train longer): no t-SNE."
     elif tsne and len(shown) >= 5:
@@ -396,10 +396,10 @@ def _maps(run, colors, *, tsne, tsne_max_points, map_max_points, seed):
         started = time.perf_counter()
         points = tsne_2d(run.codes[subset], seed=seed)
         log.info("t-SNE of %d encodings took %.1f s", len(subset), time.perf_counter() - started)
-        title = "t-SNE of the encodings" + (f" ({len(subset)} of {n} at random)" if len(subset) < n else "")
+        title = "t-SNE of the encodings" + (f" ({len(subset):,} of {n:,} at random)" if len(subset) < n else "")
         projections.append(("tsne", title, points, subset))
         if len(subset) < len(shown):
-            note += f" t-SNE on {len(subset)} of them at random."
+            note += f" t-SNE on {len(subset):,} of them at random."
     blocks, hover = [], {}
     for name, title, points, rows in projections:
         labels = run.labels[rows]
@@ -449,7 +449,7 @@ def build_report(run_dir, *, n_members=4, tsne=True, tsne_max_points=TSNE_MAX_PO
     prefix = f"edss3d train {shlex.quote(data_arg)} --out {shlex.quote(run.run_dir)}"
     inputs = record.get("inputs") or {}
     subtitle = (
-        f"{record.get('n_subvolumes', sum(sizes.values()))} subvolumes of {' x '.join(str(s) for s in record.get('v_siz', []))} voxels "
+        f"{record.get('n_subvolumes', sum(sizes.values())):,} subvolumes of {' x '.join(str(s) for s in record.get('v_siz', []))} voxels "
         f"in {len(run.centers)} clusters"
         + (f" from {len({t for c in per_tomogram.values() for t, _ in c})} tomograms" if per_tomogram else "")
         + f"; data {inputs.get('data')}"
