@@ -29,6 +29,8 @@ KINDS = ("mirrored", "multiworker")
 DEFAULT_PORT = 12345
 PORT_VARIABLE = "AUTOENCODER3D_PORT"
 _RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
+END_TIMEOUT_S = 24 * 3600  # how long the other workers wait for the chief to finish clustering and writing
+_joined = []  # the cluster this process joined (make_strategy), for end_together
 
 
 def expand_nodelist(text):
@@ -198,9 +200,25 @@ def make_strategy(kind, port=None):
         raise InputError(f"--distribute: expected one of {', '.join(KINDS)}, got {kind!r}")
     config = use_cluster(port=port)
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    _joined[:] = [config]
     _reduce_each_value(strategy)
+    _give_sigterm_back()
     log.info("training as %s, %d replicas in all", describe(config), strategy.num_replicas_in_sync)
     return strategy
+
+
+def _give_sigterm_back():
+    """TensorFlow's coordination service takes SIGTERM over (and only logs it); give it back.
+
+    Python's handler then stops the run at its last resume point (exit 143), as
+    SLURM's pre-emption and the requeueing scripts expect.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        handler = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if handler is None else handler)
 
 
 def _reduce_each_value(strategy):
@@ -249,3 +267,26 @@ def stop_watching_workers(strategy):
     stop = getattr(strategy.extended, "_stop_check_health_thread", None)
     if stop is not None:
         stop()
+
+
+def end_together(timeout_s=END_TIMEOUT_S):
+    """Every worker of a multi-worker training waits here for all the others (nothing if it joined none).
+
+    The other workers thus end when the chief has written the run folder, and
+    none of them is reported to the chief as crashed. A worker whose chief
+    stopped first gets one line (InputError); a chief whose workers are gone
+    logs a warning (its outputs are complete).
+    """
+    if not _joined:
+        return
+    from tensorflow.python.eager import context
+
+    config = _joined[0]
+    try:
+        context.context().wait_at_barrier("autoencoder3d-end", int(timeout_s * 1000))
+    except Exception as err:  # noqa: BLE001 - TensorFlow raises several kinds; all mean a task is gone
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        if is_chief(config):
+            log.warning("the other workers ended before the chief (%s); the run folder is complete", first)
+            return
+        raise InputError(f"{describe(config)}: the chief stopped before finishing ({first}); see its messages") from None

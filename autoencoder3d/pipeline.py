@@ -366,7 +366,16 @@ def run_train(data, tomogram, pose, n_clusters, out_dir=".", options=None, *, co
     with RunFolderLock(out_dir):
         for path in remove_leftovers(out_dir):
             log.info("removed %s, left by an interrupted write", path)
-        return _run_train_locked(data, tomogram, pose, n_clusters, out_dir, options, command)
+        record = _run_train_locked(data, tomogram, pose, n_clusters, out_dir, options, command)
+    _end_together(options)
+    return record
+
+
+def _end_together(options):
+    if options.distribute == "multiworker":
+        from .distribute import end_together
+
+        end_together()
 
 
 def _train_as_worker(data, tomogram, pose, n_clusters, out_dir, options, cluster):
@@ -390,6 +399,7 @@ def _train_as_worker(data, tomogram, pose, n_clusters, out_dir, options, cluster
     current = _fingerprint(data, tomogram, pose, subvolumes, options)
     with tempfile.TemporaryDirectory(prefix="autoencoder3d-worker-") as scratch:
         _, info = _obtain_models(subvolumes.volumes, os.path.join(out_dir, "model"), options, {}, current, worker_dir=scratch)
+    _end_together(options)  # the chief clusters and writes meanwhile
     return {"worker": describe(cluster), "seed": options.seed, "training": {k: v for k, v in info.items() if k != "history"}}
 
 

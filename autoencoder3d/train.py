@@ -343,8 +343,9 @@ def train_autoencoder(
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         models = build_autoencoder(shape, encoding_dim, settings=settings, mean=mean, std=std)
         models.trainer.compile(optimizer=published_optimizer(learning_rate), loss="mse")
+        # in the scope: resuming builds the optimizer's variables, which a strategy must create
+        state = _resume(models.trainer, resume_from or model_dir)
     trainer = models.trainer  # the network on standardized volumes; shares every weight with the three models
-    state = _resume(trainer, resume_from or model_dir)
     if not state:
         clear_training_state(model_dir)  # e.g. best weights of an epoch whose resume point was never written
     initial_epoch = int(state.get("epochs_done", 0))

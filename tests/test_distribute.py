@@ -138,6 +138,7 @@ def test_two_local_workers_train_one_model_and_only_the_chief_writes(tmp_path):
         assert proc.returncode == 0, err[-3000:]
     assert "worker 1 of 2: trained alongside the chief" in results[1][0]
     assert "clustered 40 subvolumes into 3 clusters" in results[0][0]
+    assert "crashed" not in results[0][1] and "Traceback" not in results[0][1] + results[1][1]  # the worker waited for the chief
     print(f"two workers: {time.time() - started:.1f} s")
 
     record = json.load(open(run / "run.json"))
