@@ -171,7 +171,7 @@ def test_a_worker_resumes_from_the_chiefs_resume_point_and_writes_only_its_own_f
     data = tmp_path / "d.pickle"
     pickle.dump(make_subvolume_dict(n=20), open(data, "wb"))
     volumes = load_subvolumes(str(data)).volumes
-    options = TrainOptions(epochs=1, batch_size=8, n_init=2, verbose=0)
+    options = TrainOptions(epochs=1, batch_size=8, n_init=2, verbose=0, distribute="mirrored")  # resumed under a strategy
     current = fingerprint(str(data), None, False, (16, 16, 16), options)
     # the chief's resume point after its only epoch, with the seed it drew
     models = build_autoencoder((16, 16, 16), 32)
@@ -195,3 +195,22 @@ def test_a_worker_resumes_from_the_chiefs_resume_point_and_writes_only_its_own_f
     _, info = _obtain_models(volumes, str(model_dir), fresh, {}, current, worker_dir=str(mine))
     assert info["resumed_from_epoch"] == 0 and info["epochs_run"] == 1
     assert {name: os.path.getmtime(model_dir / name) for name in os.listdir(model_dir)} == before
+
+
+SIGTERM_CHILD = """
+import json, os, signal, sys, time
+os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": ["localhost:%d"]}, "task": {"type": "worker", "index": 0}})
+caught = []
+signal.signal(signal.SIGTERM, lambda *_: caught.append(1))
+from autoencoder3d.distribute import make_strategy
+make_strategy("multiworker")
+os.kill(os.getpid(), signal.SIGTERM)
+time.sleep(0.5)
+print("PYTHON HANDLER", bool(caught))
+"""
+
+
+def test_sigterm_still_reaches_python_under_the_multiworker_strategy():
+    """TensorFlow's coordination service would swallow SIGTERM: pre-emption would never stop the run."""
+    result = subprocess.run([sys.executable, "-c", SIGTERM_CHILD % free_ports(1)[0]], capture_output=True, text=True, timeout=120)
+    assert "PYTHON HANDLER True" in result.stdout, result.stderr[-2000:]
