@@ -28,7 +28,7 @@ TOMOGRAMS = {  # name: (shape x, y, z in voxels, voxel size in A): each differs,
 PER = 8
 
 
-def dataset(pose=False, seed=0):
+def dataset(pose=False, seed=0, table=None):
     """3 tomograms x 8 subvolumes of 16^3 (two kinds), centres inside each tomogram, poses when asked."""
     rng = np.random.default_rng(seed)
     names = np.repeat(list(TOMOGRAMS), PER).astype(object)
@@ -40,7 +40,7 @@ def dataset(pose=False, seed=0):
     if pose:
         rotations = np.array([rotation_matrix(rng) for _ in range(n)])
         centers_of_mass = rng.uniform(6.5, 8.5, (n, 3))
-    table = {t: {"name": t, "path": None, "voxel_size": [vs] * 3, "shape": list(shape)} for t, (shape, vs) in TOMOGRAMS.items()}
+    table = table or {t: {"name": t, "path": None, "voxel_size": [vs] * 3, "shape": list(shape)} for t, (shape, vs) in TOMOGRAMS.items()}
     return SubvolumeSet(uuids=[f"{t}/{i}" for i, t in enumerate(names)], volumes=volumes, centers=centers, tomograms=names,
                         rotations=rotations, centers_of_mass=centers_of_mass, tomogram_table=table)
 
@@ -150,6 +150,30 @@ def test_pose_normalized_store_places_each_particle_in_its_tomogram(run):
         np.testing.assert_allclose(centred.to_numpy(float), (position - np.array(shape) / 2) * vs, atol=1e-6)
         angles = r5.loc[i, ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy(float)
         np.testing.assert_allclose(relion_matrix(*angles), rm, atol=1e-5)
+
+
+def test_sizes_from_the_tomogram_file_when_the_store_lacks_them(run, tmp_path):
+    from autoencoder3d.io import write_mrc
+
+    shape, vs = TOMOGRAMS["TS_02"]
+    write_mrc(tmp_path / "rec_TS_02.mrc", np.zeros(shape, np.float32), vs)
+    table = {"TS_01": {"name": "TS_01", "path": None},  # nothing known: no RELION 5 rows, said
+             "TS_02": {"name": "TS_02", "path": str(tmp_path / "rec_TS_02.mrc")},
+             "TS_03": {"name": "TS_03", "path": None, "voxel_size": [TOMOGRAMS["TS_03"][1]] * 3, "shape": list(TOMOGRAMS["TS_03"][0])}}
+    store_from_set(tmp_path / "h.zarr", dataset(table=table))
+    record = json.loads((run / "run.json").read_text())
+    record["inputs"]["data"] = str(tmp_path / "h.zarr")
+    (run / "run.json").write_text(json.dumps(record))
+    written = export_run(run, formats="star", log=None)
+    assert any("1 tomograms without a known size or voxel size (e.g. TS_01)" in n for n in written["notes"])
+    r5 = starfile.read(run / "clus-center" / "particles" / "all_relion5.star")
+    assert sorted(set(r5["rlnTomoName"])) == ["TS_02", "TS_03"] and len(r5) == 2 * PER
+    csv = export_run(run, formats="csv", log=None) and pd.read_csv(run / "clus-center" / "particles" / "all.csv")
+    centres = csv[csv["tomogram"] == "TS_02"][["x", "y", "z"]].to_numpy()
+    got = r5[r5["rlnTomoName"] == "TS_02"][["rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst", "rlnCenteredCoordinateZAngst"]]
+    np.testing.assert_allclose(got.to_numpy(), (centres - np.array(shape) / 2) * vs)
+    r4 = starfile.read(run / "clus-center" / "particles" / "all.star")
+    assert r4[r4["rlnTomoName"] == "TS_01"]["rlnPixelSize"].isna().all() and set(r4["rlnPixelSize"].dropna()) == {vs, 12.5}
 
 
 def copick_project(folder, runs=tuple(TOMOGRAMS)):

@@ -11,8 +11,8 @@
   kept): particles, labels after the largest one there, tab20 colours, radius
   half the box. Declared ones are used as they are (they must be particles).
 - User and session: ``--copick-user`` (default ``autoencoder3d``) and
-  ``--copick-session`` (default the first number from 1 this user has no picks
-  under, as copick's own tools number user sessions); a session that already
+  ``--copick-session`` (default one more than the largest number this user
+  has used, 1 at first, as copick's own tools number user sessions); a session that already
   holds picks of these objects by this user is refused, so no export overwrites another.
 - Points: location in Angstrom = voxel position (x, y, z from voxel 0's
   centre) x the tomogram's voxel size, as copick places picks; the transform

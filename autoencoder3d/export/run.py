@@ -163,7 +163,7 @@ def export_run(run_dir, *, formats=DEFAULT_FORMATS, clusters=None, tomogram=None
         copick_config: the copick project to write picks into (format ``'copick'``; :mod:`.copick_out`);
             by default the one a store was built from.
         copick_user, copick_session: the picks' user id (default ``autoencoder3d``) and session id
-            (default: the first number from 1 that this user has not used in the project).
+            (default: one more than the largest number this user has used in the project; 1 at first).
         log: function called with one line per note (``None`` for silence).
 
     With a store of many tomograms as the run's DATA, every particle carries its

@@ -20,7 +20,7 @@ per tomogram, particles/all_imod/TOMO.mod (object N+1 = cluster N in each).
 --format copick writes, for each chosen cluster, one pick set per copick run
 (the data set's tomogram names must be the project's run names) as object
 cluster-NNN by --copick-user (default autoencoder3d) in --copick-session
-(default: the first number from 1 that user has not used); objects the config
+(default: 1 + the largest number that user has used); objects the config
 lacks are added to its pickable_objects. Locations in Angstrom (voxel x voxel
 size); transforms hold the pose rotation when pose normalization ran.
 
@@ -52,7 +52,7 @@ def add_args(parser):
     parser.add_argument("--copick-config", metavar="CONFIG", default=None, help="copick project config (JSON) for --format copick (default: the one the data set was built from)")
     parser.add_argument("--copick-user", metavar="USER", default=None, help="copick user id of the picks (default autoencoder3d)")
     parser.add_argument("--copick-session", metavar="ID", default=None,
-                        help="copick session id (default: the first number from 1 the user has not used)")
+                        help="copick session id (default: 1 + the largest number the user has used, 1 at first)")
 
 
 def main(args):
