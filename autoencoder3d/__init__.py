@@ -14,15 +14,11 @@ J. Struct. Biol. 202:150-160, 2018). The steps, each callable on its own:
 Volumes are numpy arrays indexed ``[x, y, z]``; see :mod:`autoencoder3d.volume`.
 Keras/TensorFlow are imported only by the modules that need them.
 
-TensorFlow's oneDNN kernels are switched on here (before TensorFlow is
-imported) unless ``TF_ENABLE_ONEDNN_OPTS`` is already set: TensorFlow turns
-them on by itself only on CPUs with AVX-512, and without them this network's
-3D convolutions train 2-5x slower on a CPU (measured: README, "Speed").
-Results stay bitwise reproducible with ``--seed``.
+On a CPU without AVX-512, TensorFlow leaves its oneDNN kernels off; setting
+``TF_ENABLE_ONEDNN_OPTS=1`` before the first import trains this network about
+2x faster on 2 cores (README, "Many tomograms"). It is not the default: the
+numbers then differ from the default kernels' (bitwise reproducible with a seed
+within one setting), and the tests' measured behaviours were made without it.
 """
-
-import os
-
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 __version__ = "0.1.0"
