@@ -347,7 +347,7 @@ def same_clusters(work, args):
     folder = os.path.join(work, "same")
     sim = os.path.join(folder, "sim")
     if not os.path.isfile(os.path.join(sim, "truth.json")):
-        simulate_dataset(sim, seed=7, box=16, voxel_size=20.0, shape=(100, 100, 60), copies=50, snr=0.5)
+        simulate_dataset(sim, seed=7, box=16, voxel_size=20.0, shape=(400, 400, 240), copies=50, snr=0.5)  # as scripts/bench_science.py
     pickle_path = os.path.join(sim, "subvolumes_example_1.pickle")
     store = os.path.join(folder, "data.zarr")
     shutil.rmtree(store, ignore_errors=True)
