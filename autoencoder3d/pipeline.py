@@ -52,15 +52,16 @@ class TrainOptions:
     seed: int = None
     retrain: bool = False
     mixed_precision: str = None
-    distribute: str = None
+    distribute: str = False
     port: int = None
     deterministic: bool = False
     workers: int = None
     verbose: int = 1
 
     def __post_init__(self):
-        # ``distribute``: None, "mirrored" or "multiworker" (True, the old flag, is "mirrored")
-        self.distribute = {True: "mirrored", False: None}.get(self.distribute, self.distribute)
+        # ``distribute``: False, "mirrored" or "multiworker" (True, the old flag, is "mirrored"; False as
+        # before, so that the fingerprints of earlier runs stay the same)
+        self.distribute = {True: "mirrored", None: False}.get(self.distribute, self.distribute)
 
 
 def _check_box(path, v_siz):

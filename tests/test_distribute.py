@@ -81,7 +81,7 @@ def test_a_missing_or_broken_cluster_is_one_clear_error(environ, message):
         cluster_config(environ)
 
 
-@pytest.mark.parametrize("flags, kind", [([], None), (["--distribute"], "mirrored"), (["--distribute", "mirrored"], "mirrored"),
+@pytest.mark.parametrize("flags, kind", [([], False), (["--distribute"], "mirrored"), (["--distribute", "mirrored"], "mirrored"),
                                          (["--distribute", "multiworker", "--port", "4000"], "multiworker")])
 def test_distribute_flag_alone_keeps_meaning_mirrored(flags, kind):
     from autoencoder3d.cli.commands.train import options_from_args
@@ -91,7 +91,7 @@ def test_distribute_flag_alone_keeps_meaning_mirrored(flags, kind):
     args = build_parser("autoencoder3d", AUTOENCODER3D_COMMANDS).parse_args(["train", "d.pickle", "None", "False", "3", *flags])
     options = options_from_args(args)
     assert options.distribute == kind and options.port == (4000 if "--port" in flags else None)
-    assert TrainOptions(distribute=True).distribute == "mirrored" and TrainOptions(distribute=False).distribute is None
+    assert TrainOptions(distribute=True).distribute == "mirrored" and TrainOptions(distribute=None).distribute is False
 
 
 def test_multiworker_outside_a_cluster_exits_2_with_one_line_and_writes_nothing(tmp_path):
