@@ -231,6 +231,21 @@ def training_speed(store, steps, batch, rounds=2):
     return {name: float(np.mean(values)) for name, values in rates.items()}
 
 
+# ---------------------------------------------------------------- building and reading a store
+
+
+def build_and_read(folder, table, store, tomograms, n, args, row):
+    """Build the store of ``n`` subvolumes and measure it: build time and memory, size, read speeds."""
+    write_table(table, tomograms, n, args.box)
+    shutil.rmtree(store, ignore_errors=True)
+    build = ["dataset", "build", store, "--table", table, "--box", args.box, "--workers", args.workers, "--dtype", args.dtype]
+    row["build_s"], row["build_rss_mb"] = run_measured(cli(*build, *(["--pose"] if args.pose else []), "-q"), os.path.join(folder, "build.log"))
+    print(f"n={n}: built in {row['build_s']:.0f} s, peak {row['build_rss_mb']:.0f} MB", flush=True)
+    row["store_mb"] = sum(os.path.getsize(p) for p in _store_files(store)) / 1e6
+    row["read_random_mb_s"], row["read_parts_mb_s"] = store_read_mb_s(store)
+    row["disk_mb_s"] = disk_sequential_mb_s(folder, min(int(row["store_mb"] * 1e6), 4 << 30))
+
+
 # ---------------------------------------------------------------- the largest size, without a full epoch
 
 
@@ -275,14 +290,7 @@ def bench_large(work, tomograms, n, model_dir, args):
     os.makedirs(folder, exist_ok=True)
     table, store = os.path.join(folder, "particles.csv"), os.path.join(folder, "data.zarr")
     row = {"n": n, "box": args.box, "tomograms": len(tomograms), "k_large": 1000, "train_steps": args.large_steps}
-    write_table(table, tomograms, n, args.box)
-    shutil.rmtree(store, ignore_errors=True)
-    build = ["dataset", "build", store, "--table", table, "--box", args.box, "--workers", args.workers, "--dtype", args.dtype]
-    row["build_s"], row["build_rss_mb"] = run_measured(cli(*build, *(["--pose"] if args.pose else []), "-q"), os.path.join(folder, "build.log"))
-    print(f"n={n}: built in {row['build_s']:.0f} s, peak {row['build_rss_mb']:.0f} MB", flush=True)
-    row["store_mb"] = sum(os.path.getsize(p) for p in _store_files(store)) / 1e6
-    row["read_random_mb_s"], row["read_parts_mb_s"] = store_read_mb_s(store)
-    row["disk_mb_s"] = disk_sequential_mb_s(folder, min(int(row["store_mb"] * 1e6), 4 << 30))
+    build_and_read(folder, table, store, tomograms, n, args, row)
     out = os.path.join(folder, "large.json")
     code = (f"import sys; sys.path.insert(0, {HERE!r}); import bench_dataset as b; "
             f"b.large_stages({store!r}, {model_dir!r}, {args.large_steps}, {args.batch}, {out!r})")
@@ -304,15 +312,8 @@ def bench_size(work, tomograms, n, args):
     store = os.path.join(folder, "data.zarr")
     run = os.path.join(folder, "run")
     row = {"n": n, "box": args.box, "tomograms": len(tomograms)}
-    write_table(table, tomograms, n, args.box)
-    shutil.rmtree(store, ignore_errors=True)
     shutil.rmtree(run, ignore_errors=True)
-    build = ["dataset", "build", store, "--table", table, "--box", args.box, "--workers", args.workers, "--dtype", args.dtype]
-    row["build_s"], row["build_rss_mb"] = run_measured(cli(*build, *(["--pose"] if args.pose else []), "-q"), os.path.join(folder, "build.log"))
-    print(f"n={n}: built in {row['build_s']:.0f} s, peak {row['build_rss_mb']:.0f} MB", flush=True)
-    row["store_mb"] = sum(os.path.getsize(p) for p in _store_files(store)) / 1e6
-    row["read_random_mb_s"], row["read_parts_mb_s"] = store_read_mb_s(store)
-    row["disk_mb_s"] = disk_sequential_mb_s(folder, min(int(row["store_mb"] * 1e6), 4 << 30))
+    build_and_read(folder, table, store, tomograms, n, args, row)
     train = ["train", store, "None", str(args.pose), 100, "--epochs", 1, "--batch-size", args.batch, "--seed", 0, "--out", run, "-q"]
     row["train_total_s"], row["train_rss_mb"] = run_measured(cli(*train), os.path.join(folder, "train.log"))
     timings = json.load(open(os.path.join(run, "run.json")))["timings"]
