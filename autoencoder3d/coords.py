@@ -43,6 +43,18 @@ def _split(line):
     return line.replace(",", " ").replace(";", " ").split()
 
 
+
+def content_lines(path, what):
+    """The stripped non-blank lines of a text file, ``#`` comments left out; InputError naming ``what`` if unreadable or empty."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            lines = [ln.strip() for ln in handle if ln.strip() and not ln.lstrip().startswith("#")]
+    except OSError as err:
+        raise InputError(f"{path}: cannot read {what} ({err.strerror})") from None
+    if not lines:
+        raise InputError(f"{path}: {what} is empty")
+    return lines
+
 def read_table(path, one_based=False, imod=False):
     """Particle positions from a CSV/TXT of x y z, or an IMOD ``model2point`` list.
 
@@ -58,13 +70,7 @@ def read_table(path, one_based=False, imod=False):
         float array (N, 3) of 0-based voxel coordinates (x, y, z).
     """
     path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            lines = [ln.strip() for ln in handle if ln.strip() and not ln.lstrip().startswith("#")]
-    except OSError as err:
-        raise InputError(f"{path}: cannot read coordinate file ({err.strerror})") from None
-    if not lines:
-        raise InputError(f"{path}: coordinate file is empty")
+    lines = content_lines(path, "coordinate file")
     header = _header(lines[0], path)
     if header is not None:
         lines = lines[1:]

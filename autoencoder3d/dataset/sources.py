@@ -197,14 +197,10 @@ def jobs_from_table(path, tomogram_dir=None):
 
 def read_pick_list(path):
     """Tomogram paths, one a line (blank lines and ``#`` comments skipped; relative to the list's folder)."""
+    from ..coords import content_lines
+
     path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            lines = [ln.strip() for ln in handle if ln.strip() and not ln.lstrip().startswith("#")]
-    except OSError as err:
-        raise InputError(f"{path}: cannot read the tomogram list ({err.strerror})") from None
-    if not lines:
-        raise InputError(f"{path}: the tomogram list is empty")
+    lines = content_lines(path, "the tomogram list")
     folder = os.path.dirname(os.path.abspath(path))
     return [ln if os.path.isabs(ln) else os.path.join(folder, ln) for ln in lines]
 
