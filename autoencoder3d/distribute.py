@@ -290,3 +290,16 @@ def end_together(timeout_s=END_TIMEOUT_S):
             log.warning("the other workers ended before the chief (%s); the run folder is complete", first)
             return
         raise InputError(f"{describe(config)}: the chief stopped before finishing ({first}); see its messages") from None
+
+
+def free_local_ports(n):
+    """``n`` TCP ports free on localhost now (for local workers: tests and benchmarks)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for sock in sockets:
+        sock.bind(("localhost", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports

@@ -13,13 +13,15 @@ import argparse
 import json
 import os
 import pickle
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from autoencoder3d.distribute import free_local_ports  # noqa: E402
 
 
 def simulated(n, edge, seed=0):
@@ -32,16 +34,6 @@ def simulated(n, edge, seed=0):
         v[a + 2 * k : 2 * a + 2 * k, a : 3 * a, a + k : 2 * a + k] -= 2.0
         vs[f"uuid-{i:05d}"] = {"center": [0, 0, 0], "id": f"uuid-{i:05d}", "v": v}
     return {"v_siz": np.array([edge] * 3), "vs": vs}
-
-
-def free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def command(data, out, args, *extra):
@@ -64,7 +56,7 @@ def one_process(data, folder, args):
 
 def two_workers(data, folder, args):
     out = os.path.join(folder, "multi")
-    workers = [f"localhost:{port}" for port in free_ports(2)]
+    workers = [f"localhost:{port}" for port in free_local_ports(2)]
     started = time.perf_counter()
     procs = []
     for index in range(2):

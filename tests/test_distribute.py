@@ -3,14 +3,13 @@
 import json
 import os
 import pickle
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
 
-from autoencoder3d.distribute import cluster_config, describe, expand_nodelist, is_chief, resolve_port, slurm_tf_config
+from autoencoder3d.distribute import cluster_config, free_local_ports, describe, expand_nodelist, is_chief, resolve_port, slurm_tf_config
 from autoencoder3d.errors import InputError
 from conftest import make_subvolume_dict
 
@@ -106,20 +105,10 @@ def test_multiworker_outside_a_cluster_exits_2_with_one_line_and_writes_nothing(
     assert not (tmp_path / "run").exists()
 
 
-def free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def test_two_local_workers_train_one_model_and_only_the_chief_writes(tmp_path):
     data = tmp_path / "d.pickle"
     pickle.dump(make_subvolume_dict(n=40), open(data, "wb"))  # 36 training samples: global batches 16, 16, 4
-    workers = [f"localhost:{port}" for port in free_ports(2)]
+    workers = [f"localhost:{port}" for port in free_local_ports(2)]
     run = tmp_path / "run"
     procs, scratch = [], []
     for index in range(2):
@@ -212,5 +201,5 @@ print("PYTHON HANDLER", bool(caught))
 
 def test_sigterm_still_reaches_python_under_the_multiworker_strategy():
     """TensorFlow's coordination service would swallow SIGTERM: pre-emption would never stop the run."""
-    result = subprocess.run([sys.executable, "-c", SIGTERM_CHILD % free_ports(1)[0]], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", SIGTERM_CHILD % free_local_ports(1)[0]], capture_output=True, text=True, timeout=120)
     assert "PYTHON HANDLER True" in result.stdout, result.stderr[-2000:]
