@@ -126,26 +126,6 @@ def _say_convergence(codes, n_clusters, labels, message):
         log.warning("k-means did not converge (%s); the clusters may change with --n-init or --seed", message.strip())
 
 
-def code_health(codes, n_clusters):
-    """How alive the codes of a run are, from run.json's ``"codes"`` record.
-
-    Returns 'dead' when no code unit is ever active or there are fewer distinct
-    codes than clusters (k-means must leave clusters empty or split identical
-    codes), 'nearly dead' when at most 2 units are active or there are fewer
-    than 2 distinct codes per cluster, 'alive' otherwise, and None when the
-    record has no code statistics.
-    """
-    codes = codes or {}
-    active, distinct = codes.get("active_code_units"), codes.get("distinct_codes")
-    if active is None or distinct is None:
-        return None
-    if active == 0 or distinct < n_clusters:
-        return "dead"
-    if active <= 2 or distinct < 2 * n_clusters:
-        return "nearly dead"
-    return "alive"
-
-
 def write_cluster_pickles(clus_dir, clustering, decoded_centers):
     """Write ``kmeans.pickle``, ``ccents.pickle`` and ``ccents_d.pickle`` (atomically).
 

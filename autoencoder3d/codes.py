@@ -9,14 +9,12 @@ first epoch that shows it, with the remedy, instead of after 100 epochs.
 
 import logging
 
-import keras
 import numpy as np
 
 from .errors import InputError
 
 log = logging.getLogger(__name__)
 
-GUARD_SAMPLES = 256  # subvolumes encoded after each epoch to check the codes
 
 
 class CodesCollapsed(InputError):
@@ -54,33 +52,34 @@ def collapse_message(stats, n_samples, epoch=None, remedy=None):
     )
 
 
-class CollapseGuard(keras.callbacks.Callback):
-    """After every epoch, encode a fixed sample of the training data; stop on a collapse.
+def code_health(stats, n_clusters):
+    """How alive the codes of a run are, from :func:`code_statistics` (run.json's ``"codes"``).
 
-    Raises :class:`CodesCollapsed` (one line naming the remedy); what was
-    trained is kept, so the run folder shows what happened.
+    Returns 'dead' when no code unit varies (:func:`is_collapsed`), none is ever
+    active, or there are fewer distinct codes than clusters (k-means must leave
+    clusters empty or split identical codes); 'nearly dead' when at most 2 units
+    are active or there are fewer than 2 distinct codes per cluster; 'alive'
+    otherwise; None when the record has no code statistics. Decided once, when
+    the run clusters, and recorded as ``codes["health"]``: the report and the
+    final line read it from there.
     """
-
-    def __init__(self, encoder, volumes, indices, batch_size=64):
-        super().__init__()
-        self.encoder = encoder
-        self.volumes = volumes
-        self.indices = np.sort(np.asarray(indices)[:GUARD_SAMPLES])
-        self.batch_size = batch_size
-        self.last = None
-
-    def on_epoch_end(self, epoch, logs=None):
-        if len(self.indices) < 2:
-            return
-        sample = np.asarray(self.volumes[self.indices], dtype=np.float32)[..., None]
-        self.last = code_statistics(self.encoder.predict(sample, batch_size=self.batch_size, verbose=0))
-        if is_collapsed(self.last):
-            raise CodesCollapsed(collapse_message(self.last, len(self.indices), epoch + 1))
+    stats = stats or {}
+    if stats.get("health"):
+        return stats["health"]
+    active, distinct = stats.get("active_code_units"), stats.get("distinct_codes")
+    if active is None or distinct is None:
+        return None
+    if active == 0 or distinct < n_clusters or ("varying_code_units" in stats and is_collapsed(stats)):
+        return "dead"
+    if active <= 2 or distinct < 2 * n_clusters:
+        return "nearly dead"
+    return "alive"
 
 
 def describe_codes(codes, n_clusters):
-    """Statistics of the final codes; warns when they cannot give ``n_clusters`` clusters."""
+    """Statistics and health of the final codes; warns when they cannot give ``n_clusters`` clusters."""
     stats = code_statistics(codes)
+    stats["health"] = code_health(stats, n_clusters)
     if not is_collapsed(stats) and stats["distinct_codes"] < n_clusters:
         log.warning(
             "the %d subvolumes have only %d distinct codes (%d of %d code units vary), fewer than the %d clusters "

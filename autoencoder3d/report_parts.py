@@ -15,7 +15,7 @@ import shlex
 
 import numpy as np
 
-from .cluster import code_health
+from .codes import code_health
 
 MONTAGE_TARGET_PX = 400  # montages are drawn at the integer zoom that makes them about this wide
 ZOOMS = (1, 2, 3, 4, 6, 8)  # the page's montage-size choices

@@ -26,7 +26,7 @@ import numpy as np
 
 from .atomic import atomic_open, atomic_path
 from .checkpoints import load_checked_model, load_checked_weights, read_resume_state, write_resume_point, write_weights
-from .codes import CollapseGuard
+from .collapse_guard import CollapseGuard
 from .errors import InputError
 from .model import CodeSettings, build_autoencoder
 from .train_estimate import TrainingTimeEstimate

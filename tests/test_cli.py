@@ -144,7 +144,7 @@ def test_console_script_error_has_no_traceback(tmp_path):
 def test_l1_option_reaches_the_model(tiny_pickle, tmp_path):
     assert run_cli("train", tiny_pickle, "None", "False", 2, "--out", tmp_path / "r", "--l1", "0", *FAST) == 0
     record = json.load(open(tmp_path / "r" / "run.json"))
-    assert record["options"]["l1"] == 0.0 and set(record["codes"]) == {"active_code_units", "varying_code_units", "distinct_codes", "zero_fraction"}
+    assert record["options"]["l1"] == 0.0 and set(record["codes"]) == {"active_code_units", "varying_code_units", "distinct_codes", "zero_fraction", "health"}
     from autoencoder3d.train import load_saved_models
 
     encoder = load_saved_models(str(tmp_path / "r" / "model"))[1]

@@ -8,7 +8,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from autoencoder3d.codes import CodesCollapsed, CollapseGuard, code_statistics, describe_codes, is_collapsed  # noqa: E402
+from autoencoder3d.codes import CodesCollapsed, code_statistics, describe_codes, is_collapsed  # noqa: E402
+from autoencoder3d.collapse_guard import CollapseGuard  # noqa: E402
 from autoencoder3d.contrast import detect_polarity, resolve_polarity  # noqa: E402
 from autoencoder3d.model import CodeSettings  # noqa: E402
 from autoencoder3d.pose import pose_normalize  # noqa: E402

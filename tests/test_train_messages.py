@@ -120,7 +120,7 @@ def test_kmeans_convergence_warning_becomes_one_line_of_ours(caplog):
 
 
 def test_code_health_rule():
-    from autoencoder3d.cluster import code_health
+    from autoencoder3d.codes import code_health
 
     assert code_health({"active_code_units": 0, "distinct_codes": 1}, 4) == "dead"
     assert code_health({"active_code_units": 5, "distinct_codes": 3}, 4) == "dead"

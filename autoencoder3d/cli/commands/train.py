@@ -52,7 +52,7 @@ def add_args(parser):
     parser.add_argument("--learning-rate", type=positive_float, default=0.001, help="Adam learning rate, decayed per batch as published (default 0.001)")
     parser.add_argument("--validation-split", type=fraction, default=0.1, help="fraction of samples, from the end, held out for validation (default 0.1)")
     add_clustering_options(parser)
-    add_polarity(parser)
+    add_polarity(parser, recorded=True)
     add_seed(parser)
     parser.add_argument("--retrain", action="store_true", help="ignore a saved model and checkpoints in model/ and train from scratch")
     parser.add_argument("--mixed-precision", choices=["bfloat16", "float16"], default=None, help="GPU speed-up: compute in bfloat16/float16, weights and code in float32")
@@ -71,7 +71,7 @@ def options_from_args(args, **overrides):
 
     values = dict(
         epochs=getattr(args, "epochs", 100), batch_size=args.batch_size, encoding_dim=getattr(args, "encoding_dim", 32),
-        l1=getattr(args, "l1", 1e-4), published=getattr(args, "published", False), polarity=getattr(args, "polarity", "dark"),
+        l1=getattr(args, "l1", 1e-4), published=getattr(args, "published", False), polarity=getattr(args, "polarity", None),
         patience=getattr(args, "patience", 20), learning_rate=getattr(args, "learning_rate", 0.001),
         validation_split=getattr(args, "validation_split", 0.1), n_init=args.n_init, kmeans=args.kmeans, smooth_sigma=args.smooth_sigma,
         seed=args.seed, deterministic=args.seed is not None, retrain=getattr(args, "retrain", False),
@@ -84,7 +84,7 @@ def options_from_args(args, **overrides):
 
 def report(record, out_dir):
     """The last line: what happened, in the tool's words, and where the report is."""
-    from ...cluster import code_health
+    from ...codes import code_health
 
     n_clusters = record["inputs"]["n_clusters"]
     filled = sum(1 for size in record["cluster_sizes"].values() if size > 0)

@@ -1,0 +1,32 @@
+"""Stop training at the first epoch whose codes collapsed (see :mod:`.codes`)."""
+
+import keras
+import numpy as np
+
+from .codes import CodesCollapsed, code_statistics, collapse_message, is_collapsed
+
+GUARD_SAMPLES = 256  # subvolumes encoded after each epoch to check the codes
+
+
+class CollapseGuard(keras.callbacks.Callback):
+    """After every epoch, encode a fixed sample of the training data; stop on a collapse.
+
+    Raises :class:`CodesCollapsed` (one line naming the remedy); what was
+    trained is kept, so the run folder shows what happened.
+    """
+
+    def __init__(self, encoder, volumes, indices, batch_size=64):
+        super().__init__()
+        self.encoder = encoder
+        self.volumes = volumes
+        self.indices = np.sort(np.asarray(indices)[:GUARD_SAMPLES])
+        self.batch_size = batch_size
+        self.last = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if len(self.indices) < 2:
+            return
+        sample = np.asarray(self.volumes[self.indices], dtype=np.float32)[..., None]
+        self.last = code_statistics(self.encoder.predict(sample, batch_size=self.batch_size, verbose=0))
+        if is_collapsed(self.last):
+            raise CodesCollapsed(collapse_message(self.last, len(self.indices), epoch + 1))
