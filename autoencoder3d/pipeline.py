@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import __version__
+from .box import check_subvolume_shape
+from .decisions import decide_preparation, only_length_differs
 from .errors import InputError
 from .io import load_dataset, read_tomogram, save_subvolumes
 from .runfolder import RunFolderLock, fingerprint, refuse_if_different, remove_leftovers
@@ -34,7 +36,9 @@ class TrainOptions:
     batch-summed L1, plain code layer) instead of the default that keeps the
     codes alive in any units (see :class:`~autoencoder3d.model.CodeSettings`).
     ``polarity`` says whether dense matter is ``"dark"`` (IMOD's default) or
-    ``"bright"`` in the tomogram.
+    ``"bright"`` in the tomogram. ``polarity`` and ``smooth_sigma`` left None
+    take what the run's model or the data set recorded, else ``"dark"`` and 2.0
+    (:mod:`autoencoder3d.decisions`).
     """
 
     epochs: int = 100
@@ -47,8 +51,8 @@ class TrainOptions:
     n_init: int = 100
     kmeans: str = "auto"
     published: bool = False
-    polarity: str = "dark"
-    smooth_sigma: float = 2.0
+    polarity: str = None
+    smooth_sigma: float = None
     seed: int = None
     retrain: bool = False
     mixed_precision: str = None
@@ -62,11 +66,6 @@ class TrainOptions:
         # ``distribute``: False, "mirrored" or "multiworker" (True, the old flag, is "mirrored"; False as
         # before, so that the fingerprints of earlier runs stay the same)
         self.distribute = {True: "mirrored", None: False}.get(self.distribute, self.distribute)
-
-
-def _check_box(path, v_siz):
-    if any(s % 4 for s in v_siz):
-        raise InputError(f"{path}: subvolume shape {v_siz}: every edge must be divisible by 4 for the autoencoder")
 
 
 def _check_n_clusters(path, n_samples, n_clusters):
@@ -215,10 +214,18 @@ def _reuse_models(volumes, model_dir, options, current, command):
         log.warning("%s: the saved models were made by an older version; their inputs cannot be checked", model_dir)
         record = {}
     else:
-        parts = ("inputs",) if command == "cluster" else ("inputs", "options")
+        trained_with = record["fingerprint"].get("options") or {}
+        length = None if command == "cluster" else only_length_differs(trained_with, current["options"])
+        parts = ("inputs",) if command == "cluster" or length else ("inputs", "options")
         refuse_if_different(f"{model_dir}: the trained model", record["fingerprint"], current, parts)
-        for key, value in record["fingerprint"]["options"].items():  # 'cluster' records what trained the model
+        if length:
+            asked = ", ".join(f"--{key} {getattr(options, key)}" for key in length)
+            had = ", ".join(f"--{key} {trained_with.get(key)}" for key in length)
+            log.info("%s: the trained model was made with %s; %s changes only how long it trains, so it is reused "
+                     "(pass --retrain to train again)", model_dir, had, asked)
+        for key, value in trained_with.items():  # the run records what trained the model
             setattr(options, key, value)
+        current["options"] = dict(trained_with)
     _seed_from(record, options, os.path.join(model_dir, "train-state.json"))
     log.info("reusing the trained models in %s (pass --retrain to train again)", model_dir)
     models = load_saved_models(model_dir, volumes.shape[1:])
@@ -392,10 +399,11 @@ def _train_as_worker(data, tomogram, pose, n_clusters, out_dir, options, cluster
 
     from .distribute import describe
 
+    decide_preparation(data, options, os.path.join(out_dir, "model"))
     subvolumes, _ = prepare_subvolumes(
         data, tomogram, pose, sigma=options.smooth_sigma, workers=options.workers, progress=False, polarity=options.polarity,
     )
-    _check_box(data, subvolumes.v_siz)
+    check_subvolume_shape(data, subvolumes.v_siz)
     _check_n_clusters(data, len(subvolumes), n_clusters)
     current = _fingerprint(data, tomogram, pose, subvolumes, options)
     with tempfile.TemporaryDirectory(prefix="autoencoder3d-worker-") as scratch:
@@ -416,11 +424,12 @@ def _run_train_locked(data, tomogram, pose, n_clusters, out_dir, options, comman
     timings, code_stats = {}, {}
     model_dir = os.path.join(out_dir, "model")
     contrast = {}
+    decide_preparation(data, options, model_dir)
     subvolumes, voxel_size = prepare_subvolumes(
         data, tomogram, pose, sigma=options.smooth_sigma, workers=options.workers, progress=options.verbose > 0, timings=timings,
         polarity=options.polarity, contrast=contrast,
     )
-    _check_box(data, subvolumes.v_siz)
+    check_subvolume_shape(data, subvolumes.v_siz)
     _check_n_clusters(data, len(subvolumes), n_clusters)
     current = _fingerprint(data, tomogram, pose, subvolumes, options)
     models, train_info = _obtain_models(subvolumes.volumes, model_dir, options, timings, current, command)

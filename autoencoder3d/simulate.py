@@ -30,6 +30,7 @@ import uuid
 
 import numpy as np
 
+from .box import check_box_option
 from .errors import InputError
 from .simulate_shapes import CLASSES, MEMBRANE_HALF_WIDTH_NM, bilayer, principal_frame, render_particle
 from .volume import SubvolumeSet, cut_box
@@ -350,8 +351,9 @@ def check_options(*, seed, snr, shape, voxel_size, copies, box, wedge, defocus, 
         raise InputError(f"--seed: must be a non-negative integer, got {seed!r}")
     if not np.isfinite(snr) or snr <= 0:
         raise InputError(f"--snr: must be a positive number (variance ratio, e.g. 0.3), got {snr!r}")
-    if not isinstance(box, (int, np.integer)) or box < 8 or box % 4:
-        raise InputError(f"--box: must be a multiple of 4 and at least 8 (the autoencoder pools twice), got {box!r}")
+    check_box_option(box)
+    if box < 8:
+        raise InputError(f"--box: the simulation needs at least 8 voxels, got {box!r}")
     shape = tuple(shape)
     need = box + 2 * _jitter_limit(jitter) + 1
     if len(shape) != 3 or any(not isinstance(n, (int, np.integer)) or n < need for n in shape):

@@ -86,11 +86,13 @@ def add_quiet(parser):
     parser.add_argument("-q", "--quiet", action="store_true", help="print only warnings, errors and the final result line; no progress bars")
 
 
-def add_polarity(parser):
+def add_polarity(parser, recorded=False):
+    """``--polarity``; ``recorded``: left out, it is what the run or data set recorded (else dark)."""
+    default = "as the run's model or the data set recorded it, else dark" if recorded else "dark"
     parser.add_argument(
-        "--polarity", choices=["dark", "bright", "auto"], default="dark",
+        "--polarity", choices=["dark", "bright", "auto"], default=None if recorded else "dark",
         help="contrast of dense matter in the tomogram: dark (IMOD's default, as published), bright (inverted "
-             "pipelines), or auto (decided from the skew of the intensities; recorded in run.json) (default dark)",
+             f"pipelines), or auto (decided from the skew of the intensities; recorded in run.json) (default: {default})",
     )
 
 
@@ -102,7 +104,9 @@ def add_clustering_options(parser):
              "thousands of subvolumes) or auto (minibatch above 4 million subvolumes x clusters) (default auto)",
     )
     parser.add_argument("--batch-size", type=positive_int, default=128, help="batch size for training and encoding (default 128)")
-    parser.add_argument("--smooth-sigma", type=non_negative_float, default=2.0, help="Gaussian smoothing of the tomogram for pose normalization, in voxels (default 2.0)")
+    parser.add_argument("--smooth-sigma", type=non_negative_float, default=None,
+                        help="Gaussian smoothing of the tomogram for pose normalization, in voxels (default: as the run's model "
+                             "recorded it, else 2.0)")
     parser.add_argument("--workers", type=positive_int, default=None, help="threads for pose normalization (default: all cores)")
 
 

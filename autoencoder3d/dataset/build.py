@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..box import check_box_option
 from ..errors import InputError
 from .sources import default_uuids, jobs_fingerprint
 from .store import PartWriter, create_store, finish_store, part_done, remove_unfinished_parts
@@ -91,8 +92,7 @@ def build_dataset(out, jobs, options=None, *, source=None):
     """
     options = options or BuildOptions()
     out = os.fspath(out)
-    if options.box < 4:
-        raise InputError(f"--box {options.box}: must be at least 4")
+    check_box_option(options.box)
     _open_store(out, jobs, options, source)
     todo = [i for i in range(len(jobs)) if not part_done(out, i)]
     if len(todo) < len(jobs):

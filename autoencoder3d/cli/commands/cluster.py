@@ -23,7 +23,7 @@ Example:
 
 import argparse
 
-from ..common import add_clustering_options, add_out, add_seed, boolean, optional_path, positive_int
+from ..common import add_clustering_options, add_out, add_polarity, add_seed, boolean, optional_path, positive_int
 
 
 class ClusterPositionals(argparse.Action):
@@ -56,6 +56,7 @@ def add_args(parser):
     parser.add_argument("--pose", action="store_true", help="pose-normalize the subvolumes against --tomogram first (same as POSE True)")
     parser.add_argument("--tomogram", default=None, help="MRC/REC tomogram (needed with --pose; same as TOMOGRAM)")
     add_clustering_options(parser)
+    add_polarity(parser, recorded=True)
     add_seed(parser)
 
 

@@ -40,12 +40,12 @@ def add_args(parser):
 
 def main(args):
     from ...coords import read_coordinates
+    from ...box import check_box_option
     from ...errors import InputError
     from ...io import read_tomogram, save_subvolumes
     from ...pick import extract_boxes
 
-    if args.box < 4:
-        raise InputError(f"--box {args.box}: must be at least 4")
+    check_box_option(args.box)
     if args.coords_angpix is not None and not args.coords_angpix > 0:
         raise InputError(f"--coords-angpix {args.coords_angpix}: must be positive")
     tomogram = read_tomogram(args.tomogram)

@@ -39,12 +39,12 @@ def add_args(parser):
 
 def main(args):
     from ...contrast import resolve_polarity
+    from ...box import check_box_option
     from ...errors import InputError
     from ...io import read_tomogram, save_subvolumes
     from ...pick import dog_pick, extract_boxes, parse_sigma, sigma_in_voxels, write_pick_tables
 
-    if args.box < 4:
-        raise InputError(f"--box {args.box}: must be at least 4")
+    check_box_option(args.box)
     if args.max_particles is not None and args.max_particles < 1:
         raise InputError(f"--max-particles {args.max_particles}: must be at least 1")
     value, unit = parse_sigma(args.sigma1)

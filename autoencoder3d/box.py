@@ -1,0 +1,39 @@
+"""The one rule for a subvolume's edge, shared by every command that cuts or trains on subvolumes.
+
+The autoencoder pools twice by 2, so each edge must be a multiple of 4. ``pick``, ``extract``, ``dataset build``,
+``simulate`` and ``train`` all ask :func:`box_problem`, so a box that training
+would refuse is refused before hours of picking or extraction.
+"""
+
+import numpy as np
+
+from .errors import InputError
+
+MIN_BOX = 4
+
+
+def box_problem(box):
+    """Why ``box`` cannot be a subvolume edge (a phrase), or None when it can."""
+    if isinstance(box, (bool, np.bool_)) or not isinstance(box, (int, np.integer)):
+        return f"must be a whole number of voxels, got {box!r}"
+    if box < MIN_BOX or box % 4:
+        nearest = max(MIN_BOX, 4 * int(round(box / 4)))
+        return f"must be a multiple of 4 (the autoencoder pools twice by 2), got {box}; try {nearest}"
+    return None
+
+
+def check_box_option(box, option="--box"):
+    """Raise InputError (one line naming the option) when ``box`` breaks the rule."""
+    problem = box_problem(box)
+    if problem:
+        raise InputError(f"{option}: {problem}")
+
+
+def check_subvolume_shape(path, shape):
+    """Raise InputError (naming the data file) unless every edge of ``shape`` follows the rule."""
+    problems = [box_problem(int(edge)) for edge in shape]
+    if len(shape) != 3 or any(problems):
+        raise InputError(
+            f"{path}: subvolume shape {tuple(int(s) for s in shape)}: every edge must be divisible by 4 for the "
+            "autoencoder (it pools twice by 2); cut the subvolumes again with such a --box"
+        )
