@@ -1,0 +1,117 @@
+#!/usr/bin/env python
+"""Training speed of the autoencoder on a GPU (or any device), under the Keras backend in use.
+
+Measured in one run, for each setting: the default network (``Models.trainer``,
+the published optimizer and MSE loss) trained with ``fit`` on random
+standardized volumes for a fixed number of steps after a warm-up epoch, fed
+either
+
+- from memory as one array (Keras's own input pipeline), or
+- by ``ArrayBatches``, the batches ``autoencoder3d train`` really uses (the
+  shuffled order per epoch, cut from a numpy array),
+
+in float32 and in mixed bfloat16. It prints samples/s, achieved TFLOP/s
+(forward + backward counted as 3x the forward FLOPs) and the ratio of the
+``ArrayBatches`` feed to the in-memory feed (below 1: the input pipeline, not
+the GPU, sets the pace).
+
+Usage:
+  KERAS_BACKEND=tensorflow python scripts/bench_gpu.py [--boxes 32,64] [--batches 128,512] [--json OUT]
+  KERAS_BACKEND=jax python scripts/bench_gpu.py ...
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+
+def device_name():
+    import keras
+
+    backend = keras.backend.backend()
+    try:
+        if backend == "jax":
+            import jax
+
+            return str(jax.devices()[0].device_kind)
+        if backend == "torch":
+            import torch
+
+            return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU") if gpus else "cpu"
+    except Exception as err:  # noqa: BLE001 - only a label
+        return f"unknown ({err})"
+
+
+def measure(box, batch_size, policy, feed, n_samples, epochs):
+    import keras
+
+    from autoencoder3d.model import build_autoencoder, count_flops
+    from autoencoder3d.train import ArrayBatches, published_optimizer
+
+    keras.mixed_precision.set_global_policy(policy)
+    keras.utils.set_random_seed(0)
+    volumes = np.random.default_rng(0).normal(size=(n_samples, box, box, box)).astype(np.float32)
+    trainer = build_autoencoder((box,) * 3).trainer
+    trainer.compile(optimizer=published_optimizer(), loss="mse")
+    if feed == "ArrayBatches":
+        data = ArrayBatches(volumes, np.arange(n_samples), batch_size, shuffle=True)
+        run = lambda n: trainer.fit(data, epochs=n, verbose=0)  # noqa: E731
+    else:
+        x = volumes[..., None]
+        run = lambda n: trainer.fit(x, x, batch_size=batch_size, epochs=n, shuffle=True, verbose=0)  # noqa: E731
+    run(1)  # warm-up: compilation and allocation
+    started = time.perf_counter()
+    history = run(epochs)
+    seconds = time.perf_counter() - started
+    rate = n_samples * epochs / seconds
+    keras.mixed_precision.set_global_policy("float32")
+    return {
+        "box": box, "batch_size": batch_size, "policy": policy, "feed": feed, "samples_per_s": round(rate, 1),
+        "tflops": round(3 * count_flops((box,) * 3) * rate / 1e12, 2), "seconds": round(seconds, 2),
+        "final_loss": float(history.history["loss"][-1]),
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--boxes", default="32,64", help="subvolume edges (default 32,64)")
+    parser.add_argument("--batches", default="128,512", help="batch sizes (default 128,512)")
+    parser.add_argument("--samples", type=int, default=4096, help="subvolumes per epoch (default 4096)")
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs after the warm-up (default 3)")
+    parser.add_argument("--json", help="write the rows here (after every row)")
+    args = parser.parse_args(argv)
+    import keras
+
+    header = {"backend": keras.backend.backend(), "keras": keras.__version__, "device": device_name()}
+    print(f"backend {header['backend']} (Keras {header['keras']}) on {header['device']}", flush=True)
+    print("| box | batch | precision | feed | samples/s | TFLOP/s | ArrayBatches / in-memory |\n|---|---|---|---|---|---|---|", flush=True)
+    rows = []
+    for box in (int(b) for b in args.boxes.split(",")):
+        n_samples = max(512, args.samples * (32 // box) ** 3 if box <= 32 else args.samples // (box // 32) ** 3)
+        for batch_size in (int(b) for b in args.batches.split(",")):
+            for policy in ("float32", "mixed_bfloat16"):
+                pair = {}
+                for feed in ("in-memory", "ArrayBatches"):
+                    row = measure(box, batch_size, policy, feed, n_samples, args.epochs)
+                    pair[feed] = row
+                    rows.append(row)
+                    if args.json:
+                        with open(args.json, "w") as handle:
+                            json.dump({**header, "rows": rows}, handle, indent=1)
+                    ratio = f"{row['samples_per_s'] / pair['in-memory']['samples_per_s']:.2f}" if feed == "ArrayBatches" else ""
+                    print(f"| {box} | {batch_size} | {policy} | {feed} | {row['samples_per_s']} | {row['tflops']} | {ratio} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
