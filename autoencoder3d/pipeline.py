@@ -174,7 +174,7 @@ def _configure_keras(options):
     if options.distribute == "multiworker":
         options.seed = share_from_chief(strategy, options.seed)
     keras.utils.set_random_seed(options.seed)
-    if options.deterministic:
+    if options.deterministic and keras.backend.backend() == "tensorflow":  # other backends: seeded, as they allow
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
