@@ -109,10 +109,12 @@ def prepare_subvolumes(data, tomogram=None, pose=False, *, sigma=2.0, workers=No
     subvolumes = load_dataset(data)
     timings["load_s"] = time.perf_counter() - started
     if not subvolumes.in_memory:
-        return _prepare_store(data, subvolumes, tomogram, pose, polarity, contrast)
+        polarity = _check_store(data, subvolumes, tomogram, pose, polarity)
     polarity, record = resolve_polarity(polarity, subvolumes.volumes, data)
     if contrast is not None:
         contrast.update(record)
+    if not subvolumes.in_memory:
+        return subvolumes, (list(subvolumes.voxel_size) if subvolumes.voxel_size else None)
     if pose and tomogram is None:
         raise InputError(f"{data}: pose normalization needs a tomogram, but TOMOGRAM is None")
     voxel_size = None
@@ -130,10 +132,11 @@ def prepare_subvolumes(data, tomogram=None, pose=False, *, sigma=2.0, workers=No
     return subvolumes, voxel_size
 
 
-def _prepare_store(data, subvolumes, tomogram, pose, polarity, contrast):
-    """A store is pose-normalized (or not) when it is built, tomogram by tomogram; TOMOGRAM is not used."""
-    from .contrast import resolve_polarity
+def _check_store(data, subvolumes, tomogram, pose, polarity):
+    """A store is pose-normalized (or not) when it is built, tomogram by tomogram; TOMOGRAM is not used.
 
+    Returns the polarity to use: the one the store was built with when ``polarity`` is ``"auto"``.
+    """
     manifest = subvolumes.manifest
     if pose and not manifest.get("pose_normalized"):
         raise InputError(f"{data}: POSE is True but this data set was built without --pose; "
@@ -142,12 +145,7 @@ def _prepare_store(data, subvolumes, tomogram, pose, polarity, contrast):
         log.info("%s: a data set of %d tomograms; TOMOGRAM %s is not used (each subvolume's tomogram is in the data set)",
                  data, len(manifest["parts"]), tomogram)
     built_with = manifest.get("polarity")
-    if polarity == "auto" and built_with in ("dark", "bright"):
-        polarity = built_with
-    _, record = resolve_polarity(polarity, subvolumes.volumes, data)
-    if contrast is not None:
-        contrast.update(record)
-    return subvolumes, (list(subvolumes.voxel_size) if subvolumes.voxel_size else None)
+    return built_with if polarity == "auto" and built_with in ("dark", "bright") else polarity
 
 
 def run_pose(data, tomogram, out_pickle, *, sigma=2.0, workers=None, progress=True, polarity="dark"):

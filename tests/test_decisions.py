@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from autoencoder3d.cli.main import main
-from autoencoder3d.codes import describe_codes
-from autoencoder3d.cluster import code_health
+from autoencoder3d.codes import code_health, describe_codes
 from conftest import write_tomogram
 
 TRAIN = ["--epochs", "1", "--batch-size", "16", "--n-init", "2", "--seed", "0", "-q"]
