@@ -80,8 +80,10 @@ def create_store(path, v_siz, *, dtype="float32", pose=False, polarity=None, sou
 def read_manifest(path):
     """The store's manifest, checked (InputError naming the store otherwise)."""
     path = os.fspath(path)
+    from .trust import check_manifest_fields, read_bytes
+
     try:
-        attrs = json.loads(open(os.path.join(path, ".zattrs")).read())
+        attrs = json.loads(read_bytes(os.path.join(path, ".zattrs")))
     except FileNotFoundError:
         raise InputError(f"{path}: a zarr folder without an autoencoder3d manifest; not a subvolume store") from None
     except (OSError, ValueError) as err:
@@ -89,8 +91,10 @@ def read_manifest(path):
     manifest = attrs.get(MANIFEST_KEY) if isinstance(attrs, dict) else None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise InputError(f"{path}: a zarr folder without an autoencoder3d manifest; not a subvolume store")
-    if manifest.get("version", 0) > VERSION:
-        raise InputError(f"{path}: store version {manifest.get('version')} is newer than this autoencoder3d reads ({VERSION})")
+    version = manifest.get("version")
+    if isinstance(version, int) and version > VERSION:
+        raise InputError(f"{path}: store version {version} is newer than this autoencoder3d reads ({VERSION})")
+    check_manifest_fields(path, manifest)
     return manifest
 
 
@@ -260,7 +264,11 @@ def store_digest(path, samples=256):
     """
     import hashlib
 
+    from .trust import check_store
+
     manifest = read_manifest(path)
+    if manifest.get("complete"):
+        check_store(path, manifest)
     digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode())
     total = int(manifest.get("n_subvolumes", 0))
     chosen = set(np.linspace(0, max(total - 1, 0), min(samples, total)).astype(np.int64).tolist()) if total else set()
