@@ -65,6 +65,24 @@ def test_a_build_into_a_folder_that_is_no_store_leaves_it_alone(project, tmp_pat
     assert os.listdir(tmp_path / "mine") == ["notes.txt"]
 
 
+@pytest.mark.parametrize("link", ["parts", "parts/00001"])
+def test_a_rerun_deletes_nothing_through_a_symlink(project, tmp_path, capsys, link):  # noqa: F811
+    table = write_table(project, tmp_path / "picks.csv")
+    out = tmp_path / "ds.zarr"
+    assert main(["dataset", "build", str(out), "--table", table, "--box", str(BOX), "-q"]) == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.move(out / link, elsewhere / "moved")
+    os.symlink(elsewhere / "moved", out / link)
+    victim = elsewhere / "moved" / ("00002.tmp-1" if link == "parts" else "volumes")
+    victim.mkdir(exist_ok=True)
+    (victim / "keep").write_text("not the store's")
+    capsys.readouterr()
+    assert main(["dataset", "build", str(out), "--table", table, "--box", str(BOX), "-q"]) == 2
+    assert f"{link}: a symbolic link inside the store" in one_line(capsys.readouterr().err)
+    assert (victim / "keep").read_text() == "not the store's"
+
+
 def test_a_resumed_build_cuts_again_the_parts_whose_tomogram_changed(project, tmp_path):  # noqa: F811
     table = copied_project(project, tmp_path / "project")
     out = tmp_path / "ds.zarr"
