@@ -70,7 +70,7 @@ def test_object_dtype_with_a_pickle_codec_never_reaches_numcodecs(tmp_path, caps
     import numcodecs.pickles
 
     monkeypatch.setattr(numcodecs.pickles, "ALLOW_UNSAFE_PICKLE_DECODE", True)  # as NUMCODECS_ALLOW_UNSAFE_PICKLE_DECODE=1
-    refused(store, capsys, "uuid/.zarray: dtype '|O' is not text; refused")
+    refused(store, capsys, "uuid/.zarray: dtype '|O' is not text of at most 256 characters; refused")
     assert not marker.exists()
 
 
@@ -81,6 +81,8 @@ def test_object_dtype_with_a_pickle_codec_never_reaches_numcodecs(tmp_path, caps
     ("shape", [3, SIDE, SIDE, SIDE + 1], "shape [3, 8, 8, 9], the manifest and box say [3, 8, 8, 8]"),
     ("chunks", [3, SIDE, SIDE, SIDE], "not one subvolume per chunk"),
     ("dimension_separator", "/", "chunk key separator"),
+    ("fill_value", "abc", "fill value 'abc' does not fit dtype float32"),
+    ("dtype", "<U99999999999999999", "is not float32"),
 ])
 def test_volume_headers_other_than_the_writers_are_refused(tmp_path, capsys, field, value, message):
     store, _ = make_store(tmp_path / "s.zarr")

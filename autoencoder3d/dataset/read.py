@@ -79,8 +79,11 @@ def _open_part(path, name):
     try:
         group = zarr.open_group(strict_store(folder), mode="r")
         arrays = {key: group[key] for key in ("volumes", "uuid", "center", "rotation", "center_of_mass")}
-    except (OSError, ValueError, KeyError) as err:
-        raise InputError(f"{folder}: unreadable store part ({type(err).__name__}: {err}); build the data set again") from None
+    except InputError:
+        raise
+    except Exception as err:  # zarr's own errors (MetadataError, ...) besides OSError and ValueError
+        raise InputError(f"{folder}: unreadable store part ({type(err).__name__}: {brief(str(err), 120, quote=False)}); "
+                         "build the data set again") from None
     return arrays
 
 

@@ -158,13 +158,15 @@ def _check_header(where, meta, shape, kind):
     dtype = meta.get("dtype")
     try:
         found = np.dtype(dtype) if isinstance(dtype, str) else None
-    except TypeError:
+    except (TypeError, ValueError, OverflowError, MemoryError):
         found = None
     allowed = found is not None and (found == kind if isinstance(kind, np.dtype) else
                                      found.kind == kind and (kind != "U" or found.itemsize <= 4 * MAX_UUID_CHARS))
     if not allowed:
-        want = str(kind) if isinstance(kind, np.dtype) else {"U": "text", "f": "floating point"}[kind]
+        want = str(kind) if isinstance(kind, np.dtype) else {"U": f"text of at most {MAX_UUID_CHARS} characters", "f": "floating point"}[kind]
         raise InputError(f"{header}: dtype {brief(dtype)} is not {want}; refused")
+    if not _fill_value_fits(meta.get("fill_value"), found.kind):
+        raise InputError(f"{header}: fill value {brief(meta.get('fill_value'))} does not fit dtype {found}; refused")
     compressor = meta.get("compressor")
     codec = compressor.get("id") if isinstance(compressor, dict) else compressor
     if codec not in COMPRESSORS or (compressor is not None and not isinstance(compressor, dict)):
@@ -180,6 +182,14 @@ def _check_header(where, meta, shape, kind):
     if not (isinstance(chunks, list) and len(chunks) == len(shape) and all(_count(c, 1) for c in chunks)):
         raise InputError(f"{header}: chunks {brief(chunks)} do not fit shape {list(shape)}")
     return chunks
+
+
+def _fill_value_fits(value, kind):
+    if value is None:
+        return True
+    if kind == "U":
+        return isinstance(value, str)
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) or value in ("NaN", "Infinity", "-Infinity")
 
 
 def _check_chunks(where, shape, chunks):

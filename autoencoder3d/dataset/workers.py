@@ -10,7 +10,6 @@
   file a thread in the worker ends the worker, so none is left behind.
 """
 
-import logging
 import multiprocessing
 import os
 import signal
@@ -19,7 +18,6 @@ from multiprocessing.connection import wait
 
 from ..errors import InputError
 
-log = logging.getLogger("autoencoder3d")
 STOP_SECONDS = 10  # a terminated worker that has not ended by then is killed
 
 
