@@ -10,6 +10,12 @@ Layout (zarr v2, no compression: tomogram noise does not compress)::
             rotation  (n, 3, 3) float64, pose-normalization rotation (NaN: none)
             center_of_mass (n, 3) float64 (NaN: none)
         parts/00001/ ...
+        .autoencoder3d.lock       while a build or convert writes (see :class:`~autoencoder3d.runfolder.RunFolderLock`)
+
+A part's group attributes hold its tomogram's entry of the manifest and, from
+a build, its ``origin``: a hash of its rows and a fingerprint of its tomogram,
+which a resumed build compares (:func:`~autoencoder3d.dataset.sources.job_origin`).
+Before anything is read, :mod:`.trust` checks the store against the manifest.
 
 A part is written under a temporary name and renamed into place only when it
 is complete, so a killed build leaves whole parts and at most one temporary
