@@ -54,6 +54,8 @@ def test_a_second_build_or_convert_is_refused_while_the_first_writes(project, tm
         assert len(open_store(out)) == 54
     assert not os.path.exists(out / ".autoencoder3d.lock")
     assert parts(out) == ["00000", "00001", "00002"]
+    with RunFolderLock(tmp_path):  # a run folder written around a store: its lock is not the store's
+        assert main(["dataset", "build", str(tmp_path / "inner.zarr"), "--table", table, "--box", str(BOX), "-q"]) == 0
 
 
 def test_a_build_into_a_folder_that_is_no_store_leaves_it_alone(project, tmp_path, capsys):  # noqa: F811
