@@ -34,9 +34,12 @@ class RunFolderLock:
     """``with RunFolderLock(folder):`` -- refuse a second concurrent writer of ``folder``.
 
     On a failure, a folder that this run created and left empty is removed again.
+    ``what`` and ``elsewhere`` name the folder and the way out in the refusal
+    (a data-set store: ``"store"``, ``"OUT"``).
     """
 
-    def __init__(self, folder):
+    def __init__(self, folder, what="run folder", elsewhere="--out"):
+        self.what, self.elsewhere = what, elsewhere
         self.folder = os.path.abspath(folder)
         self.path = os.path.join(self.folder, LOCK_NAME)
         self.created = not os.path.isdir(self.folder)
@@ -60,8 +63,8 @@ class RunFolderLock:
             holder = handle.read().strip() or "unknown"
             handle.close()
             raise InputError(
-                f"{self.folder}: another autoencoder3d process ({holder}) is writing this run folder; "
-                "wait for it to finish or use another --out"
+                f"{self.folder}: another autoencoder3d process ({holder}) is writing this {self.what}; "
+                f"wait for it to finish or use another {self.elsewhere}"
             ) from None
         if not _same_file(handle, self.path):  # the holder removed it meanwhile: lock the new one
             handle.close()
@@ -74,7 +77,8 @@ class RunFolderLock:
 
     def __exit__(self, kind, value, traceback):
         try:
-            os.remove(self.path)
+            if _same_file(self.handle, self.path):  # not a later writer's, if the folder was replaced meanwhile
+                os.remove(self.path)
         except OSError:
             pass
         self.handle.close()

@@ -230,7 +230,8 @@ def test_interrupted_build_resumes_to_the_same_store(project, tmp_path, monkeypa
     def dies_on_the_second(out, index, *args, **kwargs):
         calls.append(index)
         if index == 1:
-            os.makedirs(os.path.join(out, "parts", "00001.tmp-99999"))  # what a killed worker leaves
+            os.makedirs(os.path.join(out, "parts", "00001.tmp-99999", "volumes"))  # what a killed worker leaves
+            open(os.path.join(out, "parts", "00001.tmp-99999", "volumes", "0.0.0.0"), "wb").close()
             raise KeyboardInterrupt
         return original(out, index, *args, **kwargs)
 

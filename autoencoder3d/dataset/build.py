@@ -15,25 +15,29 @@ outside. A first pass over the boxes finds the first (and the boxes that would
 have no mass, which the published path drops), so the result equals
 pose-normalizing the tomogram's extracted pickle.
 
-A build that stops (killed, an error, Ctrl-C) leaves complete parts; the next
-build with the same inputs and settings skips them and removes the temporary
-folder of an unfinished one.
+A build that stops (killed, an error, Ctrl-C, SIGTERM) leaves complete parts;
+the next build with the same inputs and settings skips them and removes the
+temporary folder of an unfinished one. Each part records what it was cut from
+(its rows and a fingerprint of its tomogram: size, modification time, header
+and a sample of the content); a part whose tomogram or rows changed since is
+cut again. One build at a time writes a store (a lock file in it).
 """
 
 import json
 import logging
-import multiprocessing
 import os
 import time
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..box import check_box_option
 from ..errors import InputError
-from .sources import default_uuids, jobs_fingerprint
-from .store import PartWriter, create_store, finish_store, part_done, remove_unfinished_parts
+from ..runfolder import RunFolderLock
+from .sources import default_uuids, job_origin, jobs_fingerprint
+from .store import (PartWriter, create_store, finish_store, is_fresh, is_store, mark_unfinished, part_done, part_origin,
+                    remove_unfinished_parts)
 
 log = logging.getLogger("autoencoder3d")
 
@@ -76,6 +80,28 @@ def _open_store(out, jobs, options, source):
                          "choose a new name or delete it")
     for path in remove_unfinished_parts(out):
         log.info("removed %s, left by an interrupted build", path)
+    return manifest
+
+
+def _parts_to_cut(out, jobs):
+    """Parts not there yet, and parts cut from other rows or from a tomogram that changed since."""
+    todo = []
+    for index, job in enumerate(jobs):
+        if not part_done(out, index):
+            todo.append(index)
+            continue
+        recorded, current = part_origin(out, index), job_origin(job)
+        if recorded == current:
+            continue
+        if recorded is None:
+            why = "its part does not record what it was cut from"
+        elif recorded.get("rows") != current["rows"]:
+            why = "its particles differ from those its part was cut from"
+        else:
+            why = "the tomogram changed (size, modification time or content) since its part was cut"
+        log.warning("%s: %s; cutting it again", job.name, why)
+        todo.append(index)
+    return todo
 
 
 def build_dataset(out, jobs, options=None, *, source=None):
@@ -93,8 +119,17 @@ def build_dataset(out, jobs, options=None, *, source=None):
     options = options or BuildOptions()
     out = os.fspath(out)
     check_box_option(options.box)
-    _open_store(out, jobs, options, source)
-    todo = [i for i in range(len(jobs)) if not part_done(out, i)]
+    if not is_fresh(out) and not is_store(out):  # before the lock file goes into a folder that is no store
+        raise InputError(f"{out}: exists and is not a subvolume store; choose a new name")
+    with RunFolderLock(out, what="store", elsewhere="OUT"):
+        return _build_locked(out, jobs, options, source)
+
+
+def _build_locked(out, jobs, options, source):
+    manifest = _open_store(out, jobs, options, source)
+    todo = _parts_to_cut(out, jobs)
+    if todo and manifest.get("complete"):
+        mark_unfinished(out)  # readers must not see a part while it is cut again
     if len(todo) < len(jobs):
         log.info("%s: %d of %d tomograms already extracted; extracting the other %d", out, len(jobs) - len(todo), len(jobs), len(todo))
     started = time.perf_counter()
@@ -113,20 +148,21 @@ def build_dataset(out, jobs, options=None, *, source=None):
 
 
 def _run_parallel(out, jobs, todo, options, workers, threads):
-    context = multiprocessing.get_context("fork")  # the console script cannot be re-imported by spawn; the parent runs no threads here
+    from .workers import run_parallel
+
     level = logging.getLogger("autoencoder3d").getEffectiveLevel()
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(level,)) as pool:
-        pending = {pool.submit(extract_part, out, i, jobs[i], options, threads) for i in todo}
-        done_count = 0
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-            for future in done:
-                if future.exception() is not None:
-                    for other in pending:
-                        other.cancel()
-                    raise future.exception()
-                done_count += 1
-                _report(future.result(), done_count, len(todo))
+    finished = []
+
+    def report(_, summary):
+        finished.append(summary)
+        _report(summary, len(finished), len(todo))
+
+    try:
+        run_parallel(extract_part, [(out, i, jobs[i], options, threads) for i in todo], workers, report,
+                     names=[f"tomogram {jobs[i].name}" for i in todo], initializer=_init_worker, initargs=(level,))
+    except BaseException:
+        remove_unfinished_parts(out)  # what the terminated workers were writing
+        raise
 
 
 def _init_worker(level):
@@ -161,6 +197,7 @@ def extract_part(out, index, job, options, threads=1):
         a summary dict (name, n, dropped, seconds, polarity).
     """
     started = time.perf_counter()
+    origin = job_origin(job)  # before reading: a tomogram changed during the cut is cut again next time
     tomogram = open_job_tomogram(job)
     try:
         polarity = options.polarity
@@ -175,7 +212,7 @@ def extract_part(out, index, job, options, threads=1):
             rows = pose["rows"]
         info = {"name": job.name, "path": job.path, "voxel_size": [float(v) for v in tomogram.voxel_size],
                 "shape": list(tomogram.shape), **job.info, "polarity": polarity, "dropped": counts}
-        with PartWriter(out, index, len(rows), info, v_siz=(options.box,) * 3, dtype=options.dtype) as part:
+        with PartWriter(out, index, len(rows), info, v_siz=(options.box,) * 3, dtype=options.dtype, origin=origin) as part:
             for lo in range(0, len(rows), options.block):
                 chosen = rows[lo : lo + options.block]
                 volumes = _cut(tomogram, idx[chosen], options)

@@ -1,16 +1,23 @@
 """The published pickle as a store, and a store's contents in a few lines."""
 
 import os
+import re
+import shutil
 
+from ..errors import InputError
 from ..star_coords import tomo_key
 
 
-def convert_pickle(pickle, out, tomogram=None, dtype="float32"):
+def convert_pickle(pickle, out, tomogram=None, dtype="float32", overwrite=False):
     """Write the subvolume pickle as a one-part store, in the pickle's order.
+
+    The store is written under a temporary name beside ``out`` and renamed into
+    place when complete, so ``out`` is never half written.
 
     Args:
         pickle: the published subvolume pickle.
-        out: the store folder to write.
+        out: the store folder to write; it must not exist, unless ``overwrite``
+            and it is a store (then it is replaced, whole, at the end).
         tomogram: the tomogram the subvolumes were cut from (its name, path,
             voxel size and shape go into the store), or None.
         dtype: ``float32`` (bitwise the pickle's volumes) or ``float16``.
@@ -18,9 +25,12 @@ def convert_pickle(pickle, out, tomogram=None, dtype="float32"):
     Returns:
         the finished manifest.
     """
+    from ..atomic import atomic_directory
     from ..io import load_subvolumes, read_tomogram
+    from ..runfolder import RunFolderLock
     from .store import store_from_set
 
+    out = os.fspath(out)
     subvolumes = load_subvolumes(pickle)
     info = {"name": tomo_key(os.path.splitext(os.fspath(pickle))[0]), "path": None}
     if tomogram is not None:
@@ -28,7 +38,32 @@ def convert_pickle(pickle, out, tomogram=None, dtype="float32"):
         info = {"name": tomo_key(tomogram), "path": os.path.abspath(tomogram),
                 "voxel_size": [float(v) for v in tomo.voxel_size], "shape": list(tomo.shape)}
         tomo.close()
-    return store_from_set(out, subvolumes, tomogram=info, dtype=dtype)
+    _check_out(out, overwrite)
+    with RunFolderLock(out, what="store", elsewhere="OUT"):
+        _check_out(out, overwrite)  # again: another convert may have finished while this one waited
+        _remove_stale_temporaries(out)
+        with atomic_directory(out) as tmp:
+            return store_from_set(tmp, subvolumes, tomogram=info, dtype=dtype)
+
+
+def _check_out(out, overwrite):
+    from .store import is_fresh, is_store
+
+    if is_fresh(out):
+        return
+    if not overwrite:
+        raise InputError(f"{out}: exists; choose a new name, or pass --overwrite to replace the store")
+    if not is_store(out):
+        raise InputError(f"{out}: exists and is not a subvolume store; --overwrite replaces only a store")
+
+
+def _remove_stale_temporaries(out):
+    """The temporary stores of converts to ``out`` that were killed (``.NAME.XXXXXXXX.tmp`` beside it)."""
+    parent, name = os.path.split(os.path.abspath(out))
+    pattern = re.compile(rf"^\.{re.escape(name)}\.[a-z0-9_]{{8}}\.tmp$")
+    for entry in os.scandir(parent):
+        if pattern.match(entry.name) and entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
 
 
 def describe_store(path):

@@ -168,3 +168,17 @@ def open_copick_tomogram(opener):
         raise InputError(f"{where}: the tomogram has {array.ndim} dimensions, not 3")
     size = float(spacing.voxel_size)
     return Tomogram(data=ZarrXYZ(array), voxel_size=(size, size, size), path=where)
+
+
+def copick_fingerprint(opener, blocks=8, side=4):
+    """Shape, dtype and a SHA-256 of ``blocks`` small cubes spread along the diagonal of a copick tomogram."""
+    import hashlib
+
+    tomogram = open_copick_tomogram(opener)
+    data, shape = tomogram.data, tomogram.data.shape
+    digest = hashlib.sha256(str(data.dtype).encode())
+    for t in np.linspace(0.0, 1.0, blocks):
+        lo = [int(t * max(0, n - side)) for n in shape]
+        digest.update(np.ascontiguousarray(data[tuple(slice(a, a + side) for a in lo)]).tobytes())
+    tomogram.close()
+    return {"shape": list(shape), "sample": digest.hexdigest()[:32]}

@@ -4,9 +4,10 @@ import os
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, brief
 from ..volume import SubvolumeSet
-from .store import is_store, part_path, read_manifest
+from .store import is_store, read_manifest
+from .trust import check_store, strict_store
 
 
 class StoreVolumes:
@@ -65,8 +66,8 @@ class StoreVolumes:
             unique, inverse = np.unique(local, return_inverse=True)
             try:
                 block = self._arrays[part].get_orthogonal_selection((unique,))
-            except (OSError, ValueError, KeyError) as err:
-                raise InputError(f"{self.path}: cannot read subvolumes of part {part} ({err})") from None
+            except (OSError, ValueError, KeyError, RuntimeError, TypeError) as err:
+                raise InputError(f"{self.path}: cannot read subvolumes of part {part} ({brief(str(err), 120, quote=False)})") from None
             out[order[rows]] = block[inverse]
         return out
 
@@ -76,10 +77,13 @@ def _open_part(path, name):
 
     folder = os.path.join(os.fspath(path), "parts", name)
     try:
-        group = zarr.open_group(folder, mode="r")
+        group = zarr.open_group(strict_store(folder), mode="r")
         arrays = {key: group[key] for key in ("volumes", "uuid", "center", "rotation", "center_of_mass")}
-    except (OSError, ValueError, KeyError) as err:
-        raise InputError(f"{folder}: unreadable store part ({type(err).__name__}: {err}); build the data set again") from None
+    except InputError:
+        raise
+    except Exception as err:  # zarr's own errors (MetadataError, ...) besides OSError and ValueError
+        raise InputError(f"{folder}: unreadable store part ({type(err).__name__}: {brief(str(err), 120, quote=False)}); "
+                         "build the data set again") from None
     return arrays
 
 
@@ -100,6 +104,7 @@ def open_store(path):
     manifest = read_manifest(path)
     if not manifest.get("complete"):
         raise InputError(f"{path}: the data set's build did not finish; run 'autoencoder3d dataset build' again to finish it")
+    check_store(path, manifest)
     parts = [_open_part(path, p["part"]) for p in manifest["parts"]]
     parts = [p for p in parts if p["volumes"].shape[0] > 0]
     if not parts:

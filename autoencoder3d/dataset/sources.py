@@ -84,6 +84,40 @@ def jobs_fingerprint(jobs):
     return digest.hexdigest()[:16]
 
 
+SAMPLE_BLOCKS = 32
+SAMPLE_BYTES = 1 << 14
+HEADER_BYTES = 1 << 16
+
+
+def file_fingerprint(path):
+    """Size, modification time and a SHA-256 of a file's first 64 KiB (the header) and 32 blocks of 16 KiB spread over it."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        status = os.fstat(handle.fileno())
+        digest.update(handle.read(HEADER_BYTES))
+        for i in range(SAMPLE_BLOCKS):
+            handle.seek(HEADER_BYTES + i * max(0, status.st_size - HEADER_BYTES - SAMPLE_BYTES) // (SAMPLE_BLOCKS - 1))
+            digest.update(handle.read(SAMPLE_BYTES))
+    return {"size": status.st_size, "mtime_ns": status.st_mtime_ns, "sample": digest.hexdigest()[:32]}
+
+
+def job_origin(job):
+    """What a tomogram's part is cut from: its rows (name, tomogram, centres, ids) and its tomogram's fingerprint.
+
+    A resumed build cuts a part again when this differs from the one the part recorded.
+    """
+    if job.opener["kind"] == "copick":
+        from .copick_source import copick_fingerprint
+
+        tomogram = copick_fingerprint(job.opener)
+    else:
+        try:
+            tomogram = file_fingerprint(job.opener["path"])
+        except OSError as err:
+            raise InputError(f"{job.opener['path']}: cannot read the tomogram ({err.strerror})") from None
+    return {"rows": jobs_fingerprint([job]), "tomogram": tomogram}
+
+
 def find_tomogram(name, folder, source):
     """The file under ``folder`` whose name (through :func:`tomo_key`) is ``name``.
 

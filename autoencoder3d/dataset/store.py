@@ -10,6 +10,12 @@ Layout (zarr v2, no compression: tomogram noise does not compress)::
             rotation  (n, 3, 3) float64, pose-normalization rotation (NaN: none)
             center_of_mass (n, 3) float64 (NaN: none)
         parts/00001/ ...
+        .autoencoder3d.lock       while a build or convert writes (see :class:`~autoencoder3d.runfolder.RunFolderLock`)
+
+A part's group attributes hold its tomogram's entry of the manifest and, from
+a build, its ``origin``: a hash of its rows and a fingerprint of its tomogram,
+which a resumed build compares (:func:`~autoencoder3d.dataset.sources.job_origin`).
+Before anything is read, :mod:`.trust` checks the store against the manifest.
 
 A part is written under a temporary name and renamed into place only when it
 is complete, so a killed build leaves whole parts and at most one temporary
@@ -41,6 +47,16 @@ def is_store(path):
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, ".zgroup"))
 
 
+def is_fresh(path):
+    """Whether ``path`` is free for a new store: absent, or a folder holding nothing but a writer's lock file."""
+    from ..runfolder import LOCK_NAME
+
+    path = os.fspath(path)
+    if not os.path.lexists(path):
+        return True
+    return os.path.isdir(path) and not os.path.islink(path) and set(os.listdir(path)) <= {LOCK_NAME}
+
+
 def _zarr():
     import zarr
 
@@ -61,7 +77,7 @@ def create_store(path, v_siz, *, dtype="float32", pose=False, polarity=None, sou
     if dtype not in DTYPES:
         raise InputError(f"--dtype {dtype}: choose from {', '.join(DTYPES)}")
     settings = {"v_siz": [int(s) for s in v_siz], "dtype": dtype, "pose_normalized": bool(pose), "polarity": polarity}
-    if os.path.exists(path):
+    if not is_fresh(path):
         if not is_store(path):
             raise InputError(f"{path}: exists and is not a subvolume store; choose a new name")
         manifest = read_manifest(path)
@@ -70,7 +86,7 @@ def create_store(path, v_siz, *, dtype="float32", pose=False, polarity=None, sou
             said = ", ".join(f"{k} {manifest.get(k)!r} (asked {settings[k]!r})" for k in differ)
             raise InputError(f"{path}: a store built with other settings: {said}; choose a new name or delete it")
         return manifest
-    group = _zarr().open_group(path, mode="w")
+    group = _zarr().open_group(path, mode="a")  # not "w", which would delete the writer's lock file
     group.require_group("parts")
     manifest = {"format": FORMAT, "version": VERSION, **settings, "sources": sources or {}, "parts": [], "complete": False}
     group.attrs[MANIFEST_KEY] = manifest
@@ -80,8 +96,10 @@ def create_store(path, v_siz, *, dtype="float32", pose=False, polarity=None, sou
 def read_manifest(path):
     """The store's manifest, checked (InputError naming the store otherwise)."""
     path = os.fspath(path)
+    from .trust import check_manifest_fields, read_bytes
+
     try:
-        attrs = json.loads(open(os.path.join(path, ".zattrs")).read())
+        attrs = json.loads(read_bytes(os.path.join(path, ".zattrs")))
     except FileNotFoundError:
         raise InputError(f"{path}: a zarr folder without an autoencoder3d manifest; not a subvolume store") from None
     except (OSError, ValueError) as err:
@@ -89,8 +107,10 @@ def read_manifest(path):
     manifest = attrs.get(MANIFEST_KEY) if isinstance(attrs, dict) else None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise InputError(f"{path}: a zarr folder without an autoencoder3d manifest; not a subvolume store")
-    if manifest.get("version", 0) > VERSION:
-        raise InputError(f"{path}: store version {manifest.get('version')} is newer than this autoencoder3d reads ({VERSION})")
+    version = manifest.get("version")
+    if isinstance(version, int) and version > VERSION:
+        raise InputError(f"{path}: store version {version} is newer than this autoencoder3d reads ({VERSION})")
+    check_manifest_fields(path, manifest)
     return manifest
 
 
@@ -123,8 +143,9 @@ class PartWriter:
     the block ends without an exception (then :meth:`commit` has run).
     """
 
-    def __init__(self, path, index, n, tomogram, *, v_siz, dtype="float32"):
+    def __init__(self, path, index, n, tomogram, *, v_siz, dtype="float32", origin=None):
         self.path = os.fspath(path)
+        self.origin = origin
         self.final = part_path(path, index)
         self.tmp = f"{self.final}.tmp-{os.getpid()}"
         self.n = int(n)
@@ -161,6 +182,8 @@ class PartWriter:
             if self.n:
                 getattr(self, name)[:] = rows
         self._group.attrs["tomogram"] = {**self.tomogram, "n": self.n, **(extra or {})}
+        if self.origin is not None:
+            self._group.attrs["origin"] = self.origin
         shutil.rmtree(self.final, ignore_errors=True)
         os.replace(self.tmp, self.final)
 
@@ -175,8 +198,21 @@ class PartWriter:
         return False
 
 
+def part_origin(path, index):
+    """What part ``index`` was cut from (recorded by the build: its rows and its tomogram), or None."""
+    from .trust import read_bytes
+
+    try:
+        return json.loads(read_bytes(os.path.join(part_path(path, index), ".zattrs"))).get("origin")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def remove_unfinished_parts(path):
     """Delete temporary part folders left by a killed build; returns their paths."""
+    from .trust import check_writable
+
+    check_writable(path)
     parts = os.path.join(os.fspath(path), "parts")
     removed = []
     for name in sorted(os.listdir(parts)) if os.path.isdir(parts) else []:
@@ -184,6 +220,13 @@ def remove_unfinished_parts(path):
             shutil.rmtree(os.path.join(parts, name), ignore_errors=True)
             removed.append(os.path.join(parts, name))
     return removed
+
+
+def mark_unfinished(path):
+    """Mark a finished store unfinished again (a build is about to cut some of its parts again)."""
+    manifest = read_manifest(path)
+    manifest.update(complete=False)
+    _write_manifest(path, manifest)
 
 
 def finish_store(path, n_parts):
@@ -260,7 +303,11 @@ def store_digest(path, samples=256):
     """
     import hashlib
 
+    from .trust import check_store
+
     manifest = read_manifest(path)
+    if manifest.get("complete"):
+        check_store(path, manifest)
     digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode())
     total = int(manifest.get("n_subvolumes", 0))
     chosen = set(np.linspace(0, max(total - 1, 0), min(samples, total)).astype(np.int64).tolist()) if total else set()

@@ -11,7 +11,9 @@ Writes:
   OUT.zarr                           the store: one part per tomogram (subvolumes, uuid, centre, pose)
 
 Every train/cluster/report/export/edss3d command takes the store as DATA. A
-build that stops is resumed by the same command; finished tomograms are kept.
+build that stops is resumed by the same command; finished tomograms are kept,
+unless their tomogram or particles changed since (those are cut again). One
+build or convert at a time writes a store; a second is refused.
 """
 
 import argparse
@@ -47,7 +49,8 @@ def _add_build(sub):
     build.add_argument("--smooth-sigma", type=non_negative_float, default=2.0, help="Gaussian smoothing for pose normalization, voxels (default 2.0)")
     build.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="storage type of the subvolumes (default float32)")
     build.add_argument("--partial", choices=("drop", "fill"), default="drop", help="boxes that leave the tomogram: drop (default) or fill")
-    build.add_argument("--workers", type=positive_int, default=1, help="tomograms extracted at once, one process each (default 1)")
+    build.add_argument("--workers", type=positive_int, default=1,
+                       help="tomograms extracted at once, one process each (default 1); SIGTERM or Ctrl-C stops them all at once")
     build.add_argument("--block", type=positive_int, default=256, help="subvolumes cut and written at a time per worker (default 256)")
     return build
 
@@ -59,7 +62,9 @@ def add_args(parser):
     convert = sub.add_parser("convert", help="write a subvolume pickle as a store (same order)",
                              description="Write the published subvolume pickle as a one-tomogram store, in its order.")
     convert.add_argument("pickle", metavar="PICKLE", help="subvolume pickle (published format)")
-    convert.add_argument("out", metavar="OUT.zarr", help="the store folder to write")
+    convert.add_argument("out", metavar="OUT.zarr", help="the store folder to write (must not exist)")
+    convert.add_argument("--overwrite", action="store_true",
+                         help="replace OUT.zarr if it is a store (the new store takes its place only when complete)")
     convert.add_argument("--tomogram", metavar="TOMOGRAM", help="the tomogram the subvolumes come from (name, voxel size)")
     convert.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="storage type (default float32)")
     info = sub.add_parser("info", help="one line per tomogram of a store, and the totals",
@@ -116,7 +121,7 @@ def main(args):
     elif args.job == "convert":
         from ...dataset.convert import convert_pickle
 
-        manifest = convert_pickle(args.pickle, args.out, args.tomogram, args.dtype)
+        manifest = convert_pickle(args.pickle, args.out, args.tomogram, args.dtype, overwrite=args.overwrite)
         print(f"wrote {args.out}: {manifest['n_subvolumes']} subvolumes from {args.pickle}")
     else:
         from ...dataset.convert import describe_store
