@@ -34,10 +34,14 @@ class RunFolderLock:
     """``with RunFolderLock(folder):`` -- refuse a second concurrent writer of ``folder``.
 
     On a failure, a folder that this run created and left empty is removed again.
+    ``what`` names the folder in the refusal's line (default: this run folder) and
+    ``advice`` ends it (default: wait, or use another ``--out``).
     """
 
-    def __init__(self, folder):
+    def __init__(self, folder, *, what=None, advice=None):
         self.folder = os.path.abspath(folder)
+        self.what = what or "this run folder"
+        self.advice = advice or "wait for it to finish or use another --out"
         self.path = os.path.join(self.folder, LOCK_NAME)
         self.created = not os.path.isdir(self.folder)
         self.handle = None
@@ -60,8 +64,7 @@ class RunFolderLock:
             holder = handle.read().strip() or "unknown"
             handle.close()
             raise InputError(
-                f"{self.folder}: another autoencoder3d process ({holder}) is writing this run folder; "
-                "wait for it to finish or use another --out"
+                f"{self.folder}: another autoencoder3d process ({holder}) is writing {self.what}; {self.advice}"
             ) from None
         if not _same_file(handle, self.path):  # the holder removed it meanwhile: lock the new one
             handle.close()
