@@ -2,7 +2,10 @@
 
 - :class:`RunFolderLock` lets one process at a time write a run folder. It is an
   advisory ``flock`` on ``<out>/.autoencoder3d.lock``: the kernel releases it when
-  the holder dies, so the lock of a killed process is simply taken over.
+  the holder dies, so the lock of a killed process is simply taken over. Every
+  command that writes into a run folder takes it (``train``, ``cluster``,
+  ``report``, ``export``, ``evaluate``, ``edss3d train`` and ``predict``), and
+  ``export --format copick`` takes it on the copick project's overlay folder.
 - :func:`remove_leftovers` deletes the temporary files and folders of writes that
   were killed (the names :mod:`.atomic` hands out).
 - :func:`fingerprint` says what produced a model: the data pickle's SHA-256, the
@@ -84,6 +87,18 @@ class RunFolderLock:
         if kind is not None and self.created:
             remove_empty_folders(self.folder)
         return False
+
+
+def locked_if(folder, lock, **wording):
+    """``RunFolderLock(folder, **wording)`` when ``lock`` is true, else a context that does nothing.
+
+    A writer called by a job that already holds the folder's lock (``train``
+    writing its report) passes ``lock=False``: a second ``flock`` of the same
+    file in one process would refuse the process itself.
+    """
+    import contextlib
+
+    return RunFolderLock(folder, **wording) if lock else contextlib.nullcontext()
 
 
 def _same_file(handle, path):
