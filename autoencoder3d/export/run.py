@@ -295,6 +295,6 @@ def _export_many(run_dir, run, store, formats, clustering, written, note, *, ts_
         for kind, path in write_store_lists(particle_dir, particles, places, names, selected, last, formats, with_angles):
             written[kind].append(path)
     if "imod" in formats and len(particles):
-        written["imod"] = write_imod_models(os.path.join(particle_dir, f"{last}_imod"), particles, selected, names)
+        written["imod"] = write_imod_models(os.path.join(particle_dir, f"{last}_imod"), particles, selected, names, note)
     store_unit_notes(places, formats, note)
     return particles, {n: (n, places[n].voxel_size) for n in names}
