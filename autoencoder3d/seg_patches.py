@@ -149,8 +149,7 @@ def patches_in_memory(autoencoder, subvolumes, labels, selection, out_dir, iso, 
     n_class = max(selection) + 1
     volumes = subvolumes.volumes[rows]
     labelled_rows = rows[np.asarray(patch_labels) > 0]
-    iso, asked = _threshold(iso, lambda: (decoded[labelled_rows[lo : lo + DECODE_BLOCK]] for lo in range(0, len(labelled_rows), DECODE_BLOCK)),
-                            scale, subvolumes.source)
+    iso, asked = _threshold(iso, lambda: (decoded[block] for block in _blocks(labelled_rows)), scale, subvolumes.source)
     class_maps = np.stack([build_targets(decoded[r], l, iso, **scale) for r, l in zip(rows, patch_labels)])
     weights = class_weights(class_maps, n_class)
     _log_weights(weights, class_balanced)
@@ -160,6 +159,12 @@ def patches_in_memory(autoencoder, subvolumes, labels, selection, out_dir, iso, 
     label_fraction = float(np.mean([np.count_nonzero(c) / c.size for c in labelled]))
     return dict(volumes=volumes, class_maps=class_maps, counts=counts, label_fraction=label_fraction, scale=scale, weights=weights,
                 chosen=chosen, patch_labels=patch_labels, background=background, decode_seconds=decode_seconds, iso=iso)
+
+
+def _blocks(rows):
+    """``rows`` in pieces of :data:`DECODE_BLOCK`."""
+    for lo in range(0, len(rows), DECODE_BLOCK):
+        yield rows[lo : lo + DECODE_BLOCK]
 
 
 def _threshold(iso, blocks, scale, where):
@@ -193,8 +198,8 @@ def patches_from_store(autoencoder, subvolumes, labels, selection, out_dir, iso,
     t0 = time.perf_counter()
     decode = _decoder(autoencoder, batch_size)
     labelled_rows = rows[np.asarray(patch_labels) > 0]
-    iso, asked = _threshold(iso, lambda: (decode(subvolumes.volumes[labelled_rows[lo : lo + DECODE_BLOCK]])
-                                          for lo in range(0, len(labelled_rows), DECODE_BLOCK)), scale, subvolumes.source)
+    iso, asked = _threshold(iso, lambda: (decode(subvolumes.volumes[block]) for block in _blocks(labelled_rows)),
+                            scale, subvolumes.source)
     seg_dir = os.path.join(out_dir, SEG_DIR)
     class_maps, counts, label_fraction, decoded = store_targets(
         autoencoder, subvolumes.volumes, rows, patch_labels, n_class, seg_dir, iso=iso, scale=scale, batch_size=batch_size,
