@@ -30,7 +30,6 @@ train`` / ``predict`` jobs in :mod:`autoencoder3d.seg_run` (both importable
 from here), whole-tomogram segmentation in :mod:`autoencoder3d.segment`.
 """
 
-
 import logging
 import os
 import time
