@@ -251,17 +251,31 @@ def evaluate_clustering(clustering, truth_path, *, out_dir=None, baseline=False,
         ``evaluation.json``, ``contingency.csv``/``.png`` (and
         ``baseline_contingency.csv``/``.png``).
     """
-    from .atomic import atomic_open
-
     pickle_path = find_clustering(clustering)
     truth = load_truth(truth_path)
+    if out_dir is None:  # into the run folder: not while another process writes it
+        from .runfolder import RunFolderLock
+
+        out_dir = os.path.join(os.path.dirname(os.path.abspath(pickle_path)), "evaluation")
+        with RunFolderLock(_run_folder_of(pickle_path), advice="wait for it to finish, or write elsewhere with --out"):
+            return _evaluate(pickle_path, truth, truth_path, out_dir, baseline, data, seed)
+    return _evaluate(pickle_path, truth, truth_path, out_dir, baseline, data, seed)
+
+
+def _run_folder_of(pickle_path):
+    """The run folder of RUN/clus-center/kmeans.pickle (else the pickle's own folder)."""
+    folder = os.path.dirname(os.path.abspath(pickle_path))
+    return os.path.dirname(folder) if os.path.basename(folder) == "clus-center" else folder
+
+
+def _evaluate(pickle_path, truth, truth_path, out_dir, baseline, data, seed):
+    from .atomic import atomic_open
+
     uuids, clusters, cluster_ids = load_clustering(pickle_path)
     # a canonical sample order, so the baseline does not depend on the clustering's order
     order = sorted(range(len(uuids)), key=uuids.__getitem__)
     uuids, clusters = [uuids[i] for i in order], [clusters[i] for i in order]
     classes = true_classes(truth, uuids, truth_path)
-    if out_dir is None:
-        out_dir = os.path.join(os.path.dirname(os.path.abspath(pickle_path)), "evaluation")
     os.makedirs(out_dir, exist_ok=True)
     result = {
         "clustering": os.path.abspath(pickle_path),

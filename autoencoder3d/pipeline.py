@@ -291,12 +291,18 @@ def code_settings(options):
 
 
 def cluster_and_write(subvolumes, encoder, decoder, n_clusters, out_dir, *, n_init=100, seed=None, batch_size=128, timings=None, code_stats=None,
-                      kmeans="auto"):
-    """Encode, k-means, decode the centres; write the ``clus-center`` pickles and montages."""
+                      kmeans="auto", fingerprint=None):
+    """Encode, k-means, decode the centres; write the ``clus-center`` pickles and montages.
+
+    What other commands wrote into the old ``clus-center`` is kept when the clusters are the same
+    (and ``fingerprint``, when given, is run.json's), else moved aside with the old clustering
+    (:mod:`autoencoder3d.previous`).
+    """
     from .atomic import atomic_directory
     from .cluster import cluster_encodings, write_cluster_pickles
     from .codes import CodesCollapsed, collapse_message, describe_codes, is_collapsed
     from .figures import write_montages
+    from .previous import keep_or_move
     from .report import save_encodings
     from .train import decode, encode
 
@@ -313,11 +319,13 @@ def cluster_and_write(subvolumes, encoder, decoder, n_clusters, out_dir, *, n_in
     timings["kmeans_s"] = time.perf_counter() - started
     started = time.perf_counter()
     decoded = decode(decoder, clustering.centers, batch_size)
-    # the folder is replaced whole: no centre, figure or evaluation of an earlier clustering survives
+    # the folder is replaced whole: no centre or figure of an earlier clustering survives, and exports of it
+    # stay only while they describe this one
     with atomic_directory(os.path.join(out_dir, "clus-center")) as clus_dir:
         write_cluster_pickles(clus_dir, clustering, decoded)
         write_montages(os.path.join(clus_dir, "fig"), decoded, clustering.sizes())
         save_encodings(clus_dir, subvolumes.uuids, codes, clustering.labels)
+        keep_or_move(out_dir, clus_dir, fingerprint)
     timings["figures_s"] = time.perf_counter() - started
     return clustering, codes
 
@@ -440,7 +448,7 @@ def _run_train_locked(data, tomogram, pose, n_clusters, out_dir, options, comman
     clustering, _ = cluster_and_write(
         subvolumes, models[1], models[2], n_clusters, out_dir,
         n_init=options.n_init, seed=options.seed, batch_size=options.batch_size, timings=timings, code_stats=code_stats,
-        kmeans=options.kmeans,
+        kmeans=options.kmeans, fingerprint=current,
     )
     timings["total_s"] = time.perf_counter() - started
     record = {
@@ -479,7 +487,7 @@ def _export_centres(out_dir):
     from .export import export_run
 
     try:
-        export_run(out_dir, formats=("mrc",), log=None)
+        export_run(out_dir, formats=("mrc",), log=None, lock=False)
     except Exception as err:  # noqa: BLE001 - the run's outputs are complete; say how to retry
         log.warning("could not export the cluster centres as MRC (%s); retry with 'autoencoder3d export %s'", err, out_dir)
 
@@ -489,7 +497,7 @@ def _write_report(out_dir, subvolumes=None):
     from .report import write_report
 
     try:
-        path = write_report(out_dir, subvolumes=subvolumes)
+        path = write_report(out_dir, subvolumes=subvolumes, lock=False)
     except Exception as err:  # noqa: BLE001 - the run's outputs are complete; say how to retry
         log.warning("could not write the cluster report (%s: %s); retry with 'autoencoder3d report %s'", type(err).__name__, err, out_dir)
         return

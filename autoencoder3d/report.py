@@ -477,7 +477,8 @@ def build_report(run_dir, *, n_members=4, tsne=True, tsne_max_points=TSNE_MAX_PO
     })
 
 
-def write_report(run_dir, out=None, *, n_members=4, tsne=True, tsne_max_points=TSNE_MAX_POINTS, map_max_points=MAP_MAX_POINTS, seed=0, recompute=True, subvolumes=None):
+def write_report(run_dir, out=None, *, n_members=4, tsne=True, tsne_max_points=TSNE_MAX_POINTS, map_max_points=MAP_MAX_POINTS, seed=0, recompute=True, subvolumes=None,
+                 lock=True):
     """Write the cluster report of a finished run as one self-contained HTML page, atomically.
 
     Args:
@@ -493,6 +494,8 @@ def write_report(run_dir, out=None, *, n_members=4, tsne=True, tsne_max_points=T
             did not save ``clus-center/encodings.pickle``.
         subvolumes: the clustered SubvolumeSet when already in memory (saves
             reading the data pickle again).
+        lock: without ``out``, hold the run folder's lock while reading and writing
+            (``train`` passes False: it holds it already).
 
     Returns:
         The path of the page.
@@ -500,11 +503,15 @@ def write_report(run_dir, out=None, *, n_members=4, tsne=True, tsne_max_points=T
     Raises:
         InputError: the folder is not a finished run (no run.json, kmeans.pickle or ccents.pickle).
     """
-    page = build_report(
-        run_dir, n_members=n_members, tsne=tsne, tsne_max_points=tsne_max_points,
-        map_max_points=map_max_points, seed=seed, recompute=recompute, subvolumes=subvolumes,
-    )
-    out = out or os.path.join(os.path.abspath(os.fspath(run_dir)), "clus-center", REPORT_NAME)
-    with atomic_open(out, "wb") as handle:
-        handle.write(page.encode("utf-8"))
+    from .runfolder import locked_if
+
+    run_dir = os.path.abspath(os.fspath(run_dir))
+    with locked_if(run_dir, lock and not out, advice="wait for it to finish, or write the page elsewhere with --out"):
+        page = build_report(
+            run_dir, n_members=n_members, tsne=tsne, tsne_max_points=tsne_max_points,
+            map_max_points=map_max_points, seed=seed, recompute=recompute, subvolumes=subvolumes,
+        )
+        out = out or os.path.join(run_dir, "clus-center", REPORT_NAME)
+        with atomic_open(out, "wb") as handle:
+            handle.write(page.encode("utf-8"))
     return out

@@ -2,7 +2,10 @@
 
 - :class:`RunFolderLock` lets one process at a time write a run folder. It is an
   advisory ``flock`` on ``<out>/.autoencoder3d.lock``: the kernel releases it when
-  the holder dies, so the lock of a killed process is simply taken over.
+  the holder dies, so the lock of a killed process is simply taken over. Every
+  command that writes into a run folder takes it (``train``, ``cluster``,
+  ``report``, ``export``, ``evaluate``, ``edss3d train`` and ``predict``), and
+  ``export --format copick`` takes it on the copick project's overlay folder.
 - :func:`remove_leftovers` deletes the temporary files and folders of writes that
   were killed (the names :mod:`.atomic` hands out).
 - :func:`fingerprint` says what produced a model: the data pickle's SHA-256, the
@@ -34,13 +37,16 @@ class RunFolderLock:
     """``with RunFolderLock(folder):`` -- refuse a second concurrent writer of ``folder``.
 
     On a failure, a folder that this run created and left empty is removed again.
-    ``what`` and ``elsewhere`` name the folder and the way out in the refusal
-    (a data-set store: ``"store"``, ``"OUT"``).
+    ``what`` names the folder in the refusal's line (default: this run folder) and
+    ``advice`` ends it (default: wait, or use another ``--out``); ``elsewhere``
+    names the option of that other place (a data-set store: ``what="store"``,
+    ``elsewhere="OUT"``).
     """
 
-    def __init__(self, folder, what="run folder", elsewhere="--out"):
-        self.what, self.elsewhere = what, elsewhere
+    def __init__(self, folder, what=None, elsewhere="--out", *, advice=None):
         self.folder = os.path.abspath(folder)
+        self.what = f"this {what}" if what in ("store", "run folder") else (what or "this run folder")
+        self.advice = advice or f"wait for it to finish or use another {elsewhere}"
         self.path = os.path.join(self.folder, LOCK_NAME)
         self.created = not os.path.isdir(self.folder)
         self.handle = None
@@ -63,8 +69,7 @@ class RunFolderLock:
             holder = handle.read().strip() or "unknown"
             handle.close()
             raise InputError(
-                f"{self.folder}: another autoencoder3d process ({holder}) is writing this {self.what}; "
-                f"wait for it to finish or use another {self.elsewhere}"
+                f"{self.folder}: another autoencoder3d process ({holder}) is writing {self.what}; {self.advice}"
             ) from None
         if not _same_file(handle, self.path):  # the holder removed it meanwhile: lock the new one
             handle.close()
@@ -85,6 +90,18 @@ class RunFolderLock:
         if kind is not None and self.created:
             remove_empty_folders(self.folder)
         return False
+
+
+def locked_if(folder, lock, **wording):
+    """``RunFolderLock(folder, **wording)`` when ``lock`` is true, else a context that does nothing.
+
+    A writer called by a job that already holds the folder's lock (``train``
+    writing its report) passes ``lock=False``: a second ``flock`` of the same
+    file in one process would refuse the process itself.
+    """
+    import contextlib
+
+    return RunFolderLock(folder, **wording) if lock else contextlib.nullcontext()
 
 
 def _same_file(handle, path):

@@ -7,6 +7,12 @@ an on-disk store (:mod:`autoencoder3d.dataset`) nothing is read whole: only the
 labelled patches are decoded, a block at a time, and their class maps go to a
 uint8 file in ``model-seg/`` that training reads batch by batch, with the
 patches' subvolumes read from the store by index (:class:`RowsOf`).
+
+With ``iso="auto"`` the threshold is Otsu's threshold of the labelled patches'
+denseness (:class:`~autoencoder3d.seg_labels.DensenessHistogram`), gathered
+over the same patches on both paths, so both label the same voxels; the store
+path decodes the labelled patches twice for it (once for the histogram, once
+for the targets) rather than keep them.
 """
 
 import logging
@@ -56,7 +62,7 @@ def choose_patches(uuids, labels, rng):
     Returns:
         (chosen uuids, their labels (0: background), their rows in ``uuids``, the background uuids).
     """
-    from .seg import sample_background
+    from .seg_labels import sample_background
 
     background = sample_background(uuids, labels, rng)
     index = {u: i for i, u in enumerate(uuids)}
@@ -97,7 +103,7 @@ def store_targets(autoencoder, volumes, rows, patch_labels, n_class, seg_dir, *,
         (class maps, a uint8 memory map (n, n1, n2, n3); voxels per class; mean labelled fraction of
         the labelled patches' voxels; a :class:`LazyDecoded` of ``volumes``).
     """
-    from .seg import build_targets
+    from .seg_labels import build_targets
 
     decode = _decoder(autoencoder, batch_size)
     os.makedirs(seg_dir, exist_ok=True)
@@ -127,7 +133,7 @@ def patches_in_memory(autoencoder, subvolumes, labels, selection, out_dir, iso, 
         scale, class weights, the chosen uuids, their patch_labels, the background uuids, decode_seconds.
     """
     from .io import save_pickle
-    from .seg import _check_labelled_voxels, _label_scale, build_targets, class_weights
+    from .seg_labels import _check_labelled_voxels, _label_scale, build_targets, class_weights
 
     # 1. decode every subvolume
     t0 = time.perf_counter()
@@ -142,15 +148,37 @@ def patches_in_memory(autoencoder, subvolumes, labels, selection, out_dir, iso, 
     # 4. targets
     n_class = max(selection) + 1
     volumes = subvolumes.volumes[rows]
+    labelled_rows = rows[np.asarray(patch_labels) > 0]
+    iso, asked = _threshold(iso, lambda: (decoded[block] for block in _blocks(labelled_rows)), scale, subvolumes.source)
     class_maps = np.stack([build_targets(decoded[r], l, iso, **scale) for r, l in zip(rows, patch_labels)])
     weights = class_weights(class_maps, n_class)
     _log_weights(weights, class_balanced)
     counts = np.bincount(class_maps.ravel(), minlength=n_class)[:n_class]
-    _check_labelled_voxels(counts, selection, decoded, rows, patch_labels, iso, scale)
+    _check_labelled_voxels(counts, selection, decoded, rows, patch_labels, iso, scale, asked)
     labelled = [c for c, l in zip(class_maps, patch_labels) if l]
     label_fraction = float(np.mean([np.count_nonzero(c) / c.size for c in labelled]))
     return dict(volumes=volumes, class_maps=class_maps, counts=counts, label_fraction=label_fraction, scale=scale, weights=weights,
-                chosen=chosen, patch_labels=patch_labels, background=background, decode_seconds=decode_seconds)
+                chosen=chosen, patch_labels=patch_labels, background=background, decode_seconds=decode_seconds, iso=iso)
+
+
+def _blocks(rows):
+    """``rows`` in pieces of :data:`DECODE_BLOCK`."""
+    for lo in range(0, len(rows), DECODE_BLOCK):
+        yield rows[lo : lo + DECODE_BLOCK]
+
+
+def _threshold(iso, blocks, scale, where):
+    """(the iso to label with, how it was asked for): a number as it is; ``auto``: Otsu's threshold of ``blocks()``."""
+    from .seg_labels import ISO_AUTO, DensenessHistogram, auto_iso, denseness
+
+    if iso != ISO_AUTO:
+        return float(iso), None
+    histogram = DensenessHistogram()
+    for block in blocks():
+        histogram.add(denseness(block, **scale))
+    threshold = auto_iso(histogram, where)
+    log.info("--iso auto: Otsu's threshold of the decoded subvolumes of the selected clusters is %.3g standard deviations", threshold)
+    return threshold, f"auto (Otsu's threshold {threshold:.3g})"
 
 
 def patches_from_store(autoencoder, subvolumes, labels, selection, out_dir, iso, batch_size, seed, class_balanced):
@@ -160,12 +188,18 @@ def patches_from_store(autoencoder, subvolumes, labels, selection, out_dir, iso,
     Returns what :func:`patches_in_memory` does; the volumes are a :class:`RowsOf`
     the store and the class maps a memory map of ``model-seg/targets.npy``.
     """
-    from .seg import SEG_DIR, _check_labelled_voxels, _label_scale, class_weights_from_counts
+    from .seg import SEG_DIR
+    from .seg_labels import _check_labelled_voxels, _label_scale, class_weights_from_counts
+
     log.info("%s: a data set on disk; decoding only the labelled patches (no decoded/decoded.pickle)", subvolumes.source)
     scale = _label_scale(autoencoder, out_dir)
     chosen, patch_labels, rows, background = choose_patches(subvolumes.uuids, labels, np.random.default_rng(seed))
     n_class = max(selection) + 1
     t0 = time.perf_counter()
+    decode = _decoder(autoencoder, batch_size)
+    labelled_rows = rows[np.asarray(patch_labels) > 0]
+    iso, asked = _threshold(iso, lambda: (decode(subvolumes.volumes[block]) for block in _blocks(labelled_rows)),
+                            scale, subvolumes.source)
     seg_dir = os.path.join(out_dir, SEG_DIR)
     class_maps, counts, label_fraction, decoded = store_targets(
         autoencoder, subvolumes.volumes, rows, patch_labels, n_class, seg_dir, iso=iso, scale=scale, batch_size=batch_size,
@@ -175,14 +209,14 @@ def patches_from_store(autoencoder, subvolumes, labels, selection, out_dir, iso,
     _log_weights(weights, class_balanced)
     few = [i for label in sorted(selection) for i in [j for j, l in enumerate(patch_labels) if l == label][:64]]
     try:
-        _check_labelled_voxels(counts, selection, decoded, rows[few], [patch_labels[i] for i in few], iso, scale)
+        _check_labelled_voxels(counts, selection, decoded, rows[few], [patch_labels[i] for i in few], iso, scale, asked)
     except InputError:
         del class_maps
         remove_targets(seg_dir)
         raise
     return dict(volumes=RowsOf(subvolumes.volumes, rows), class_maps=class_maps, counts=counts, label_fraction=label_fraction,
                 scale=scale, weights=weights, chosen=chosen, patch_labels=patch_labels, background=background,
-                decode_seconds=decode_seconds)
+                decode_seconds=decode_seconds, iso=iso)
 
 
 def _log_weights(weights, class_balanced):

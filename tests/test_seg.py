@@ -246,7 +246,7 @@ def test_train_predict_end_to_end(run_folder, caplog):
     with h5py.File(last, "a") as handle:  # the resume point carries its training state
         handle.attrs[STATE_ATTRIBUTE] = json.dumps({"epochs_done": 1, "best": 1.0, "wait": 0, "stopped_early": False, "history": history})
     with open(os.path.join(seg, "seg.json"), "w") as handle:
-        json.dump({"selection": {"1": [2]}, "iso": 0.5, "class_balanced": False, "seed": 4, "finished": False}, handle)
+        json.dump({"selection": {"1": [2]}, "iso": "auto", "class_balanced": False, "seed": 4, "finished": False}, handle)
     with pytest.raises(InputError, match="pass --retrain"):
         run_seg_train(data, run, {1: [0]}, epochs=2, verbose=0)
     resumed = run_seg_train(data, run, {1: [2]}, epochs=2, batch_size=8, verbose=0)
@@ -333,7 +333,7 @@ def test_command_line_errors(run_folder, tmp_path, capsys):
 
 
 def test_a_label_without_voxels_is_refused_with_a_suggested_iso():
-    from autoencoder3d.seg import _check_labelled_voxels
+    from autoencoder3d.seg_labels import _check_labelled_voxels
 
     decoded = {0: np.full((4, 4, 4), -0.2, np.float32), 1: np.linspace(-0.3, 0.1, 64, dtype=np.float32).reshape(4, 4, 4)}
     scale = {"mean": 0.0, "std": 1.0, "polarity": "dark"}

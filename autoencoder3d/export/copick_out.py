@@ -22,8 +22,14 @@
   at ``position + rm u``, so ``rm`` is that map; copick's RELION writer
   (``copick.util.formats._relion_eulers``) turns it into the same angles as
   ``rlnAngleRot/Tilt/Psi`` of the STAR files. Empty pick sets are not written.
+- Concurrency: the export holds a lock on the project's overlay folder (where
+  the picks go; beside the config for a remote overlay) from choosing the
+  session to the last pick written, so two exports into one project never
+  take the same session or rewrite the config over each other; the second is
+  refused with one line naming the first.
 """
 
+import contextlib
 import json
 import os
 
@@ -157,7 +163,7 @@ def _add_objects(config, root, objects, radius):
     return missing
 
 
-def write_copick(config, particles, name_of, selected, *, user=None, session=None, radius=None, note=print):
+def write_copick(config, particles, name_of, selected, *, user=None, session=None, radius=None, note=print, lock=True):
     """Write the particles as copick picks (see the module docstring); returns the written pick files.
 
     Args:
@@ -165,10 +171,34 @@ def write_copick(config, particles, name_of, selected, *, user=None, session=Non
         name_of: the particles' tomogram -> (copick run name, voxel size in Angstrom or None).
         selected: the chosen cluster ids.
         radius: the objects' radius in Angstrom for newly declared objects (or None).
+        lock: hold the project's lock (:func:`project_lock`) while writing; False when the caller holds it.
     """
     user = user or DEFAULT_USER
     check_copick_options(config, user, session)
-    root = _open(config)
+    with project_lock(config) if lock else contextlib.nullcontext():
+        return _write_locked(config, particles, name_of, selected, user, session, radius, note)
+
+
+def project_lock(config):
+    """The lock of a copick project's picks: a :class:`~autoencoder3d.runfolder.RunFolderLock` on its overlay folder."""
+    from ..runfolder import RunFolderLock
+
+    return RunFolderLock(overlay_folder(_open(config), config), what="this copick project's picks", advice="wait for it to finish")
+
+
+def overlay_folder(root, config):
+    """The local folder that receives the project's picks (its overlay), or the config's folder for a remote overlay."""
+    overlay = str(getattr(root.config, "overlay_root", None) or "")
+    for prefix in ("local://", "file://"):
+        if overlay.startswith(prefix):
+            return overlay[len(prefix):]
+    if overlay and "://" not in overlay:
+        return overlay
+    return os.path.dirname(os.path.abspath(config))
+
+
+def _write_locked(config, particles, name_of, selected, user, session, radius, note):
+    root = _open(config)  # read again under the lock: an export that just ended may have added sessions or objects
     points = _points_by_run(particles, name_of, config)
     _check_runs(root, {run for run, _ in points}, config)
     objects = [object_name(c) for c in selected]

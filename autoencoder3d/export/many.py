@@ -14,6 +14,9 @@ centred Angstrom use that tomogram's centre and pixel size. Files:
   model per tomogram, named like it, to open over it (``3dmod TOMO.rec
   all_imod/TOMO.mod``); object ``i + 1`` is the ``i``-th exported cluster in
   every model (empty where the tomogram has none of it) and is named after it.
+  A tomogram name that is not a safe file name (``a/b``, ``a b``, ``..``, a
+  very long one) is cleaned and gets a hash of itself (:func:`safe_file_name`),
+  so every tomogram gets its own file, under the same name in every export.
 
 A stored subvolume that was pose-normalized when the store was built is placed
 as the single-tomogram export places one (:func:`~.geometry.pose_position`),
@@ -21,7 +24,9 @@ whether or not the run's POSE was True: the stored volume is the normalized one.
 Everything is computed on arrays, so 10^5-10^6 particles take seconds.
 """
 
+import hashlib
 import os
+import unicodedata
 from typing import NamedTuple
 
 import numpy as np
@@ -32,6 +37,8 @@ from .geometry import pose_positions
 from .place import make_placement
 
 XYZ = ("X", "Y", "Z")
+UNSAFE_CHARACTERS = frozenset('/\\:*?"<>|')
+MAX_NAME_BYTES = 200  # of a file's stem: below the usual 255-byte limit, with room for the extension
 
 
 class Particles(NamedTuple):
@@ -261,23 +268,72 @@ def write_store_lists(particle_dir, particles, places, names, selected, last, fo
     return out
 
 
+def _digest(name):
+    return hashlib.sha256(str(name).encode("utf-8", "surrogatepass")).hexdigest()[:8]
+
+
+def _cut_utf8(text, limit):
+    """The longest start of ``text`` whose UTF-8 takes at most ``limit`` bytes."""
+    return text.encode("utf-8", "surrogatepass")[:limit].decode("utf-8", "ignore")
+
+
 def safe_file_name(name):
-    """A tomogram name usable as a file name (folder separators and leading dots replaced)."""
-    cleaned = "".join("_" if c in '/\\:*?"<>|' or ord(c) < 32 else c for c in str(name)).lstrip(".")
-    return cleaned or "tomogram"
+    """A tomogram name usable as a file name on any system, stable from run to run.
+
+    A name that is one already (no folder separator, reserved character, control
+    character or white space, no leading dot, at most :data:`MAX_NAME_BYTES` bytes)
+    is kept; any other is cleaned (those characters become ``_``, leading dots
+    go, a long name is cut) and gets ``-`` and 8 hex digits of its SHA-256, so
+    ``a/b`` and ``a b`` do not become the file of ``a_b``.
+    """
+    text = str(name)
+    cleaned = "".join("_" if c in UNSAFE_CHARACTERS or c.isspace() or ord(c) < 32 or ord(c) == 127 else c for c in text)
+    cleaned = cleaned.lstrip(".")
+    if cleaned == text and len(text.encode("utf-8", "surrogatepass")) <= MAX_NAME_BYTES:
+        return text
+    return f"{_cut_utf8(cleaned, MAX_NAME_BYTES - 9) or 'tomogram'}-{_digest(text)}"
 
 
-def write_imod_models(folder, particles, selected, names):
-    """One IMOD model per tomogram under ``folder``, object ``i + 1`` = ``selected[i]``; returns the paths."""
+def _same_file_key(stem):
+    """Stems that some file systems treat as one file (case, Unicode composition) share a key."""
+    return unicodedata.normalize("NFC", stem).casefold()
+
+
+def unique_file_names(names):
+    """tomogram name -> file stem: :func:`safe_file_name`, made unique (also ignoring case) in ``names``' order."""
+    stems, taken = {}, set()
+    for name in names:
+        stem = safe_file_name(name)
+        if _same_file_key(stem) in taken:  # e.g. a name that is another's cleaned form, or differs only in case
+            stem = f"{_cut_utf8(stem, MAX_NAME_BYTES - 9)}-{_digest(name)}"
+        base, n = stem, 2
+        while _same_file_key(stem) in taken:
+            stem, n = f"{base}-{n}", n + 1
+        taken.add(_same_file_key(stem))
+        stems[name] = stem
+    return stems
+
+
+def write_imod_models(folder, particles, selected, names, note=None):
+    """One IMOD model per tomogram under ``folder``, object ``i + 1`` = ``selected[i]``; returns the paths.
+
+    Files are named by :func:`unique_file_names`; ``note`` is told once when a name had to change.
+    """
     from .imod_model import write_model
 
     t = tomogram_index(particles, names)
     starts = np.searchsorted(t, np.arange(len(names) + 1))  # particles are grouped by tomogram
+    present = [name for i, name in enumerate(names) if starts[i + 1] > starts[i]]
+    stems = unique_file_names(present)
+    changed = [name for name in present if stems[name] != str(name)]
+    if changed and note:
+        note(f"{len(changed)} tomogram names are not usable as file names as they are: their IMOD models are named "
+             f"NAME-HASH (e.g. {str(changed[0])!r} -> {stems[changed[0]]}.mod)")
     paths = []
     for i, name in enumerate(names):
         rows = np.arange(starts[i], starts[i + 1])
         if len(rows):
-            path = os.path.join(folder, safe_file_name(name) + ".mod")
+            path = os.path.join(folder, stems[name] + ".mod")
             write_model(path, particles.xyz[rows], particles.cluster[rows], objects=list(selected))
             paths.append(path)
     return paths

@@ -1,5 +1,6 @@
 """export_run: a finished run's clusters as files for RELION, WarpTools/M, IMOD and ChimeraX."""
 
+import contextlib
 import os
 
 import numpy as np
@@ -148,7 +149,8 @@ def _unit_notes(place, formats, note):
 
 
 def export_run(run_dir, *, formats=DEFAULT_FORMATS, clusters=None, tomogram=None, tomo_name=None, series_name=None,
-               ts_angpix=None, tomograms_star=None, copick_config=None, copick_user=None, copick_session=None, log=print):
+               ts_angpix=None, tomograms_star=None, copick_config=None, copick_user=None, copick_session=None, log=print,
+               lock=True):
     """Write the cluster centres and particle lists of a finished run (see the package docstring).
 
     Args:
@@ -165,6 +167,8 @@ def export_run(run_dir, *, formats=DEFAULT_FORMATS, clusters=None, tomogram=None
         copick_user, copick_session: the picks' user id (default ``autoencoder3d``) and session id
             (default: one more than the largest number this user has used in the project; 1 at first).
         log: function called with one line per note (``None`` for silence).
+        lock: hold ``run_dir``'s lock while files are written there (``train`` passes False: it holds it
+            already); copick picks are written under the lock of the project's overlay folder.
 
     With a store of many tomograms as the run's DATA, every particle carries its
     own tomogram (:mod:`.many`); ``tomogram``, ``tomo_name`` and ``series_name`` are not used.
@@ -172,8 +176,18 @@ def export_run(run_dir, *, formats=DEFAULT_FORMATS, clusters=None, tomogram=None
     Returns:
         dict format -> list of written paths, plus ``'notes'``: what was skipped and why.
     """
+    from ..runfolder import locked_if
+
     run_dir = os.fspath(run_dir)
     formats = _parse_formats(formats)
+    with locked_if(run_dir, lock and bool(formats - {"copick"}), advice="wait for it to finish"):
+        return _export(run_dir, formats, clusters, tomogram=tomogram, tomo_name=tomo_name, series_name=series_name,
+                       ts_angpix=ts_angpix, tomograms_star=tomograms_star, copick_config=copick_config,
+                       copick_user=copick_user, copick_session=copick_session, log=log)
+
+
+def _export(run_dir, formats, clusters, *, tomogram, tomo_name, series_name, ts_angpix, tomograms_star, copick_config,
+            copick_user, copick_session, log):
     run = read_run(run_dir)
     written = {f: [] for f in FORMATS}
     notes = []
@@ -186,25 +200,28 @@ def export_run(run_dir, *, formats=DEFAULT_FORMATS, clusters=None, tomogram=None
     clus_dir = os.path.join(run_dir, "clus-center")
     members, selected, chosen = cluster_members(clus_dir, clusters)
     store = _store_of(run_dir, run)
+    copick_lock = contextlib.nullcontext()
     if "copick" in formats:
-        from .copick_out import check_copick_options, source_config
+        from .copick_out import check_copick_options, project_lock, source_config
 
         copick_config = copick_config or source_config(store, note)
         check_copick_options(copick_config, copick_user, copick_session)
-    if store is None:
-        particles, name_of = _export_one(run_dir, run, formats, (members, selected, chosen), written, note,
-                                         tomogram=tomogram, tomo_name=tomo_name, series_name=series_name,
-                                         ts_angpix=ts_angpix, tomograms_star=tomograms_star)
-    else:
-        if tomogram or tomo_name or series_name:
-            note("--tomogram, --tomo-name and --series-name are not used: each particle's tomogram is in the data set")
-        particles, name_of = _export_many(run_dir, run, store, formats, (members, selected, chosen), written, note,
-                                          ts_angpix=ts_angpix, tomograms_star=tomograms_star)
-    if "copick" in formats:
-        from .copick_out import write_copick
+        copick_lock = project_lock(copick_config)  # before any file is written: a refusal leaves nothing behind
+    with copick_lock:
+        if store is None:
+            particles, name_of = _export_one(run_dir, run, formats, (members, selected, chosen), written, note,
+                                             tomogram=tomogram, tomo_name=tomo_name, series_name=series_name,
+                                             ts_angpix=ts_angpix, tomograms_star=tomograms_star)
+        else:
+            if tomogram or tomo_name or series_name:
+                note("--tomogram, --tomo-name and --series-name are not used: each particle's tomogram is in the data set")
+            particles, name_of = _export_many(run_dir, run, store, formats, (members, selected, chosen), written, note,
+                                              ts_angpix=ts_angpix, tomograms_star=tomograms_star)
+        if "copick" in formats:
+            from .copick_out import write_copick
 
-        written["copick"] = write_copick(copick_config, particles, name_of, selected, user=copick_user,
-                                         session=copick_session, radius=_radius(run), note=note)
+            written["copick"] = write_copick(copick_config, particles, name_of, selected, user=copick_user,
+                                             session=copick_session, radius=_radius(run), note=note, lock=False)
     written["notes"] = notes
     return written
 
@@ -278,6 +295,6 @@ def _export_many(run_dir, run, store, formats, clustering, written, note, *, ts_
         for kind, path in write_store_lists(particle_dir, particles, places, names, selected, last, formats, with_angles):
             written[kind].append(path)
     if "imod" in formats and len(particles):
-        written["imod"] = write_imod_models(os.path.join(particle_dir, f"{last}_imod"), particles, selected, names)
+        written["imod"] = write_imod_models(os.path.join(particle_dir, f"{last}_imod"), particles, selected, names, note)
     store_unit_notes(places, formats, note)
     return particles, {n: (n, places[n].voxel_size) for n in names}

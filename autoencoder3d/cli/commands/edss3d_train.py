@@ -2,7 +2,8 @@
 
 Reads model/ and clus-center/kmeans.pickle of a finished 'autoencoder3d train'
 run in --out, decodes every subvolume of DATA (decoded/decoded.pickle), labels
-the subvolumes of the selected clusters (voxels more than --iso standard deviations denser than the mean), draws
+the subvolumes of the selected clusters (voxels more than --iso standard deviations denser than the mean;
+by default Otsu's threshold of their decoded densities, printed and recorded), draws
 as many unlabelled subvolumes as background, and trains the published network
 (Adam 0.001, cross-entropy, batch 128, validation 0.1, early stopping patience
 20). An interrupted run resumes; a finished one is reused unless --retrain.
@@ -12,7 +13,7 @@ Writes, in --out RUN_DIR:
   model-seg/model-seg.keras          the trained EDSS3D network
   model-seg/history.csv              loss and validation loss per epoch
   model-seg/loss.png                 the same, plotted
-  model-seg/seg.json                 selection, iso, seed, voxels per class, timings
+  model-seg/seg.json                 selection, iso and the threshold used, seed, voxels per class, timings
 
 Example:
   edss3d train data.pickle --out run1 --select 1=3,21,28 --select 2=15,25 --seed 1
@@ -23,6 +24,8 @@ import sys
 
 from ..common import add_out, add_seed, fraction, positive_float, positive_int
 
+RULES = {"otsu": "Otsu's threshold", "published": "the published rule", "given": "--iso"}
+
 
 def add_args(parser):
     parser.add_argument("data", metavar="DATA", help="what the run clustered: the subvolume pickle (published format) or the data set store "
@@ -30,8 +33,9 @@ def add_args(parser):
     add_out(parser, help="the 'autoencoder3d train' run folder; decoded/ and model-seg/ are written there (default: current folder)")
     parser.add_argument("--select", action="append", default=[], metavar="LABEL=C1,C2,...", help="give the clusters C1, C2, ... segmentation label LABEL (1, 2, ...; 0 is the background); repeat per label")
     parser.add_argument("--selection", metavar="FILE.json", help='JSON file label -> cluster ids, e.g. {"1": [3, 21, 28], "2": [15, 25]}')
-    parser.add_argument("--iso", type=float, default=0.5, help="a voxel of a labelled subvolume gets its label where the decoded density is more than ISO standard deviations "
-                             "of the data denser than their mean (default 0.5; the published -decoded > 0.5 for a --published run)")
+    parser.add_argument("--iso", type=iso_value, default="auto", help="a voxel of a labelled subvolume gets its label where the decoded density is more than ISO standard deviations "
+                             "of the data denser than their mean; 'auto' (default): Otsu's threshold of the decoded subvolumes of the selected clusters "
+                             "(the published -decoded > 0.5 for a run trained with --published)")
     parser.add_argument("--class-balanced", action="store_true", help="weight each voxel by the published per-class weight (total target entries / voxels of its class)")
     parser.add_argument("--epochs", type=positive_int, default=10000, help="maximum epochs (default 10000, as published; early stopping ends sooner)")
     parser.add_argument("--batch-size", type=positive_int, default=128, help="batch size (default 128)")
@@ -40,6 +44,18 @@ def add_args(parser):
     parser.add_argument("--validation-split", type=fraction, default=0.1, help="fraction of patches, from the end, held out for validation (default 0.1)")
     add_seed(parser, recorded_in="model-seg/seg.json")
     parser.add_argument("--retrain", action="store_true", help="ignore a saved model and checkpoints in model-seg/ and train from scratch")
+
+
+def iso_value(text):
+    import argparse
+
+    from ...errors import InputError
+    from ...seg_labels import parse_iso
+
+    try:
+        return parse_iso(text)
+    except InputError:
+        raise argparse.ArgumentTypeError(f"expected auto or a number of standard deviations, got {text!r}") from None
 
 
 def selection_from_args(args):
@@ -71,7 +87,8 @@ def main(args):
     else:
         training = record["training"]
         print(
-            f"trained EDSS3D on {record['n_labelled']} labelled and {record['n_background']} background subvolumes, "
-            f"{training['epochs_total']} epochs, final training loss {training['final_train_loss']:.4f}"
+            f"trained EDSS3D on {record['n_labelled']} labelled and {record['n_background']} background subvolumes "
+            f"(labels where the decoded density is {record['iso_threshold']:.3g} standard deviations denser than the mean, "
+            f"{RULES[record['iso_rule']]}), {training['epochs_total']} epochs, final training loss {training['final_train_loss']:.4f}"
         )
     return 0

@@ -22,7 +22,10 @@ per tomogram, particles/all_imod/TOMO.mod (object N+1 = cluster N in each).
 cluster-NNN by --copick-user (default autoencoder3d) in --copick-session
 (default: 1 + the largest number that user has used); objects the config
 lacks are added to its pickable_objects. Locations in Angstrom (voxel x voxel
-size); transforms hold the pose rotation when pose normalization ran.
+size); transforms hold the pose rotation when pose normalization ran. Two
+exports into one project never run at once: the second stops with one line
+(a lock in the project's overlay folder), as an export into a run folder that
+another command is writing does.
 
 Writes, in RUN_DIR/clus-center:
   mrc/NNN.mrc                        decoded cluster centres, the tomogram's voxel size
