@@ -90,6 +90,8 @@ class SelfLabelRounds(keras.callbacks.Callback):
 
 def encode_rows(encoder, volumes, n, chunk=64):
     """Codes of ``volumes[:n]`` (an array or a store), read ``chunk`` rows at a time (inference mode)."""
-    parts = [keras.ops.convert_to_numpy(encoder(np.asarray(volumes[np.arange(lo, min(n, lo + chunk))], dtype=np.float32)[..., None], training=False))
-             for lo in range(0, int(n), chunk)]
+    parts = []
+    for lo in range(0, int(n), chunk):
+        block = np.asarray(volumes[np.arange(lo, min(int(n), lo + chunk))], dtype=np.float32)[..., None]
+        parts.append(keras.ops.convert_to_numpy(encoder(block, training=False)))
     return np.concatenate(parts)
