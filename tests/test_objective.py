@@ -165,3 +165,24 @@ def test_default_objective_leaves_the_fingerprint_as_before(tmp_path, tiny_pickl
     assert not {"loss", "wedge", "augment", "self_label", "self_label_k"} & set(options)
     wedge = fingerprint(tiny_pickle, None, False, (16, 16, 16), TrainOptions(loss="wedge"))["options"]
     assert wedge["loss"] == "wedge"
+
+
+def test_training_batches_turn_the_wedge_with_pose_and_flip():
+    """Subvolumes whose power lies in the wedge of their pose rotation R: every training target (flipped by F,
+    rolled) has its power inside the batch's mask, the wedge of R @ F."""
+    from autoencoder3d.objective import ObjectiveBatches
+
+    rng = np.random.default_rng(3)
+    n = 9  # odd: no Nyquist plane, where a flip's -k is not on the grid
+    rotations = np.stack([rotation_matrix(rng) for _ in range(6)])  # general rotations: flips change their wedge
+    masks = wedge_masks((n,) * 3, rotations, 60.0)
+    volumes = np.real(np.fft.ifftn(np.fft.fftn(rng.normal(size=(6, n, n, n)), axes=(1, 2, 3)) * masks, axes=(1, 2, 3)))
+    volumes = volumes.astype(np.float32)
+    batches = ObjectiveBatches(volumes, np.arange(6), 6, Objective(loss="wedge", augment=True), shuffle=True, seed=5,
+                               rotations=rotations, views=True)
+    (batch,) = batches[0]
+    flips, _ = augment.draw_views(augment.batch_rng(5, 0, 0), 6, (n,) * 3)
+    assert sum(f.tolist() != [1, 1, 1] for f in flips) >= 3  # most targets are flipped
+    power = np.abs(np.fft.fftn(batch["target"][..., 0], axes=(1, 2, 3))) ** 2
+    assert power[batch["mask"] == 0].sum() < 1e-8 * power.sum()
+    assert batch["view"].shape == batch["view_b"].shape == (6, n, n, n, 1) and batch["mask"].shape == (6, n, n, n)
