@@ -38,7 +38,9 @@ class TrainOptions:
     ``polarity`` says whether dense matter is ``"dark"`` (IMOD's default) or
     ``"bright"`` in the tomogram. ``polarity`` and ``smooth_sigma`` left None
     take what the run's model or the data set recorded, else ``"dark"`` and 2.0
-    (:mod:`autoencoder3d.decisions`).
+    (:mod:`autoencoder3d.decisions`). ``loss``, ``wedge``, ``augment``,
+    ``self_label`` and ``self_label_k`` choose the training objective
+    (:class:`~autoencoder3d.objective.Objective`; off by default).
     """
 
     epochs: int = 100
@@ -61,6 +63,11 @@ class TrainOptions:
     deterministic: bool = False
     workers: int = None
     verbose: int = 1
+    loss: str = "mse"
+    wedge: float = 60.0
+    augment: bool = False
+    self_label: int = 0
+    self_label_k: int = 10
 
     def __post_init__(self):
         # ``distribute``: False, "mirrored" or "multiworker" (True, the old flag, is "mirrored"; False as
@@ -247,8 +254,10 @@ def _check_resume_point(model_dir, options, current):
     _seed_from(state, options, os.path.join(model_dir, "checkpoint-last.weights.h5"))
 
 
-def _obtain_models(volumes, model_dir, options, timings, current, command="train", worker_dir=None):
-    """Reuse, resume or train the models. ``worker_dir``: a non-chief worker's own folder (it writes only there)."""
+def _obtain_models(volumes, model_dir, options, timings, current, command="train", worker_dir=None, rotations=None):
+    """Reuse, resume or train the models. ``worker_dir``: a non-chief worker's own folder (it writes only there);
+    ``rotations``: the subvolumes' pose rotations, for the missing-wedge loss."""
+    from .objective import Objective
     from .train import clear_training_state, load_saved_models, train_autoencoder
 
     chief = worker_dir is None
@@ -269,6 +278,7 @@ def _obtain_models(volumes, model_dir, options, timings, current, command="train
             patience=options.patience, validation_split=options.validation_split, learning_rate=options.learning_rate,
             encoding_dim=options.encoding_dim, settings=code_settings(options), seed=options.seed, strategy=strategy,
             verbose=options.verbose, provenance=provenance, resume_from=worker_dir if fresh else model_dir,
+            objective=Objective.from_options(options), rotations=rotations,
         )
     except Exception as err:  # a GPU out-of-memory error becomes one actionable line
         if _is_out_of_memory(err):
@@ -281,6 +291,13 @@ def _obtain_models(volumes, model_dir, options, timings, current, command="train
         models = load_saved_models(model_dir, volumes.shape[1:]) if chief else models
     timings["train_s"] = info["train_seconds"]
     return models, info
+
+
+def _rotations(subvolumes, options):
+    """Pose rotations for the missing-wedge loss (None when it is not used)."""
+    from .objective import rotations_of
+
+    return rotations_of(subvolumes) if options.loss == "wedge" else None
 
 
 def code_settings(options):
@@ -413,7 +430,8 @@ def _train_as_worker(data, tomogram, pose, n_clusters, out_dir, options, cluster
     _check_n_clusters(data, len(subvolumes), n_clusters)
     current = _fingerprint(data, tomogram, pose, subvolumes, options)
     with tempfile.TemporaryDirectory(prefix="autoencoder3d-worker-") as scratch:
-        _, info = _obtain_models(subvolumes.volumes, os.path.join(out_dir, "model"), options, {}, current, worker_dir=scratch)
+        _, info = _obtain_models(subvolumes.volumes, os.path.join(out_dir, "model"), options, {}, current, worker_dir=scratch,
+                                 rotations=_rotations(subvolumes, options))
     _end_together(options)  # the chief clusters and writes meanwhile
     return {"worker": describe(cluster), "seed": options.seed, "training": {k: v for k, v in info.items() if k != "history"}}
 
@@ -438,7 +456,8 @@ def _run_train_locked(data, tomogram, pose, n_clusters, out_dir, options, comman
     check_subvolume_shape(data, subvolumes.v_siz)
     _check_n_clusters(data, len(subvolumes), n_clusters)
     current = _fingerprint(data, tomogram, pose, subvolumes, options)
-    models, train_info = _obtain_models(subvolumes.volumes, model_dir, options, timings, current, command)
+    models, train_info = _obtain_models(subvolumes.volumes, model_dir, options, timings, current, command,
+                                        rotations=_rotations(subvolumes, options))
     if pose and subvolumes.in_memory:  # only now: a refused rerun must not replace the run folder's files
         save_subvolumes(os.path.join(out_dir, POSE_PICKLE), subvolumes)
     if train_info.get("history"):

@@ -24,6 +24,8 @@ from dataclasses import asdict
 from .errors import InputError
 
 LOCK_NAME = ".autoencoder3d.lock"
+# training objective options (autoencoder3d/objective.py), left out of a fingerprint while at these values
+OBJECTIVE_DEFAULTS = {"loss": "mse", "wedge": 60.0, "augment": False, "self_label": 0, "self_label_k": 10}
 # options that do not change the trained model: how k-means runs, speed, verbosity, reuse
 NOT_MODEL_OPTIONS = {"n_init", "kmeans", "seed", "deterministic", "retrain", "workers", "verbose", "port"}
 # what atomic.py names its temporary files and folders: .NAME.XXXXXXXX.tmp[.ext] and .NAME.XXXXXXXX.old
@@ -189,6 +191,9 @@ def fingerprint(data, tomogram, pose, box, options):
         ``{'inputs': {...}, 'options': {...}}``, JSON-able.
     """
     model_options = {k: v for k, v in asdict(options).items() if k not in NOT_MODEL_OPTIONS}
+    for key, default in OBJECTIVE_DEFAULTS.items():  # absent when off: earlier runs' fingerprints stay valid
+        if model_options.get(key, default) == default:
+            model_options.pop(key, None)
     if not pose:
         model_options.pop("smooth_sigma", None)
     inputs = {

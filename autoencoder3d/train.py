@@ -29,6 +29,7 @@ from .checkpoints import load_checked_model, load_checked_weights, read_resume_s
 from .collapse_guard import CollapseGuard
 from .errors import InputError
 from .model import CodeSettings, build_autoencoder
+from .objective import Objective, build_objective_trainer, objective_training
 from .train_estimate import TrainingTimeEstimate
 
 log = logging.getLogger(__name__)
@@ -305,6 +306,8 @@ def train_autoencoder(
     verbose=1,
     provenance=None,
     resume_from=None,
+    objective=None,
+    rotations=None,
 ):
     """Train the autoencoder on ``volumes``, resuming from ``model_dir`` if possible.
 
@@ -324,6 +327,8 @@ def train_autoencoder(
             resume point and in ``train-state.json``.
         resume_from: folder whose resume point to continue from (default ``model_dir``;
             a multi-worker run's other workers read the chief's).
+        objective: :class:`~autoencoder3d.objective.Objective` (default: the published MSE alone).
+        rotations: ``(N, 3, 3)`` pose rotations, for the missing-wedge loss (None: tomogram frame).
 
     Returns:
         ((autoencoder, encoder, decoder), info) with the best weights loaded, the
@@ -335,6 +340,7 @@ def train_autoencoder(
     """
     os.makedirs(model_dir, exist_ok=True)
     settings = settings or CodeSettings()
+    objective = objective or Objective()
     if l1 is not None:
         settings = CodeSettings(**{**settings.to_dict(), "l1": float(l1)})
     shape = volumes.shape[1:]
@@ -342,10 +348,11 @@ def train_autoencoder(
     mean, std = _standardization(volumes, n_train, settings)
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         models = build_autoencoder(shape, encoding_dim, settings=settings, mean=mean, std=std)
-        models.trainer.compile(optimizer=published_optimizer(learning_rate), loss="mse")
+        # the network on standardized volumes; shares every weight with the three models
+        trainer = build_objective_trainer(models, objective) if objective.active else models.trainer
+        trainer.compile(optimizer=published_optimizer(learning_rate), loss=None if objective.active else "mse")
         # in the scope: resuming builds the optimizer's variables, which a strategy must create
-        state = _resume(models.trainer, resume_from or model_dir)
-    trainer = models.trainer  # the network on standardized volumes; shares every weight with the three models
+        state = _resume(trainer, resume_from or model_dir)
     if not state:
         clear_training_state(model_dir)  # e.g. best weights of an epoch whose resume point was never written
     initial_epoch = int(state.get("epochs_done", 0))
@@ -353,6 +360,11 @@ def train_autoencoder(
     scale = dict(mean=mean, std=std)
     train_data = ArrayBatches(volumes, np.arange(n_train), batch_size, shuffle=True, seed=seed, epoch=initial_epoch, multiple_of=replicas, **scale)
     val_data = ArrayBatches(volumes, np.arange(n_train, len(volumes)), batch_size, shuffle=False, multiple_of=replicas, **scale) if n_train < len(volumes) else None
+    extra_callbacks = []
+    if objective.active:  # batches and callbacks of the objective (autoencoder3d/objective.py)
+        train_data, val_data, extra_callbacks = objective_training(
+            objective, trainer, models.encoder, volumes, n_train, batch_size, seed=seed, epoch=initial_epoch,
+            multiple_of=replicas, rotations=rotations, model_dir=model_dir, epochs=epochs, **scale)
     checkpoint = ResumableCheckpoint(model_dir, patience, state, provenance)
     guard = CollapseGuard(models.encoder, volumes, np.random.default_rng(seed).permutation(n_train))
     started = time.perf_counter()
@@ -360,7 +372,7 @@ def train_autoencoder(
         # shuffle=False: ArrayBatches already shuffles from (seed, epoch); Keras's own
         # shuffle uses Python's global random and would differ in a resumed process
         estimate = TrainingTimeEstimate(epochs - initial_epoch, n_train, len(volumes) - n_train)
-        trainer.fit(train_data, validation_data=val_data, epochs=epochs, initial_epoch=initial_epoch, callbacks=[checkpoint, guard, estimate],
+        trainer.fit(train_data, validation_data=val_data, epochs=epochs, initial_epoch=initial_epoch, callbacks=extra_callbacks + [checkpoint, guard, estimate],
                     verbose=verbose, shuffle=False)
     train_seconds = time.perf_counter() - started
     steps = int(np.asarray(keras.ops.convert_to_numpy(trainer.optimizer.iterations)))
@@ -371,6 +383,8 @@ def train_autoencoder(
     save_models(models, model_dir)
     info = training_info(checkpoint, initial_epoch, n_train, len(volumes), train_seconds)
     info["code_settings"] = settings.to_dict()
+    if objective.active:
+        info["objective"] = objective.to_dict()
     info["standardization"] = {"mean": mean, "std": std}
     info["optimizer_steps"] = steps
     write_json(os.path.join(model_dir, STATE_FILE), {**checkpoint.state(len(checkpoint.history)), "finished": True,

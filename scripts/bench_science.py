@@ -17,6 +17,8 @@ Usage:
   python scripts/bench_science.py --box 32         # the published box size (slower)
   python scripts/bench_science.py --quick          # a few minutes: one SNR, fewer epochs
   python scripts/bench_science.py --json out.json  # also write the rows
+  python scripts/bench_science.py --issue18 --json rows.json   # issue 18's candidates, 3 seeds,
+                                                   # simulated and real crops (scripts/science_candidates.py)
 
 The table is printed as Markdown (the README's table comes from it).
 """
@@ -167,7 +169,18 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true", help="one SNR, one scale besides 1, 5 epochs")
     parser.add_argument("--no-candidates", action="store_true", help="skip the table of candidate settings")
     parser.add_argument("--json", help="also write the rows as JSON")
+    parser.add_argument("--issue18", action="store_true",
+                        help="issue 18: the default, each training candidate (wedge loss, augmented views, self-labelling) and "
+                             "their combination, for each of --seeds, on a held-out simulation (--snrs' first SNR) and the real "
+                             "crops, with PCA raw / PCA pose; rows appended to --json as they come (a rerun skips them)")
+    parser.add_argument("--seeds", default="0,1,2", help="--issue18: training seeds (default 0,1,2)")
+    parser.add_argument("--sim-seed", type=int, default=1, help="--issue18: the held-out simulation's seed (default 1)")
+    parser.add_argument("--combo", default="loss=wedge,augment=1",
+                        help="--issue18: the combination to measure (default wedge loss + augmented views, the two that "
+                             "helped in a 10-epoch development run on another simulation seed)")
+    parser.add_argument("--datasets", default="simulated,real", help="--issue18: simulated, real or both (default both)")
     args = parser.parse_args(argv)
+    args.seeds = [int(s) for s in args.seeds.split(",")]
     args.snrs = [float(s) for s in args.snrs.split(",")]
     args.scales = [float(s) for s in args.scales.split(",")]
     args.ks = [int(k) for k in args.ks.split(",")]
@@ -176,10 +189,48 @@ def parse_args(argv=None):
     return args
 
 
+def combo_fields(text):
+    fields = {}
+    for part in filter(None, text.split(",")):
+        key, value = part.split("=")
+        fields[key] = {"loss": str, "augment": lambda v: bool(int(v)), "self_label": int}[key](value)
+    return fields
+
+
+def issue18(args):
+    """Issue 18's table: candidates vs default vs PCA, mean +- sd over seeds, simulated and real."""
+    import science_candidates as sc
+
+    started = time.perf_counter()
+    work = tempfile.mkdtemp(prefix="bench-issue18-data-")
+    datasets, ks_of = {}, {}
+    names = args.datasets.split(",")
+    if "simulated" in names:
+        data = sc.shuffled(sc.simulated_subvolumes(os.path.join(work, "sim"), args.snrs[0], args.box, args.copies, args.sim_seed))
+        datasets["simulated"] = data + (args.ks,)
+        ks_of["simulated"] = tuple(args.ks)
+    if "real" in names:
+        data = sc.shuffled(sc.real_subvolumes(args.box, 10.0 * 32 / args.box))
+        ks_of["real"] = (len(set(data[2].tolist())), 20)
+        datasets["real"] = data + (list(ks_of["real"]),)
+    for name, data in datasets.items():
+        print(f"{name}: {len(data[0])} subvolumes of {data[0].shape[1:]}, labels {np.bincount(data[2]).tolist()}", flush=True)
+    methods = dict(sc.METHODS)
+    methods["combination: " + args.combo] = combo_fields(args.combo)
+    rows = sc.measure(datasets, methods, args)
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"\n{args.box}^3 boxes (32 nm), {args.epochs} epochs, batch {args.batch_size}, seeds {args.seeds}, "
+          f"simulation seed {args.sim_seed} at SNR {args.snrs[0]:g}; {time.perf_counter() - started:.0f} s this run. "
+          "Cells: mean ± sd over seeds.\n")
+    print(sc.table(rows, ks_of))
+
+
 def main(argv=None):
     from autoencoder3d.model import CodeSettings
 
     args = parse_args(argv)
+    if args.issue18:
+        return issue18(args)
     work = tempfile.mkdtemp(prefix="bench-science-data-")
     rows, candidate_rows = [], []
     started = time.perf_counter()

@@ -28,6 +28,7 @@ Example:
   autoencoder3d train data.pickle None False 4 --out run1 --seed 1
 """
 
+import argparse
 import os
 import sys
 
@@ -48,6 +49,7 @@ def add_args(parser):
     parser.add_argument("--published", action="store_true",
                         help="train the literal published setting: raw intensities, L1 summed over the batch, plain Dense+ReLU code "
                              "(its codes collapse on many data sets; the default standardizes the input and normalizes the code layer)")
+    add_objective_options(parser)
     parser.add_argument("--patience", type=int, default=20, help="early stopping: epochs without validation improvement (default 20)")
     parser.add_argument("--learning-rate", type=positive_float, default=0.001, help="Adam learning rate, decayed per batch as published (default 0.001)")
     parser.add_argument("--validation-split", type=fraction, default=0.1, help="fraction of samples, from the end, held out for validation (default 0.1)")
@@ -66,6 +68,39 @@ def add_args(parser):
                         help="--distribute multiworker under SLURM: the workers' port (default $AUTOENCODER3D_PORT, else 12345)")
 
 
+def add_objective_options(parser):
+    """The training objective's options (autoencoder3d/objective.py); all off by default."""
+    parser.add_argument("--loss", choices=["mse", "wedge"], default="mse",
+                        help="reconstruction error: mse over voxels (published), or wedge: only on the Fourier components the "
+                             "tilt series measured, the missing wedge turned into each pose-normalized subvolume's frame (default mse)")
+    parser.add_argument("--wedge", type=tilt_angle, default=60.0, help="with --loss wedge: the largest tilt angle in degrees (default 60)")
+    parser.add_argument("--augment", action="store_true",
+                        help="train on two augmented views of each subvolume (proper sign flips of the pose axes, shifts of "
+                             "a voxel or two, added noise): reconstruct the first without its noise, pull the two codes together")
+    parser.add_argument("--self-label", type=non_negative_int, default=0, metavar="ROUNDS",
+                        help="self-labelling rounds: k-means on the codes gives pseudo-labels that a classification head on the "
+                             "code learns with the reconstruction (default 0: off)")
+    parser.add_argument("--self-label-k", type=at_least_two, default=10, metavar="K", help="pseudo-classes of each self-labelling round (default 10)")
+
+
+def tilt_angle(text):
+    value = positive_float(text)
+    if value > 90:
+        raise argparse.ArgumentTypeError(f"expected the largest tilt angle in (0, 90] degrees, got {text!r}")
+    return value
+
+
+def at_least_two(text):
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 2, got {text!r}")
+    return value
+
+
+def non_negative_int(text):
+    return 0 if str(text).strip() == "0" else positive_int(text)
+
+
 def options_from_args(args, **overrides):
     from ...pipeline import TrainOptions
 
@@ -77,6 +112,8 @@ def options_from_args(args, **overrides):
         seed=args.seed, deterministic=args.seed is not None, retrain=getattr(args, "retrain", False),
         mixed_precision=getattr(args, "mixed_precision", None), distribute=getattr(args, "distribute", None),
         port=getattr(args, "port", None), workers=args.workers, verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2),
+        loss=getattr(args, "loss", "mse"), wedge=getattr(args, "wedge", 60.0), augment=getattr(args, "augment", False),
+        self_label=getattr(args, "self_label", 0), self_label_k=getattr(args, "self_label_k", 10),
     )
     values.update(overrides)
     return TrainOptions(**values)
