@@ -58,7 +58,7 @@ def wedge_masks(shape, rotations=None, wedge=DEFAULT_WEDGE):
 
 
 def masked_fourier_mse(target, reconstruction, mask):
-    """Per-subvolume ``sum mask |FFT(reconstruction - target)|^2 / V^2`` (TensorFlow tensors).
+    """Per-subvolume ``sum mask |FFT(reconstruction - target)|^2 / V^2`` (Keras tensors, any backend).
 
     Args:
         target, reconstruction: ``(B, n1, n2, n3)`` or with a trailing channel of 1.
@@ -67,15 +67,17 @@ def masked_fourier_mse(target, reconstruction, mask):
     Returns:
         ``(B,)`` float32 losses.
     """
-    import tensorflow as tf
+    from keras import ops
 
-    difference = tf.cast(reconstruction, tf.float32) - tf.cast(target, tf.float32)
-    if difference.shape.rank == 5:
+    difference = ops.cast(reconstruction, "float32") - ops.cast(target, "float32")
+    if len(difference.shape) == 5:
         difference = difference[..., 0]
-    spectrum = tf.signal.fft3d(tf.complex(difference, tf.zeros_like(difference)))
-    power = tf.math.real(spectrum) ** 2 + tf.math.imag(spectrum) ** 2
-    voxels = tf.cast(tf.reduce_prod(tf.shape(difference)[1:]), tf.float32)
-    return tf.reduce_sum(power * tf.cast(mask, tf.float32), axis=[1, 2, 3]) / (voxels * voxels)
+    # the 3D FFT as Keras has it: a 2D FFT over the last two axes, then a 1D FFT over the first
+    real, imag = ops.fft2((difference, ops.zeros_like(difference)))
+    real, imag = ops.fft((ops.transpose(real, (0, 2, 3, 1)), ops.transpose(imag, (0, 2, 3, 1))))
+    power = ops.transpose(real**2 + imag**2, (0, 3, 1, 2))
+    voxels = float(np.prod(difference.shape[1:]))
+    return ops.sum(power * ops.cast(mask, "float32"), axis=(1, 2, 3)) / (voxels * voxels)
 
 
 def masked_fourier_mse_numpy(target, reconstruction, mask):

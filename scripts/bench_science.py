@@ -179,6 +179,9 @@ def parse_args(argv=None):
                         help="--issue18: the combination to measure (default wedge loss + augmented views, the two that "
                              "helped in a 10-epoch development run on another simulation seed)")
     parser.add_argument("--datasets", default="simulated,real", help="--issue18: simulated, real or both (default both)")
+    parser.add_argument("--methods", default=None,
+                        help="--issue18: only these methods, in this order (comma-separated words each method's name starts "
+                             "with, e.g. 'default,augmented,combination'; default all)")
     args = parser.parse_args(argv)
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.snrs = [float(s) for s in args.snrs.split(",")]
@@ -217,6 +220,8 @@ def issue18(args):
         print(f"{name}: {len(data[0])} subvolumes of {data[0].shape[1:]}, labels {np.bincount(data[2]).tolist()}", flush=True)
     methods = dict(sc.METHODS)
     methods["combination: " + args.combo] = combo_fields(args.combo)
+    if args.methods:
+        methods = {name: methods[name] for word in args.methods.split(",") for name in methods if name.startswith(word)}
     rows = sc.measure(datasets, methods, args)
     shutil.rmtree(work, ignore_errors=True)
     print(f"\n{args.box}^3 boxes (32 nm), {args.epochs} epochs, batch {args.batch_size}, seeds {args.seeds}, "
