@@ -32,7 +32,7 @@ import shutil
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, brief
 
 FORMAT = "autoencoder3d-dataset"
 VERSION = 1
@@ -96,14 +96,14 @@ def create_store(path, v_siz, *, dtype="float32", pose=False, polarity=None, sou
 def read_manifest(path):
     """The store's manifest, checked (InputError naming the store otherwise)."""
     path = os.fspath(path)
-    from .trust import check_manifest_fields, read_bytes
+    from .trust import check_manifest_fields, load_json, read_bytes
 
     try:
-        attrs = json.loads(read_bytes(os.path.join(path, ".zattrs")))
+        attrs = load_json(read_bytes(os.path.join(path, ".zattrs")))
     except FileNotFoundError:
         raise InputError(f"{path}: a zarr folder without an autoencoder3d manifest; not a subvolume store") from None
     except (OSError, ValueError) as err:
-        raise InputError(f"{path}: unreadable store manifest ({err})") from None
+        raise InputError(f"{os.path.join(path, '.zattrs')}: unreadable store manifest ({brief(str(err), 80, quote=False)})") from None
     manifest = attrs.get(MANIFEST_KEY) if isinstance(attrs, dict) else None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise InputError(f"{path}: a zarr folder without an autoencoder3d manifest; not a subvolume store")
@@ -200,10 +200,10 @@ class PartWriter:
 
 def part_origin(path, index):
     """What part ``index`` was cut from (recorded by the build: its rows and its tomogram), or None."""
-    from .trust import read_bytes
+    from .trust import load_json, read_bytes
 
     try:
-        return json.loads(read_bytes(os.path.join(part_path(path, index), ".zattrs"))).get("origin")
+        return load_json(read_bytes(os.path.join(part_path(path, index), ".zattrs"))).get("origin")
     except (OSError, ValueError, AttributeError):
         return None
 

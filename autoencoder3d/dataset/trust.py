@@ -46,9 +46,17 @@ def read_bytes(path):
         return handle.read()
 
 
+def load_json(data):
+    """``json.loads`` whose nesting too deep for Python's recursion limit is a ValueError like any other bad JSON."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def _read_json(path, what):
     try:
-        value = json.loads(read_bytes(path))
+        value = load_json(read_bytes(path))
     except FileNotFoundError:
         raise InputError(f"{path}: missing; the store is damaged, build it again") from None
     except (OSError, ValueError) as err:
@@ -76,8 +84,12 @@ def check_manifest_fields(path, manifest):
     parts = manifest.get("parts")
     if not isinstance(parts, list):
         raise InputError(f"{where}: parts is {brief(parts)}, not a list")
+    seen = set()
     for index, part in enumerate(parts):
         _check_part_entry(where, index, part)
+        if part["name"] in seen:  # the build refuses two tomograms of one name: their particles would be mixed up
+            raise InputError(f"{where}: two parts are both tomogram {brief(part['name'])}")
+        seen.add(part["name"])
     if manifest.get("complete"):
         total = sum(p["n"] for p in parts)
         if manifest.get("n_subvolumes") != total:
@@ -161,7 +173,7 @@ def _check_header(where, meta, shape, kind):
     except (TypeError, ValueError, OverflowError, MemoryError):
         found = None
     allowed = found is not None and (found == kind if isinstance(kind, np.dtype) else
-                                     found.kind == kind and (kind != "U" or found.itemsize <= 4 * MAX_UUID_CHARS))
+                                     found.kind == kind and (kind != "U" or 0 < found.itemsize <= 4 * MAX_UUID_CHARS))
     if not allowed:
         want = str(kind) if isinstance(kind, np.dtype) else {"U": f"text of at most {MAX_UUID_CHARS} characters", "f": "floating point"}[kind]
         raise InputError(f"{header}: dtype {brief(dtype)} is not {want}; refused")
