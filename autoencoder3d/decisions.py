@@ -3,7 +3,8 @@
 How the subvolumes are prepared (contrast polarity, the smoothing of pose
 normalization) is decided when a run trains and recorded with its model (the
 fingerprint in ``model/train-state.json`` or in the resume point) and in
-``run.json``; a data-set store records the polarity it was built with. A later
+``run.json``; a data-set store records the polarity it was built with, and a
+pickle written by ``pose`` or ``pick`` the one it was made with. A later
 ``train`` or ``cluster`` into the same run folder that does not name a setting
 takes the recorded one; one that names another is refused in one line, since
 the trained model was made from the first. Without any record the published
@@ -65,8 +66,8 @@ def decide_preparation(data, options, model_dir):
             options.polarity = built
         _decide(options, "polarity", built, f"{data}: the data set", " ('autoencoder3d dataset build' decided it)")
     for key, default in PREPARATION_DEFAULTS.items():
-        if getattr(options, key) is None:
-            setattr(options, key, default)
+        if getattr(options, key) is None and not (key == "polarity" and not os.path.isdir(data)):
+            setattr(options, key, default)  # a pickle's polarity: what it records, else dark (prepare_subvolumes)
 
 
 def _read_auto_polarity(options, recorded, model_dir):

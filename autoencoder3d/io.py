@@ -23,6 +23,7 @@ from .unpickle_globals import NotAPickle, RefusedPickle
 from .volume import SubvolumeSet, Tomogram
 
 PICKLE_PROTOCOL = 4
+PREPARED_KEY = "autoencoder3d"  # a key of the pickle's dict besides 'v_siz' and 'vs': how its subvolumes were prepared
 # The largest subvolume side 'v_siz' may give (a 1024^3 float32 volume is 4 GiB).
 MAX_SUBVOLUME_SIDE = 1024
 
@@ -160,7 +161,17 @@ def subvolumes_from_dict(d, path="<dict>"):
             extras[uuid] = more
     if not np.all(np.isfinite(volumes)):
         raise InputError(f"{path}: some subvolumes have voxels too large for float32")
-    return SubvolumeSet(uuids=[u for u, _ in usable], volumes=volumes, centers=centers, extras=extras)
+    return SubvolumeSet(uuids=[u for u, _ in usable], volumes=volumes, centers=centers, extras=extras,
+                        prepared=_parse_prepared(path, d.get(PREPARED_KEY)))
+
+
+def _parse_prepared(path, raw):
+    """The pickle's record of how its subvolumes were prepared (published readers ignore the key), or None."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or raw.get("polarity") not in ("dark", "bright"):
+        raise InputError(f"{path}: '{PREPARED_KEY}' is {brief(raw)}, not a record of the subvolumes' polarity (dark or bright)")
+    return {"polarity": raw["polarity"]}
 
 
 def load_subvolumes(path):
@@ -212,7 +223,10 @@ def subvolumes_to_dict(subvolumes):
         rec = {"center": center_out, "id": uuid, "v": np.asarray(v)}
         rec.update(subvolumes.extras.get(uuid, {}))
         vs[uuid] = rec
-    return {"v_siz": np.array(subvolumes.v_siz), "vs": vs}
+    d = {"v_siz": np.array(subvolumes.v_siz), "vs": vs}
+    if subvolumes.prepared:
+        d[PREPARED_KEY] = dict(subvolumes.prepared)
+    return d
 
 
 def save_subvolumes(path, subvolumes):

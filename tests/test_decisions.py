@@ -83,6 +83,23 @@ def test_auto_is_the_decided_polarity_before_and_after_training(tiny_pickle, tmp
     assert run_json(bright)["contrast"]["used"] == "bright" and run_json(bright)["options"]["polarity"] == "bright"
 
 
+def test_a_pickle_pose_normalized_bright_trains_bright(tiny_pickle, tomogram, tmp_path, capsys):
+    """pose --polarity bright records it in the pickle; train reads it, and refuses another in one line."""
+    from autoencoder3d.io import load_subvolumes
+
+    posed = str(tmp_path / "posed.pickle")
+    assert main(["pose", tiny_pickle, tomogram, posed, "--polarity", "bright", "-q"]) == 0
+    run = str(tmp_path / "run")
+    capsys.readouterr()
+    assert main(["train", posed, "None", "False", "2", "--out", run, "--polarity", "dark", *TRAIN]) == 2
+    assert "posed.pickle: its subvolumes were made with --polarity bright, not dark" in one_error_line(capsys)
+    assert main(["train", posed, "None", "False", "2", "--out", run, *TRAIN]) == 0
+    record = run_json(run)
+    assert record["options"]["polarity"] == "bright" and record["contrast"]["used"] == "bright"
+    assert main(["cluster", posed, "3", "--out", run, "-q"]) == 0 and run_json(run)["contrast"]["used"] == "bright"
+    assert load_subvolumes(posed).prepared == {"polarity": "bright"}
+
+
 def test_train_again_with_another_k_reuses_the_model_whatever_the_epochs(tiny_pickle, tmp_path, capsys):
     run = str(tmp_path / "run")
     assert main(["train", tiny_pickle, "None", "False", "2", "--out", run, *TRAIN]) == 0
