@@ -83,3 +83,18 @@ def test_the_pristine_store_still_opens(store):
     opened = open_store(store)
     assert len(opened) == 7 and np.isfinite(np.asarray(opened.volumes)).all()
     assert read_manifest(store)["complete"]
+
+
+@pytest.mark.parametrize("name", ["TS\t01", "TS\n01", "TS\x1b[31m01"])
+def test_a_tomogram_name_with_a_control_character_is_refused(store, capsys, name):
+    """Export writes each particle's tomogram name into STAR files, which cannot hold it (it was a csv.Error traceback)."""
+    edit_json(os.path.join(store, ".zattrs"), lambda a: a["autoencoder3d"]["parts"][1].update(name=name))
+    refused(store, capsys, "part 00001's tomogram name")
+
+
+def test_the_build_refuses_a_tomogram_name_with_a_control_character():
+    from autoencoder3d.dataset.sources import TomogramJob, check_jobs
+
+    job = TomogramJob("TS\t01", None, np.zeros((1, 3)), None)
+    with pytest.raises(InputError, match="tomogram name 'TS\\\\t01' holds a control character"):
+        check_jobs([job], "picks.csv")

@@ -66,6 +66,11 @@ def _read_json(path, what):
     return value
 
 
+def has_control_character(text):
+    """Whether ``text`` holds a newline, tab or other control character: a STAR or CSV row cannot hold it as it is."""
+    return any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text)
+
+
 def _count(value, low=0, high=None):
     """Whether ``value`` is an int (not a bool) in [low, high]."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
@@ -107,6 +112,9 @@ def _check_part_entry(where, index, part):
         raise InputError(f"{where}: part {part_name(index)} has a count of {brief(part.get('n'))}")
     if not isinstance(part.get("name"), str) or not part["name"]:
         raise InputError(f"{where}: part {part_name(index)} has no tomogram name")
+    if has_control_character(part["name"]):
+        raise InputError(f"{where}: part {part_name(index)}'s tomogram name {brief(part['name'])} holds a control character "
+                         "(a STAR file cannot hold it)")
     size = part.get("voxel_size")
     if size is not None and not (isinstance(size, list) and len(size) == 3 and all(
             isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in size)):
