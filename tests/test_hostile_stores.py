@@ -98,3 +98,15 @@ def test_the_build_refuses_a_tomogram_name_with_a_control_character():
     job = TomogramJob("TS\t01", None, np.zeros((1, 3)), None)
     with pytest.raises(InputError, match="tomogram name 'TS\\\\t01' holds a control character"):
         check_jobs([job], "picks.csv")
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_a_non_finite_voxel_is_refused_where_it_is_read(store, value):
+    """Training on it reported 'training diverged ... smaller --learning-rate' (or 'no intensity variation')."""
+    import zarr
+
+    zarr.open_array(os.path.join(store, "parts", "00001", "volumes"), mode="r+")[2, 1, 1, 1] = value
+    opened = open_store(store)
+    assert np.isfinite(opened.volumes[[0, 1, 6]]).all()
+    with pytest.raises(InputError, match=r"s.zarr: subvolume 2 of part 00001 holds NaN or infinite voxels"):
+        opened.volumes[[0, 5]]

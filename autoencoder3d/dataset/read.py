@@ -68,8 +68,18 @@ class StoreVolumes:
                 block = self._arrays[part].get_orthogonal_selection((unique,))
             except (OSError, ValueError, KeyError, RuntimeError, TypeError) as err:
                 raise InputError(f"{self.path}: cannot read subvolumes of part {part} ({brief(str(err), 120, quote=False)})") from None
+            _check_finite(block, self.path, part, unique)
             out[order[rows]] = block[inverse]
         return out
+
+
+def _check_finite(block, path, part, rows):
+    """A NaN or infinite voxel is refused where it is read (training would report it as a diverged loss)."""
+    finite = np.isfinite(block.reshape(len(block), -1)).all(axis=1)
+    if not finite.all():
+        row = int(rows[np.flatnonzero(~finite)[0]])
+        raise InputError(f"{path}: subvolume {row} of part {int(part):05d} holds NaN or infinite voxels "
+                         "(so does its tomogram there, or the store is damaged)")
 
 
 def _open_part(path, name):
