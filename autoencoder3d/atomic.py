@@ -100,6 +100,9 @@ def atomic_directory(path):
     :func:`autoencoder3d.runfolder.remove_leftovers` puts back).
     """
     path = os.path.abspath(os.fspath(path))
+    here = os.path.abspath(os.getcwd())
+    if os.path.commonpath([path, here]) == path:  # "" and "." are the current folder: replacing it deletes the user's files
+        raise InputError(f"{path}: the current folder or one above it; give a folder of its own to write")
     parent = os.path.dirname(path)
     try:
         os.makedirs(parent, exist_ok=True)

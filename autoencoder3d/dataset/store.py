@@ -47,11 +47,19 @@ def is_store(path):
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, ".zgroup"))
 
 
+def store_out(out):
+    """``out`` as the folder a build or convert writes; an empty name (the current folder, with the user's files) is refused."""
+    out = os.fspath(out)
+    if not out:
+        raise InputError("OUT '': an empty name is the current folder; give the store a folder of its own, e.g. data.zarr")
+    return out
+
+
 def is_fresh(path):
     """Whether ``path`` is free for a new store: absent, or a folder holding nothing but a writer's lock file."""
     from ..runfolder import LOCK_NAME
 
-    path = os.fspath(path)
+    path = os.path.abspath(os.fspath(path))  # "" is the current folder, not an absent one
     if not os.path.lexists(path):
         return True
     return os.path.isdir(path) and not os.path.islink(path) and set(os.listdir(path)) <= {LOCK_NAME}
