@@ -28,6 +28,8 @@ def atomic_path(path, suffix=None):
             (then ``path`` keeps its old content).
     """
     path = os.fspath(path)
+    if not path or path.endswith(os.sep) or os.path.isdir(path):
+        raise InputError(f"{path!r}: not a file name to write (empty, or a folder); give the output file's name")
     folder = os.path.dirname(os.path.abspath(path))
     if suffix is None:
         suffix = os.path.splitext(path)[1]

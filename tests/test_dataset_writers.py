@@ -233,3 +233,17 @@ def test_no_folder_replaces_the_current_one(tmp_path, monkeypatch):
             with atomic_directory(path):
                 pass
     assert os.listdir(tmp_path) == ["mine.txt"]
+
+
+@pytest.mark.parametrize("name", ["", ".", "sub/", "sub"])
+def test_an_output_file_name_that_is_empty_or_a_folder_is_one_line(tmp_path, monkeypatch, name):
+    """'pick TOMO \"\"' (also pose, extract) ended in a FileNotFoundError traceback after writing beside the current folder."""
+    from autoencoder3d.atomic import atomic_open
+    from autoencoder3d.errors import InputError
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    with pytest.raises(InputError, match="not a file name to write"):
+        with atomic_open(name) as handle:
+            handle.write(b"x")
+    assert sorted(os.listdir(tmp_path)) == ["sub"] and os.listdir(tmp_path / "sub") == []
