@@ -59,6 +59,16 @@ def load_pickle(path):
             raise InputError(f"{path}: not enough memory to load this pickle") from None
 
 
+def load_json(text):
+    """``json.loads`` whose nesting too deep for Python's recursion limit is a ValueError like any other bad JSON."""
+    import json
+
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def read_json(path, what="file"):
     """Load a JSON file; ``what`` names it in the error (e.g. "selection file").
 
@@ -70,7 +80,7 @@ def read_json(path, what="file"):
     path = os.fspath(path)
     try:
         with open(path) as handle:
-            return json.load(handle)
+            return load_json(handle.read())
     except OSError as err:
         raise InputError(f"{path}: cannot read {what} ({err.strerror})") from None
     except ValueError as err:

@@ -13,13 +13,13 @@
 - Weights: the published per-class weights.
 """
 
-import json
 import logging
 import os
 
 import numpy as np
 
 from .errors import InputError
+from .io import load_json
 
 log = logging.getLogger(__name__)
 
@@ -308,7 +308,7 @@ def read_record(path):
     """A JSON record as a dict ({} when it is missing or unreadable)."""
     try:
         with open(path) as handle:
-            record = json.load(handle)
+            record = load_json(handle.read())
     except (OSError, ValueError):
         return {}
     return record if isinstance(record, dict) else {}

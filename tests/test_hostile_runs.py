@@ -29,3 +29,31 @@ def test_edss3d_train_after_a_new_clustering_does_not_reuse_the_old_clusters_mod
         run_seg_train(data, run, {1: [0]}, epochs=1, batch_size=16, seed=0, verbose=0)
     fresh = run_seg_train(data, run, {1: [0]}, epochs=1, batch_size=16, seed=0, verbose=0, retrain=True)
     assert not fresh.get("reused_saved_model")
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize("reader", ["export", "report", "train", "io"])
+def test_a_run_record_nested_too_deeply_is_one_line(tmp_path, reader):
+    """run.json / train-state.json nested deeper than Python's recursion limit was a RecursionError traceback."""
+    from autoencoder3d.export.run_files import read_run
+    from autoencoder3d.io import read_json
+    from autoencoder3d.report import _read_json
+    from autoencoder3d.train import finished_record
+
+    (tmp_path / "model").mkdir()
+    for name in ("run.json", "model/train-state.json"):
+        (tmp_path / name).write_text(DEEP)
+    call = {"export": lambda: read_run(str(tmp_path)), "report": lambda: _read_json(str(tmp_path / "run.json")),
+            "train": lambda: finished_record(str(tmp_path / "model")), "io": lambda: read_json(tmp_path / "run.json")}[reader]
+    with pytest.raises(InputError, match="nested too deeply"):
+        call()
+
+
+def test_records_read_leniently_treat_deep_nesting_as_absent(tmp_path):
+    from autoencoder3d.previous import _recorded_fingerprint
+    from autoencoder3d.seg_labels import read_record
+
+    (tmp_path / "run.json").write_text(DEEP)
+    assert read_record(str(tmp_path / "run.json")) == {} and _recorded_fingerprint(str(tmp_path)) is None

@@ -25,6 +25,7 @@ import re
 import numpy as np
 
 from ..errors import InputError, brief
+from ..io import load_json  # noqa: F401 - store.py reads its JSON through trust
 
 ARRAYS = ("volumes", "uuid", "center", "rotation", "center_of_mass")
 COMPRESSORS = (None, "blosc", "zstd")  # store.py writes None; blosc and zstd decode into plain bytes
@@ -44,14 +45,6 @@ def read_bytes(path):
         raise
     with os.fdopen(fd, "rb") as handle:
         return handle.read()
-
-
-def load_json(data):
-    """``json.loads`` whose nesting too deep for Python's recursion limit is a ValueError like any other bad JSON."""
-    try:
-        return json.loads(data)
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
 
 
 def _read_json(path, what):
