@@ -17,7 +17,6 @@ or became a link after the check instead of filling zeros.
 import errno
 import functools
 import itertools
-import json
 import math
 import os
 import re
@@ -25,7 +24,7 @@ import re
 import numpy as np
 
 from ..errors import InputError, brief
-from ..io import load_json  # noqa: F401 - store.py reads its JSON through trust
+from ..io import load_json
 
 ARRAYS = ("volumes", "uuid", "center", "rotation", "center_of_mass")
 COMPRESSORS = (None, "blosc", "zstd")  # store.py writes None; blosc and zstd decode into plain bytes
