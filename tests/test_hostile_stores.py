@@ -73,10 +73,20 @@ def test_a_part_origin_nested_too_deeply_is_no_origin(store):
     assert part_origin(store, 0) is None
 
 
-def test_two_parts_of_one_tomogram_are_refused(store, capsys):
-    """The build refuses two tomograms of one name; a store that has them would export both as one tomogram."""
+def test_two_tomograms_of_one_name_are_refused(store, capsys):
+    """Parts of one name are read as one tomogram; parts that give it two voxel sizes would export both as one."""
+    def rename(attrs):
+        attrs["autoencoder3d"]["parts"][0].update(voxel_size=[10.0, 10.0, 10.0])
+        attrs["autoencoder3d"]["parts"][1].update(name="TS_01", voxel_size=[7.0, 7.0, 7.0])
+
+    edit_json(os.path.join(store, ".zattrs"), rename)
+    refused(store, capsys, "two parts of tomogram 'TS_01' say different things of it")
+
+
+def test_two_parts_of_one_tomogram_that_agree_are_one_tomogram(store):
+    """A converted set whose tomograms come in several runs has several parts of one name (store_from_set)."""
     edit_json(os.path.join(store, ".zattrs"), lambda a: a["autoencoder3d"]["parts"][1].update(name="TS_01"))
-    refused(store, capsys, "two parts are both tomogram 'TS_01'")
+    assert list(open_store(store).tomogram_table) == ["TS_01"]
 
 
 def test_the_pristine_store_still_opens(store):

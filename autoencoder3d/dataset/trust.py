@@ -81,12 +81,14 @@ def check_manifest_fields(path, manifest):
     parts = manifest.get("parts")
     if not isinstance(parts, list):
         raise InputError(f"{where}: parts is {brief(parts)}, not a list")
-    seen = set()
+    seen = {}
     for index, part in enumerate(parts):
         _check_part_entry(where, index, part)
-        if part["name"] in seen:  # the build refuses two tomograms of one name: their particles would be mixed up
-            raise InputError(f"{where}: two parts are both tomogram {brief(part['name'])}")
-        seen.add(part["name"])
+        # parts of one name are one tomogram (a converted set's runs of it); two tomograms of one name would be mixed up
+        said = {key: part.get(key) for key in ("path", "voxel_size", "shape")}
+        if seen.setdefault(part["name"], said) != said:
+            raise InputError(f"{where}: two parts of tomogram {brief(part['name'])} say different things of it "
+                             f"({brief(seen[part['name']])} and {brief(said)})")
     if manifest.get("complete"):
         total = sum(p["n"] for p in parts)
         if manifest.get("n_subvolumes") != total:
