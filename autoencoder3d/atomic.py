@@ -28,6 +28,8 @@ def atomic_path(path, suffix=None):
             (then ``path`` keeps its old content).
     """
     path = os.fspath(path)
+    if not path or path.endswith(os.sep) or os.path.isdir(path):
+        raise InputError(f"{path!r}: not a file name to write (empty, or a folder); give the output file's name")
     folder = os.path.dirname(os.path.abspath(path))
     if suffix is None:
         suffix = os.path.splitext(path)[1]
@@ -100,6 +102,9 @@ def atomic_directory(path):
     :func:`autoencoder3d.runfolder.remove_leftovers` puts back).
     """
     path = os.path.abspath(os.fspath(path))
+    here = os.path.abspath(os.getcwd())
+    if os.path.commonpath([path, here]) == path:  # "" and "." are the current folder: replacing it deletes the user's files
+        raise InputError(f"{path}: the current folder or one above it; give a folder of its own to write")
     parent = os.path.dirname(path)
     try:
         os.makedirs(parent, exist_ok=True)

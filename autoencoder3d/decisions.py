@@ -3,7 +3,8 @@
 How the subvolumes are prepared (contrast polarity, the smoothing of pose
 normalization) is decided when a run trains and recorded with its model (the
 fingerprint in ``model/train-state.json`` or in the resume point) and in
-``run.json``; a data-set store records the polarity it was built with. A later
+``run.json``; a data-set store records the polarity it was built with, and a
+pickle written by ``pose`` or ``pick`` the one it was made with. A later
 ``train`` or ``cluster`` into the same run folder that does not name a setting
 takes the recorded one; one that names another is refused in one line, since
 the trained model was made from the first. Without any record the published
@@ -56,6 +57,7 @@ def decide_preparation(data, options, model_dir):
         InputError: a given setting contradicts the run's model or the data set.
     """
     recorded = {} if options.retrain else recorded_model_options(model_dir)
+    _read_auto_polarity(options, recorded.get("polarity"), model_dir)
     for key in PREPARATION_DEFAULTS:
         _decide(options, key, recorded.get(key), f"{model_dir}: the trained model", "; or train again ('train ... --retrain')")
     built = store_polarity(data)
@@ -64,8 +66,32 @@ def decide_preparation(data, options, model_dir):
             options.polarity = built
         _decide(options, "polarity", built, f"{data}: the data set", " ('autoencoder3d dataset build' decided it)")
     for key, default in PREPARATION_DEFAULTS.items():
-        if getattr(options, key) is None:
-            setattr(options, key, default)
+        if getattr(options, key) is None and not (key == "polarity" and not os.path.isdir(data)):
+            setattr(options, key, default)  # a pickle's polarity: what it records, else dark (prepare_subvolumes)
+
+
+def _read_auto_polarity(options, recorded, model_dir):
+    """``auto`` was decided once: given now against a decided model, or a model whose auto decided what is given, agree.
+
+    A model trained with ``--polarity auto`` records ``auto`` (its run.json says
+    what it decided); ``--polarity bright`` after it is the same decision when
+    ``auto`` decided bright, and ``--polarity auto`` after a model made with
+    ``bright`` is that model's polarity.
+    """
+    given = options.polarity
+    if recorded in ("dark", "bright") and given == "auto":
+        options.polarity = recorded
+        log.info("--polarity auto: the trained model in %s was made with --polarity %s; %s it is", model_dir, recorded, recorded)
+    elif recorded == "auto" and given in ("dark", "bright") and _decided_polarity(model_dir) == given:
+        options.polarity = "auto"  # as the model records it; the same data decide the same again
+        log.info("--polarity %s: what --polarity auto decided for the trained model in %s", given, model_dir)
+
+
+def _decided_polarity(model_dir):
+    """What ``--polarity auto`` decided for the run of ``model_dir`` (its run.json), or None."""
+    from .seg_labels import read_record
+
+    return (read_record(os.path.join(os.path.dirname(os.path.abspath(model_dir)), "run.json")).get("contrast") or {}).get("used")
 
 
 def _decide(options, key, recorded, what, remedy):
@@ -77,7 +103,9 @@ def _decide(options, key, recorded, what, remedy):
         setattr(options, key, recorded)
         log.info("%s %s: as recorded by %s", flag, recorded, what.split(": ")[0])
     elif given != recorded:
-        raise InputError(f"{what} was made with {flag} {recorded}, not {given}: leave {flag} out or pass {flag} {recorded}{remedy}")
+        decided = _decided_polarity(what.split(": ")[0]) if key == "polarity" and recorded == "auto" else None
+        said = f"{recorded}, which decided {decided}" if decided in ("dark", "bright") else recorded
+        raise InputError(f"{what} was made with {flag} {said}, not {given}: leave {flag} out or pass {flag} {recorded}{remedy}")
 
 
 def only_length_differs(recorded_options, current_options):

@@ -23,6 +23,7 @@ from .unpickle_globals import NotAPickle, RefusedPickle
 from .volume import SubvolumeSet, Tomogram
 
 PICKLE_PROTOCOL = 4
+PREPARED_KEY = "autoencoder3d"  # a key of the pickle's dict besides 'v_siz' and 'vs': how its subvolumes were prepared
 # The largest subvolume side 'v_siz' may give (a 1024^3 float32 volume is 4 GiB).
 MAX_SUBVOLUME_SIDE = 1024
 
@@ -58,6 +59,16 @@ def load_pickle(path):
             raise InputError(f"{path}: not enough memory to load this pickle") from None
 
 
+def load_json(text):
+    """``json.loads`` whose nesting too deep for Python's recursion limit is a ValueError like any other bad JSON."""
+    import json
+
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def read_json(path, what="file"):
     """Load a JSON file; ``what`` names it in the error (e.g. "selection file").
 
@@ -69,7 +80,7 @@ def read_json(path, what="file"):
     path = os.fspath(path)
     try:
         with open(path) as handle:
-            return json.load(handle)
+            return load_json(handle.read())
     except OSError as err:
         raise InputError(f"{path}: cannot read {what} ({err.strerror})") from None
     except ValueError as err:
@@ -160,7 +171,17 @@ def subvolumes_from_dict(d, path="<dict>"):
             extras[uuid] = more
     if not np.all(np.isfinite(volumes)):
         raise InputError(f"{path}: some subvolumes have voxels too large for float32")
-    return SubvolumeSet(uuids=[u for u, _ in usable], volumes=volumes, centers=centers, extras=extras)
+    return SubvolumeSet(uuids=[u for u, _ in usable], volumes=volumes, centers=centers, extras=extras,
+                        prepared=_parse_prepared(path, d.get(PREPARED_KEY)))
+
+
+def _parse_prepared(path, raw):
+    """The pickle's record of how its subvolumes were prepared (published readers ignore the key), or None."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or raw.get("polarity") not in ("dark", "bright"):
+        raise InputError(f"{path}: '{PREPARED_KEY}' is {brief(raw)}, not a record of the subvolumes' polarity (dark or bright)")
+    return {"polarity": raw["polarity"]}
 
 
 def load_subvolumes(path):
@@ -212,7 +233,10 @@ def subvolumes_to_dict(subvolumes):
         rec = {"center": center_out, "id": uuid, "v": np.asarray(v)}
         rec.update(subvolumes.extras.get(uuid, {}))
         vs[uuid] = rec
-    return {"v_siz": np.array(subvolumes.v_siz), "vs": vs}
+    d = {"v_siz": np.array(subvolumes.v_siz), "vs": vs}
+    if subvolumes.prepared:
+        d[PREPARED_KEY] = dict(subvolumes.prepared)
+    return d
 
 
 def save_subvolumes(path, subvolumes):

@@ -117,6 +117,8 @@ def prepare_subvolumes(data, tomogram=None, pose=False, *, sigma=2.0, workers=No
     timings["load_s"] = time.perf_counter() - started
     if not subvolumes.in_memory:
         polarity = _check_store(data, subvolumes, tomogram, pose, polarity)
+    else:
+        polarity = _pickle_polarity(data, subvolumes, polarity)
     polarity, record = resolve_polarity(polarity, subvolumes.volumes, data)
     if contrast is not None:
         contrast.update(record)
@@ -155,13 +157,28 @@ def _check_store(data, subvolumes, tomogram, pose, polarity):
     return built_with if polarity == "auto" and built_with in ("dark", "bright") else polarity
 
 
-def run_pose(data, tomogram, out_pickle, *, sigma=2.0, workers=None, progress=True, polarity="dark"):
+def _pickle_polarity(data, subvolumes, polarity):
+    """The polarity for a pickle: the one it records (from ``pose`` or ``pick``) unless another is asked (refused), else ``polarity`` or dark."""
+    recorded = (subvolumes.prepared or {}).get("polarity")
+    if recorded is None or polarity == recorded:
+        return polarity or "dark"
+    if polarity in (None, "auto"):
+        log.info("--polarity %s: as recorded by %s", recorded, data)
+        return recorded
+    raise InputError(f"{data}: its subvolumes were made with --polarity {recorded}, not {polarity}: "
+                     f"leave --polarity out or pass --polarity {recorded}")
+
+
+def run_pose(data, tomogram, out_pickle, *, sigma=2.0, workers=None, progress=True, polarity=None):
     """Pose-normalize a subvolume pickle and write the result in the same format.
 
     Each entry keeps its uuid and centre and gains ``'rotation'`` (3x3) and
-    ``'center_of_mass'``.
+    ``'center_of_mass'``; the pickle records the polarity used, which later commands read.
     """
-    subvolumes, _ = prepare_subvolumes(data, tomogram, True, sigma=sigma, workers=workers, progress=progress, polarity=polarity)
+    contrast = {}
+    subvolumes, _ = prepare_subvolumes(data, tomogram, True, sigma=sigma, workers=workers, progress=progress, polarity=polarity,
+                                       contrast=contrast)
+    subvolumes.prepared = {"polarity": contrast["used"]}
     save_subvolumes(out_pickle, subvolumes)
     return subvolumes
 
@@ -423,9 +440,12 @@ def _train_as_worker(data, tomogram, pose, n_clusters, out_dir, options, cluster
     from .distribute import describe
 
     decide_preparation(data, options, os.path.join(out_dir, "model"))
+    contrast = {}
     subvolumes, _ = prepare_subvolumes(
         data, tomogram, pose, sigma=options.smooth_sigma, workers=options.workers, progress=False, polarity=options.polarity,
+        contrast=contrast,
     )
+    options.polarity = contrast["asked"]  # a pickle's recorded polarity, when none was given
     check_subvolume_shape(data, subvolumes.v_siz)
     _check_n_clusters(data, len(subvolumes), n_clusters)
     current = _fingerprint(data, tomogram, pose, subvolumes, options)
@@ -453,12 +473,14 @@ def _run_train_locked(data, tomogram, pose, n_clusters, out_dir, options, comman
         data, tomogram, pose, sigma=options.smooth_sigma, workers=options.workers, progress=options.verbose > 0, timings=timings,
         polarity=options.polarity, contrast=contrast,
     )
+    options.polarity = contrast["asked"]  # a pickle's recorded polarity, when none was given
     check_subvolume_shape(data, subvolumes.v_siz)
     _check_n_clusters(data, len(subvolumes), n_clusters)
     current = _fingerprint(data, tomogram, pose, subvolumes, options)
     models, train_info = _obtain_models(subvolumes.volumes, model_dir, options, timings, current, command,
                                         rotations=_rotations(subvolumes, options))
     if pose and subvolumes.in_memory:  # only now: a refused rerun must not replace the run folder's files
+        subvolumes.prepared = {"polarity": contrast["used"]}
         save_subvolumes(os.path.join(out_dir, POSE_PICKLE), subvolumes)
     if train_info.get("history"):
         from .figures import plot_history

@@ -15,12 +15,13 @@ word:
   warning line naming what was moved and why.
 """
 
-import json
 import logging
 import os
 import re
 import shutil
 import time
+
+from .io import load_json
 
 log = logging.getLogger("autoencoder3d")
 
@@ -55,7 +56,7 @@ def _members(clus_dir):
 def _recorded_fingerprint(out_dir):
     try:
         with open(os.path.join(out_dir, "run.json")) as handle:
-            record = json.load(handle)
+            record = load_json(handle.read())
     except (OSError, ValueError):
         return None
     return record.get("fingerprint") if isinstance(record, dict) else None

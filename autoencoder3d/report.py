@@ -43,7 +43,7 @@ import numpy as np
 from . import __version__
 from .atomic import atomic_open
 from .errors import InputError
-from .io import load_dataset, load_pickle, save_pickle
+from .io import load_dataset, load_json, load_pickle, save_pickle
 from .report_parts import card, contrast_filters, data_uri, health_banner, loss_html, montage_zoom, settings_html, shared_contrast
 
 log = logging.getLogger("autoencoder3d")
@@ -130,10 +130,10 @@ class RunOutputs:
 def _read_json(path):
     try:
         with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+            return load_json(handle.read())
     except OSError as err:
         raise InputError(f"{path}: cannot read ({err.strerror}); is this a finished 'autoencoder3d train' folder?") from None
-    except json.JSONDecodeError as err:
+    except ValueError as err:
         raise InputError(f"{path}: not valid JSON ({err})") from None
 
 

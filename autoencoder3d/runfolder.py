@@ -14,11 +14,13 @@
   an interrupted training is reused only when the fingerprint is the same.
 """
 
+import errno
 import fcntl
 import hashlib
 import os
 import re
 import shutil
+import stat
 from dataclasses import asdict
 
 from .errors import InputError
@@ -63,7 +65,7 @@ class RunFolderLock:
         return self
 
     def _acquire(self):
-        handle = open(self.path, "a+")
+        handle = _open_lock_file(self.path)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -106,9 +108,23 @@ def locked_if(folder, lock, **wording):
     return RunFolderLock(folder, **wording) if lock else contextlib.nullcontext()
 
 
+def _open_lock_file(path):
+    """The lock file, opened for reading and writing; never through a symbolic link (it would overwrite the link's target)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK, 0o644)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise InputError(f"{path}: a symbolic link where the lock file goes; a lock is never written through one, remove it") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise InputError(f"{path}: not a plain file where the lock file goes; remove it")
+    return os.fdopen(fd, "r+")
+
+
 def _same_file(handle, path):
     try:
-        return os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
+        return os.path.samestat(os.fstat(handle.fileno()), os.lstat(path))
     except FileNotFoundError:
         return False
 

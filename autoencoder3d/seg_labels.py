@@ -13,13 +13,13 @@
 - Weights: the published per-class weights.
 """
 
-import json
 import logging
 import os
 
 import numpy as np
 
 from .errors import InputError
+from .io import load_json
 
 log = logging.getLogger(__name__)
 
@@ -199,12 +199,28 @@ def _check_labelled_voxels(counts, selection, decoded, rows, patch_labels, iso, 
         if counts[label] > 0:
             continue
         dense = denseness(np.stack([decoded[r] for r, l in zip(rows, patch_labels) if l == label]), **scale)
-        suggestion = float(np.percentile(dense, 90))
-        raise InputError(
-            f"--iso {asked or iso}: label {label} gets no voxel: the decoded subvolumes of its clusters are at most "
-            f"{dense.max():.3g} standard deviations denser than the mean, never above {iso:.3g}; try --iso "
-            f"{suggestion:.3g}, which marks the densest 10 % of their voxels"
-        )
+        said = f"--iso {asked or iso}: label {label} gets no voxel: the decoded subvolumes of its clusters are "
+        suggestion = _suggested_iso(dense)
+        if suggestion is None:
+            raise InputError(f"{said}uniform ({dense.max():.3g} standard deviations from the mean everywhere), so no --iso "
+                             f"marks some of their voxels and not others; give label {label} other clusters")
+        share = 100 * float(np.mean(dense > suggestion))
+        raise InputError(f"{said}at most {dense.max():.3g} standard deviations denser than the mean, never above {iso:.3g}; "
+                         f"try --iso {suggestion:g}, which marks the densest {share:.3g} % of their voxels")
+
+
+def _suggested_iso(dense):
+    """An --iso, as printed, that marks about the densest 10 % of ``dense`` and never all or none of it (None: uniform)."""
+    top = dense.max()
+    below = dense[dense < top]
+    if not below.size:
+        return None
+    wanted = min(float(np.percentile(dense, 90)), float(below.max()))  # ties at the top: at least the top voxels
+    for digits in (3, 6, 17):  # as short as still below the densest voxel
+        shown = float(f"{wanted:.{digits}g}")
+        if shown < top:
+            return shown
+    return wanted
 
 
 # ---------------------------------------------------------------- the threshold
@@ -292,7 +308,7 @@ def read_record(path):
     """A JSON record as a dict ({} when it is missing or unreadable)."""
     try:
         with open(path) as handle:
-            record = json.load(handle)
+            record = load_json(handle.read())
     except (OSError, ValueError):
         return {}
     return record if isinstance(record, dict) else {}

@@ -94,12 +94,27 @@ def _refuse_other_settings(seg_dir, previous, wanted):
     from .train import LAST_WEIGHTS
 
     if os.path.isfile(os.path.join(seg_dir, SEG_MODEL)) or os.path.isfile(os.path.join(seg_dir, LAST_WEIGHTS)):
-        earlier = {k: previous.get(k) for k in wanted}
-        if previous and earlier != wanted:
+        settings = {k: v for k, v in wanted.items() if k != "labelled"}  # older records have no "labelled"
+        earlier = {k: previous.get(k) for k in settings}
+        if previous and earlier != settings:
             raise InputError(
-                f"{seg_dir}: holds a model trained with {json.dumps(earlier)}, not {json.dumps(wanted)}; "
+                f"{seg_dir}: holds a model trained with {json.dumps(earlier)}, not {json.dumps(settings)}; "
                 "pass --retrain to train a new one"
             )
+        if previous.get("labelled", wanted["labelled"]) != wanted["labelled"]:
+            raise InputError(f"{seg_dir}: holds a model trained on other subvolumes for these cluster ids (the run was "
+                             "clustered again since); pass --retrain to train a new one")
+
+
+def _labelled_digest(selection, members):
+    """label -> a short hash of the uuids its clusters hold now: cluster ids name other subvolumes after a new clustering."""
+    import hashlib
+
+    digest = {}
+    for label, clusters in sorted(selection.items()):
+        uuids = sorted(u for cid in clusters for u in members.get(int(cid), ()))
+        digest[str(label)] = hashlib.sha256("\n".join(uuids).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return digest
 
 
 def _choose_seed(seed, seg_dir, previous, record_path):
@@ -158,7 +173,8 @@ def _seg_train_locked(data, out_dir, selection, *, iso, class_balanced, epochs, 
     check_selection(selection, members, source)
     seg_dir = os.path.join(out_dir, SEG_DIR)
     record_path = os.path.join(seg_dir, SEG_RECORD)
-    wanted = {"selection": {str(k): v for k, v in sorted(selection.items())}, "iso": iso, "class_balanced": bool(class_balanced)}
+    wanted = {"selection": {str(k): v for k, v in sorted(selection.items())}, "iso": iso, "class_balanced": bool(class_balanced),
+              "labelled": _labelled_digest(selection, members)}
     if retrain:
         _forget_model(seg_dir)
     previous = read_record(record_path)

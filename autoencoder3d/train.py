@@ -28,6 +28,7 @@ from .atomic import atomic_open, atomic_path
 from .checkpoints import load_checked_model, load_checked_weights, read_resume_state, write_resume_point, write_weights
 from .collapse_guard import CollapseGuard
 from .errors import InputError
+from .io import load_json
 from .model import CodeSettings, build_autoencoder
 from .objective import Objective, build_objective_trainer, objective_training
 from .train_estimate import TrainingTimeEstimate
@@ -224,7 +225,7 @@ def finished_record(model_dir):
         return None
     try:
         with open(path) as handle:
-            record = json.load(handle)
+            record = load_json(handle.read())
         if not isinstance(record, dict):
             raise ValueError("not a JSON object")
     except (OSError, ValueError) as err:

@@ -36,6 +36,8 @@ class SubvolumeSet:
         tomogram_table: tomogram name -> what is known of it (path, voxel_size, shape).
         source: the file or folder the set was read from.
         manifest: a store's manifest (None for a pickle).
+        prepared: how a pickle's subvolumes were prepared, as the pickle records it
+            (``{"polarity": "bright"}`` from ``autoencoder3d pose`` or ``pick``), or None.
     """
 
     uuids: list
@@ -49,6 +51,7 @@ class SubvolumeSet:
     tomogram_table: dict = None
     source: str = None
     manifest: dict = None
+    prepared: dict = None
 
     def __post_init__(self):
         if len(self.uuids) != len(self.volumes) or len(self.uuids) != len(self.centers):
@@ -101,6 +104,7 @@ class SubvolumeSet:
             centers_of_mass=pick(self.centers_of_mass),
             tomogram_table=self.tomogram_table,
             source=self.source,
+            prepared=self.prepared,
         )
 
 

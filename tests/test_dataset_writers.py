@@ -197,3 +197,53 @@ def test_workers_die_with_a_killed_build(project, tmp_path):  # noqa: F811
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert wait_until_gone(workers) == []
+
+
+@pytest.mark.parametrize("job", ["convert", "convert --overwrite", "build"])
+def test_an_empty_out_is_refused_and_the_current_folder_kept(project, tmp_path, monkeypatch, capsys, job):  # noqa: F811
+    """OUT '' is the current folder: convert replaced it whole (deleting the user's files), build made it a store."""
+    from conftest import make_subvolume_dict
+
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "mine.txt").write_text("keep me\n")
+    import pickle
+
+    with open(tmp_path / "d.pickle", "wb") as handle:
+        pickle.dump(make_subvolume_dict(n=4, edge=8), handle, protocol=4)
+    table = write_table(project, tmp_path / "picks.csv")
+    monkeypatch.chdir(here)
+    argv = {"convert": ["dataset", "convert", str(tmp_path / "d.pickle"), ""],
+            "convert --overwrite": ["dataset", "convert", str(tmp_path / "d.pickle"), "", "--overwrite"],
+            "build": ["dataset", "build", "", "--table", str(table), "--box", str(BOX)]}[job]
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert "OUT '': an empty name is the current folder" in one_line(capsys.readouterr().err)
+    assert sorted(os.listdir(here)) == ["mine.txt"]
+
+
+def test_no_folder_replaces_the_current_one(tmp_path, monkeypatch):
+    from autoencoder3d.atomic import atomic_directory
+    from autoencoder3d.errors import InputError
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.txt").write_text("keep me\n")
+    for path in ("", ".", str(tmp_path.parent)):
+        with pytest.raises(InputError, match="the current folder or one above it"):
+            with atomic_directory(path):
+                pass
+    assert os.listdir(tmp_path) == ["mine.txt"]
+
+
+@pytest.mark.parametrize("name", ["", ".", "sub/", "sub"])
+def test_an_output_file_name_that_is_empty_or_a_folder_is_one_line(tmp_path, monkeypatch, name):
+    """'pick TOMO \"\"' (also pose, extract) ended in a FileNotFoundError traceback after writing beside the current folder."""
+    from autoencoder3d.atomic import atomic_open
+    from autoencoder3d.errors import InputError
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    with pytest.raises(InputError, match="not a file name to write"):
+        with atomic_open(name) as handle:
+            handle.write(b"x")
+    assert sorted(os.listdir(tmp_path)) == ["sub"] and os.listdir(tmp_path / "sub") == []

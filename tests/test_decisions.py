@@ -67,6 +67,39 @@ def test_cluster_keeps_the_polarity_the_run_was_trained_with(tiny_pickle, tmp_pa
     assert run_json(run)["inputs"]["n_clusters"] == 3  # the refused command changed nothing
 
 
+def test_auto_is_the_decided_polarity_before_and_after_training(tiny_pickle, tmp_path, capsys):
+    """--polarity auto decides once: naming what it decided agrees with it, and auto after a decided model is that model's."""
+    auto, bright = str(tmp_path / "auto"), str(tmp_path / "bright")
+    assert main(["train", tiny_pickle, "None", "False", "2", "--out", auto, "--polarity", "auto", *TRAIN]) == 0
+    assert run_json(auto)["contrast"]["used"] == "dark"  # the tiny pickle's blocks are dark
+    assert main(["cluster", tiny_pickle, "3", "--out", auto, "--polarity", "dark", "-q"]) == 0
+    assert run_json(auto)["contrast"]["used"] == "dark"
+    capsys.readouterr()
+    assert main(["cluster", tiny_pickle, "3", "--out", auto, "--polarity", "bright", "-q"]) == 2
+    assert "made with --polarity auto, which decided dark, not bright" in one_error_line(capsys)
+
+    assert main(["train", tiny_pickle, "None", "False", "2", "--out", bright, "--polarity", "bright", *TRAIN]) == 0
+    assert main(["cluster", tiny_pickle, "3", "--out", bright, "--polarity", "auto", "-q"]) == 0
+    assert run_json(bright)["contrast"]["used"] == "bright" and run_json(bright)["options"]["polarity"] == "bright"
+
+
+def test_a_pickle_pose_normalized_bright_trains_bright(tiny_pickle, tomogram, tmp_path, capsys):
+    """pose --polarity bright records it in the pickle; train reads it, and refuses another in one line."""
+    from autoencoder3d.io import load_subvolumes
+
+    posed = str(tmp_path / "posed.pickle")
+    assert main(["pose", tiny_pickle, tomogram, posed, "--polarity", "bright", "-q"]) == 0
+    run = str(tmp_path / "run")
+    capsys.readouterr()
+    assert main(["train", posed, "None", "False", "2", "--out", run, "--polarity", "dark", *TRAIN]) == 2
+    assert "posed.pickle: its subvolumes were made with --polarity bright, not dark" in one_error_line(capsys)
+    assert main(["train", posed, "None", "False", "2", "--out", run, *TRAIN]) == 0
+    record = run_json(run)
+    assert record["options"]["polarity"] == "bright" and record["contrast"]["used"] == "bright"
+    assert main(["cluster", posed, "3", "--out", run, "-q"]) == 0 and run_json(run)["contrast"]["used"] == "bright"
+    assert load_subvolumes(posed).prepared == {"polarity": "bright"}
+
+
 def test_train_again_with_another_k_reuses_the_model_whatever_the_epochs(tiny_pickle, tmp_path, capsys):
     run = str(tmp_path / "run")
     assert main(["train", tiny_pickle, "None", "False", "2", "--out", run, *TRAIN]) == 0

@@ -111,3 +111,23 @@ def test_export_waits_for_the_run_folder_and_for_the_copick_project(run, tmp_pat
     assert not list(overlay.rglob("*.json")) and not (run / "clus-center" / "particles").exists()
     assert cli(["export", str(run), "--format", "copick,star", "--copick-config", str(config)]) == 0
     assert list(overlay.rglob("*.json")) and (run / "clus-center" / "particles" / "all.star").is_file()
+
+
+@pytest.mark.parametrize("kind", ["link", "fifo"])
+def test_a_lock_file_that_is_a_link_or_a_fifo_is_refused_and_nothing_outside_changes(tmp_path, kind):
+    """A run folder or store received from elsewhere may hold a crafted lock file: the lock overwrote a link's target."""
+    from autoencoder3d.errors import InputError
+    from autoencoder3d.runfolder import LOCK_NAME, RunFolderLock
+
+    outside = tmp_path / "precious.txt"
+    outside.write_text("keep me\n")
+    folder = tmp_path / "run"
+    folder.mkdir()
+    if kind == "link":
+        os.symlink(outside, folder / LOCK_NAME)
+    else:
+        os.mkfifo(folder / LOCK_NAME)
+    with pytest.raises(InputError, match=f"{LOCK_NAME}: (a symbolic link|not a plain file) where the lock file goes"):
+        with RunFolderLock(folder):
+            pass
+    assert outside.read_text() == "keep me\n"

@@ -3,6 +3,7 @@
 import json
 import os
 import pickle
+import re
 import shutil
 
 import numpy as np
@@ -103,3 +104,48 @@ def test_auto_iso_of_a_published_run_is_the_published_rule(tmp_path):
     # the identity "autoencoder": the labels are exactly the voxels below -0.5
     labelled = [d["vs"][u]["v"] for u, label in record["patches"].items() if label == 1]
     assert record["voxels_per_class"][1] == sum(int((v < -0.5).sum()) for v in labelled)
+
+
+def identity_run(root, volumes_of_cluster_0):
+    """A run folder whose 'autoencoder' decodes every subvolume as itself; cluster 0 holds the given volumes."""
+    import keras
+
+    from autoencoder3d.io import save_pickle
+
+    d = make_subvolume_dict(n=16, edge=16, classes=2, seed=1)
+    uuids = list(d["vs"])
+    for uuid, volume in zip(uuids[0::2], volumes_of_cluster_0):
+        d["vs"][uuid]["v"] = volume.astype(np.float32)
+    root.mkdir()
+    data = root / "d.pickle"
+    with open(data, "wb") as handle:
+        pickle.dump(d, handle, protocol=4)
+    inputs = keras.Input((16, 16, 16, 1))
+    os.makedirs(root / "model")
+    keras.Model(inputs, keras.layers.Activation("linear")(inputs)).save(root / "model" / "model-autoencoder.keras")
+    save_pickle(root / "clus-center" / "kmeans.pickle", {0: uuids[0::2], 1: uuids[1::2]})
+    return str(data), str(root)
+
+
+def test_the_suggested_iso_labels_voxels_when_the_densest_tenth_ties(tmp_path):
+    """Half of each labelled subvolume is one dense value: its 90th percentile is its maximum, which '>' never passes."""
+    from autoencoder3d.seg import run_seg_train
+
+    half = np.zeros((16, 16, 16))
+    half[:8] = -1.0  # dense (dark) half
+    data, run = identity_run(tmp_path / "run", [half] * 8)
+    with pytest.raises(InputError, match=r"label 1 gets no voxel") as refused:
+        run_seg_train(data, run, {1: [0]}, iso=50.0, epochs=1, batch_size=16, seed=0, verbose=0)
+    suggested = re.search(r"try --iso (\S+), which marks the densest (\S+) %", str(refused.value))
+    assert suggested and float(suggested.group(2)) == 50
+    record = run_seg_train(data, run, {1: [0]}, iso=float(suggested.group(1)), epochs=1, batch_size=16, seed=0, verbose=0)
+    assert record["voxels_per_class"][1] == 8 * 16**3 // 2
+
+
+def test_uniform_labelled_subvolumes_get_no_suggestion_that_fails_again(tmp_path):
+    from autoencoder3d.seg import run_seg_train
+
+    data, run = identity_run(tmp_path / "run", [np.full((16, 16, 16), 0.5)] * 8)
+    with pytest.raises(InputError, match=r"--iso 0.5: label 1 gets no voxel: the decoded subvolumes of its clusters "
+                                         r"are uniform .* give label 1 other clusters"):
+        run_seg_train(data, run, {1: [0]}, iso=0.5, epochs=1, batch_size=16, seed=0, verbose=0)

@@ -88,7 +88,7 @@ def add_quiet(parser):
 
 def add_polarity(parser, recorded=False):
     """``--polarity``; ``recorded``: left out, it is what the run or data set recorded (else dark)."""
-    default = "as the run's model or the data set recorded it, else dark" if recorded else "dark"
+    default = "as the run's model or the data (a store, or a pickle from pose or pick) recorded it, else dark" if recorded else "dark"
     parser.add_argument(
         "--polarity", choices=["dark", "bright", "auto"], default=None if recorded else "dark",
         help="contrast of dense matter in the tomogram: dark (IMOD's default, as published), bright (inverted "

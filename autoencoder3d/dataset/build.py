@@ -37,7 +37,7 @@ from ..errors import InputError
 from ..runfolder import RunFolderLock
 from .sources import default_uuids, job_origin, jobs_fingerprint
 from .store import (PartWriter, create_store, finish_store, is_fresh, is_store, mark_unfinished, part_done, part_origin,
-                    remove_unfinished_parts)
+                    remove_unfinished_parts, store_out)
 
 log = logging.getLogger("autoencoder3d")
 
@@ -117,7 +117,7 @@ def build_dataset(out, jobs, options=None, *, source=None):
         the finished manifest.
     """
     options = options or BuildOptions()
-    out = os.fspath(out)
+    out = store_out(out)
     check_box_option(options.box)
     if not is_fresh(out) and not is_store(out):  # before the lock file goes into a folder that is no store
         raise InputError(f"{out}: exists and is not a subvolume store; choose a new name")

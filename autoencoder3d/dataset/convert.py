@@ -28,9 +28,9 @@ def convert_pickle(pickle, out, tomogram=None, dtype="float32", overwrite=False)
     from ..atomic import atomic_directory
     from ..io import load_subvolumes, read_tomogram
     from ..runfolder import RunFolderLock
-    from .store import store_from_set
+    from .store import store_from_set, store_out
 
-    out = os.fspath(out)
+    out = store_out(out)
     subvolumes = load_subvolumes(pickle)
     info = {"name": tomo_key(os.path.splitext(os.fspath(pickle))[0]), "path": None}
     if tomogram is not None:

@@ -68,8 +68,18 @@ class StoreVolumes:
                 block = self._arrays[part].get_orthogonal_selection((unique,))
             except (OSError, ValueError, KeyError, RuntimeError, TypeError) as err:
                 raise InputError(f"{self.path}: cannot read subvolumes of part {part} ({brief(str(err), 120, quote=False)})") from None
+            _check_finite(block, self.path, part, unique)
             out[order[rows]] = block[inverse]
         return out
+
+
+def _check_finite(block, path, part, rows):
+    """A NaN or infinite voxel is refused where it is read (training would report it as a diverged loss)."""
+    finite = np.isfinite(block.reshape(len(block), -1)).all(axis=1)
+    if not finite.all():
+        row = int(rows[np.flatnonzero(~finite)[0]])
+        raise InputError(f"{path}: subvolume {row} of part {int(part):05d} holds NaN or infinite voxels "
+                         "(so does its tomogram there, or the store is damaged)")
 
 
 def _open_part(path, name):
@@ -79,9 +89,11 @@ def _open_part(path, name):
     try:
         group = zarr.open_group(strict_store(folder), mode="r")
         arrays = {key: group[key] for key in ("volumes", "uuid", "center", "rotation", "center_of_mass")}
+        # the small arrays are read now, inside this guard: a truncated or corrupt chunk is numpy's or numcodecs' error
+        arrays.update({key: arrays[key][:] for key in ("uuid", "center", "rotation", "center_of_mass")})
     except InputError:
         raise
-    except Exception as err:  # zarr's own errors (MetadataError, ...) besides OSError and ValueError
+    except Exception as err:  # zarr's own errors (MetadataError, ...), numcodecs' RuntimeError, numpy's ValueError
         raise InputError(f"{folder}: unreadable store part ({type(err).__name__}: {brief(str(err), 120, quote=False)}); "
                          "build the data set again") from None
     return arrays
@@ -117,11 +129,11 @@ def open_store(path):
     subvolumes = SubvolumeSet(
         uuids=uuids,
         volumes=StoreVolumes([p["volumes"] for p in parts], manifest["v_siz"], path),
-        centers=np.concatenate([p["center"][:] for p in parts]),
+        centers=np.concatenate([p["center"] for p in parts]),
         voxel_size=_common_voxel_size(manifest["parts"]),
         tomograms=np.repeat(np.array(names, dtype=object), counts),
-        rotations=np.concatenate([p["rotation"][:] for p in parts]),
-        centers_of_mass=np.concatenate([p["center_of_mass"][:] for p in parts]),
+        rotations=np.concatenate([p["rotation"] for p in parts]),
+        centers_of_mass=np.concatenate([p["center_of_mass"] for p in parts]),
         tomogram_table={p["name"]: {k: v for k, v in p.items() if k not in ("part", "n")} for p in manifest["parts"]},
         source=path,
         manifest=manifest,

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..star_coords import tomo_key
+from .trust import has_control_character
 
 MRC_SUFFIXES = (".mrc", ".rec", ".st", ".map", ".ali", ".mrc.gz", ".rec.gz")
 UUID_LIMIT = 64  # characters a store's uuid holds
@@ -59,6 +60,9 @@ def check_jobs(jobs, source):
         raise InputError(f"{source}: no particles in any tomogram; nothing to build")
     seen = {}
     for job in jobs:
+        if has_control_character(job.name):
+            raise InputError(f"{source}: tomogram name {job.name!r} holds a control character; the particle lists name "
+                             "each particle's tomogram, and a STAR file cannot hold it")
         if job.name in seen:
             raise InputError(f"{source}: two tomograms are both named '{job.name}' ({seen[job.name]} and {job.path}); give them distinct names")
         seen[job.name] = job.path

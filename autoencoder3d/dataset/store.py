@@ -32,7 +32,7 @@ import shutil
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, brief
 
 FORMAT = "autoencoder3d-dataset"
 VERSION = 1
@@ -47,11 +47,19 @@ def is_store(path):
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, ".zgroup"))
 
 
+def store_out(out):
+    """``out`` as the folder a build or convert writes; an empty name (the current folder, with the user's files) is refused."""
+    out = os.fspath(out)
+    if not out:
+        raise InputError("OUT '': an empty name is the current folder; give the store a folder of its own, e.g. data.zarr")
+    return out
+
+
 def is_fresh(path):
     """Whether ``path`` is free for a new store: absent, or a folder holding nothing but a writer's lock file."""
     from ..runfolder import LOCK_NAME
 
-    path = os.fspath(path)
+    path = os.path.abspath(os.fspath(path))  # "" is the current folder, not an absent one
     if not os.path.lexists(path):
         return True
     return os.path.isdir(path) and not os.path.islink(path) and set(os.listdir(path)) <= {LOCK_NAME}
@@ -96,14 +104,14 @@ def create_store(path, v_siz, *, dtype="float32", pose=False, polarity=None, sou
 def read_manifest(path):
     """The store's manifest, checked (InputError naming the store otherwise)."""
     path = os.fspath(path)
-    from .trust import check_manifest_fields, read_bytes
+    from .trust import check_manifest_fields, load_json, read_bytes
 
     try:
-        attrs = json.loads(read_bytes(os.path.join(path, ".zattrs")))
+        attrs = load_json(read_bytes(os.path.join(path, ".zattrs")))
     except FileNotFoundError:
         raise InputError(f"{path}: a zarr folder without an autoencoder3d manifest; not a subvolume store") from None
     except (OSError, ValueError) as err:
-        raise InputError(f"{path}: unreadable store manifest ({err})") from None
+        raise InputError(f"{os.path.join(path, '.zattrs')}: unreadable store manifest ({brief(str(err), 80, quote=False)})") from None
     manifest = attrs.get(MANIFEST_KEY) if isinstance(attrs, dict) else None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise InputError(f"{path}: a zarr folder without an autoencoder3d manifest; not a subvolume store")
@@ -200,10 +208,10 @@ class PartWriter:
 
 def part_origin(path, index):
     """What part ``index`` was cut from (recorded by the build: its rows and its tomogram), or None."""
-    from .trust import read_bytes
+    from .trust import load_json, read_bytes
 
     try:
-        return json.loads(read_bytes(os.path.join(part_path(path, index), ".zattrs"))).get("origin")
+        return load_json(read_bytes(os.path.join(part_path(path, index), ".zattrs"))).get("origin")
     except (OSError, ValueError, AttributeError):
         return None
 

@@ -17,7 +17,6 @@ or became a link after the check instead of filling zeros.
 import errno
 import functools
 import itertools
-import json
 import math
 import os
 import re
@@ -25,6 +24,7 @@ import re
 import numpy as np
 
 from ..errors import InputError, brief
+from ..io import load_json
 
 ARRAYS = ("volumes", "uuid", "center", "rotation", "center_of_mass")
 COMPRESSORS = (None, "blosc", "zstd")  # store.py writes None; blosc and zstd decode into plain bytes
@@ -48,7 +48,7 @@ def read_bytes(path):
 
 def _read_json(path, what):
     try:
-        value = json.loads(read_bytes(path))
+        value = load_json(read_bytes(path))
     except FileNotFoundError:
         raise InputError(f"{path}: missing; the store is damaged, build it again") from None
     except (OSError, ValueError) as err:
@@ -56,6 +56,11 @@ def _read_json(path, what):
     if not isinstance(value, dict):
         raise InputError(f"{path}: {what} is not a JSON object")
     return value
+
+
+def has_control_character(text):
+    """Whether ``text`` holds a newline, tab or other control character: a STAR or CSV row cannot hold it as it is."""
+    return any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text)
 
 
 def _count(value, low=0, high=None):
@@ -76,8 +81,14 @@ def check_manifest_fields(path, manifest):
     parts = manifest.get("parts")
     if not isinstance(parts, list):
         raise InputError(f"{where}: parts is {brief(parts)}, not a list")
+    seen = {}
     for index, part in enumerate(parts):
         _check_part_entry(where, index, part)
+        # parts of one name are one tomogram (a converted set's runs of it); two tomograms of one name would be mixed up
+        said = {key: part.get(key) for key in ("path", "voxel_size", "shape")}
+        if seen.setdefault(part["name"], said) != said:
+            raise InputError(f"{where}: two parts of tomogram {brief(part['name'])} say different things of it "
+                             f"({brief(seen[part['name']])} and {brief(said)})")
     if manifest.get("complete"):
         total = sum(p["n"] for p in parts)
         if manifest.get("n_subvolumes") != total:
@@ -95,6 +106,9 @@ def _check_part_entry(where, index, part):
         raise InputError(f"{where}: part {part_name(index)} has a count of {brief(part.get('n'))}")
     if not isinstance(part.get("name"), str) or not part["name"]:
         raise InputError(f"{where}: part {part_name(index)} has no tomogram name")
+    if has_control_character(part["name"]):
+        raise InputError(f"{where}: part {part_name(index)}'s tomogram name {brief(part['name'])} holds a control character "
+                         "(a STAR file cannot hold it)")
     size = part.get("voxel_size")
     if size is not None and not (isinstance(size, list) and len(size) == 3 and all(
             isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in size)):
@@ -161,7 +175,7 @@ def _check_header(where, meta, shape, kind):
     except (TypeError, ValueError, OverflowError, MemoryError):
         found = None
     allowed = found is not None and (found == kind if isinstance(kind, np.dtype) else
-                                     found.kind == kind and (kind != "U" or found.itemsize <= 4 * MAX_UUID_CHARS))
+                                     found.kind == kind and (kind != "U" or 0 < found.itemsize <= 4 * MAX_UUID_CHARS))
     if not allowed:
         want = str(kind) if isinstance(kind, np.dtype) else {"U": f"text of at most {MAX_UUID_CHARS} characters", "f": "floating point"}[kind]
         raise InputError(f"{header}: dtype {brief(dtype)} is not {want}; refused")

@@ -1,11 +1,11 @@
 """Reading a finished run folder: run.json, the clusters, the particles' centres and poses."""
 
-import json
 import os
 
 import numpy as np
 
 from ..errors import InputError
+from ..io import load_json
 
 
 def parse_clusters(clusters):
@@ -25,10 +25,10 @@ def read_run(run_dir):
     path = os.path.join(run_dir, "run.json")
     try:
         with open(path, encoding="utf-8") as handle:
-            run = json.load(handle)
+            run = load_json(handle.read())
     except OSError as err:
         raise InputError(f"{path}: cannot read ({err.strerror}); is {run_dir} a finished 'autoencoder3d train' run?") from None
-    except json.JSONDecodeError as err:
+    except ValueError as err:
         raise InputError(f"{path}: not valid JSON ({err})") from None
     if not isinstance(run, dict) or not isinstance(run.get("inputs"), dict):
         raise InputError(f"{path}: has no 'inputs' section")

@@ -6,7 +6,8 @@ the subvolumes of the selected clusters (voxels more than --iso standard deviati
 by default Otsu's threshold of their decoded densities, printed and recorded), draws
 as many unlabelled subvolumes as background, and trains the published network
 (Adam 0.001, cross-entropy, batch 128, validation 0.1, early stopping patience
-20). An interrupted run resumes; a finished one is reused unless --retrain.
+20). An interrupted run resumes; a finished one is reused unless --retrain (refused when
+the run was clustered again since, so that its clusters hold other subvolumes).
 
 Writes, in --out RUN_DIR:
   decoded/decoded.pickle             uuid -> decoded subvolume (the labels' source; not for a data set store)

@@ -60,6 +60,7 @@ def main(args):
     if len(picks.centers) == 0:
         raise InputError(f"{tomogram.path}: no particles picked ({picks.n_peaks} peaks, {picks.n_border} too close to the border)")
     subvolumes, _ = extract_boxes(tomogram, picks.centers, args.box, extras=[{"score": float(s)} for s in picks.scores])
+    subvolumes.prepared = {"polarity": polarity}  # later commands read it from the pickle
     save_subvolumes(args.out, subvolumes)
     star, csv = write_pick_tables(args.out, subvolumes, tomogram, picks.scores)
     seconds = time.perf_counter() - t0

@@ -21,7 +21,7 @@ def add_args(parser):
     parser.add_argument("output", metavar="OUT.pickle", help="where to write the normalized subvolumes")
     parser.add_argument("--smooth-sigma", type=non_negative_float, default=2.0, help="Gaussian smoothing of the tomogram, in voxels (default 2.0)")
     parser.add_argument("--workers", type=positive_int, default=None, help="threads to use (default: all cores)")
-    add_polarity(parser)
+    add_polarity(parser, recorded=True)
 
 
 def main(args):
