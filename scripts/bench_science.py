@@ -17,6 +17,8 @@ Usage:
   python scripts/bench_science.py --box 32         # the published box size (slower)
   python scripts/bench_science.py --quick          # a few minutes: one SNR, fewer epochs
   python scripts/bench_science.py --json out.json  # also write the rows
+  python scripts/bench_science.py --precisions float32,bfloat16 --seeds 0,1,2
+                                                   # codes and clusters per precision, interleaved
 
 The table is printed as Markdown (the README's table comes from it).
 """
@@ -96,13 +98,14 @@ def pca_features(volumes, seed, components=32):
     return PCA(n_components=min(components, len(flat) - 1), random_state=seed).fit_transform(flat)
 
 
-def autoencoder_row(subvolumes, classes, settings, args):
+def autoencoder_row(subvolumes, classes, settings, args, precision="float32"):
     import keras
 
     from autoencoder3d.codes import CodesCollapsed, code_statistics
     from autoencoder3d.train import encode, train_autoencoder
 
     keras.utils.set_random_seed(args.seed)
+    keras.mixed_precision.set_global_policy("float32" if precision == "float32" else f"mixed_{precision}")
     model_dir = tempfile.mkdtemp(prefix="bench-science-")
     started = time.perf_counter()
     try:
@@ -111,10 +114,12 @@ def autoencoder_row(subvolumes, classes, settings, args):
             seed=args.seed, verbose=0,
         )
         codes = encode(encoder, subvolumes.volumes)
-        row = dict(code_statistics(codes), epochs=len(info["history"]), scores=kmeans_scores(codes, classes, args.ks, args.seed))
+        row = dict(code_statistics(codes), epochs=len(info["history"]), scores=kmeans_scores(codes, classes, args.ks, args.seed),
+                   best_val_loss=round(info["best_val_loss"], 5), train_only_s=round(info["train_seconds"], 1))
     except CodesCollapsed as err:
         row = {"collapsed": str(err).split(":")[0], "active_code_units": 0, "distinct_codes": 1}
     finally:
+        keras.mixed_precision.set_global_policy("float32")
         shutil.rmtree(model_dir, ignore_errors=True)
     row["train_s"] = round(time.perf_counter() - started, 1)
     return row
@@ -154,6 +159,39 @@ def markdown_candidates(rows, ks):
     return "\n".join(lines)
 
 
+def precision_main(args):
+    """Each seed trains once per precision, the precisions interleaved, on one pose-normalized data set."""
+    from autoencoder3d.model import CodeSettings
+
+    work = tempfile.mkdtemp(prefix="bench-science-data-")
+    sim_dir = simulate(os.path.join(work, "sim"), args.snrs[0], args.box, args.copies, 0)
+    posed, classes = prepared(sim_dir, 1.0, pose=True)
+    rows = []
+    for seed in args.seeds:
+        for precision in args.precisions:
+            args.seed = seed
+            row = dict(seed=seed, precision=precision, **autoencoder_row(posed, classes, CodeSettings(), args, precision))
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"\nSNR {args.snrs[0]:g}, pose-normalized, {args.box}^3, {args.copies} per class, {args.epochs} epochs, "
+          f"batch {args.batch_size}. Cells: ARI / NMI / purity.\n")
+    print("| seed | precision | active units | distinct codes | best val loss | " + " | ".join(f"k={k}" for k in args.ks)
+          + " | training s |")
+    print("|" + "---|" * (6 + len(args.ks)))
+    for r in rows:
+        cells = [str(r["seed"]), r["precision"]]
+        if "collapsed" in r:
+            cells += ["0/32", "1", "-"] + ["collapsed"] * len(args.ks) + [str(r["train_s"])]
+        else:
+            cells += [f"{r['active_code_units']}/32", str(r["distinct_codes"]), f"{r['best_val_loss']:.4f}"]
+            cells += [fmt(r["scores"][k]) for k in args.ks] + [str(r["train_only_s"])]
+        print("| " + " | ".join(cells) + " |")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"precision_rows": rows, "args": vars(args)}, handle, indent=1, default=str)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--box", type=int, default=16, help="subvolume edge (16 or 32; default 16)")
@@ -167,7 +205,12 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true", help="one SNR, one scale besides 1, 5 epochs")
     parser.add_argument("--no-candidates", action="store_true", help="skip the table of candidate settings")
     parser.add_argument("--json", help="also write the rows as JSON")
+    parser.add_argument("--precisions", help="compare these precisions instead (e.g. float32,bfloat16): "
+                        "first SNR, pose-normalized, one training per seed and precision, interleaved")
+    parser.add_argument("--seeds", default="0", help="seeds for --precisions (default 0)")
     args = parser.parse_args(argv)
+    args.seeds = [int(s) for s in args.seeds.split(",")]
+    args.precisions = args.precisions.split(",") if args.precisions else None
     args.snrs = [float(s) for s in args.snrs.split(",")]
     args.scales = [float(s) for s in args.scales.split(",")]
     args.ks = [int(k) for k in args.ks.split(",")]
@@ -180,6 +223,8 @@ def main(argv=None):
     from autoencoder3d.model import CodeSettings
 
     args = parse_args(argv)
+    if args.precisions:
+        return precision_main(args)
     work = tempfile.mkdtemp(prefix="bench-science-data-")
     rows, candidate_rows = [], []
     started = time.perf_counter()
