@@ -2,10 +2,10 @@
 
 Keras opens a new iterator over a ``PyDataset`` at every epoch (a new
 ``tf.data`` generator and, for an on-disk store, a new pool of reading
-threads), and each epoch's first batch waits for it: measured 3-5 s per epoch
-on 2 cores (README, "GPU servers"). Here one generator runs through every
-remaining epoch and ``fit`` takes it with ``steps_per_epoch``, so the iterator
-lives as long as the fit. The batches are ArrayBatches' own, epoch by epoch
+threads), and each epoch's first batch waits for it: measured 15.6 s longer
+than a step on 2 busy cores (README, "Training speed on a CPU"). Here one
+generator runs through every remaining epoch and ``fit`` takes it with
+``steps_per_epoch``, so the iterator lives as long as the fit. The batches are ArrayBatches' own, epoch by epoch
 (each epoch's order drawn from ``(seed, epoch)``), so a resumed run still sees
 exactly the batches of an uninterrupted one.
 """

@@ -18,7 +18,7 @@ Measures, on this machine:
 4. peak memory (RSS) of a train run in a child process against the raw bytes of
    its subvolumes.
 
-Usage: python scripts/bench_train.py [--quick] [--training-only] [--json OUT.json]
+Usage: python scripts/bench_train.py [--quick] [--parts fits,conv,steps,onednn,command] [--json OUT.json]
 """
 
 import argparse
@@ -76,10 +76,8 @@ def _trainer(edge, output_layer=None, policy="float32"):
 
 
 def training_variants(n_samples, edge, batch_size, epochs, rounds):
-    """Samples/s of the same training, interleaved: our pipeline, Keras on the PyDataset, a bare Keras fit,
-    the Keras Conv3D output layer, and mixed bfloat16; each fit runs ``epochs`` epochs, ``rounds`` times."""
-    import keras
-
+    """Samples/s of the same training, interleaved: our pipeline, Keras on the PyDataset and a bare Keras
+    fit; each fit runs ``epochs`` epochs, ``rounds`` times."""
     from autoencoder3d.batches import training_dataset
     from autoencoder3d.train import ArrayBatches
 
@@ -87,8 +85,7 @@ def training_variants(n_samples, edge, batch_size, epochs, rounds):
     x = volumes[..., None]
     batches = ArrayBatches(volumes, np.arange(n_samples), batch_size, shuffle=True)
     steps = len(batches)
-    trainers = {"pipeline": _trainer(edge), "keras_pydataset": _trainer(edge), "bare_keras_fit": _trainer(edge),
-                "keras_conv3d_output": _trainer(edge, keras.layers.Conv3D), "bfloat16": _trainer(edge, policy="mixed_bfloat16")}
+    trainers = {"pipeline": _trainer(edge), "keras_pydataset": _trainer(edge), "bare_keras_fit": _trainer(edge)}
 
     def fit(name, n_epochs, warm_up=False):
         trainer, times = trainers[name], epoch_times()
@@ -120,6 +117,26 @@ def training_variants(n_samples, edge, batch_size, epochs, rounds):
     return results
 
 
+def step_comparison(edge, batch_size, repeats):
+    """Median seconds per training step (``train_on_batch``, alternated step by step) of ours, ours with
+    Keras's Conv3D as the output layer, and ours under mixed bfloat16."""
+    import keras
+
+    trainers = {"ours": _trainer(edge), "keras_conv3d_output": _trainer(edge, keras.layers.Conv3D),
+                "bfloat16": _trainer(edge, policy="mixed_bfloat16")}
+    x = np.random.default_rng(0).normal(size=(batch_size, edge, edge, edge, 1)).astype(np.float32)
+    for trainer in trainers.values():
+        trainer.train_on_batch(x, x)
+    times = {name: [] for name in trainers}
+    for rep in range(repeats):
+        order = list(trainers) if rep % 2 == 0 else list(trainers)[::-1]
+        for name in order:
+            started = time.perf_counter()
+            trainers[name].train_on_batch(x, x)
+            times[name].append(time.perf_counter() - started)
+    return {name: {"median_s": float(np.median(t)), "all_s": t} for name, t in times.items()}
+
+
 def conv_rate(edge, batch_size, repeats=3):
     """GFLOP/s of TensorFlow's Conv3D ops alone on the network's five convolutions (forward, input and
     filter gradients; the first layer has no input gradient), and seconds per batch of each part."""
@@ -137,11 +154,11 @@ def conv_rate(edge, batch_size, repeats=3):
         g = tf.constant(rng.normal(size=(batch_size, side, side, side, cout)).astype(np.float32))
         forward = 2 * batch_size * side**3 * KERNEL**3 * cin * cout
         strides = [1] * 5
-        ops.append((f"{cin}->{cout} forward", forward, tf.function(lambda x=x, w=w: tf.nn.conv3d(x, w, strides, "SAME"))))
-        ops.append((f"{cin}->{cout} filter gradient", forward, tf.function(lambda x=x, w=w, g=g: tf.raw_ops.Conv3DBackpropFilterV2(
+        ops.append((f"{side}^3 {cin}->{cout} forward", forward, tf.function(lambda x=x, w=w: tf.nn.conv3d(x, w, strides, "SAME"))))
+        ops.append((f"{side}^3 {cin}->{cout} filter gradient", forward, tf.function(lambda x=x, w=w, g=g: tf.raw_ops.Conv3DBackpropFilterV2(
             input=x, filter_sizes=tf.shape(w), out_backprop=g, strides=strides, padding="SAME"))))
         if cin > 1:
-            ops.append((f"{cin}->{cout} input gradient", forward, tf.function(lambda x=x, w=w, g=g: tf.raw_ops.Conv3DBackpropInputV2(
+            ops.append((f"{side}^3 {cin}->{cout} input gradient", forward, tf.function(lambda x=x, w=w, g=g: tf.raw_ops.Conv3DBackpropInputV2(
                 input_sizes=tf.shape(x), filter=w, out_backprop=g, strides=strides, padding="SAME"))))
     for _, _, op in ops:
         op().numpy()
@@ -312,52 +329,63 @@ def train_command(workdir, n_samples, edge, epochs, tomo_shape):
         return json.load(handle), peak_kib * 1024
 
 
-def training_rows(quick):
+def training_rows(quick, parts):
     """The training-speed measurements of one run; returns (rows, numbers)."""
-    edge, batch = 32, 128
-    n, epochs, rounds = (384, 2, 1) if quick else (384, 3, 1)
-    variants = training_variants(n, edge, batch, epochs, rounds)
-    conv_gflops, conv_seconds, per_op = conv_rate(edge, batch)
-    output = output_layer_times(edge, batch)
-    onednn = onednn_comparison(16 if quick else 32, batch, 2 if quick else 3, rounds=1 if quick else 2)
     from autoencoder3d.model import count_flops
 
+    edge, batch = 32, 128
     flops = 3 * count_flops((edge,) * 3)  # forward + backward as 3x the forward
-    ours = variants["pipeline"]["samples_per_s"]
-    conv_samples = batch / conv_seconds  # samples/s if a step were only TensorFlow's convolutions
-    numbers = dict(variants=variants, conv_gflops=conv_gflops, conv_seconds_per_batch=conv_seconds, conv_op_gflops=per_op,
-                   output_layer_seconds=output, onednn=onednn, train_gflops=ours * flops / 1e9)
-    rows = []
-    for name, label in (("pipeline", "ours (one pipeline per fit)"), ("keras_pydataset", "Keras on the PyDataset (before)"),
-                        ("bare_keras_fit", "bare Keras fit (numpy x, x)"), ("keras_conv3d_output", "ours, Keras Conv3D output layer"),
-                        ("bfloat16", "ours, mixed bfloat16")):
-        v = variants[name]
-        rows.append((f"training samples/s {edge}^3 batch {batch}: {label}", f"{v['samples_per_s']:.2f}",
-                     f"x{v['samples_per_s'] / ours:.2f} of ours; step {v['median_step_s']:.1f} s (median), "
-                     f"first batch of an epoch {v['first_batch_wait_s']:+.1f} s more"))
-    bare = variants["bare_keras_fit"]["samples_per_s"]
-    rows.append(("ours / bare Keras fit", f"{ours / bare:.2f}", "fraction of a bare Keras fit on numpy arrays"))
-    rows.append(("training GFLOP/s / Conv3D-only GFLOP/s", f"{ours * flops / 1e9:.1f} / {conv_gflops:.1f}",
-                 f"fraction {ours / conv_samples:.2f} of the rate of the network's Conv3D ops alone"))
-    step = variants["keras_conv3d_output"]["median_step_s"]
-    rows.append(("output layer 32->1, s per batch: Keras Conv3D / ours", f"{output['keras_conv3d']:.3f} / {output['ours']:.3f}",
-                 f"x{output['keras_conv3d'] / output['ours']:.2f}; Keras's is {output['keras_conv3d'] / step:.2f} of a step with it"))
-    on = np.mean([r["samples_per_s"] for r in onednn["1"]])
-    off = np.mean([r["samples_per_s"] for r in onednn["0"]])
-    grad = lambda runs: np.mean([r["conv_gflops"]["32->32 filter gradient"] for r in runs])  # noqa: E731
-    rows.append(("oneDNN on / off: training samples/s", f"{on:.2f} / {off:.2f}",
-                 f"x{on / off:.1f}; Conv3D 32->32 filter gradient {grad(onednn['1']):.0f} / {grad(onednn['0']):.0f} GFLOP/s"))
+    rows, numbers = [], {}
+    if "fits" in parts:
+        n, epochs, rounds = (384, 2, 1) if quick else (384, 3, 1)
+        variants = numbers["variants"] = training_variants(n, edge, batch, epochs, rounds)
+        ours = variants["pipeline"]["samples_per_s"]
+        for name, label in (("pipeline", "ours (one pipeline per fit)"), ("keras_pydataset", "Keras on the PyDataset (before)"),
+                            ("bare_keras_fit", "bare Keras fit (numpy x, x)")):
+            v = variants[name]
+            rows.append((f"training samples/s {edge}^3 batch {batch}: {label}", f"{v['samples_per_s']:.2f}",
+                         f"x{v['samples_per_s'] / ours:.2f} of ours; step {v['median_step_s']:.1f} s (median), "
+                         f"first batch of an epoch {v['first_batch_wait_s']:+.1f} s more"))
+        rows.append(("ours / bare Keras fit", f"{ours / variants['bare_keras_fit']['samples_per_s']:.2f}",
+                     "fraction of a bare Keras fit on numpy arrays"))
+    if "steps" in parts:
+        steps = numbers["steps"] = step_comparison(edge, batch, 4 if quick else 6)
+        output = numbers["output_layer_seconds"] = output_layer_times(edge, batch)
+        base = steps["ours"]["median_s"]
+        for name, label in (("ours", "ours"), ("keras_conv3d_output", "ours with Keras's Conv3D output layer"),
+                            ("bfloat16", "ours, mixed bfloat16")):
+            rows.append((f"s per step {edge}^3 batch {batch}, alternated: {label}", f"{steps[name]['median_s']:.2f}",
+                         f"speed x{base / steps[name]['median_s']:.2f} of ours"))
+        keras_step = steps["keras_conv3d_output"]["median_s"]
+        if "conv" in parts:
+            conv_gflops, conv_seconds, per_op = conv_rate(edge, batch)
+            numbers.update(conv_gflops=conv_gflops, conv_seconds_per_batch=conv_seconds, conv_op_gflops=per_op)
+            rows.append(("training GFLOP/s / Conv3D-only GFLOP/s", f"{batch / base * flops / 1e9:.1f} / {conv_gflops:.1f}",
+                         f"fraction {conv_seconds / base:.2f} of the rate of the network's Conv3D ops alone"))
+        rows.append(("output layer 32->1, s per batch: Keras Conv3D / ours", f"{output['keras_conv3d']:.3f} / {output['ours']:.3f}",
+                     f"x{output['keras_conv3d'] / output['ours']:.2f}; Keras's is {output['keras_conv3d'] / keras_step:.2f} of a step with it"))
+    if "onednn" in parts:
+        onednn = numbers["onednn"] = onednn_comparison(16 if quick else 32, batch, 2 if quick else 3, rounds=1 if quick else 2)
+        on = np.mean([r["samples_per_s"] for r in onednn["1"]])
+        off = np.mean([r["samples_per_s"] for r in onednn["0"]])
+        name = f"{16 if quick else 32}^3 32->32 filter gradient"
+        grad = lambda runs: np.mean([r["conv_gflops"][name] for r in runs])  # noqa: E731
+        rows.append(("oneDNN on / off: training samples/s", f"{on:.2f} / {off:.2f}",
+                     f"x{on / off:.1f}; Conv3D 32->32 filter gradient {grad(onednn['1']):.0f} / {grad(onednn['0']):.0f} GFLOP/s"))
     return rows, numbers
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
-    parser.add_argument("--training-only", action="store_true", help="only the training-speed measurements")
+    parser.add_argument("--parts", default="fits,steps,conv,onednn,command",
+                        help="what to measure (default all): fits (pipeline, PyDataset, bare fit), steps (output layer, bfloat16), "
+                        "conv (Conv3D-only rate, against the steps), onednn (on/off, child processes), command")
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args()
-    rows, numbers = training_rows(args.quick)
-    if not args.training_only:
+    parts = set(args.parts.split(","))
+    rows, numbers = training_rows(args.quick, parts)
+    if "command" in parts:
         more_rows, more_numbers = command_rows(args.quick)
         rows += more_rows
         numbers.update(more_numbers)
