@@ -14,11 +14,13 @@ J. Struct. Biol. 202:150-160, 2018). The steps, each callable on its own:
 Volumes are numpy arrays indexed ``[x, y, z]``; see :mod:`autoencoder3d.volume`.
 Keras/TensorFlow are imported only by the modules that need them.
 
-On a CPU without AVX-512, TensorFlow leaves its oneDNN kernels off; setting
-``TF_ENABLE_ONEDNN_OPTS=1`` before the first import trains this network about
-2x faster on 2 cores (README, "Many tomograms"). It is not the default: the
-numbers then differ from the default kernels' (bitwise reproducible with a seed
-within one setting), and the tests' measured behaviours were made without it.
+TensorFlow's oneDNN CPU kernels are asked for here, before TensorFlow is
+imported, unless ``TF_ENABLE_ONEDNN_OPTS`` is already set (see
+:mod:`autoencoder3d.cpu_kernels`; run.json records what was active).
 """
+
+from . import cpu_kernels as _cpu_kernels
+
+_cpu_kernels.prefer_onednn()
 
 __version__ = "0.1.0"

@@ -2,7 +2,7 @@
 
 Encoder: conv block, max-pool, conv block, max-pool, flatten, Dense(32, ReLU)
 with an L1 activity penalty. Decoder: Dense, reshape, upsample, conv block,
-upsample, conv block, linear Conv3D(1). The autoencoder chains the two models,
+upsample, conv block, linear Conv3D(1) (computed by this module's :class:`Conv3D`). The autoencoder chains the two models,
 so the three share their weights: after training, the encoder and decoder work
 on their own.
 
@@ -107,6 +107,45 @@ class Unstandardize(Standardize):
         return ops.cast(inputs, "float32") * self.std + self.mean
 
 
+@keras.saving.register_keras_serializable(package="autoencoder3d")
+class Conv3D(layers.Conv3D):
+    """Keras's Conv3D, with one output channel computed another way: the same weights and numbers, faster.
+
+    A ``"same"`` convolution to one channel is a sum over the kernel's taps of
+    ``x[p + offset] . w[offset]``. Here one matrix product gives, at every voxel,
+    the dot product with every tap's weights (the convolution's multiply-adds,
+    in a matmul), and a fixed 0/1 convolution adds each tap's map at its offset.
+    On a CPU the direct kernel for a single output channel, and its filter
+    gradient, are slow: the layer alone runs 3x faster this way (README,
+    "Training speed on a CPU"); the filter gradient becomes a matmul. Weights
+    (kernel, bias) are Conv3D's, so weights of either load into the other;
+    outputs and gradients agree to float rounding (within 1e-5 of the
+    largest, tested). Other settings (strides, dilation, more filters) use
+    Conv3D's own path.
+
+    It keeps the name Conv3D because Keras keys a layer's weights in weight
+    files by its class name: resume points and best weights written with
+    Keras's Conv3D load into it, and back.
+    """
+
+    def _taps_apply(self):
+        return (self.filters == 1 and self.groups == 1 and self.padding == "same" and self.data_format == "channels_last"
+                and all(s == 1 for s in self.strides) and all(d == 1 for d in self.dilation_rate)
+                and all(k % 2 == 1 for k in self.kernel_size))
+
+    def convolution_op(self, inputs, kernel):
+        if not self._taps_apply():
+            return super().convolution_op(inputs, kernel)
+        taps = self.kernel_size[0] * self.kernel_size[1] * self.kernel_size[2]
+        # a plain 2-D matmul: its gradients are matmuls too (an einsum over "..." made TensorFlow
+        # materialize a taps x channels x voxels tensor for the kernel's gradient)
+        flat = ops.reshape(inputs, (-1, ops.shape(inputs)[-1]))
+        per_tap = ops.matmul(flat, ops.transpose(ops.reshape(kernel, (taps, -1))))
+        per_tap = ops.reshape(per_tap, tuple(ops.shape(inputs)[:-1]) + (taps,))
+        place = ops.reshape(ops.eye(taps, dtype=per_tap.dtype), tuple(self.kernel_size) + (taps, 1))
+        return ops.conv(per_tap, place, strides=1, padding="same", data_format="channels_last")
+
+
 class Models(NamedTuple):
     """The published three models in the data's units, and the standardized network that is trained."""
 
@@ -162,7 +201,7 @@ def build_core_decoder(shape=(32, 32, 32), encoding_dim=32, filters=FILTERS):
     x = _conv_block(x, filters, "dec1")
     x = layers.UpSampling3D(2, name="dec2_up")(x)
     x = _conv_block(x, filters, "dec2")
-    outputs = layers.Conv3D(1, KERNEL, padding="same", dtype="float32", name="reconstruction")(x)
+    outputs = Conv3D(1, KERNEL, padding="same", dtype="float32", name="reconstruction")(x)
     return keras.Model(code, outputs, name="core_decoder")
 
 

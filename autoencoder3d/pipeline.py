@@ -19,6 +19,7 @@ import numpy as np
 from . import __version__
 from .box import check_subvolume_shape
 from .decisions import decide_preparation, only_length_differs
+from .cpu_kernels import kernel_record
 from .errors import InputError
 from .io import load_dataset, read_tomogram, save_subvolumes
 from .runfolder import RunFolderLock, fingerprint, refuse_if_different, remove_leftovers
@@ -516,6 +517,7 @@ def _run_train_locked(data, tomogram, pose, n_clusters, out_dir, options, comman
         "kmeans_method": clustering.method,
         "timings": timings,
         "versions": _versions(),
+        "cpu_kernels": kernel_record(),
     }
     _write_run_json(out_dir, record)
     _export_centres(out_dir)

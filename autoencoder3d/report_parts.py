@@ -280,6 +280,7 @@ SETTINGS_LAYOUT = [
     ("training", "options", "retrain", "retrained"),
     ("training", "options", "distribute", "distributed training"),
     ("training", "options", "deterministic", "deterministic"),
+    ("training", "cpu_kernels", "onednn", "oneDNN CPU kernels"),
     ("training", "options", "verbose", "verbosity"),
     ("training", "options", "workers", "workers"),
     ("clustering", "inputs", "n_clusters", "clusters"),

@@ -25,8 +25,10 @@ import keras
 import numpy as np
 
 from .atomic import atomic_open, atomic_path
+from .batches import training_dataset, validation_dataset
 from .checkpoints import load_checked_model, load_checked_weights, read_resume_state, write_resume_point, write_weights
 from .collapse_guard import CollapseGuard
+from .cpu_kernels import warn_if_slow
 from .errors import InputError
 from .io import load_json
 from .model import CodeSettings, build_autoencoder
@@ -340,6 +342,7 @@ def train_autoencoder(
         CodesCollapsed: the codes collapsed during training (checked every epoch).
     """
     os.makedirs(model_dir, exist_ok=True)
+    warn_if_slow(log)
     settings = settings or CodeSettings()
     objective = objective or Objective()
     if l1 is not None:
@@ -370,11 +373,16 @@ def train_autoencoder(
     guard = CollapseGuard(models.encoder, volumes, np.random.default_rng(seed).permutation(n_train))
     started = time.perf_counter()
     if initial_epoch < epochs and not checkpoint.stopped_early:
-        # shuffle=False: ArrayBatches already shuffles from (seed, epoch); Keras's own
-        # shuffle uses Python's global random and would differ in a resumed process
+        # one input iterator for the whole fit, in ArrayBatches' order (shuffled from (seed, epoch));
+        # shuffle=False: Keras's own shuffle uses Python's global random and would differ in a resumed process
         estimate = TrainingTimeEstimate(epochs - initial_epoch, n_train, len(volumes) - n_train)
-        trainer.fit(train_data, validation_data=val_data, epochs=epochs, initial_epoch=initial_epoch, callbacks=extra_callbacks + [checkpoint, guard, estimate],
-                    verbose=verbose, shuffle=False)
+        if objective.active or keras.backend.backend() != "tensorflow":  # the objective's own batches; other backends
+            trainer.fit(train_data, validation_data=val_data, epochs=epochs, initial_epoch=initial_epoch,
+                        callbacks=extra_callbacks + [checkpoint, guard, estimate], verbose=verbose, shuffle=False)
+        else:
+            validation = {} if val_data is None else {"validation_data": validation_dataset(val_data, READ_THREADS), "validation_steps": len(val_data)}
+            trainer.fit(training_dataset(train_data, initial_epoch, epochs, READ_THREADS), steps_per_epoch=len(train_data), **validation,
+                        epochs=epochs, initial_epoch=initial_epoch, callbacks=[checkpoint, guard, estimate], verbose=verbose, shuffle=False)
     train_seconds = time.perf_counter() - started
     steps = int(np.asarray(keras.ops.convert_to_numpy(trainer.optimizer.iterations)))
     best = os.path.join(model_dir, BEST_WEIGHTS)

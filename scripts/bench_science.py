@@ -19,6 +19,8 @@ Usage:
   python scripts/bench_science.py --json out.json  # also write the rows
   python scripts/bench_science.py --issue18 --json rows.json   # issue 18's candidates, 3 seeds,
                                                    # simulated and real crops (scripts/science_candidates.py)
+  python scripts/bench_science.py --precisions float32,bfloat16 --seeds 0,1,2
+                                                   # codes and clusters per precision, interleaved
 
 The table is printed as Markdown (the README's table comes from it).
 """
@@ -98,13 +100,14 @@ def pca_features(volumes, seed, components=32):
     return PCA(n_components=min(components, len(flat) - 1), random_state=seed).fit_transform(flat)
 
 
-def autoencoder_row(subvolumes, classes, settings, args):
+def autoencoder_row(subvolumes, classes, settings, args, precision="float32"):
     import keras
 
     from autoencoder3d.codes import CodesCollapsed, code_statistics
     from autoencoder3d.train import encode, train_autoencoder
 
     keras.utils.set_random_seed(args.seed)
+    keras.mixed_precision.set_global_policy("float32" if precision == "float32" else f"mixed_{precision}")
     model_dir = tempfile.mkdtemp(prefix="bench-science-")
     started = time.perf_counter()
     try:
@@ -113,10 +116,12 @@ def autoencoder_row(subvolumes, classes, settings, args):
             seed=args.seed, verbose=0,
         )
         codes = encode(encoder, subvolumes.volumes)
-        row = dict(code_statistics(codes), epochs=len(info["history"]), scores=kmeans_scores(codes, classes, args.ks, args.seed))
+        row = dict(code_statistics(codes), epochs=len(info["history"]), scores=kmeans_scores(codes, classes, args.ks, args.seed),
+                   best_val_loss=round(info["best_val_loss"], 5), train_only_s=round(info["train_seconds"], 1))
     except CodesCollapsed as err:
         row = {"collapsed": str(err).split(":")[0], "active_code_units": 0, "distinct_codes": 1}
     finally:
+        keras.mixed_precision.set_global_policy("float32")
         shutil.rmtree(model_dir, ignore_errors=True)
     row["train_s"] = round(time.perf_counter() - started, 1)
     return row
@@ -156,6 +161,39 @@ def markdown_candidates(rows, ks):
     return "\n".join(lines)
 
 
+def precision_main(args):
+    """Each seed trains once per precision, the precisions interleaved, on one pose-normalized data set."""
+    from autoencoder3d.model import CodeSettings
+
+    work = tempfile.mkdtemp(prefix="bench-science-data-")
+    sim_dir = simulate(os.path.join(work, "sim"), args.snrs[0], args.box, args.copies, 0)
+    posed, classes = prepared(sim_dir, 1.0, pose=True)
+    rows = []
+    for seed in args.seeds:
+        for precision in args.precisions:
+            args.seed = seed
+            row = dict(seed=seed, precision=precision, **autoencoder_row(posed, classes, CodeSettings(), args, precision))
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"\nSNR {args.snrs[0]:g}, pose-normalized, {args.box}^3, {args.copies} per class, {args.epochs} epochs, "
+          f"batch {args.batch_size}. Cells: ARI / NMI / purity.\n")
+    print("| seed | precision | active units | distinct codes | best val loss | " + " | ".join(f"k={k}" for k in args.ks)
+          + " | training s |")
+    print("|" + "---|" * (6 + len(args.ks)))
+    for r in rows:
+        cells = [str(r["seed"]), r["precision"]]
+        if "collapsed" in r:
+            cells += ["0/32", "1", "-"] + ["collapsed"] * len(args.ks) + [str(r["train_s"])]
+        else:
+            cells += [f"{r['active_code_units']}/32", str(r["distinct_codes"]), f"{r['best_val_loss']:.4f}"]
+            cells += [fmt(r["scores"][k]) for k in args.ks] + [str(r["train_only_s"])]
+        print("| " + " | ".join(cells) + " |")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"precision_rows": rows, "args": vars(args)}, handle, indent=1, default=str)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--box", type=int, default=16, help="subvolume edge (16 or 32; default 16)")
@@ -173,7 +211,7 @@ def parse_args(argv=None):
                         help="issue 18: the default, each training candidate (wedge loss, augmented views, self-labelling) and "
                              "their combination, for each of --seeds, on a held-out simulation (--snrs' first SNR) and the real "
                              "crops, with PCA raw / PCA pose; rows appended to --json as they come (a rerun skips them)")
-    parser.add_argument("--seeds", default="0,1,2", help="--issue18: training seeds (default 0,1,2)")
+    parser.add_argument("--seeds", default="0,1,2", help="--issue18 and --precisions: training seeds (default 0,1,2)")
     parser.add_argument("--sim-seed", type=int, default=1, help="--issue18: the held-out simulation's seed (default 1)")
     parser.add_argument("--combo", default="loss=wedge,augment=1",
                         help="--issue18: the combination to measure (default wedge loss + augmented views, the two that "
@@ -182,8 +220,11 @@ def parse_args(argv=None):
     parser.add_argument("--methods", default=None,
                         help="--issue18: only these methods, in this order (comma-separated words each method's name starts "
                              "with, e.g. 'default,augmented,combination'; default all)")
+    parser.add_argument("--precisions", help="compare these precisions instead (e.g. float32,bfloat16): "
+                        "first SNR, pose-normalized, one training per seed and precision, interleaved")
     args = parser.parse_args(argv)
     args.seeds = [int(s) for s in args.seeds.split(",")]
+    args.precisions = args.precisions.split(",") if args.precisions else None
     args.snrs = [float(s) for s in args.snrs.split(",")]
     args.scales = [float(s) for s in args.scales.split(",")]
     args.ks = [int(k) for k in args.ks.split(",")]
@@ -236,6 +277,8 @@ def main(argv=None):
     args = parse_args(argv)
     if args.issue18:
         return issue18(args)
+    if args.precisions:
+        return precision_main(args)
     work = tempfile.mkdtemp(prefix="bench-science-data-")
     rows, candidate_rows = [], []
     started = time.perf_counter()

@@ -2,8 +2,14 @@
 """Benchmark of `autoencoder3d train`, measured in one run; prints a short table.
 
 Measures, on this machine:
-1. training samples/s and achieved GFLOP/s of the autoencoder (forward + backward
-   counted as 3x the forward FLOPs), against TensorFlow's own float32 matmul GFLOP/s;
+1. training samples/s (32^3, batch 128) of the same training done five ways, interleaved:
+   our input pipeline (one iterator per fit), Keras on the PyDataset (a new iterator
+   every epoch), a bare Keras fit on numpy arrays, our pipeline with Keras's Conv3D as
+   the output layer, and mixed bfloat16; the first batch's wait in each epoch;
+   achieved GFLOP/s (forward + backward counted as 3x the forward FLOPs) against
+   TensorFlow's Conv3D ops alone on the network's five convolutions; the output
+   layer alone, Keras's Conv3D against ours; training with TF_ENABLE_ONEDNN_OPTS=1
+   and =0 (child processes, alternated);
 2. the whole train command's time beyond the training steps (loading, pose
    normalization, encoding, k-means, figures) as a fraction of its total;
 3. pose normalization subvolumes/s with local smoothing against whole-tomogram
@@ -12,11 +18,12 @@ Measures, on this machine:
 4. peak memory (RSS) of a train run in a child process against the raw bytes of
    its subvolumes.
 
-Usage: python scripts/bench_train.py [--quick] [--json OUT.json]
+Usage: python scripts/bench_train.py [--quick] [--parts fits,conv,steps,onednn,command] [--json OUT.json]
 """
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -28,41 +35,208 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def matmul_gflops(size=2048, repeats=10):
-    import tensorflow as tf
-
-    a = tf.random.normal((size, size))
-    b = tf.random.normal((size, size))
-    tf.matmul(a, b).numpy()
-    started = time.perf_counter()
-    for _ in range(repeats):
-        c = tf.matmul(a, b)
-    c.numpy()
-    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
-
-
-def training_throughput(n_samples, edge, batch_size, epochs):
+def epoch_times():
+    """A Keras callback keeping, per epoch, the time to its first batch's end and its other batches' times."""
     import keras
 
-    from autoencoder3d.model import build_autoencoder, count_flops
-    from autoencoder3d.train import ArrayBatches, published_optimizer
+    class EpochTimes(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.firsts, self.steps = [], []
 
-    keras.utils.set_random_seed(0)
+        def on_epoch_begin(self, epoch, logs=None):
+            self.last, self.first = time.perf_counter(), True
+
+        def on_train_batch_end(self, batch, logs=None):
+            now = time.perf_counter()
+            (self.firsts if self.first else self.steps).append(now - self.last)
+            self.last, self.first = now, False
+
+    return EpochTimes()
+
+
+def _trainer(edge, output_layer=None, policy="float32"):
+    import keras
+
+    from autoencoder3d import model as model_module
+    from autoencoder3d.train import published_optimizer
+
+    keras.mixed_precision.set_global_policy(policy)
+    saved = model_module.Conv3D
+    if output_layer is not None:
+        model_module.Conv3D = output_layer  # the reconstruction layer only; the conv blocks use keras.layers.Conv3D
+    try:
+        keras.utils.set_random_seed(0)
+        trainer = model_module.build_autoencoder((edge,) * 3).trainer
+    finally:
+        model_module.Conv3D = saved
+        keras.mixed_precision.set_global_policy("float32")
+    trainer.compile(optimizer=published_optimizer(), loss="mse")
+    return trainer
+
+
+def training_variants(n_samples, edge, batch_size, epochs, rounds):
+    """Samples/s of the same training, interleaved: our pipeline, Keras on the PyDataset and a bare Keras
+    fit; each fit runs ``epochs`` epochs, ``rounds`` times."""
+    from autoencoder3d.batches import training_dataset
+    from autoencoder3d.train import ArrayBatches
+
     volumes = np.random.default_rng(0).normal(size=(n_samples, edge, edge, edge)).astype(np.float32)
-    autoencoder, _, _ = build_autoencoder((edge,) * 3)
-    autoencoder.compile(optimizer=published_optimizer(), loss="mse")
-    data = ArrayBatches(volumes, np.arange(n_samples), batch_size, shuffle=True)
-    autoencoder.fit(data, epochs=1, verbose=0)  # warm-up: tracing and allocation
-    started = time.perf_counter()
-    autoencoder.fit(data, epochs=epochs, verbose=0)
-    rate = n_samples * epochs / (time.perf_counter() - started)
     x = volumes[..., None]
-    autoencoder.fit(x, x, batch_size=batch_size, epochs=1, verbose=0)
-    started = time.perf_counter()
-    autoencoder.fit(x, x, batch_size=batch_size, epochs=epochs, verbose=0)
-    numpy_rate = n_samples * epochs / (time.perf_counter() - started)
-    gflops = rate * 3 * count_flops((edge,) * 3) / 1e9
-    return rate, numpy_rate, gflops
+    batches = ArrayBatches(volumes, np.arange(n_samples), batch_size, shuffle=True)
+    steps = len(batches)
+    trainers = {"pipeline": _trainer(edge), "keras_pydataset": _trainer(edge), "bare_keras_fit": _trainer(edge)}
+
+    def fit(name, n_epochs, warm_up=False):
+        trainer, times = trainers[name], epoch_times()
+        if name == "keras_pydataset":
+            trainer.fit(batches, epochs=n_epochs, steps_per_epoch=1 if warm_up else None, verbose=0, shuffle=False, callbacks=[times])
+        elif name == "bare_keras_fit":
+            inputs = x[:batch_size] if warm_up else x
+            trainer.fit(inputs, inputs, batch_size=batch_size, epochs=n_epochs, verbose=0, shuffle=True, callbacks=[times])
+        else:
+            trainer.fit(training_dataset(batches, 0, n_epochs), steps_per_epoch=1 if warm_up else steps, epochs=n_epochs, verbose=0,
+                        callbacks=[times])
+        return times
+
+    for name in trainers:
+        fit(name, 1, warm_up=True)  # tracing and allocation
+    results = {name: {"seconds": 0.0, "first_batch_s": [], "step_s": []} for name in trainers}
+    for _ in range(rounds):
+        for name in trainers:
+            started = time.perf_counter()
+            times = fit(name, epochs)
+            results[name]["seconds"] += time.perf_counter() - started
+            results[name]["first_batch_s"] += times.firsts
+            results[name]["step_s"] += times.steps
+    for result in results.values():
+        result["samples_per_s"] = n_samples * epochs * rounds / result["seconds"]
+        result["median_step_s"] = float(np.median(result["step_s"]))
+        # how much longer an epoch's first batch takes than the others: the wait for a new iterator
+        result["first_batch_wait_s"] = float(np.mean(result["first_batch_s"])) - result["median_step_s"]
+    return results
+
+
+def step_comparison(edge, batch_size, repeats):
+    """Median seconds per training step (``train_on_batch``, alternated step by step) of ours, ours with
+    Keras's Conv3D as the output layer, and ours under mixed bfloat16."""
+    import keras
+
+    trainers = {"ours": _trainer(edge), "keras_conv3d_output": _trainer(edge, keras.layers.Conv3D),
+                "bfloat16": _trainer(edge, policy="mixed_bfloat16")}
+    x = np.random.default_rng(0).normal(size=(batch_size, edge, edge, edge, 1)).astype(np.float32)
+    for trainer in trainers.values():
+        trainer.train_on_batch(x, x)
+    times = {name: [] for name in trainers}
+    for rep in range(repeats):
+        order = list(trainers) if rep % 2 == 0 else list(trainers)[::-1]
+        for name in order:
+            started = time.perf_counter()
+            trainers[name].train_on_batch(x, x)
+            times[name].append(time.perf_counter() - started)
+    return {name: {"median_s": float(np.median(t)), "all_s": t} for name, t in times.items()}
+
+
+def conv_rate(edge, batch_size, repeats=3):
+    """GFLOP/s of TensorFlow's Conv3D ops alone on the network's five convolutions (forward, input and
+    filter gradients; the first layer has no input gradient), and seconds per batch of each part."""
+    import tensorflow as tf
+
+    from autoencoder3d.model import FILTERS, KERNEL
+
+    n = edge
+    layers = [(n, 1, FILTERS), (n // 2, FILTERS, FILTERS), (n // 2, FILTERS, FILTERS), (n, FILTERS, FILTERS), (n, FILTERS, 1)]
+    rng = np.random.default_rng(0)
+    ops, flops = [], 0
+    for side, cin, cout in layers:
+        x = tf.constant(rng.normal(size=(batch_size, side, side, side, cin)).astype(np.float32))
+        w = tf.constant(rng.normal(size=(KERNEL,) * 3 + (cin, cout)).astype(np.float32))
+        g = tf.constant(rng.normal(size=(batch_size, side, side, side, cout)).astype(np.float32))
+        forward = 2 * batch_size * side**3 * KERNEL**3 * cin * cout
+        strides = [1] * 5
+        ops.append((f"{side}^3 {cin}->{cout} forward", forward, tf.function(lambda x=x, w=w: tf.nn.conv3d(x, w, strides, "SAME"))))
+        ops.append((f"{side}^3 {cin}->{cout} filter gradient", forward, tf.function(lambda x=x, w=w, g=g: tf.raw_ops.Conv3DBackpropFilterV2(
+            input=x, filter_sizes=tf.shape(w), out_backprop=g, strides=strides, padding="SAME"))))
+        if cin > 1:
+            ops.append((f"{side}^3 {cin}->{cout} input gradient", forward, tf.function(lambda x=x, w=w, g=g: tf.raw_ops.Conv3DBackpropInputV2(
+                input_sizes=tf.shape(x), filter=w, out_backprop=g, strides=strides, padding="SAME"))))
+    for _, _, op in ops:
+        op().numpy()
+    best = {name: math.inf for name, _, _ in ops}
+    for _ in range(repeats):
+        for name, _, op in ops:
+            started = time.perf_counter()
+            op().numpy()
+            best[name] = min(best[name], time.perf_counter() - started)
+    flops = sum(f for _, f, _ in ops)
+    seconds = sum(best.values())
+    gflops = {name: f / best[name] / 1e9 for name, f, _ in ops}
+    return flops / seconds / 1e9, seconds, gflops
+
+
+def output_layer_times(edge, batch_size, repeats=3):
+    """Seconds per batch (forward + both gradients) of the output layer: Keras's Conv3D and ours."""
+    import keras
+    import tensorflow as tf
+
+    from autoencoder3d.model import FILTERS, KERNEL, Conv3D
+
+    x = tf.constant(np.random.default_rng(0).normal(size=(batch_size, edge, edge, edge, FILTERS)).astype(np.float32))
+    steps = {}
+    for name, cls in (("keras_conv3d", keras.layers.Conv3D), ("ours", Conv3D)):
+        layer = cls(1, KERNEL, padding="same")
+        layer.build(x.shape)
+
+        @tf.function
+        def step(layer=layer):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = tf.reduce_sum(layer(x))
+            return tape.gradient(loss, [x] + layer.trainable_weights)
+
+        steps[name] = step
+        step()
+    best = {name: math.inf for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            started = time.perf_counter()
+            [g.numpy() for g in step()]
+            best[name] = min(best[name], time.perf_counter() - started)
+    return best
+
+
+ONEDNN_CHILD = r"""
+import json, sys, time
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import scripts.bench_train as bench
+from autoencoder3d.cpu_kernels import onednn_active
+edge, batch, steps = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+from autoencoder3d.batches import training_dataset
+from autoencoder3d.train import ArrayBatches
+trainer = bench._trainer(edge)
+volumes = np.random.default_rng(0).normal(size=(batch * steps, edge, edge, edge)).astype(np.float32)
+batches = ArrayBatches(volumes, np.arange(len(volumes)), batch, shuffle=True)
+trainer.fit(training_dataset(batches, 0, 1), steps_per_epoch=1, epochs=1, verbose=0)
+started = time.perf_counter()
+trainer.fit(training_dataset(batches, 0, 1), steps_per_epoch=steps, epochs=1, verbose=0)
+rate = batch * steps / (time.perf_counter() - started)
+_, _, gflops = bench.conv_rate(edge, batch, repeats=1)
+print("RESULT", json.dumps({"onednn": onednn_active(), "samples_per_s": rate, "conv_gflops": gflops}))
+"""
+
+
+def onednn_comparison(edge, batch_size, steps, rounds=2):
+    """Training samples/s and Conv3D GFLOP/s with TF_ENABLE_ONEDNN_OPTS=1 and =0: child processes, alternated."""
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    results = {"1": [], "0": []}
+    for _ in range(rounds):
+        for value in results:
+            env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS=value, TF_CPP_MIN_LOG_LEVEL="2")
+            child = [sys.executable, "-c", ONEDNN_CHILD, root, str(edge), str(batch_size), str(steps)]
+            out = subprocess.run(child, check=True, capture_output=True, text=True, env=env).stdout
+            results[value].append(json.loads(out.split("RESULT", 1)[1]))
+    return results
 
 
 def synthetic_tomogram(shape, n_particles, edge, seed=0):
@@ -155,14 +329,78 @@ def train_command(workdir, n_samples, edge, epochs, tomo_shape):
         return json.load(handle), peak_kib * 1024
 
 
+def training_rows(quick, parts):
+    """The training-speed measurements of one run; returns (rows, numbers)."""
+    from autoencoder3d.model import count_flops
+
+    edge, batch = 32, 128
+    flops = 3 * count_flops((edge,) * 3)  # forward + backward as 3x the forward
+    rows, numbers = [], {}
+    if "fits" in parts:
+        n, epochs, rounds = (384, 2, 1) if quick else (384, 3, 1)
+        variants = numbers["variants"] = training_variants(n, edge, batch, epochs, rounds)
+        ours = variants["pipeline"]["samples_per_s"]
+        for name, label in (("pipeline", "ours (one pipeline per fit)"), ("keras_pydataset", "Keras on the PyDataset (before)"),
+                            ("bare_keras_fit", "bare Keras fit (numpy x, x)")):
+            v = variants[name]
+            rows.append((f"training samples/s {edge}^3 batch {batch}: {label}", f"{v['samples_per_s']:.2f}",
+                         f"x{v['samples_per_s'] / ours:.2f} of ours; step {v['median_step_s']:.1f} s (median), "
+                         f"first batch of an epoch {v['first_batch_wait_s']:+.1f} s more"))
+        rows.append(("ours / bare Keras fit", f"{ours / variants['bare_keras_fit']['samples_per_s']:.2f}",
+                     "fraction of a bare Keras fit on numpy arrays"))
+    if "steps" in parts:
+        steps = numbers["steps"] = step_comparison(edge, batch, 4 if quick else 6)
+        output = numbers["output_layer_seconds"] = output_layer_times(edge, batch)
+        base = steps["ours"]["median_s"]
+        for name, label in (("ours", "ours"), ("keras_conv3d_output", "ours with Keras's Conv3D output layer"),
+                            ("bfloat16", "ours, mixed bfloat16")):
+            rows.append((f"s per step {edge}^3 batch {batch}, alternated: {label}", f"{steps[name]['median_s']:.2f}",
+                         f"speed x{base / steps[name]['median_s']:.2f} of ours"))
+        keras_step = steps["keras_conv3d_output"]["median_s"]
+        if "conv" in parts:
+            conv_gflops, conv_seconds, per_op = conv_rate(edge, batch)
+            numbers.update(conv_gflops=conv_gflops, conv_seconds_per_batch=conv_seconds, conv_op_gflops=per_op)
+            rows.append(("training GFLOP/s / Conv3D-only GFLOP/s", f"{batch / base * flops / 1e9:.1f} / {conv_gflops:.1f}",
+                         f"fraction {conv_seconds / base:.2f} of the rate of the network's Conv3D ops alone"))
+        rows.append(("output layer 32->1, s per batch: Keras Conv3D / ours", f"{output['keras_conv3d']:.3f} / {output['ours']:.3f}",
+                     f"x{output['keras_conv3d'] / output['ours']:.2f}; Keras's is {output['keras_conv3d'] / keras_step:.2f} of a step with it"))
+    if "onednn" in parts:
+        onednn = numbers["onednn"] = onednn_comparison(16 if quick else 32, batch, 2 if quick else 3, rounds=1 if quick else 2)
+        on = np.mean([r["samples_per_s"] for r in onednn["1"]])
+        off = np.mean([r["samples_per_s"] for r in onednn["0"]])
+        name = f"{16 if quick else 32}^3 32->32 filter gradient"
+        grad = lambda runs: np.mean([r["conv_gflops"][name] for r in runs])  # noqa: E731
+        rows.append(("oneDNN on / off: training samples/s", f"{on:.2f} / {off:.2f}",
+                     f"x{on / off:.1f}; Conv3D 32->32 filter gradient {grad(onednn['1']):.0f} / {grad(onednn['0']):.0f} GFLOP/s"))
+    return rows, numbers
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument("--parts", default="fits,steps,conv,onednn,command",
+                        help="what to measure (default all): fits (pipeline, PyDataset, bare fit), steps (output layer, bfloat16), "
+                        "conv (Conv3D-only rate, against the steps), onednn (on/off, child processes), command")
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args()
-    quick = args.quick
-    rows, numbers = [], {}
+    parts = set(args.parts.split(","))
+    rows, numbers = training_rows(args.quick, parts)
+    if "command" in parts:
+        more_rows, more_numbers = command_rows(args.quick)
+        rows += more_rows
+        numbers.update(more_numbers)
+    width = max(len(r[0]) for r in rows)
+    print(f"machine: {os.cpu_count()} cores; numbers from one run")
+    for name, value, note in rows:
+        print(f"{name:<{width}}  {value:>22}  {note}")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(numbers, handle, indent=2, default=float)
 
+
+def command_rows(quick):
+    """The train command's overhead, pose normalization speed and peak memory; returns (rows, numbers)."""
+    rows, numbers = [], {}
     sizes = (200, 400) if quick else (600, 1800)
     runs = {}
     with tempfile.TemporaryDirectory() as workdir:
@@ -185,12 +423,6 @@ def main():
     pose_rates, diff = pose_speed(pose_shape, pose_n, 32)
     numbers.update(pose_rates=pose_rates, pose_max_abs_diff=diff)
 
-    gemm = matmul_gflops()
-    rate, numpy_rate, gflops = training_throughput(256 if quick else 1024, 32, 128, 1 if quick else 2)
-    numbers.update(matmul_gflops=gemm, train_samples_per_s=rate, train_samples_per_s_numpy_fit=numpy_rate, train_gflops=gflops)
-
-    rows.append(("training samples/s (32^3, batch 128)", f"{rate:.1f}", f"plain numpy fit: {numpy_rate:.1f}"))
-    rows.append(("training GFLOP/s / TF matmul GFLOP/s", f"{gflops:.1f} / {gemm:.1f}", f"ratio {gflops / gemm:.2f} (aim >= 0.8)"))
     rows.append((f"train command beyond training ({n_cmd} subvolumes)", f"{beyond:.1f} s of {t['total_s']:.1f} s",
                  f"fraction {beyond / t['total_s']:.2f} measured; {projected:.3f} projected at 100 epochs (aim <= 0.10)"))
     cores = os.cpu_count()
@@ -204,13 +436,7 @@ def main():
     rows.append(("peak RSS of train (GiB) at " + " / ".join(f"{n}" for n in sizes) + " subvolumes",
                  " / ".join(f"{peaks[n] / 2**30:.2f}" for n in sizes),
                  f"raw {raw[sizes[-1]] / 2**30:.2f} GiB; extra RSS per extra raw byte {slope:.2f} (aim <= 2 + 1.5 GB fixed)"))
-    width = max(len(r[0]) for r in rows)
-    print(f"machine: {os.cpu_count()} cores; numbers from one run")
-    for name, value, note in rows:
-        print(f"{name:<{width}}  {value:>22}  {note}")
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(numbers, handle, indent=2)
+    return rows, numbers
 
 
 if __name__ == "__main__":
