@@ -153,7 +153,8 @@ def test_a_worker_resumes_from_the_chiefs_resume_point_and_writes_only_its_own_f
     from autoencoder3d.checkpoints import write_resume_point
     from autoencoder3d.io import load_subvolumes
     from autoencoder3d.model import build_autoencoder
-    from autoencoder3d.pipeline import TrainOptions, _obtain_models
+    from autoencoder3d.obtain_models import obtain_models
+    from autoencoder3d.pipeline import TrainOptions
     from autoencoder3d.runfolder import fingerprint
     from autoencoder3d.train import LAST_WEIGHTS, published_optimizer
 
@@ -175,13 +176,13 @@ def test_a_worker_resumes_from_the_chiefs_resume_point_and_writes_only_its_own_f
 
     mine = tmp_path / "worker"
     mine.mkdir()
-    (autoencoder, _, _), info = _obtain_models(volumes, str(model_dir), options, {}, current, worker_dir=str(mine))
+    (autoencoder, _, _), info = obtain_models(volumes, str(model_dir), options, {}, current, worker_dir=str(mine))
     assert info["resumed_from_epoch"] == 1 and info["epochs_run"] == 0 and options.seed == 7  # the chief's epoch and seed
     assert all(np.array_equal(a, b) for a, b in zip(autoencoder.get_weights(), models.autoencoder.get_weights()))
     assert "model-autoencoder.keras" in os.listdir(mine)
     # --retrain: the chief is clearing model/; the worker starts afresh and still leaves model/ alone
     fresh = TrainOptions(epochs=1, batch_size=8, n_init=2, verbose=0, retrain=True, seed=7)
-    _, info = _obtain_models(volumes, str(model_dir), fresh, {}, current, worker_dir=str(mine))
+    _, info = obtain_models(volumes, str(model_dir), fresh, {}, current, worker_dir=str(mine))
     assert info["resumed_from_epoch"] == 0 and info["epochs_run"] == 1
     assert {name: os.path.getmtime(model_dir / name) for name in os.listdir(model_dir)} == before
 
