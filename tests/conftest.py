@@ -23,6 +23,28 @@ def make_subvolume_dict(n=48, edge=16, classes=3, seed=0, center=(20, 20, 20)):
     return {"v_siz": np.array([edge, edge, edge]), "vs": vs}
 
 
+def identity_run(root, n, classes, seed):
+    """A run folder whose 'autoencoder' is the identity, clustered by class: enough for edss3d train.
+
+    Returns (data pickle path, run folder, the published-format dict).
+    """
+    import keras
+
+    from autoencoder3d.io import save_pickle
+
+    d = make_subvolume_dict(n=n, edge=16, classes=classes, seed=seed)
+    data = root / "d.pickle"
+    with open(data, "wb") as handle:
+        pickle.dump(d, handle, protocol=4)
+    run = root / "run"
+    inputs = keras.Input((16, 16, 16, 1))
+    os.makedirs(run / "model")
+    keras.Model(inputs, keras.layers.Activation("linear")(inputs)).save(run / "model" / "model-autoencoder.keras")
+    uuids = list(d["vs"])
+    save_pickle(run / "clus-center" / "kmeans.pickle", {k: uuids[k::classes] for k in range(classes)})
+    return data, run, d
+
+
 @pytest.fixture
 def tiny_pickle(tmp_path):
     path = tmp_path / "tiny.pickle"

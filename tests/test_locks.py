@@ -3,7 +3,6 @@
 import contextlib
 import json
 import os
-import pickle
 import subprocess
 import sys
 
@@ -11,9 +10,8 @@ import pytest
 
 import autoencoder3d
 from autoencoder3d.cli.main import main as cli
-from autoencoder3d.io import save_pickle
 
-from conftest import make_subvolume_dict
+from conftest import identity_run
 from test_dataset_build import project  # noqa: F401 - used by the fixtures imported next
 from test_export_dataset import copick_project, run, trained  # noqa: F401 - a clustered run on a store
 
@@ -55,19 +53,8 @@ def refused(argv, capsys, pid, what="this run folder"):
 @pytest.fixture
 def seg_run(tmp_path):
     """A run folder with an identity 'autoencoder' and a clustering: enough for edss3d train."""
-    import keras
-
-    d = make_subvolume_dict(n=16, edge=16, classes=2, seed=1)
-    data = tmp_path / "d.pickle"
-    with open(data, "wb") as handle:
-        pickle.dump(d, handle, protocol=4)
-    folder = tmp_path / "run"
-    inputs = keras.Input((16, 16, 16, 1))
-    os.makedirs(folder / "model")
-    keras.Model(inputs, keras.layers.Activation("linear")(inputs)).save(folder / "model" / "model-autoencoder.keras")
-    uuids = list(d["vs"])
-    save_pickle(folder / "clus-center" / "kmeans.pickle", {0: uuids[0::2], 1: uuids[1::2]})
-    return str(data), folder, uuids
+    data, folder, d = identity_run(tmp_path, n=16, classes=2, seed=1)
+    return str(data), folder, list(d["vs"])
 
 
 def test_edss3d_train_and_predict_wait_for_the_run_folder(seg_run, capsys):

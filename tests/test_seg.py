@@ -16,7 +16,7 @@ from autoencoder3d.seg import (
     one_hot, parse_select, sample_background,
 )
 
-from conftest import make_subvolume_dict
+from conftest import identity_run, make_subvolume_dict
 
 MEMBERS = {0: ["a", "b"], 1: ["c"], 2: ["d", "e"], 3: ["f"]}
 
@@ -179,22 +179,7 @@ def run_folder(tmp_path_factory):
     Its "autoencoder" is the identity, so the decoded volumes are the inputs and
     the labels are exactly the planted dark blocks (-2, below -0.5).
     """
-    import keras
-
-    from autoencoder3d.io import save_pickle
-
-    root = tmp_path_factory.mktemp("edss3d")
-    d = make_subvolume_dict(n=40, edge=16, classes=4, seed=2)
-    data = root / "d.pickle"
-    with open(data, "wb") as handle:
-        pickle.dump(d, handle, protocol=4)
-    run = root / "run"
-    inputs = keras.Input((16, 16, 16, 1))
-    identity = keras.Model(inputs, keras.layers.Activation("linear")(inputs))
-    os.makedirs(run / "model")
-    identity.save(run / "model" / "model-autoencoder.keras")
-    uuids = list(d["vs"])
-    save_pickle(run / "clus-center" / "kmeans.pickle", {k: uuids[k::4] for k in range(4)})
+    data, run, d = identity_run(tmp_path_factory.mktemp("edss3d"), n=40, classes=4, seed=2)
     return str(data), str(run), d
 
 

@@ -12,7 +12,7 @@ import pytest
 from autoencoder3d.errors import InputError
 from autoencoder3d.seg_labels import DensenessHistogram, otsu_threshold, parse_iso
 
-from conftest import make_subvolume_dict
+from conftest import identity_run as shared_identity_run, make_subvolume_dict
 
 
 def test_otsu_threshold_of_a_hand_made_histogram():
@@ -83,21 +83,9 @@ def test_default_iso_labels_voxels_after_a_short_training(short_run, tmp_path, c
 
 def test_auto_iso_of_a_published_run_is_the_published_rule(tmp_path):
     """A run trained with --published keeps the published -decoded > 0.5."""
-    import keras
-
-    from autoencoder3d.io import save_pickle
     from autoencoder3d.seg import run_seg_train
 
-    d = make_subvolume_dict(n=24, edge=16, classes=4, seed=2)
-    data = tmp_path / "d.pickle"
-    with open(data, "wb") as handle:
-        pickle.dump(d, handle, protocol=4)
-    run = tmp_path / "run"
-    inputs = keras.Input((16, 16, 16, 1))
-    os.makedirs(run / "model")
-    keras.Model(inputs, keras.layers.Activation("linear")(inputs)).save(run / "model" / "model-autoencoder.keras")
-    uuids = list(d["vs"])
-    save_pickle(run / "clus-center" / "kmeans.pickle", {k: uuids[k::4] for k in range(4)})
+    data, run, d = shared_identity_run(tmp_path, n=24, classes=4, seed=2)
     (run / "run.json").write_text(json.dumps({"options": {"published": True}}))
     record = run_seg_train(str(data), str(run), {1: [0]}, epochs=1, batch_size=8, seed=0, verbose=0)
     assert record["iso_rule"] == "published" and record["iso_threshold"] == 0.5
