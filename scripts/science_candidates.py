@@ -188,6 +188,8 @@ def measure(datasets, methods, args):
     """Every (data set, method, seed) row, skipping those already in ``args.json``."""
     from bench_science import pca_features
 
+    from autoencoder3d.codes import code_statistics
+
     rows = load_rows(args.json)
     done = {(r["dataset"], r["method"], r["seed"]) for r in rows}
     meta = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, list, bool, type(None)))}
@@ -205,6 +207,8 @@ def measure(datasets, methods, args):
                     features, epochs = autoencoder_codes(volumes, rotations, fields, args, seed)
                 row = dict(dataset=name, method=method, seed=seed, epochs=epochs, scores=scores_at(features, labels, ks, seed),
                            seconds=round(time.perf_counter() - started, 1))
+                if epochs is not None:  # the autoencoder's codes: active units and distinct codes, as run.json has them
+                    row["codes"] = code_statistics(features)
                 rows.append(row)
                 save_rows(args.json, rows, meta)
                 print(json.dumps(row), flush=True)
@@ -213,7 +217,8 @@ def measure(datasets, methods, args):
 
 def table(rows, ks_of):
     """Markdown: mean +- sd over seeds per (data set, method)."""
-    lines = ["| data | method | seeds | k: ARI | k: NMI | k: purity | many: purity | s per run |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| data | method | seeds | k: ARI | k: NMI | k: purity | many: purity | active units (min) | distinct codes (min) | s per run |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     groups = {}
     for r in rows:
         groups.setdefault((r["dataset"], r["method"]), []).append(r)
@@ -225,6 +230,9 @@ def table(rows, ks_of):
             return f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0:.3f}"
 
         seconds = np.mean([g["seconds"] for g in group])
+        codes = [g["codes"] for g in group if "codes" in g]
+        units = min(c["active_code_units"] for c in codes) if codes else "-"
+        distinct = min(c["distinct_codes"] for c in codes) if codes else "-"
         lines.append(f"| {dataset} (k={k}, many={many}) | {method} | {len(group)} | {cell('ari', k)} | {cell('nmi', k)} | "
-                     f"{cell('purity', k)} | {cell('purity', many)} | {seconds:.0f} |")
+                     f"{cell('purity', k)} | {cell('purity', many)} | {units} | {distinct} | {seconds:.0f} |")
     return "\n".join(lines)
