@@ -20,7 +20,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["autoencoder3d", "autoencoder3d.*"]),
     include_package_data=True,
-    package_data={"autoencoder3d": ["templates/*"]},
+    package_data={"autoencoder3d.report": ["templates/*"]},
     install_requires=requirements,
     extras_require={"test": ["pytest>=7"]},
     entry_points={

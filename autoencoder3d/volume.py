@@ -2,7 +2,7 @@
 
 Axis convention (the published one, kept everywhere in the package): volumes are
 numpy arrays indexed ``[x, y, z]``. mrcfile hands out ``[z, y, x]``; only
-:mod:`autoencoder3d.io` touches files and transposes at that boundary.
+:mod:`autoencoder3d.formats.subvolume_pickle` touches files and transposes at that boundary.
 Subvolume centres are tomogram voxel indices in the same ``x, y, z`` order.
 """
 
@@ -16,12 +16,12 @@ class SubvolumeSet:
     """Subvolumes cut from one or more tomograms, in a fixed sample order.
 
     The published pickle loads as a set in memory; an on-disk store
-    (:mod:`autoencoder3d.dataset`) as a set whose ``volumes`` are read on demand.
+    (:mod:`autoencoder3d.data.store`) as a set whose ``volumes`` are read on demand.
 
     Attributes:
         uuids: one identifier per subvolume (the published pickle's keys), in order.
         volumes: float32 array ``(N, n1, n2, n3)``, or an object indexed like one
-            (:class:`~autoencoder3d.dataset.read.StoreVolumes`): code that must work on
+            (:class:`~autoencoder3d.data.store.read.StoreVolumes`): code that must work on
             both reads it by index (``volumes[indices]``), never whole.
         centers: float array ``(N, 3)`` of tomogram voxel coordinates (x, y, z);
             NaN where the input gave no centre.

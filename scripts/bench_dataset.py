@@ -116,7 +116,7 @@ def cli(*args):
 
 
 def simulate_tomograms(folder, count, box, seed=0):
-    from autoencoder3d.simulate import simulate_dataset
+    from autoencoder3d.simulate.dataset.dataset import simulate_dataset
 
     paths = []
     for i in range(count):
@@ -131,7 +131,7 @@ def simulate_tomograms(folder, count, box, seed=0):
 
 
 def write_table(path, tomograms, n, box, seed=0):
-    from autoencoder3d.io import read_tomogram
+    from autoencoder3d.formats.mrc import read_tomogram
 
     rng = np.random.default_rng(seed)
     per = np.full(len(tomograms), n // len(tomograms))
@@ -183,7 +183,7 @@ def disk_sequential_mb_s(folder, size_bytes):
 
 def store_read_mb_s(store, batches=100, batch=128, seed=0):
     """(random-batch MB/s, part-by-part MB/s) reading the store's volumes from a cold cache."""
-    from autoencoder3d.io import load_dataset
+    from autoencoder3d.data.open import load_dataset
 
     volumes = load_dataset(store).volumes
     per = int(np.prod(volumes.shape[1:])) * volumes.stored_dtype.itemsize
@@ -209,9 +209,9 @@ def training_speed(store, steps, batch, rounds=2):
     """Samples/s of training steps on the same batches from memory and from the store, interleaved."""
     import keras
 
-    from autoencoder3d.io import load_dataset
-    from autoencoder3d.model import build_autoencoder
-    from autoencoder3d.train import ArrayBatches, published_optimizer
+    from autoencoder3d.data.open import load_dataset
+    from autoencoder3d.network.model import build_autoencoder
+    from autoencoder3d.network.train import ArrayBatches, published_optimizer
 
     on_disk = load_dataset(store).volumes
     n = min(len(on_disk), steps * batch)
@@ -258,9 +258,9 @@ def large_stages(store, model_dir, steps, batch, out_json):
     """
     import keras
 
-    from autoencoder3d.cluster import cluster_encodings
-    from autoencoder3d.io import load_dataset
-    from autoencoder3d.train import ArrayBatches, encode, load_saved_models, published_optimizer
+    from autoencoder3d.clustering.kmeans import cluster_encodings
+    from autoencoder3d.data.open import load_dataset
+    from autoencoder3d.network.train import ArrayBatches, encode, load_saved_models, published_optimizer
 
     subvolumes = load_dataset(store)
     _, encoder, _ = load_saved_models(model_dir, subvolumes.v_siz)
@@ -341,9 +341,9 @@ def speed_row(work, n, args):
 def same_clusters(work, args):
     from sklearn.metrics import adjusted_rand_score
 
-    from autoencoder3d.evaluate import baseline_clusters, load_truth, true_classes
-    from autoencoder3d.io import load_pickle, load_subvolumes
-    from autoencoder3d.simulate import simulate_dataset
+    from autoencoder3d.clustering.evaluate import baseline_clusters, load_truth, true_classes
+    from autoencoder3d.formats.subvolume_pickle import load_pickle, load_subvolumes
+    from autoencoder3d.simulate.dataset.dataset import simulate_dataset
 
     folder = os.path.join(work, "same")
     sim = os.path.join(folder, "sim")

@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from autoencoder3d.distribute import free_local_ports  # noqa: E402
+from autoencoder3d.network.distribute import free_local_ports  # noqa: E402
 
 
 def simulated(n, edge, seed=0):

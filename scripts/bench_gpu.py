@@ -56,8 +56,8 @@ def device_name():
 def measure(box, batch_size, policy, feed, n_samples, epochs):
     import keras
 
-    from autoencoder3d.model import build_autoencoder, count_flops
-    from autoencoder3d.train import ArrayBatches, published_optimizer
+    from autoencoder3d.network.model import build_autoencoder, count_flops
+    from autoencoder3d.network.train import ArrayBatches, published_optimizer
 
     keras.mixed_precision.set_global_policy(policy)
     keras.utils.set_random_seed(0)

@@ -58,7 +58,7 @@ def fake_codes(n, k, dim, seed=0):
 
 def build_store(path, uuids, names, side, block=4096, seed=0):
     """A store of len(uuids) noise boxes, one part per tomogram (names: each subvolume's tomogram, in runs)."""
-    from autoencoder3d.dataset.store import PartWriter, create_store, finish_store
+    from autoencoder3d.data.store.store import PartWriter, create_store, finish_store
 
     rng = np.random.default_rng(seed)
     create_store(path, (side,) * 3, dtype="float16")
@@ -81,8 +81,8 @@ def decoded_centres(k, side):
 
 
 def build_run(folder, n, k, n_tomograms, side, dim=32, store=None):
-    from autoencoder3d.cluster import cluster_encodings, write_cluster_pickles
-    from autoencoder3d.report import save_encodings
+    from autoencoder3d.clustering.kmeans import cluster_encodings, write_cluster_pickles
+    from autoencoder3d.report.page.page import save_encodings
 
     timings = {}
     os.makedirs(os.path.join(folder, "model"), exist_ok=True)
@@ -118,7 +118,7 @@ def build_run(folder, n, k, n_tomograms, side, dim=32, store=None):
 def time_report(folder):
     """write_report in a child process: (seconds, peak RSS in MB, page path)."""
     code = (
-        "import json, resource, sys, time; from autoencoder3d.report import write_report; t = time.perf_counter(); "
+        "import json, resource, sys, time; from autoencoder3d.report.page import write_report; t = time.perf_counter(); "
         f"p = write_report({folder!r}); "
         "print(json.dumps([time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, p]))"
     )

@@ -47,7 +47,7 @@ CANDIDATES = {
 
 
 def simulate(out_dir, snr, box, copies, seed):
-    from autoencoder3d.simulate import simulate_dataset
+    from autoencoder3d.simulate.dataset.dataset import simulate_dataset
 
     voxel = 10.0 * 32 / box  # the same physical box (32 nm) at every box size
     shape = tuple(int(round(s * 32 / box)) for s in (200, 200, 120))
@@ -57,8 +57,9 @@ def simulate(out_dir, snr, box, copies, seed):
 
 
 def load(sim_dir, scale):
-    from autoencoder3d.evaluate import true_classes
-    from autoencoder3d.io import load_subvolumes, read_tomogram
+    from autoencoder3d.clustering.evaluate import true_classes
+    from autoencoder3d.formats.subvolume_pickle import load_subvolumes
+    from autoencoder3d.formats.mrc import read_tomogram
 
     subvolumes = load_subvolumes(os.path.join(sim_dir, "subvolumes_example_1.pickle"))
     tomogram = np.asarray(read_tomogram(os.path.join(sim_dir, "tomogram.rec")).data, dtype=np.float32)
@@ -68,7 +69,7 @@ def load(sim_dir, scale):
 
 
 def prepared(sim_dir, scale, pose):
-    from autoencoder3d.pose import pose_normalize
+    from autoencoder3d.prep.pose import pose_normalize
 
     subvolumes, tomogram, truth, true_classes = load(sim_dir, scale)
     if pose:
@@ -77,7 +78,7 @@ def prepared(sim_dir, scale, pose):
 
 
 def score(classes, labels):
-    from autoencoder3d.evaluate import scores
+    from autoencoder3d.clustering.evaluate import scores
 
     s = scores(classes, [int(x) for x in labels])
     return {m: round(s[m], 3) for m in ("ari", "nmi", "purity")}
@@ -103,8 +104,8 @@ def pca_features(volumes, seed, components=32):
 def autoencoder_row(subvolumes, classes, settings, args, precision="float32"):
     import keras
 
-    from autoencoder3d.codes import CodesCollapsed, code_statistics
-    from autoencoder3d.train import encode, train_autoencoder
+    from autoencoder3d.network.codes import CodesCollapsed, code_statistics
+    from autoencoder3d.network.train import encode, train_autoencoder
 
     keras.utils.set_random_seed(args.seed)
     keras.mixed_precision.set_global_policy("float32" if precision == "float32" else f"mixed_{precision}")
@@ -163,7 +164,7 @@ def markdown_candidates(rows, ks):
 
 def precision_main(args):
     """Each seed trains once per precision, the precisions interleaved, on one pose-normalized data set."""
-    from autoencoder3d.model import CodeSettings
+    from autoencoder3d.network.model import CodeSettings
 
     work = tempfile.mkdtemp(prefix="bench-science-data-")
     sim_dir = simulate(os.path.join(work, "sim"), args.snrs[0], args.box, args.copies, 0)
@@ -272,7 +273,7 @@ def issue18(args):
 
 
 def main(argv=None):
-    from autoencoder3d.model import CodeSettings
+    from autoencoder3d.network.model import CodeSettings
 
     args = parse_args(argv)
     if args.issue18:

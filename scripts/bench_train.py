@@ -58,8 +58,8 @@ def epoch_times():
 def _trainer(edge, output_layer=None, policy="float32"):
     import keras
 
-    from autoencoder3d import model as model_module
-    from autoencoder3d.train import published_optimizer
+    from autoencoder3d.network import model as model_module
+    from autoencoder3d.network.train import published_optimizer
 
     keras.mixed_precision.set_global_policy(policy)
     saved = model_module.Conv3D
@@ -78,8 +78,8 @@ def _trainer(edge, output_layer=None, policy="float32"):
 def training_variants(n_samples, edge, batch_size, epochs, rounds):
     """Samples/s of the same training, interleaved: our pipeline, Keras on the PyDataset and a bare Keras
     fit; each fit runs ``epochs`` epochs, ``rounds`` times."""
-    from autoencoder3d.batches import training_dataset
-    from autoencoder3d.train import ArrayBatches
+    from autoencoder3d.network.batches import training_dataset
+    from autoencoder3d.network.train import ArrayBatches
 
     volumes = np.random.default_rng(0).normal(size=(n_samples, edge, edge, edge)).astype(np.float32)
     x = volumes[..., None]
@@ -142,7 +142,7 @@ def conv_rate(edge, batch_size, repeats=3):
     filter gradients; the first layer has no input gradient), and seconds per batch of each part."""
     import tensorflow as tf
 
-    from autoencoder3d.model import FILTERS, KERNEL
+    from autoencoder3d.network.model import FILTERS, KERNEL
 
     n = edge
     layers = [(n, 1, FILTERS), (n // 2, FILTERS, FILTERS), (n // 2, FILTERS, FILTERS), (n, FILTERS, FILTERS), (n, FILTERS, 1)]
@@ -179,7 +179,7 @@ def output_layer_times(edge, batch_size, repeats=3):
     import keras
     import tensorflow as tf
 
-    from autoencoder3d.model import FILTERS, KERNEL, Conv3D
+    from autoencoder3d.network.model import FILTERS, KERNEL, Conv3D
 
     x = tf.constant(np.random.default_rng(0).normal(size=(batch_size, edge, edge, edge, FILTERS)).astype(np.float32))
     steps = {}
@@ -210,10 +210,10 @@ import json, sys, time
 import numpy as np
 sys.path.insert(0, sys.argv[1])
 import scripts.bench_train as bench
-from autoencoder3d.cpu_kernels import onednn_active
+from autoencoder3d.util.cpu_kernels import onednn_active
 edge, batch, steps = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-from autoencoder3d.batches import training_dataset
-from autoencoder3d.train import ArrayBatches
+from autoencoder3d.network.batches import training_dataset
+from autoencoder3d.network.train import ArrayBatches
 trainer = bench._trainer(edge)
 volumes = np.random.default_rng(0).normal(size=(batch * steps, edge, edge, edge)).astype(np.float32)
 batches = ArrayBatches(volumes, np.arange(len(volumes)), batch, shuffle=True)
@@ -264,7 +264,7 @@ def _published_normalize(smoothed, center, mass, fill):
 
     from scipy import ndimage
 
-    from autoencoder3d.pose import principal_axes
+    from autoencoder3d.prep.pose import principal_axes
     from autoencoder3d.volume import cut_box
 
     shape = np.asarray(mass.shape)
@@ -282,7 +282,7 @@ def pose_speed(shape, n_particles, edge):
     """Subvolumes/s: ours (local smoothing, 1 thread and all cores) and the published way."""
     from scipy import ndimage
 
-    from autoencoder3d import pose
+    from autoencoder3d.prep import pose
 
     tomo, subvolumes = synthetic_tomogram(shape, n_particles, edge)
     rates = {}
@@ -310,7 +310,8 @@ def pose_speed(shape, n_particles, edge):
 
 def train_command(workdir, n_samples, edge, epochs, tomo_shape):
     """Run `autoencoder3d train ... True 10` in a child process; return run.json and its peak RSS."""
-    from autoencoder3d.io import save_subvolumes, write_mrc
+    from autoencoder3d.formats.subvolume_pickle import save_subvolumes
+    from autoencoder3d.formats.mrc import write_mrc
 
     tomo, subvolumes = synthetic_tomogram(tomo_shape, n_samples, edge, seed=1)
     data, tomogram = os.path.join(workdir, "data.pickle"), os.path.join(workdir, "tomo.mrc")
@@ -331,7 +332,7 @@ def train_command(workdir, n_samples, edge, epochs, tomo_shape):
 
 def training_rows(quick, parts):
     """The training-speed measurements of one run; returns (rows, numbers)."""
-    from autoencoder3d.model import count_flops
+    from autoencoder3d.network.model import count_flops
 
     edge, batch = 32, 128
     flops = 3 * count_flops((edge,) * 3)  # forward + backward as 3x the forward

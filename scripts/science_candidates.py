@@ -91,8 +91,8 @@ def grid_centres(shape, box, stride):
 
 def real_subvolumes(box, voxel_a):
     """The pose-normalized real-crop boxes and their proxy labels (0..3: crop x on/off the microtubule)."""
-    from autoencoder3d.io import read_tomogram
-    from autoencoder3d.pose import pose_normalize
+    from autoencoder3d.formats.mrc import read_tomogram
+    from autoencoder3d.prep.pose import pose_normalize
     from autoencoder3d.volume import SubvolumeSet, cut_box
 
     volumes, rotations, labels, raw = [], [], [], []
@@ -120,9 +120,10 @@ def real_subvolumes(box, voxel_a):
 
 def simulated_subvolumes(sim_dir, snr, box, copies, seed):
     """The pose-normalized simulated subvolumes, their rotations and true classes."""
-    from autoencoder3d.evaluate import true_classes
-    from autoencoder3d.io import load_subvolumes, read_tomogram
-    from autoencoder3d.pose import pose_normalize
+    from autoencoder3d.clustering.evaluate import true_classes
+    from autoencoder3d.formats.subvolume_pickle import load_subvolumes
+    from autoencoder3d.formats.mrc import read_tomogram
+    from autoencoder3d.prep.pose import pose_normalize
     from bench_science import simulate
 
     simulate(sim_dir, snr, box, copies, seed)
@@ -154,8 +155,8 @@ def autoencoder_codes(volumes, rotations, fields, args, seed):
     import shutil
     import tempfile
 
-    from autoencoder3d.objective import Objective
-    from autoencoder3d.train import encode, train_autoencoder
+    from autoencoder3d.network.objective import Objective
+    from autoencoder3d.network.train import encode, train_autoencoder
 
     keras.utils.set_random_seed(seed)
     model_dir = tempfile.mkdtemp(prefix="bench-issue18-")
@@ -188,7 +189,7 @@ def measure(datasets, methods, args):
     """Every (data set, method, seed) row, skipping those already in ``args.json``."""
     from bench_science import pca_features
 
-    from autoencoder3d.codes import code_statistics
+    from autoencoder3d.network.codes import code_statistics
 
     rows = load_rows(args.json)
     done = {(r["dataset"], r["method"], r["seed"]) for r in rows}

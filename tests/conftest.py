@@ -30,7 +30,7 @@ def identity_run(root, n, classes, seed):
     """
     import keras
 
-    from autoencoder3d.io import save_pickle
+    from autoencoder3d.formats.subvolume_pickle import save_pickle
 
     d = make_subvolume_dict(n=n, edge=16, classes=classes, seed=seed)
     data = root / "d.pickle"

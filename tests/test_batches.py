@@ -5,16 +5,16 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from autoencoder3d.batches import training_dataset, validation_dataset  # noqa: E402
-from autoencoder3d.train import ArrayBatches  # noqa: E402
+from autoencoder3d.network.batches import training_dataset, validation_dataset  # noqa: E402
+from autoencoder3d.network.train import ArrayBatches  # noqa: E402
 
 
 def volumes_in(where, tmp_path, n=37, edge=8):
     volumes = np.random.default_rng(1).normal(size=(n, edge, edge, edge)).astype(np.float32)
     if where == "memory":
         return volumes
-    from autoencoder3d.dataset.store import store_from_set
-    from autoencoder3d.io import load_dataset
+    from autoencoder3d.data.store.store import store_from_set
+    from autoencoder3d.data.open import load_dataset
     from autoencoder3d.volume import SubvolumeSet
 
     subvolumes = SubvolumeSet(uuids=[f"p{i:03d}" for i in range(n)], volumes=volumes, centers=np.zeros((n, 3)))

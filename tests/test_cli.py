@@ -145,7 +145,7 @@ def test_l1_option_reaches_the_model(tiny_pickle, tmp_path):
     assert run_cli("train", tiny_pickle, "None", "False", 2, "--out", tmp_path / "r", "--l1", "0", *FAST) == 0
     record = json.load(open(tmp_path / "r" / "run.json"))
     assert record["options"]["l1"] == 0.0 and set(record["codes"]) == {"active_code_units", "varying_code_units", "distinct_codes", "zero_fraction", "health"}
-    from autoencoder3d.train import load_saved_models
+    from autoencoder3d.network.train import load_saved_models
 
     encoder = load_saved_models(str(tmp_path / "r" / "model"))[1]
     assert encoder.get_layer("core_encoder").get_layer("code_l1").factor == 0.0

@@ -8,12 +8,12 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from autoencoder3d.codes import CodesCollapsed, code_statistics, describe_codes, is_collapsed  # noqa: E402
-from autoencoder3d.collapse_guard import CollapseGuard  # noqa: E402
-from autoencoder3d.contrast import detect_polarity, resolve_polarity  # noqa: E402
-from autoencoder3d.model import CodeSettings  # noqa: E402
-from autoencoder3d.pose import pose_normalize  # noqa: E402
-from autoencoder3d.train import encode, train_autoencoder  # noqa: E402
+from autoencoder3d.network.codes import CodesCollapsed, code_statistics, describe_codes, is_collapsed  # noqa: E402
+from autoencoder3d.network.collapse_guard import CollapseGuard  # noqa: E402
+from autoencoder3d.prep.contrast import detect_polarity, resolve_polarity  # noqa: E402
+from autoencoder3d.network.model import CodeSettings  # noqa: E402
+from autoencoder3d.prep.pose import pose_normalize  # noqa: E402
+from autoencoder3d.network.train import encode, train_autoencoder  # noqa: E402
 from autoencoder3d.volume import SubvolumeSet  # noqa: E402
 from conftest import elongated_particle, make_subvolume_dict, rotation_matrix  # noqa: E402
 
@@ -83,7 +83,7 @@ def _codes_at_scale(tmp_path, volumes, scale):
 
 
 def test_the_network_sees_the_same_standardized_batches_whatever_the_units():
-    from autoencoder3d.train import ArrayBatches, intensity_statistics
+    from autoencoder3d.network.train import ArrayBatches, intensity_statistics
 
     volumes, _ = unit_scale_volumes()
     batches = []
@@ -159,7 +159,7 @@ def test_polarity_is_detected_from_the_skew_and_recorded():
 
 
 def test_canonical_axis_signs_put_copies_of_a_structure_in_one_orientation():
-    from autoencoder3d.pose import principal_axes
+    from autoencoder3d.prep.pose import principal_axes
 
     rng = np.random.default_rng(5)
     # an asymmetric particle: a big and a small lobe on one axis, a bump on a second
@@ -182,8 +182,8 @@ def test_canonical_axis_signs_put_copies_of_a_structure_in_one_orientation():
 
 def test_edss3d_labels_a_sensible_fraction_after_a_default_run(tmp_path):
     """Data stored at 1/20 of unit scale: the published iso (0.5 in data units) would label nothing."""
-    from autoencoder3d.pipeline import TrainOptions, run_train
-    from autoencoder3d.seg import run_seg_train
+    from autoencoder3d.workflows.train import TrainOptions, run_train
+    from autoencoder3d.edss3d.network import run_seg_train
 
     d = make_subvolume_dict(n=40, edge=16, seed=4)
     for rec in d["vs"].values():

@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 
 from autoencoder3d.cli.main import main as cli
-from autoencoder3d.coords import read_coordinates, tomo_key, write_star
+from autoencoder3d.formats.coords import read_coordinates, tomo_key, write_star
 from autoencoder3d.errors import InputError
 from autoencoder3d.export import relion_matrix
-from autoencoder3d.io import load_subvolumes, write_mrc
-from autoencoder3d.star_coords import euler_matrices, read_tomograms_star
+from autoencoder3d.formats.subvolume_pickle import load_subvolumes
+from autoencoder3d.formats.mrc import write_mrc
+from autoencoder3d.formats.star import euler_matrices, read_tomograms_star
 
 from pathlib import Path
 

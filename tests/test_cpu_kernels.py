@@ -51,7 +51,7 @@ def test_users_zero_is_kept_with_one_warning_line(tmp_path):
 
 def test_tensorflow_imported_first_keeps_its_own_choice():
     child = (
-        "import os, tensorflow, autoencoder3d.cpu_kernels as k; "
+        "import os, tensorflow, autoencoder3d.util.cpu_kernels as k; "
         "print(os.environ.get('TF_ENABLE_ONEDNN_OPTS'), k.decided_by, k.onednn_active() in (True, False))"
     )
     result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120, env=environment(None))

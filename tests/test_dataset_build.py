@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 
 from autoencoder3d.cli.main import main
-from autoencoder3d.dataset import open_store
-from autoencoder3d.io import load_subvolumes, read_tomogram, save_subvolumes
-from autoencoder3d.pick import extract_boxes
-from autoencoder3d.simulate import simulate_dataset
+from autoencoder3d.data.store import open_store
+from autoencoder3d.formats.subvolume_pickle import load_subvolumes, save_subvolumes
+from autoencoder3d.formats.mrc import read_tomogram
+from autoencoder3d.prep.pick import extract_boxes
+from autoencoder3d.simulate.dataset.dataset import simulate_dataset
 
 BOX = 16
 SHAPE = (64, 64, 48)
@@ -93,7 +94,7 @@ def test_table_build(project, tmp_path, capsys):
 
 
 def test_pose_build_equals_pipeline_and_float16(project, tmp_path):
-    from autoencoder3d.pipeline import prepare_subvolumes
+    from autoencoder3d.workflows.train import prepare_subvolumes
 
     table = write_table(project, tmp_path / "picks.csv")
     assert build(tmp_path / "pose.zarr", "--table", table, "--pose", "--workers", "2", "--dtype", "float16", "--block", "5") == 0
@@ -138,7 +139,7 @@ def write_relion(project, folder):
 
 
 def test_relion5_build(project, tmp_path):
-    from autoencoder3d.coords import read_coordinates
+    from autoencoder3d.formats.coords import read_coordinates
 
     tomograms, particles = write_relion(project, project[0] / "Refine3D" / "job002")
     assert build(tmp_path / "relion.zarr", "--relion", tomograms, particles) == 0
@@ -190,7 +191,7 @@ def test_copick_build(project, tmp_path):
 
 
 def test_pick_build(project, tmp_path):
-    from autoencoder3d.pick import dog_pick
+    from autoencoder3d.prep.pick import dog_pick
 
     listing = tmp_path / "tomograms.txt"
     listing.write_text("\n".join(tomogram_file(project, n) for n in NAMES) + "\n")
@@ -221,7 +222,7 @@ def test_convert_round_trip(project, tmp_path):
 
 
 def test_interrupted_build_resumes_to_the_same_store(project, tmp_path, monkeypatch):
-    import autoencoder3d.dataset.build as build_module
+    import autoencoder3d.data.store.build as build_module
 
     table = write_table(project, tmp_path / "picks.csv")
     assert build(tmp_path / "whole.zarr", "--table", table) == 0
@@ -317,7 +318,7 @@ def test_unknown_names_are_one_line(project, tmp_path, capsys):
 def test_copick_tomograms_read_across_chunks(tmp_path):
     import zarr
 
-    from autoencoder3d.dataset.copick_source import ZarrXYZ
+    from autoencoder3d.data.sources.copick import ZarrXYZ
 
     zyx = np.random.default_rng(2).normal(size=(23, 31, 37)).astype(np.float32)
     array = zarr.open(str(tmp_path / "t.zarr"), mode="w", shape=zyx.shape, chunks=(10, 8, 16), dtype="f4")

@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
-from autoencoder3d.dataset.read import StoreVolumes
-from autoencoder3d.dataset.store import store_digest, store_from_set
+from autoencoder3d.data.store.read import StoreVolumes
+from autoencoder3d.data.store.store import store_digest, store_from_set
 from autoencoder3d.errors import InputError
-from autoencoder3d.io import load_dataset, save_subvolumes
+from autoencoder3d.formats.subvolume_pickle import save_subvolumes
+from autoencoder3d.data.open import load_dataset
 from autoencoder3d.volume import SubvolumeSet
 
 
@@ -67,7 +68,7 @@ def test_folder_that_is_not_a_store_is_one_error_line(tmp_path):
 
 
 def test_unfinished_store_is_refused(tmp_path):
-    from autoencoder3d.dataset.store import create_store
+    from autoencoder3d.data.store.store import create_store
 
     create_store(tmp_path / "u.zarr", (8, 8, 8))
     with pytest.raises(InputError, match="build did not finish"):
@@ -75,7 +76,7 @@ def test_unfinished_store_is_refused(tmp_path):
 
 
 def test_pose_true_on_a_store_built_without_pose_says_how(tmp_path):
-    from autoencoder3d.pipeline import prepare_subvolumes
+    from autoencoder3d.workflows.train import prepare_subvolumes
 
     store_from_set(tmp_path / "d.zarr", _set(6, 8))
     with pytest.raises(InputError, match="built without --pose"):
@@ -86,7 +87,7 @@ def test_training_and_encoding_from_the_store_equal_the_pickle(tmp_path):
     """The same batches in the same order: the store path trains the same weights and codes."""
     import keras
 
-    from autoencoder3d.train import encode, train_autoencoder
+    from autoencoder3d.network.train import encode, train_autoencoder
 
     subvolumes = _set(24, 16)
     store_from_set(tmp_path / "d.zarr", subvolumes)
@@ -100,7 +101,7 @@ def test_training_and_encoding_from_the_store_equal_the_pickle(tmp_path):
 
 
 def test_kmeans_switches_to_minibatch_above_the_measured_size(monkeypatch):
-    from autoencoder3d import cluster
+    from autoencoder3d.clustering import kmeans as cluster
 
     assert cluster.kmeans_method(10_000, 100) == "full"
     assert cluster.kmeans_method(200_000, 100) == "minibatch"

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from autoencoder3d.cli.main import main
-from autoencoder3d.dataset import open_store
-from autoencoder3d.dataset.store import store_digest, store_from_set
+from autoencoder3d.data.store import open_store
+from autoencoder3d.data.store.store import store_digest, store_from_set
 from autoencoder3d.errors import InputError
 from autoencoder3d.volume import SubvolumeSet
 

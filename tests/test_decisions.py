@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from autoencoder3d.cli.main import main
-from autoencoder3d.codes import code_health, describe_codes
+from autoencoder3d.network.codes import code_health, describe_codes
 from conftest import write_tomogram
 
 TRAIN = ["--epochs", "1", "--batch-size", "16", "--n-init", "2", "--seed", "0", "-q"]
@@ -85,7 +85,7 @@ def test_auto_is_the_decided_polarity_before_and_after_training(tiny_pickle, tmp
 
 def test_a_pickle_pose_normalized_bright_trains_bright(tiny_pickle, tomogram, tmp_path, capsys):
     """pose --polarity bright records it in the pickle; train reads it, and refuses another in one line."""
-    from autoencoder3d.io import load_subvolumes
+    from autoencoder3d.formats.subvolume_pickle import load_subvolumes
 
     posed = str(tmp_path / "posed.pickle")
     assert main(["pose", tiny_pickle, tomogram, posed, "--polarity", "bright", "-q"]) == 0
@@ -119,8 +119,8 @@ def test_train_again_with_another_k_reuses_the_model_whatever_the_epochs(tiny_pi
 
 
 def test_a_store_built_bright_trains_bright(tmp_path, capsys):
-    from autoencoder3d.dataset.build import BuildOptions, build_dataset
-    from autoencoder3d.dataset.sources import jobs_from_table
+    from autoencoder3d.data.store.build import BuildOptions, build_dataset
+    from autoencoder3d.data.sources.jobs import jobs_from_table
 
     rng = np.random.default_rng(1)
     data = rng.normal(size=(48, 48, 48)).astype(np.float32)

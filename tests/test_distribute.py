@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from autoencoder3d.distribute import cluster_config, free_local_ports, describe, expand_nodelist, is_chief, resolve_port, slurm_tf_config
+from autoencoder3d.network.distribute import cluster_config, free_local_ports, describe, expand_nodelist, is_chief, resolve_port, slurm_tf_config
 from autoencoder3d.errors import InputError
 from conftest import make_subvolume_dict
 
@@ -85,7 +85,7 @@ def test_a_missing_or_broken_cluster_is_one_clear_error(environ, message):
 def test_distribute_flag_alone_keeps_meaning_mirrored(flags, kind):
     from autoencoder3d.cli.commands.train import options_from_args
     from autoencoder3d.cli.main import AUTOENCODER3D_COMMANDS, build_parser
-    from autoencoder3d.pipeline import TrainOptions
+    from autoencoder3d.workflows.train import TrainOptions
 
     args = build_parser("autoencoder3d", AUTOENCODER3D_COMMANDS).parse_args(["train", "d.pickle", "None", "False", "3", *flags])
     options = options_from_args(args)
@@ -133,7 +133,7 @@ def test_two_local_workers_train_one_model_and_only_the_chief_writes(tmp_path):
     record = json.load(open(run / "run.json"))
     assert record["options"]["distribute"] == "multiworker" and record["seed"] == 3
     assert record["training"]["epochs_total"] == 1 and record["training"]["n_train"] == 36
-    from autoencoder3d.train import load_saved_models
+    from autoencoder3d.network.train import load_saved_models
 
     _, encoder, _ = load_saved_models(str(run / "model"), (16, 16, 16))
     assert encoder.output_shape == (None, 32)
@@ -150,13 +150,13 @@ def test_a_worker_resumes_from_the_chiefs_resume_point_and_writes_only_its_own_f
     """The non-chief side of a multi-worker run, in one process: read the chief's model/, write elsewhere."""
     import numpy as np
 
-    from autoencoder3d.checkpoints import write_resume_point
-    from autoencoder3d.io import load_subvolumes
-    from autoencoder3d.model import build_autoencoder
-    from autoencoder3d.obtain_models import obtain_models
-    from autoencoder3d.pipeline import TrainOptions
-    from autoencoder3d.runfolder import fingerprint
-    from autoencoder3d.train import LAST_WEIGHTS, published_optimizer
+    from autoencoder3d.network.checkpoints import write_resume_point
+    from autoencoder3d.formats.subvolume_pickle import load_subvolumes
+    from autoencoder3d.network.model import build_autoencoder
+    from autoencoder3d.workflows.obtain_models import obtain_models
+    from autoencoder3d.workflows.train import TrainOptions
+    from autoencoder3d.runs.fingerprint import fingerprint
+    from autoencoder3d.network.train import LAST_WEIGHTS, published_optimizer
 
     data = tmp_path / "d.pickle"
     pickle.dump(make_subvolume_dict(n=20), open(data, "wb"))
@@ -192,7 +192,7 @@ import json, os, signal, sys, time
 os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": ["localhost:%d"]}, "task": {"type": "worker", "index": 0}})
 caught = []
 signal.signal(signal.SIGTERM, lambda *_: caught.append(1))
-from autoencoder3d.distribute import make_strategy
+from autoencoder3d.network.distribute import make_strategy
 make_strategy("multiworker")
 os.kill(os.getpid(), signal.SIGTERM)
 time.sleep(0.5)

@@ -10,11 +10,11 @@ import pytest
 import starfile
 
 from autoencoder3d.cli.main import main as cli
-from autoencoder3d.dataset.read import StoreVolumes
-from autoencoder3d.dataset.store import store_from_set
+from autoencoder3d.data.store.read import StoreVolumes
+from autoencoder3d.data.store.store import store_from_set
 from autoencoder3d.export import export_run, relion_matrix
 from autoencoder3d.export.geometry import pose_position
-from autoencoder3d.io import load_pickle
+from autoencoder3d.formats.subvolume_pickle import load_pickle
 from autoencoder3d.volume import SubvolumeSet
 from conftest import rotation_matrix
 from test_dataset_build import project  # noqa: F401 - three simulated tomograms, as the build tests use
@@ -53,9 +53,9 @@ def cluster_run(store, out, k=3):
     """
     import keras
 
-    from autoencoder3d.io import load_dataset
-    from autoencoder3d.model import build_autoencoder
-    from autoencoder3d.pipeline import cluster_and_write
+    from autoencoder3d.data.open import load_dataset
+    from autoencoder3d.network.model import build_autoencoder
+    from autoencoder3d.workflows.train import cluster_and_write
 
     keras.utils.set_random_seed(0)
     subvolumes = load_dataset(store)
@@ -153,7 +153,7 @@ def test_pose_normalized_store_places_each_particle_in_its_tomogram(run):
 
 
 def test_sizes_from_the_tomogram_file_when_the_store_lacks_them(run, tmp_path):
-    from autoencoder3d.io import write_mrc
+    from autoencoder3d.formats.mrc import write_mrc
 
     shape, vs = TOMOGRAMS["TS_02"]
     write_mrc(tmp_path / "rec_TS_02.mrc", np.zeros(shape, np.float32), vs)

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from autoencoder3d.cli.main import main as cli
-from autoencoder3d.dataset.store import store_from_set
+from autoencoder3d.data.store.store import store_from_set
 from autoencoder3d.export.many import safe_file_name, unique_file_names
 from autoencoder3d.volume import SubvolumeSet
 from test_export_dataset import cluster_run

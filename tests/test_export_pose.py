@@ -19,9 +19,10 @@ from scipy.spatial.transform import Rotation
 from autoencoder3d.cli.main import main as cli
 from autoencoder3d.export import export_run, relion_matrix
 from autoencoder3d.export.geometry import normalized_to_tomogram, pose_position, rotation_box
-from autoencoder3d.io import load_subvolumes, read_tomogram, save_pickle, save_subvolumes, write_mrc
-from autoencoder3d.pick import extract_boxes
-from autoencoder3d.pose import normalize_one, pose_normalize, smoothed_box
+from autoencoder3d.formats.subvolume_pickle import load_subvolumes, save_pickle, save_subvolumes
+from autoencoder3d.formats.mrc import read_tomogram, write_mrc
+from autoencoder3d.prep.pick import extract_boxes
+from autoencoder3d.prep.pose import normalize_one, pose_normalize, smoothed_box
 
 SHAPE = (100, 90, 84)
 VS = 6.0

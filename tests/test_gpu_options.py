@@ -15,11 +15,11 @@ import sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from autoencoder3d.pipeline import TrainOptions, run_train
+from autoencoder3d.workflows.train import TrainOptions, run_train
 options = TrainOptions(epochs=1, batch_size=16, n_init=2, seed=0, mixed_precision="bfloat16", distribute=True, verbose=0)
 record = run_train(sys.argv[1], None, False, 3, sys.argv[2], options)
 import keras
-from autoencoder3d.train import load_saved_models
+from autoencoder3d.network.train import load_saved_models
 _, encoder, decoder = load_saved_models(sys.argv[2] + "/model")
 core = encoder.get_layer("core_encoder")
 print("DTYPES", core.layers[-1].compute_dtype, decoder.get_layer("core_decoder").layers[-1].compute_dtype, core.layers[1].compute_dtype)

@@ -219,7 +219,7 @@ SMALL_CASES = {
 @pytest.mark.parametrize("name", sorted(SMALL_CASES))
 def test_small_crafted_pickles_refused_in_process(tmp_path, name):
     from autoencoder3d.errors import InputError
-    from autoencoder3d.io import load_pickle
+    from autoencoder3d.formats.subvolume_pickle import load_pickle
 
     data, pattern = SMALL_CASES[name]
     path = tmp_path / f"{name}.pickle"
@@ -231,7 +231,7 @@ def test_small_crafted_pickles_refused_in_process(tmp_path, name):
 
 def test_one_byte_string_used_by_two_arrays_gives_two_separate_arrays(tmp_path):
     """A long byte string becomes the first array's memory; a second array from it gets a copy."""
-    from autoencoder3d.io import load_pickle
+    from autoencoder3d.formats.subvolume_pickle import load_pickle
 
     data = struct.pack("<8192d", *range(8192))
     made = call(glob("numpy.core.multiarray", "_reconstruct"), glob("numpy", "ndarray"), tuple_of(integer(0)), raw(b"b"))

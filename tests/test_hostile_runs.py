@@ -7,12 +7,12 @@ import pytest
 from test_seg_labels import identity_run
 
 from autoencoder3d.errors import InputError
-from autoencoder3d.io import load_pickle, save_pickle
+from autoencoder3d.formats.subvolume_pickle import load_pickle, save_pickle
 
 
 def test_edss3d_train_after_a_new_clustering_does_not_reuse_the_old_clusters_model(tmp_path):
     """'cluster' with another k renumbers the clusters: the EDSS3D model of the old cluster 0 is not the new one's."""
-    from autoencoder3d.seg import run_seg_train
+    from autoencoder3d.edss3d.network import run_seg_train
 
     rng = np.random.default_rng(0)
     data, run = identity_run(tmp_path / "run", [rng.normal(size=(16, 16, 16)) - 1.5 * (i % 2) for i in range(8)])
@@ -38,9 +38,9 @@ DEEP = "[" * 100_000 + "]" * 100_000
 def test_a_run_record_nested_too_deeply_is_one_line(tmp_path, reader):
     """run.json / train-state.json nested deeper than Python's recursion limit was a RecursionError traceback."""
     from autoencoder3d.export.run_files import read_run
-    from autoencoder3d.io import read_json
-    from autoencoder3d.report import _read_json
-    from autoencoder3d.train import finished_record
+    from autoencoder3d.formats.json import read_json
+    from autoencoder3d.report.page.page import _read_json
+    from autoencoder3d.network.train import finished_record
 
     (tmp_path / "model").mkdir()
     for name in ("run.json", "model/train-state.json"):
@@ -52,8 +52,8 @@ def test_a_run_record_nested_too_deeply_is_one_line(tmp_path, reader):
 
 
 def test_records_read_leniently_treat_deep_nesting_as_absent(tmp_path):
-    from autoencoder3d.previous import _recorded_fingerprint
-    from autoencoder3d.seg_labels import read_record
+    from autoencoder3d.runs.previous import _recorded_fingerprint
+    from autoencoder3d.formats.json import read_record
 
     (tmp_path / "run.json").write_text(DEEP)
     assert read_record(str(tmp_path / "run.json")) == {} and _recorded_fingerprint(str(tmp_path)) is None

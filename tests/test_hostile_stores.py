@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from test_dataset_trust import edit_json, make_store, refused
 
-from autoencoder3d.dataset import open_store
-from autoencoder3d.dataset.store import part_origin, read_manifest
+from autoencoder3d.data.store import open_store
+from autoencoder3d.data.store.store import part_origin, read_manifest
 from autoencoder3d.errors import InputError
 
 
@@ -103,7 +103,7 @@ def test_a_tomogram_name_with_a_control_character_is_refused(store, capsys, name
 
 
 def test_the_build_refuses_a_tomogram_name_with_a_control_character():
-    from autoencoder3d.dataset.sources import TomogramJob, check_jobs
+    from autoencoder3d.data.sources.jobs import TomogramJob, check_jobs
 
     job = TomogramJob("TS\t01", None, np.zeros((1, 3)), None)
     with pytest.raises(InputError, match="tomogram name 'TS\\\\t01' holds a control character"):

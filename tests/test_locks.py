@@ -17,7 +17,7 @@ from test_export_dataset import copick_project, run, trained  # noqa: F401 - a c
 
 HOLDER = """
 import sys
-from autoencoder3d.runfolder import RunFolderLock
+from autoencoder3d.util.lock import RunFolderLock
 with RunFolderLock(sys.argv[1]):
     print("held", flush=True)
     sys.stdin.readline()
@@ -104,7 +104,7 @@ def test_export_waits_for_the_run_folder_and_for_the_copick_project(run, tmp_pat
 def test_a_lock_file_that_is_a_link_or_a_fifo_is_refused_and_nothing_outside_changes(tmp_path, kind):
     """A run folder or store received from elsewhere may hold a crafted lock file: the lock overwrote a link's target."""
     from autoencoder3d.errors import InputError
-    from autoencoder3d.runfolder import LOCK_NAME, RunFolderLock
+    from autoencoder3d.util.lock import LOCK_NAME, RunFolderLock
 
     outside = tmp_path / "precious.txt"
     outside.write_text("keep me\n")

@@ -3,7 +3,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from autoencoder3d.model import CodeSettings, build_autoencoder, count_flops, load_model  # noqa: E402
+from autoencoder3d.network.model import CodeSettings, build_autoencoder, count_flops, load_model  # noqa: E402
 
 PUBLISHED = CodeSettings.published()
 

@@ -6,7 +6,7 @@ import pytest
 
 from autoencoder3d.cli.main import main as cli
 from autoencoder3d.errors import InputError
-from autoencoder3d.io import read_tomogram
+from autoencoder3d.formats.mrc import read_tomogram
 
 
 def write_permuted(path, vol, voxel_size, mapping):

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from autoencoder3d import augment
-from autoencoder3d.objective import Objective
-from autoencoder3d.pipeline import TrainOptions
-from autoencoder3d.runfolder import fingerprint
-from autoencoder3d.self_label import LABELS_FILE, SelfLabelRounds, pseudo_labels, round_epochs
-from autoencoder3d.simulate import wedge_mask as simulated_wedge_mask
-from autoencoder3d.train import train_autoencoder
-from autoencoder3d.wedge_loss import masked_fourier_mse, masked_fourier_mse_numpy, wedge_masks
+from autoencoder3d.network import augment
+from autoencoder3d.network.objective import Objective
+from autoencoder3d.workflows.train import TrainOptions
+from autoencoder3d.runs.fingerprint import fingerprint
+from autoencoder3d.network.self_label import LABELS_FILE, SelfLabelRounds, pseudo_labels, round_epochs
+from autoencoder3d.simulate.dataset.dataset import wedge_mask as simulated_wedge_mask
+from autoencoder3d.network.train import train_autoencoder
+from autoencoder3d.network.wedge_loss import masked_fourier_mse, masked_fourier_mse_numpy, wedge_masks
 from conftest import make_subvolume_dict, rotation_matrix
 
 CYCLIC = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # a proper rotation that is not its own inverse
@@ -120,7 +120,7 @@ def test_self_labels_are_restored_when_training_resumes(tmp_path, monkeypatch):
     objective = Objective(self_label=1, self_label_k=3)
     keras.utils.set_random_seed(0)
     _, whole = train_autoencoder(volumes, str(tmp_path / "whole"), epochs=4, batch_size=8, verbose=0, seed=0, objective=objective)
-    from autoencoder3d.train import ResumableCheckpoint
+    from autoencoder3d.network.train import ResumableCheckpoint
 
     original = ResumableCheckpoint.on_epoch_end
 
@@ -170,7 +170,7 @@ def test_default_objective_leaves_the_fingerprint_as_before(tmp_path, tiny_pickl
 def test_training_batches_turn_the_wedge_with_pose_and_flip():
     """Subvolumes whose power lies in the wedge of their pose rotation R: every training target (flipped by F,
     rolled) has its power inside the batch's mask, the wedge of R @ F."""
-    from autoencoder3d.objective import ObjectiveBatches
+    from autoencoder3d.network.objective import ObjectiveBatches
 
     rng = np.random.default_rng(3)
     n = 9  # odd: no Nyquist plane, where a flip's -k is not on the grid

@@ -1,4 +1,4 @@
-"""The reconstruction layer, autoencoder3d.model.Conv3D: Keras Conv3D's numbers and weights, and old models still load."""
+"""The reconstruction layer, autoencoder3d.network.model.Conv3D: Keras Conv3D's numbers and weights, and old models still load."""
 
 import numpy as np
 import pytest
@@ -6,8 +6,8 @@ import pytest
 keras = pytest.importorskip("keras")
 import tensorflow as tf  # noqa: E402
 
-from autoencoder3d.model import Conv3D as TapSumConv3D  # noqa: E402
-from autoencoder3d.model import build_autoencoder, load_model  # noqa: E402
+from autoencoder3d.network.model import Conv3D as TapSumConv3D  # noqa: E402
+from autoencoder3d.network.model import build_autoencoder, load_model  # noqa: E402
 
 
 def pair(kernel=3, channels=32, **options):
@@ -59,5 +59,5 @@ def test_the_models_reconstruct_with_it_and_old_conv3d_weights_load_into_it(tmp_
     # and a new model saves and loads as TapSumConv3D
     taps.save(tmp_path / "new.keras")
     again = load_model(tmp_path / "new.keras")
-    assert type(again.get_layer("reconstruction")) is TapSumConv3D and again.get_layer("reconstruction").__module__ == "autoencoder3d.model"
+    assert type(again.get_layer("reconstruction")) is TapSumConv3D and again.get_layer("reconstruction").__module__ == "autoencoder3d.network.model"
     np.testing.assert_array_equal(again.predict(x, verbose=0), taps.predict(x, verbose=0))

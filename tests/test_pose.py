@@ -5,7 +5,7 @@ import pytest
 from scipy import ndimage
 
 from autoencoder3d.errors import InputError
-from autoencoder3d.pose import pose_normalize, principal_axes, smoothed_box, tomogram_mean
+from autoencoder3d.prep.pose import pose_normalize, principal_axes, smoothed_box, tomogram_mean
 from autoencoder3d.volume import SubvolumeSet, Tomogram, cut_box
 from conftest import elongated_particle, rotation_matrix
 

@@ -4,7 +4,7 @@ import filecmp
 
 import pytest
 
-from autoencoder3d.io import load_pickle
+from autoencoder3d.formats.subvolume_pickle import load_pickle
 from test_runfolder import TRAIN, finished, run_cli, run_copy  # noqa: F401 - a finished 1-epoch run, k=3, and copies
 
 

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from autoencoder3d.cli.main import main
-from autoencoder3d.runfolder import LOCK_NAME, remove_leftovers
+from autoencoder3d.runs.folder import remove_leftovers
+from autoencoder3d.util.lock import LOCK_NAME
 from conftest import make_subvolume_dict, write_tomogram
 
 TRAIN = ["--epochs", "1", "--batch-size", "16", "--n-init", "2", "--seed", "3", "-q"]
@@ -150,7 +151,7 @@ def test_a_non_finite_loss_stops_training_without_a_success_record(tmp_path, cap
 
 
 def test_an_interrupted_training_resumes_only_as_it_began(tmp_path, monkeypatch, capsys):
-    from autoencoder3d import train as training
+    from autoencoder3d.network import train as training
 
     data = write_pickle(tmp_path / "data.pickle", n=32)
     run = tmp_path / "run"

@@ -9,9 +9,9 @@ import h5py
 import numpy as np
 import pytest
 
-from autoencoder3d.checkpoints import STATE_ATTRIBUTE
+from autoencoder3d.network.checkpoints import STATE_ATTRIBUTE
 from autoencoder3d.errors import InputError
-from autoencoder3d.seg import (
+from autoencoder3d.edss3d.network import (
     VoxelWeights, build_targets, check_selection, class_weights, keep_max, label_subvolumes, load_selection,
     one_hot, parse_select, sample_background,
 )
@@ -153,7 +153,7 @@ def test_keep_max_layout():
 def test_network_shape_softmax_and_loss_equivalence():
     import keras
 
-    from autoencoder3d.seg import build_segmenter, segmenter_box, segmenter_classes
+    from autoencoder3d.edss3d.network import build_segmenter, segmenter_box, segmenter_classes
 
     model = build_segmenter((16, 16, 16), 3)
     assert model.output_shape == (None, 16**3, 3)
@@ -184,8 +184,8 @@ def run_folder(tmp_path_factory):
 
 
 def test_train_predict_end_to_end(run_folder, caplog):
-    from autoencoder3d.seg import run_seg_predict, run_seg_train
-    from autoencoder3d.io import load_pickle
+    from autoencoder3d.edss3d.network import run_seg_predict, run_seg_train
+    from autoencoder3d.formats.subvolume_pickle import load_pickle
 
     data, run, d = run_folder
     with caplog.at_level(logging.INFO):
@@ -241,8 +241,8 @@ def test_train_predict_end_to_end(run_folder, caplog):
 
 def test_resume_after_interruption(run_folder, tmp_path, monkeypatch):
     """A run stopped after epoch 1 continues at epoch 2 and ends with the history of both."""
-    from autoencoder3d import train as ae_train
-    from autoencoder3d.seg import train_segmenter
+    from autoencoder3d.network import train as ae_train
+    from autoencoder3d.edss3d.network import train_segmenter
 
     rng = np.random.default_rng(0)
     volumes = rng.normal(size=(12, 16, 16, 16)).astype(np.float32)
@@ -264,8 +264,8 @@ def test_resume_after_interruption(run_folder, tmp_path, monkeypatch):
 
 
 def test_bad_inputs(run_folder, tmp_path):
-    from autoencoder3d.seg import run_seg_predict, run_seg_train
-    from autoencoder3d.io import save_pickle
+    from autoencoder3d.edss3d.network import run_seg_predict, run_seg_train
+    from autoencoder3d.formats.subvolume_pickle import save_pickle
 
     data, run, d = run_folder
     empty = tmp_path / "empty"
@@ -291,7 +291,7 @@ def test_bad_inputs(run_folder, tmp_path):
         pickle.dump(make_subvolume_dict(n=4, edge=32), handle, protocol=4)
     with pytest.raises(InputError, match="subvolumes are 32x32x32 but the autoencoder"):
         run_seg_train(str(big), str(empty), {1: [0]}, seed=0)
-    from autoencoder3d.seg import build_segmenter
+    from autoencoder3d.edss3d.network import build_segmenter
 
     small_model = str(tmp_path / "small.keras")
     build_segmenter((16, 16, 16), 2).save(small_model)
@@ -318,11 +318,11 @@ def test_command_line_errors(run_folder, tmp_path, capsys):
 
 
 def test_a_label_without_voxels_is_refused_with_a_suggested_iso():
-    from autoencoder3d.seg_labels import _check_labelled_voxels
+    from autoencoder3d.edss3d.labels import check_labelled_voxels
 
     decoded = {0: np.full((4, 4, 4), -0.2, np.float32), 1: np.linspace(-0.3, 0.1, 64, dtype=np.float32).reshape(4, 4, 4)}
     scale = {"mean": 0.0, "std": 1.0, "polarity": "dark"}
     # the label-1 patch is decoded[1]: values -0.3 .. 0.1, the densest 10 % beyond 0.26
     with pytest.raises(InputError, match=r"--iso 0.5: label 1 gets no voxel: .* at most 0.3 standard deviations .*try --iso 0\.26"):
-        _check_labelled_voxels(np.array([100, 0]), {1: [5]}, decoded, [1, 0], [1, 0], 0.5, scale)
-    _check_labelled_voxels(np.array([100, 3]), {1: [5]}, decoded, [0, 1], [1, 0], 0.5, scale)  # voxels: fine
+        check_labelled_voxels(np.array([100, 0]), {1: [5]}, decoded, [1, 0], [1, 0], 0.5, scale)
+    check_labelled_voxels(np.array([100, 3]), {1: [5]}, decoded, [0, 1], [1, 0], 0.5, scale)  # voxels: fine

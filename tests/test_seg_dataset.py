@@ -8,9 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
-from autoencoder3d.dataset.read import StoreVolumes
-from autoencoder3d.dataset.store import store_from_set
-from autoencoder3d.io import load_pickle, load_subvolumes
+from autoencoder3d.data.store.read import StoreVolumes
+from autoencoder3d.data.store.store import store_from_set
+from autoencoder3d.formats.subvolume_pickle import load_pickle, load_subvolumes
 
 from conftest import make_subvolume_dict
 
@@ -22,7 +22,7 @@ def pickle_and_store(tmp_path_factory):
     """The same 40 subvolumes of 16^3 as a pickle and as a store of 3 tomograms, and a run folder whose autoencoder is the identity."""
     import keras
 
-    from autoencoder3d.io import save_pickle
+    from autoencoder3d.formats.subvolume_pickle import save_pickle
 
     root = tmp_path_factory.mktemp("seg-store")
     data = str(root / "d.pickle")
@@ -46,8 +46,8 @@ def _history(run):
 
 
 def test_edss3d_train_on_a_store_equals_train_on_the_pickle(pickle_and_store, tmp_path, monkeypatch):
-    from autoencoder3d import seg_patches
-    from autoencoder3d.seg import run_seg_train
+    from autoencoder3d.edss3d import patches as seg_patches
+    from autoencoder3d.edss3d.network import run_seg_train
 
     data, store, run = pickle_and_store
     runs = {}
@@ -82,7 +82,7 @@ def test_edss3d_train_on_a_store_equals_train_on_the_pickle(pickle_and_store, tm
 
 def test_edss3d_predict_command_takes_the_store(pickle_and_store, tmp_path):
     from autoencoder3d.cli.main import main
-    from autoencoder3d.seg import build_segmenter
+    from autoencoder3d.edss3d.network import build_segmenter
 
     data, store, _ = pickle_and_store
     model = str(tmp_path / "seg.keras")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from autoencoder3d.errors import InputError
-from autoencoder3d.segment import blend_window, box_starts, iter_segment, keras_predictor, segment_array, segment_tomogram
+from autoencoder3d.edss3d.tomogram import blend_window, box_starts, iter_segment, keras_predictor, segment_array, segment_tomogram
 
 from conftest import write_tomogram
 
@@ -16,7 +16,7 @@ def seg_model(tmp_path_factory):
     """An untrained (random) 3-class EDSS3D network on 16^3 boxes, saved as .keras."""
     import keras
 
-    from autoencoder3d.seg import build_segmenter
+    from autoencoder3d.edss3d.network import build_segmenter
 
     keras.utils.set_random_seed(5)
     model = build_segmenter((BOX, BOX, BOX), 3)
@@ -162,7 +162,7 @@ def test_segment_bad_input(seg_model, tmp_path):
 def test_slabs_smoothed_on_the_fly_equal_whole_tomogram_smoothing():
     from scipy.ndimage import gaussian_filter
 
-    from autoencoder3d.segment import read_slab
+    from autoencoder3d.edss3d.tomogram import read_slab
 
     data = np.random.default_rng(3).normal(size=(20, 18, 40)).astype(np.float32)
     whole = gaussian_filter(data, 2.0)

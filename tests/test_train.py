@@ -6,8 +6,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from autoencoder3d import train as training  # noqa: E402
-from autoencoder3d.train import ArrayBatches, ResumableCheckpoint, published_optimizer, split_validation, train_autoencoder  # noqa: E402
+from autoencoder3d.network import train as training  # noqa: E402
+from autoencoder3d.network.train import ArrayBatches, ResumableCheckpoint, published_optimizer, split_validation, train_autoencoder  # noqa: E402
 
 
 def test_learning_rate_decays_per_batch_as_keras1():

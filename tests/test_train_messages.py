@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from autoencoder3d.cli.main import main
-from autoencoder3d.train_estimate import TrainingTimeEstimate, format_duration
+from autoencoder3d.network.train_estimate import TrainingTimeEstimate, format_duration
 
 
 class FakeClock:
@@ -108,7 +108,7 @@ def test_a_collapsed_run_says_so_in_its_last_line_and_no_raw_warning_leaks(tiny_
 
 
 def test_kmeans_convergence_warning_becomes_one_line_of_ours(caplog):
-    from autoencoder3d.cluster import cluster_encodings
+    from autoencoder3d.clustering.kmeans import cluster_encodings
 
     codes = np.repeat(np.eye(2), 5, axis=0)
     with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING):
@@ -120,7 +120,7 @@ def test_kmeans_convergence_warning_becomes_one_line_of_ours(caplog):
 
 
 def test_code_health_rule():
-    from autoencoder3d.codes import code_health
+    from autoencoder3d.network.codes import code_health
 
     assert code_health({"active_code_units": 0, "distinct_codes": 1}, 4) == "dead"
     assert code_health({"active_code_units": 5, "distinct_codes": 3}, 4) == "dead"

@@ -4,6 +4,8 @@ import argparse
 import logging
 import sys
 
+from ..prep.contrast import DEFAULT_POLARITY, POLARITIES
+
 TRUE_WORDS = {"true", "yes", "1", "y", "t", "on"}
 FALSE_WORDS = {"false", "no", "0", "n", "f", "off"}
 
@@ -88,9 +90,9 @@ def add_quiet(parser):
 
 def add_polarity(parser, recorded=False):
     """``--polarity``; ``recorded``: left out, it is what the run or data set recorded (else dark)."""
-    default = "as the run's model or the data (a store, or a pickle from pose or pick) recorded it, else dark" if recorded else "dark"
+    default = "as the run's model or the data (a store, or a pickle from pose or pick) recorded it, else " + DEFAULT_POLARITY if recorded else DEFAULT_POLARITY
     parser.add_argument(
-        "--polarity", choices=["dark", "bright", "auto"], default=None if recorded else "dark",
+        "--polarity", choices=[*POLARITIES, "auto"], default=None if recorded else DEFAULT_POLARITY,
         help="contrast of dense matter in the tomogram: dark (IMOD's default, as published), bright (inverted "
              f"pipelines), or auto (decided from the skew of the intensities; recorded in run.json) (default: {default})",
     )

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ..star_coords import euler_matrices
+from ..formats.star import euler_matrices
 
 
 def relion_matrix(rot, tilt, psi):

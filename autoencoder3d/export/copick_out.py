@@ -46,6 +46,9 @@ def object_name(cluster):
 
 
 def _check_name(value, option):
+    from ..data.sources.copick import import_copick
+
+    import_copick()
     from copick.util.escape import sanitize_name
 
     try:
@@ -58,7 +61,7 @@ def _check_name(value, option):
 
 def source_config(store, note):
     """The copick config a store was built from (``dataset build --copick``), or None (also for no store)."""
-    from ..dataset import read_manifest
+    from ..data.store import read_manifest
 
     source = ((read_manifest(store) if store else {}).get("sources") or {}).get("source") or {}
     config = source.get("config") if source.get("kind") == "copick" else None
@@ -79,13 +82,9 @@ def check_copick_options(config, user, session):
 
 
 def _open(config):
-    import copick
+    from ..data.sources.copick import open_project
 
-    try:
-        return copick.from_file(config)
-    except Exception as err:  # noqa: BLE001 - JSON, pydantic and fsspec each raise their own kinds
-        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
-        raise InputError(f"{config}: not a readable copick config ({type(err).__name__}: {first})") from None
+    return open_project(config)
 
 
 def _points_by_run(particles, name_of, config):
@@ -137,7 +136,7 @@ def _add_objects(config, root, objects, radius):
     """Declare the missing objects in the config (atomically); returns the names added."""
     from matplotlib import colormaps
 
-    from ..atomic import atomic_open
+    from ..util.atomic import atomic_open
 
     declared = {o.name: o for o in root.config.pickable_objects}
     for name in objects:
@@ -180,8 +179,8 @@ def write_copick(config, particles, name_of, selected, *, user=None, session=Non
 
 
 def project_lock(config):
-    """The lock of a copick project's picks: a :class:`~autoencoder3d.runfolder.RunFolderLock` on its overlay folder."""
-    from ..runfolder import RunFolderLock
+    """The lock of a copick project's picks: a :class:`~autoencoder3d.util.lock.RunFolderLock` on its overlay folder."""
+    from ..util.lock import RunFolderLock
 
     return RunFolderLock(overlay_folder(_open(config), config), what="this copick project's picks", advice="wait for it to finish")
 

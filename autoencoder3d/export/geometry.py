@@ -1,6 +1,6 @@
 """Where a pose-normalized subvolume sits in its tomogram.
 
-Pose normalization (:func:`autoencoder3d.pose.normalize_one`) cuts a box of
+Pose normalization (:func:`autoencoder3d.prep.pose.normalize_one`) cuts a box of
 side ``side`` starting at ``rint(center) - ceil(side / 2)``, rotates it about
 the box point ``(side - 1) / 2 + rm^T (mid - c)`` and keeps a central block;
 output voxel ``o`` samples the tomogram at ``start + c1 + rm (o + crop - c1 - loc_r)``.
@@ -20,7 +20,7 @@ import numpy as np
 
 
 def rotation_box(shape, c, rm):
-    """The rotation box of :func:`autoencoder3d.pose.normalize_one`: (side, loc_r)."""
+    """The rotation box of :func:`autoencoder3d.prep.pose.normalize_one`: (side, loc_r)."""
     shape = np.asarray(shape)
     loc_r = rm.T @ ((shape - 1) / 2.0 - c)
     side = int(math.ceil((shape.max() + 2 * np.abs(loc_r).max()) * np.abs(rm @ np.ones(3)).max()))

@@ -1,7 +1,7 @@
 """IMOD models of the particles (one object per cluster), to overlay in 3dmod.
 
 Model coordinates put the first voxel centre at (0.5, 0.5, 0)
-(:mod:`autoencoder3d.imod`), so a particle at voxel (x, y, z) is the model
+(:mod:`autoencoder3d.formats.imod`), so a particle at voxel (x, y, z) is the model
 point (x + 0.5, y + 0.5, z). Written with the ``imodmodel`` package.
 """
 
@@ -10,8 +10,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ..atomic import atomic_path
-from ..imod import voxels_to_model
+from ..util.atomic import atomic_path
+from ..formats.imod import voxels_to_model
 
 
 def write_model(path, xyz, clusters, objects=None):

@@ -1,6 +1,6 @@
 """Particle lists of a run whose DATA is a store of many tomograms: each row carries its own tomogram.
 
-The store (:mod:`autoencoder3d.dataset`) holds each particle's uuid, tomogram
+The store (:mod:`autoencoder3d.data.store`) holds each particle's uuid, tomogram
 name, centre and pose; only those are read, never the volumes. Each
 tomogram gets its own :class:`~.place.Placement` (name, size and voxel size
 from the store's tomogram table, the tomogram file's header when the table
@@ -113,7 +113,7 @@ def store_particles(subvolumes, members, selected, order, note):
 
 def _header(path):
     """(shape, voxel size) from the tomogram file's header, or (None, None)."""
-    from ..io import read_tomogram
+    from ..formats.mrc import read_tomogram
 
     if not path or not os.path.isfile(path):
         return None, None
@@ -245,7 +245,7 @@ def cluster_rows(particles, selected):
 
 def write_store_lists(particle_dir, particles, places, names, selected, last, formats, with_angles):
     """NNN.star, NNN_relion5.star and NNN.csv of each chosen cluster and of all of them; returns [(kind, path)]."""
-    from ..coords import write_csv, write_star
+    from ..formats.coords import write_csv, write_star
 
     pixel, relion5, known, csv = store_tables(particles, places, names, with_angles)
     groups = [(f"{cid:03d}", rows) for cid, rows in cluster_rows(particles, selected)]

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..star_coords import read_tomograms_star, tomo_key
+from ..formats.star import read_tomograms_star, tomo_key
 
 
 @dataclass

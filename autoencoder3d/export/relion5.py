@@ -7,7 +7,7 @@ the unbinned tomogram (``ParticleSet::getParticleCoordDecenteredPixel``,
 
 import pandas as pd
 
-from ..star_coords import RELION5_COLUMNS
+from ..formats.star import RELION5_COLUMNS
 
 
 def relion5_table(xyz, place, extra):

@@ -8,11 +8,11 @@ import numpy as np
 from ..errors import InputError
 from .angles import relion_angles
 from .geometry import pose_position
-from .many import (particles_from_rows, store_particles, store_placements, store_unit_notes, write_imod_models,
-                   write_store_lists)
+from .many import (particles_from_rows, store_particles, store_placements, store_unit_notes, write_imod_models, write_store_lists)
 from .place import make_placement
 from .relion5 import relion5_table
-from .run_files import center_of, cluster_members, particle_records, read_run, resolve
+from ..runs.folder import CENTERS, RunFolder
+from .run_files import center_of, cluster_members, particle_records
 from .warp import pixel_table, pixel_units
 
 FORMATS = ("mrc", "star", "csv", "imod", "copick")
@@ -30,9 +30,9 @@ def _parse_formats(formats):
 
 def _tomogram_info(run_dir, run, tomogram, note):
     """(path, shape or None, voxel size or None) of the run's tomogram."""
-    from ..io import read_tomogram
+    from ..formats.mrc import read_tomogram
 
-    path = tomogram or resolve(run_dir, run["inputs"].get("tomogram"))
+    path = tomogram or RunFolder(run_dir).resolve(run["inputs"].get("tomogram"))
     voxel_size, shape = run.get("voxel_size"), None
     if voxel_size is not None and not np.all(np.asarray(voxel_size, dtype=float) > 0):
         voxel_size = None
@@ -48,9 +48,10 @@ def _tomogram_info(run_dir, run, tomogram, note):
 
 
 def _write_centres(clus_dir, selected, voxel_size, note):
-    from ..io import load_pickle, write_mrc
+    from ..formats.subvolume_pickle import load_pickle
+    from ..formats.mrc import write_mrc
 
-    ccents = load_pickle(os.path.join(clus_dir, "ccents.pickle"))
+    ccents = load_pickle(os.path.join(clus_dir, CENTERS))
     if voxel_size is None:
         note("voxel size unknown (no tomogram, or 0 in its header): cluster-centre MRCs carry voxel size 0")
     written = []
@@ -72,14 +73,14 @@ def particle_rows(run_dir, inputs, members, selected, note):
     angles are those of its rotation; without, the subvolume's centre.
     """
     poses, records, shape = {}, {}, None
-    pose_path = os.path.join(run_dir, "pose-normalized.pickle")
+    pose_path = RunFolder(run_dir).pose_pickle
     if inputs.get("pose") and os.path.isfile(pose_path):
         pose_records, shape = particle_records(pose_path)
         poses = {u: r for u, r in pose_records.items() if r.get("rotation") is not None}
     elif inputs.get("pose"):
         note(f"{pose_path}: not found; particle lists are written without angles")
     wanted = [u for cid in selected for u in members[cid]]
-    data_path = resolve(run_dir, inputs.get("data"))
+    data_path = RunFolder(run_dir).resolve(inputs.get("data"))
     if any(center_of(poses.get(u)) is None for u in wanted):
         records, data_shape = particle_records(data_path)  # the published format has no index: read whole
         shape = shape or data_shape
@@ -104,7 +105,7 @@ def particle_rows(run_dir, inputs, members, selected, note):
 
 
 def _write_lists(base, part, place, formats, with_angles):
-    from ..coords import write_csv, write_star
+    from ..formats.coords import write_csv, write_star
     from .imod_model import write_model
 
     import pandas as pd
@@ -176,7 +177,7 @@ def export_run(run_dir, *, formats=DEFAULT_FORMATS, clusters=None, tomogram=None
     Returns:
         dict format -> list of written paths, plus ``'notes'``: what was skipped and why.
     """
-    from ..runfolder import locked_if
+    from ..util.lock import locked_if
 
     run_dir = os.fspath(run_dir)
     formats = _parse_formats(formats)
@@ -188,7 +189,7 @@ def export_run(run_dir, *, formats=DEFAULT_FORMATS, clusters=None, tomogram=None
 
 def _export(run_dir, formats, clusters, *, tomogram, tomo_name, series_name, ts_angpix, tomograms_star, copick_config,
             copick_user, copick_session, log):
-    run = read_run(run_dir)
+    run = RunFolder(run_dir).finished_record()
     written = {f: [] for f in FORMATS}
     notes = []
 
@@ -197,7 +198,7 @@ def _export(run_dir, formats, clusters, *, tomogram, tomo_name, series_name, ts_
         if log:
             log(text)
 
-    clus_dir = os.path.join(run_dir, "clus-center")
+    clus_dir = RunFolder(run_dir).clus_dir
     members, selected, chosen = cluster_members(clus_dir, clusters)
     store = _store_of(run_dir, run)
     copick_lock = contextlib.nullcontext()
@@ -236,9 +237,9 @@ def _radius(run):
 
 def _store_of(run_dir, run):
     """The run's DATA when it is a store of many tomograms (a folder), else None."""
-    from ..dataset import is_store
+    from ..data.store import is_store
 
-    data = resolve(run_dir, run["inputs"].get("data"))
+    data = RunFolder(run_dir).resolve(run["inputs"].get("data"))
     return data if data and is_store(data) else None
 
 
@@ -246,7 +247,7 @@ def _export_one(run_dir, run, formats, clustering, written, note, *, tomogram, t
                 tomograms_star):
     """The published single-tomogram export; returns the rows and tomogram name -> (copick name, voxel size)."""
     members, selected, chosen = clustering
-    clus_dir = os.path.join(run_dir, "clus-center")
+    clus_dir = RunFolder(run_dir).clus_dir
     tomo_path, shape, voxel_size = _tomogram_info(run_dir, run, tomogram, note)
     place = make_placement(tomo_path, shape, voxel_size, tomo_name=tomo_name, series_name=series_name,
                            ts_angpix=ts_angpix, tomograms_star=tomograms_star)
@@ -274,10 +275,10 @@ def _export_many(run_dir, run, store, formats, clustering, written, note, *, ts_
 
     The store is opened (uuids, names, centres, poses; never the volumes) only for particle lists.
     """
-    from ..io import load_dataset
+    from ..data.open import load_dataset
 
     members, selected, chosen = clustering
-    clus_dir = os.path.join(run_dir, "clus-center")
+    clus_dir = RunFolder(run_dir).clus_dir
     if "mrc" in formats:  # train records the store's voxel size when all its tomograms share one
         written["mrc"] = _write_centres(clus_dir, selected, run.get("voxel_size"), note)
     if not formats & {"star", "csv", "imod", "copick"}:

@@ -1,52 +1,15 @@
-"""Reading a finished run folder: run.json, the clusters, the particles' centres and poses."""
+"""What an export reads besides the run folder: the clusters chosen, the particles' centres and poses."""
 
-import os
 
 import numpy as np
 
 from ..errors import InputError
-from ..io import load_json
-
-
-def parse_clusters(clusters):
-    """Cluster ids from a list or ``'3,5,17'``; None stays None (all clusters)."""
-    if clusters is None:
-        return None
-    if isinstance(clusters, str):
-        try:
-            return sorted({int(c) for c in clusters.replace(" ", "").split(",") if c})
-        except ValueError:
-            raise InputError(f"--clusters {clusters!r}: expected cluster numbers separated by commas, e.g. 3,5,17") from None
-    return sorted({int(c) for c in clusters})
-
-
-def read_run(run_dir):
-    """``run.json`` of a finished run, checked to have an ``inputs`` section."""
-    path = os.path.join(run_dir, "run.json")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            run = load_json(handle.read())
-    except OSError as err:
-        raise InputError(f"{path}: cannot read ({err.strerror}); is {run_dir} a finished 'autoencoder3d train' run?") from None
-    except ValueError as err:
-        raise InputError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(run, dict) or not isinstance(run.get("inputs"), dict):
-        raise InputError(f"{path}: has no 'inputs' section")
-    return run
-
-
-def resolve(run_dir, path):
-    """A path from run.json: as written when it exists or is absolute, else relative to the run folder."""
-    if not path:
-        return None
-    if os.path.isabs(path) or os.path.exists(path):
-        return path
-    return os.path.join(run_dir, path)
+from ..runs.folder import members_of, parse_clusters
 
 
 def particle_records(path):
     """uuid -> record dict of a published subvolume pickle (volumes are not kept), and the box side."""
-    from ..io import load_pickle
+    from ..formats.subvolume_pickle import load_pickle
 
     d = load_pickle(path)
     if not isinstance(d, dict) or not isinstance(d.get("vs"), dict):
@@ -70,13 +33,7 @@ def center_of(rec):
 
 def cluster_members(clus_dir, clusters):
     """(members: cluster -> uuids, selected cluster ids, chosen ids or None)."""
-    from ..io import load_pickle
-
-    path = os.path.join(clus_dir, "kmeans.pickle")
-    kmeans = load_pickle(path)
-    if not isinstance(kmeans, dict):
-        raise InputError(f"{path}: expected a dict cluster -> list of uuids")
-    members = {int(k): [str(u) for u in v] for k, v in kmeans.items()}
+    members = members_of(clus_dir)
     chosen = parse_clusters(clusters)
     if chosen is not None:
         missing = [c for c in chosen if c not in members]

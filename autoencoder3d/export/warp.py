@@ -14,7 +14,7 @@ tilt-series pixel size the coordinates stay in pixels of this tomogram.
 
 import pandas as pd
 
-from ..star_coords import RELION4_COLUMNS
+from ..formats.star import RELION4_COLUMNS
 
 
 def pixel_units(place):

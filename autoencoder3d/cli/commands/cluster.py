@@ -72,7 +72,7 @@ def tomogram_and_pose(args):
 
 
 def main(args):
-    from ...pipeline import run_train
+    from ...workflows.train import run_train
     from .train import options_from_args, report
 
     tomogram, pose = tomogram_and_pose(args)

@@ -76,7 +76,7 @@ def add_args(parser):
 
 
 def _jobs(args):
-    from ...dataset.sources import jobs_from_table, jobs_to_pick, read_pick_list
+    from ...data.sources.jobs import jobs_from_table, jobs_to_pick, read_pick_list
     from ...errors import InputError
 
     if args.copick is None and any(v is not None for v in (args.object, args.user, args.session, args.voxel_spacing, args.tomo_type)):
@@ -84,11 +84,11 @@ def _jobs(args):
     if args.table:
         return jobs_from_table(args.table, args.tomogram_dir), {"kind": "table", "table": os.path.abspath(args.table)}
     if args.relion:
-        from ...dataset.relion import jobs_from_relion
+        from ...data.sources.relion import jobs_from_relion
 
         return jobs_from_relion(*args.relion, args.tomogram_dir), {"kind": "relion", "star": [os.path.abspath(p) for p in args.relion]}
     if args.copick:
-        from ...dataset.copick_source import jobs_from_copick
+        from ...data.sources.copick import jobs_from_copick
 
         missing = [f"--{n.replace('_', '-')}" for n in ("object", "user", "voxel_spacing", "tomo_type") if getattr(args, n) is None]
         if missing:
@@ -101,8 +101,8 @@ def _jobs(args):
 
 
 def _build(args):
-    from ...dataset.build import BuildOptions, build_dataset
-    from ...pick import parse_sigma
+    from ...data.store.build import BuildOptions, build_dataset
+    from ...prep.pick import parse_sigma
 
     jobs, source = _jobs(args)
     pick = None
@@ -119,12 +119,12 @@ def main(args):
     if args.job == "build":
         _build(args)
     elif args.job == "convert":
-        from ...dataset.convert import convert_pickle
+        from ...data.store.convert import convert_pickle
 
         manifest = convert_pickle(args.pickle, args.out, args.tomogram, args.dtype, overwrite=args.overwrite)
         print(f"wrote {args.out}: {manifest['n_subvolumes']} subvolumes from {args.pickle}")
     else:
-        from ...dataset.convert import describe_store
+        from ...data.store.convert import describe_store
 
         print("\n".join(describe_store(args.store)))
     return 0

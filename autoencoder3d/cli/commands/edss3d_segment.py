@@ -29,7 +29,7 @@ def add_args(parser):
 
 
 def main(args):
-    from ...segment import segment_tomogram
+    from ...edss3d.tomogram import segment_tomogram
 
     result = segment_tomogram(
         args.tomogram, args.model, args.out, step=args.step, batch_size=args.batch_size,

@@ -51,7 +51,7 @@ def iso_value(text):
     import argparse
 
     from ...errors import InputError
-    from ...seg_labels import parse_iso
+    from ...edss3d.labels import parse_iso
 
     try:
         return parse_iso(text)
@@ -61,7 +61,7 @@ def iso_value(text):
 
 def selection_from_args(args):
     from ...errors import InputError
-    from ...seg import load_selection, parse_select
+    from ...edss3d.network import load_selection, parse_select
 
     if args.select and args.selection:
         raise InputError("give either --select or --selection, not both")
@@ -74,7 +74,7 @@ def selection_from_args(args):
 
 def main(args):
     selection = selection_from_args(args)
-    from ...seg import run_seg_train
+    from ...edss3d.network import run_seg_train
 
     record = run_seg_train(
         args.data, args.out, selection, iso=args.iso, class_balanced=args.class_balanced, epochs=args.epochs,

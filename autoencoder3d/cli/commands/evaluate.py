@@ -31,7 +31,7 @@ def add_args(parser):
 
 
 def main(args):
-    from ...evaluate import evaluate_clustering, format_report
+    from ...clustering.evaluate import evaluate_clustering, format_report
 
     result = evaluate_clustering(args.clustering, args.truth, out_dir=args.out, baseline=args.baseline,
                                  data=args.data, seed=args.seed)

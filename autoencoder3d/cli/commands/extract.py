@@ -39,11 +39,12 @@ def add_args(parser):
 
 
 def main(args):
-    from ...coords import read_coordinates
+    from ...formats.coords import read_coordinates
     from ...box import check_box_option
     from ...errors import InputError
-    from ...io import read_tomogram, save_subvolumes
-    from ...pick import extract_boxes
+    from ...formats.subvolume_pickle import save_subvolumes
+    from ...formats.mrc import read_tomogram
+    from ...prep.pick import extract_boxes
 
     check_box_option(args.box)
     if args.coords_angpix is not None and not args.coords_angpix > 0:

@@ -38,11 +38,12 @@ def add_args(parser):
 
 
 def main(args):
-    from ...contrast import resolve_polarity
+    from ...prep.contrast import resolve_polarity
     from ...box import check_box_option
     from ...errors import InputError
-    from ...io import read_tomogram, save_subvolumes
-    from ...pick import dog_pick, extract_boxes, parse_sigma, sigma_in_voxels, write_pick_tables
+    from ...formats.subvolume_pickle import save_subvolumes
+    from ...formats.mrc import read_tomogram
+    from ...prep.pick import dog_pick, extract_boxes, parse_sigma, sigma_in_voxels, write_pick_tables
 
     check_box_option(args.box)
     if args.max_particles is not None and args.max_particles < 1:

@@ -25,7 +25,7 @@ def add_args(parser):
 
 
 def main(args):
-    from ...pipeline import run_pose
+    from ...workflows.train import run_pose
 
     result = run_pose(args.data, args.tomogram, args.output, sigma=args.smooth_sigma, workers=args.workers, progress=not args.quiet,
                       polarity=args.polarity)

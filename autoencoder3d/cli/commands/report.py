@@ -33,7 +33,7 @@ def add_args(parser):
 
 
 def main(args):
-    from ...report import write_report
+    from ...report.page import write_report
 
     path = write_report(
         args.run_dir, args.out, n_members=max(args.members, 0), tsne=not args.no_tsne,

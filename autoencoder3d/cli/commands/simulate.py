@@ -18,7 +18,7 @@ Example:
 
 import argparse
 
-from ...simulate import DEFAULTS
+from ...simulate.dataset import DEFAULTS
 from ..common import add_seed
 
 
@@ -54,7 +54,7 @@ def add_args(parser):
 
 
 def main(args):
-    from ...simulate import simulate_dataset
+    from ...simulate.dataset import simulate_dataset
 
     summary = simulate_dataset(
         args.out_dir, seed=args.seed, snr=args.snr, shape=args.shape, voxel_size=args.voxel_size,

@@ -102,7 +102,7 @@ def non_negative_int(text):
 
 
 def options_from_args(args, **overrides):
-    from ...pipeline import TrainOptions
+    from ...workflows.train import TrainOptions
 
     values = dict(
         epochs=getattr(args, "epochs", 100), batch_size=args.batch_size, encoding_dim=getattr(args, "encoding_dim", 32),
@@ -121,11 +121,13 @@ def options_from_args(args, **overrides):
 
 def report(record, out_dir):
     """The last line: what happened, in the tool's words, and where the report is."""
-    from ...codes import code_health
+    from ...network.codes import code_health
 
     n_clusters = record["inputs"]["n_clusters"]
     filled = sum(1 for size in record["cluster_sizes"].values() if size > 0)
-    page = os.path.join(os.path.abspath(out_dir), "clus-center", "index.html")
+    from ...runs.folder import RunFolder
+
+    page = RunFolder(out_dir).report_page
     where = f"report: {page}" if os.path.isfile(page) else "no report page (see the warning above)"
     codes = record.get("codes") or {}
     health = code_health(codes, n_clusters)
@@ -144,7 +146,7 @@ def report(record, out_dir):
 
 
 def main(args):
-    from ...pipeline import run_train
+    from ...workflows.train import run_train
 
     record = run_train(args.data, args.tomogram, args.pose, args.n_clusters, args.out, options_from_args(args))
     if "worker" in record:  # another worker of --distribute multiworker: the chief writes and reports

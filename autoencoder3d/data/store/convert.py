@@ -1,0 +1,87 @@
+"""The published pickle as a store, and a store's contents in a few lines."""
+
+import os
+import re
+import shutil
+
+from ...errors import InputError
+from ...formats.star import tomo_key
+
+
+def convert_pickle(pickle, out, tomogram=None, dtype="float32", overwrite=False):
+    """Write the subvolume pickle as a one-part store, in the pickle's order.
+
+    The store is written under a temporary name beside ``out`` and renamed into
+    place when complete, so ``out`` is never half written.
+
+    Args:
+        pickle: the published subvolume pickle.
+        out: the store folder to write; it must not exist, unless ``overwrite``
+            and it is a store (then it is replaced, whole, at the end).
+        tomogram: the tomogram the subvolumes were cut from (its name, path,
+            voxel size and shape go into the store), or None.
+        dtype: ``float32`` (bitwise the pickle's volumes) or ``float16``.
+
+    Returns:
+        the finished manifest.
+    """
+    from ...util.atomic import atomic_directory
+    from ...formats.subvolume_pickle import load_subvolumes
+    from ...formats.mrc import read_tomogram
+    from ...util.lock import RunFolderLock
+    from .store import store_from_set, store_out
+
+    out = store_out(out)
+    subvolumes = load_subvolumes(pickle)
+    info = {"name": tomo_key(os.path.splitext(os.fspath(pickle))[0]), "path": None}
+    if tomogram is not None:
+        tomo = read_tomogram(tomogram)
+        info = {"name": tomo_key(tomogram), "path": os.path.abspath(tomogram),
+                "voxel_size": [float(v) for v in tomo.voxel_size], "shape": list(tomo.shape)}
+        tomo.close()
+    _check_out(out, overwrite)
+    with RunFolderLock(out, what="store", elsewhere="OUT"):
+        _check_out(out, overwrite)  # again: another convert may have finished while this one waited
+        _remove_stale_temporaries(out)
+        with atomic_directory(out) as tmp:
+            return store_from_set(tmp, subvolumes, tomogram=info, dtype=dtype)
+
+
+def _check_out(out, overwrite):
+    from .store import is_fresh, is_store
+
+    if is_fresh(out):
+        return
+    if not overwrite:
+        raise InputError(f"{out}: exists; choose a new name, or pass --overwrite to replace the store")
+    if not is_store(out):
+        raise InputError(f"{out}: exists and is not a subvolume store; --overwrite replaces only a store")
+
+
+def _remove_stale_temporaries(out):
+    """The temporary stores of converts to ``out`` that were killed (``.NAME.XXXXXXXX.tmp`` beside it)."""
+    parent, name = os.path.split(os.path.abspath(out))
+    pattern = re.compile(rf"^\.{re.escape(name)}\.[a-z0-9_]{{8}}\.tmp$")
+    for entry in os.scandir(parent):
+        if pattern.match(entry.name) and entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def describe_store(path):
+    """Lines saying what a store holds: one per tomogram (name, count, voxel size), then the totals."""
+    from .read import open_store
+
+    subvolumes = open_store(path)
+    manifest = subvolumes.manifest
+    lines = []
+    for part in manifest["parts"]:
+        size = part.get("voxel_size")
+        size = "?" if not size else "x".join(f"{float(v):g}" for v in size) + " A"
+        lines.append(f"{part['name']}\t{part['n']}\t{size}")
+    volumes = subvolumes.volumes
+    gib = volumes.nbytes / 2**30
+    pose = "pose-normalized" if manifest.get("pose_normalized") else "not pose-normalized"
+    lines.append(f"total: {len(subvolumes)} subvolumes of {'x'.join(map(str, manifest['v_siz']))} in "
+                 f"{len(manifest['parts'])} tomograms, {manifest['dtype']} ({gib:.3g} GiB), {pose}")
+    return lines
+

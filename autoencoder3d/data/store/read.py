@@ -1,0 +1,146 @@
+"""Reading a store as a :class:`~autoencoder3d.volume.SubvolumeSet` whose volumes stay on disk."""
+
+import os
+
+import numpy as np
+
+from ...errors import InputError, brief
+from ...volume import SubvolumeSet
+from .store import is_store, read_manifest
+from .trust import check_store, strict_store
+
+
+class StoreVolumes:
+    """The store's subvolumes as a read-only ``(N, n1, n2, n3)`` float32 array on disk.
+
+    Indexing with an int, a slice or an integer array reads just those
+    subvolumes (any order, repeats allowed) and returns float32 in memory.
+    """
+
+    ndim = 4
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, arrays, v_siz, path):
+        self._arrays = arrays
+        self.path = path
+        counts = np.array([a.shape[0] for a in arrays], dtype=np.int64)
+        self._starts = np.concatenate([[0], np.cumsum(counts)])
+        self.shape = (int(self._starts[-1]),) + tuple(int(s) for s in v_siz)
+        self.stored_dtype = np.dtype(arrays[0].dtype) if arrays else np.dtype(np.float32)
+
+    def __len__(self):
+        return self.shape[0]
+
+    @property
+    def nbytes(self):
+        return int(np.prod(self.shape, dtype=np.int64)) * self.stored_dtype.itemsize
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, np.integer)):
+            return self._read(np.array([int(key)]))[0]
+        if isinstance(key, slice):
+            return self._read(np.arange(len(self))[key])
+        if isinstance(key, tuple) or key is Ellipsis:
+            raise TypeError("a store's volumes are indexed by subvolume only: an int, a slice or an integer array")
+        indices = np.asarray(key)
+        if indices.dtype == bool:
+            indices = np.flatnonzero(indices)
+        return self._read(indices.astype(np.int64).ravel())
+
+    def __array__(self, dtype=None, copy=None):
+        whole = self._read(np.arange(len(self)))
+        return whole if dtype is None else whole.astype(dtype)
+
+    def _read(self, indices):
+        n = len(self)
+        if np.any((indices < -n) | (indices >= n)):
+            raise IndexError(f"subvolume index out of range for a store of {n}")
+        indices = np.where(indices < 0, indices + n, indices)
+        out = np.empty((len(indices),) + self.shape[1:], dtype=np.float32)
+        order = np.argsort(indices, kind="stable")
+        wanted = indices[order]
+        part_of = np.searchsorted(self._starts, wanted, side="right") - 1
+        for part in np.unique(part_of):
+            rows = part_of == part
+            local = wanted[rows] - self._starts[part]
+            unique, inverse = np.unique(local, return_inverse=True)
+            try:
+                block = self._arrays[part].get_orthogonal_selection((unique,))
+            except (OSError, ValueError, KeyError, RuntimeError, TypeError) as err:
+                raise InputError(f"{self.path}: cannot read subvolumes of part {part} ({brief(str(err), 120, quote=False)})") from None
+            _check_finite(block, self.path, part, unique)
+            out[order[rows]] = block[inverse]
+        return out
+
+
+def _check_finite(block, path, part, rows):
+    """A NaN or infinite voxel is refused where it is read (training would report it as a diverged loss)."""
+    finite = np.isfinite(block.reshape(len(block), -1)).all(axis=1)
+    if not finite.all():
+        row = int(rows[np.flatnonzero(~finite)[0]])
+        raise InputError(f"{path}: subvolume {row} of part {int(part):05d} holds NaN or infinite voxels "
+                         "(so does its tomogram there, or the store is damaged)")
+
+
+def _open_part(path, name):
+    import zarr
+
+    folder = os.path.join(os.fspath(path), "parts", name)
+    try:
+        group = zarr.open_group(strict_store(folder), mode="r")
+        arrays = {key: group[key] for key in ("volumes", "uuid", "center", "rotation", "center_of_mass")}
+        # the small arrays are read now, inside this guard: a truncated or corrupt chunk is numpy's or numcodecs' error
+        arrays.update({key: arrays[key][:] for key in ("uuid", "center", "rotation", "center_of_mass")})
+    except InputError:
+        raise
+    except Exception as err:  # zarr's own errors (MetadataError, ...), numcodecs' RuntimeError, numpy's ValueError
+        raise InputError(f"{folder}: unreadable store part ({type(err).__name__}: {brief(str(err), 120, quote=False)}); "
+                         "build the data set again") from None
+    return arrays
+
+
+def open_store(path):
+    """A complete store as a :class:`SubvolumeSet` (volumes read on demand).
+
+    The set's ``tomograms`` holds each subvolume's tomogram name, ``rotations``
+    and ``centers_of_mass`` its pose (NaN where not pose-normalized), and
+    ``tomogram_table`` what the store knows of each tomogram (path, voxel size,
+    shape).
+
+    Raises:
+        InputError: not a store, an unfinished build, or unreadable parts.
+    """
+    path = os.fspath(path)
+    if not is_store(path):
+        raise InputError(f"{path}: not a subvolume store (no zarr group here)")
+    manifest = read_manifest(path)
+    if not manifest.get("complete"):
+        raise InputError(f"{path}: the data set's build did not finish; run 'autoencoder3d dataset build' again to finish it")
+    check_store(path, manifest)
+    parts = [_open_part(path, p["part"]) for p in manifest["parts"]]
+    parts = [p for p in parts if p["volumes"].shape[0] > 0]
+    if not parts:
+        raise InputError(f"{path}: the data set holds no subvolumes")
+    names = [p["name"] for p in manifest["parts"]]
+    counts = [p["n"] for p in manifest["parts"]]
+    uuids = [str(u) for part in parts for u in part["uuid"][:]]
+    if len(set(uuids)) != len(uuids):
+        raise InputError(f"{path}: subvolume uuids repeat across tomograms; build the data set again")
+    subvolumes = SubvolumeSet(
+        uuids=uuids,
+        volumes=StoreVolumes([p["volumes"] for p in parts], manifest["v_siz"], path),
+        centers=np.concatenate([p["center"] for p in parts]),
+        voxel_size=_common_voxel_size(manifest["parts"]),
+        tomograms=np.repeat(np.array(names, dtype=object), counts),
+        rotations=np.concatenate([p["rotation"] for p in parts]),
+        centers_of_mass=np.concatenate([p["center_of_mass"] for p in parts]),
+        tomogram_table={p["name"]: {k: v for k, v in p.items() if k not in ("part", "n")} for p in manifest["parts"]},
+        source=path,
+        manifest=manifest,
+    )
+    return subvolumes
+
+
+def _common_voxel_size(parts):
+    sizes = {tuple(p.get("voxel_size") or ()) for p in parts}
+    return sizes.pop() if len(sizes) == 1 and () not in sizes else None

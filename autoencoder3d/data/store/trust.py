@@ -1,0 +1,277 @@
+"""A store is checked before anything in it is read: a damaged or hostile store is one error line.
+
+The store is a folder anyone may have edited, copied badly or crafted. Before
+zarr sees a part, :func:`check_store` compares every array's ``.zarray``
+against what :class:`~autoencoder3d.data.store.store.PartWriter` writes: numeric
+dtypes (text only for the uuids), no filters, no compressor or an allow-listed
+one (so no pickle or object codec ever reaches numcodecs), shapes that agree
+with the box and the manifest's counts, one file per chunk, all present
+(zarr reads a missing chunk as zeros). Part names are ``parts/NNNNN`` in order
+and no folder or file below the store's root may be a symbolic link, so
+nothing outside the store is read.
+
+Reads go through :func:`strict_store`, which refuses a chunk that went missing
+or became a link after the check instead of filling zeros.
+"""
+
+import errno
+import functools
+import itertools
+import math
+import os
+import re
+
+import numpy as np
+
+from ...errors import InputError, brief
+from ...formats.json import load_json
+
+ARRAYS = ("volumes", "uuid", "center", "rotation", "center_of_mass")
+COMPRESSORS = (None, "blosc", "zstd")  # store.py writes None; blosc and zstd decode into plain bytes
+MAX_BOX = 1024
+MAX_UUID_CHARS = 256
+_PART = re.compile(r"^\d{5}$")
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def read_bytes(path):
+    """The bytes of ``path``; a symbolic link in its last component is refused (InputError)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise InputError(f"{path}: a symbolic link inside the store; a store's files must be its own") from None
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
+
+
+def _read_json(path, what):
+    try:
+        value = load_json(read_bytes(path))
+    except FileNotFoundError:
+        raise InputError(f"{path}: missing; the store is damaged, build it again") from None
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: unreadable {what} ({brief(str(err), 80, quote=False)})") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{path}: {what} is not a JSON object")
+    return value
+
+
+def has_control_character(text):
+    """Whether ``text`` holds a newline, tab or other control character: a STAR or CSV row cannot hold it as it is."""
+    return any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text)
+
+
+def _count(value, low=0, high=None):
+    """Whether ``value`` is an int (not a bool) in [low, high]."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
+
+
+def check_manifest_fields(path, manifest):
+    """The manifest's own fields have the types and ranges the code relies on (InputError otherwise)."""
+    where = f"{path}: store manifest"
+    if not _count(manifest.get("version"), 1):
+        raise InputError(f"{where}: version {brief(manifest.get('version'))} is not a positive integer")
+    v_siz = manifest.get("v_siz")
+    if not (isinstance(v_siz, list) and len(v_siz) == 3 and all(_count(s, 1, MAX_BOX) for s in v_siz)):
+        raise InputError(f"{where}: box {brief(v_siz)} is not three sizes from 1 to {MAX_BOX}")
+    if manifest.get("dtype") not in ("float32", "float16"):
+        raise InputError(f"{where}: dtype {brief(manifest.get('dtype'))} is not float32 or float16")
+    parts = manifest.get("parts")
+    if not isinstance(parts, list):
+        raise InputError(f"{where}: parts is {brief(parts)}, not a list")
+    seen = {}
+    for index, part in enumerate(parts):
+        _check_part_entry(where, index, part)
+        # parts of one name are one tomogram (a converted set's runs of it); two tomograms of one name would be mixed up
+        said = {key: part.get(key) for key in ("path", "voxel_size", "shape")}
+        if seen.setdefault(part["name"], said) != said:
+            raise InputError(f"{where}: two parts of tomogram {brief(part['name'])} say different things of it "
+                             f"({brief(seen[part['name']])} and {brief(said)})")
+    if manifest.get("complete"):
+        total = sum(p["n"] for p in parts)
+        if manifest.get("n_subvolumes") != total:
+            raise InputError(f"{where}: says {brief(manifest.get('n_subvolumes'))} subvolumes, its parts hold {total}")
+
+
+def _check_part_entry(where, index, part):
+
+    if not isinstance(part, dict):
+        raise InputError(f"{where}: part {index} is {brief(part)}, not an object")
+    if part.get("part") != part_name(index):
+        raise InputError(f"{where}: part {index} is named {brief(part.get('part'))}, not {part_name(index)}")
+    if not _count(part.get("n")):
+        raise InputError(f"{where}: part {part_name(index)} has a count of {brief(part.get('n'))}")
+    if not isinstance(part.get("name"), str) or not part["name"]:
+        raise InputError(f"{where}: part {part_name(index)} has no tomogram name")
+    if has_control_character(part["name"]):
+        raise InputError(f"{where}: part {part_name(index)}'s tomogram name {brief(part['name'])} holds a control character "
+                         "(a STAR file cannot hold it)")
+    size = part.get("voxel_size")
+    if size is not None and not (isinstance(size, list) and len(size) == 3 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in size)):
+        raise InputError(f"{where}: part {part_name(index)} has voxel size {brief(size)}")
+    if part.get("path") is not None and not isinstance(part["path"], str):
+        raise InputError(f"{where}: part {part_name(index)} has path {brief(part['path'])}")
+
+
+def _expected(n, v_siz, dtype):
+    """{array name: (shape, the dtype or the dtype kind it must have)} of a part of ``n`` subvolumes."""
+    return {
+        "volumes": ((n, *v_siz), np.dtype(dtype).newbyteorder("<")),
+        "uuid": ((n,), "U"),
+        "center": ((n, 3), "f"),
+        "rotation": ((n, 3, 3), "f"),
+        "center_of_mass": ((n, 3), "f"),
+    }
+
+
+def _no_link(path):
+    if os.path.islink(path):
+        raise InputError(f"{path}: a symbolic link inside the store; a store's folders and files must be its own")
+
+
+def check_store(path, manifest):
+    """Check a complete store's parts against its manifest before zarr reads them.
+
+    Raises:
+        InputError: naming the store's file and the problem (see the module docstring).
+    """
+    path = os.fspath(path)
+    parts = os.path.join(path, "parts")
+    _no_link(parts)
+    for entry in manifest["parts"]:
+        check_part(path, entry["part"], entry["n"], manifest["v_siz"], manifest["dtype"])
+
+
+def check_part(path, name, n, v_siz, dtype):
+    """One part: folders, ``.zarray`` of every array, and all its chunk files."""
+    if not _PART.match(name):
+        raise InputError(f"{path}: part name {brief(name)} is not five digits")
+    folder = os.path.join(path, "parts", name)
+    _no_link(folder)
+    if not os.path.isdir(folder):
+        raise InputError(f"{folder}: missing; the store is damaged, build it again")
+    for array, (shape, kind) in _expected(n, v_siz, dtype).items():
+        where = os.path.join(folder, array)
+        _no_link(where)
+        meta = _read_json(os.path.join(where, ".zarray"), "array header")
+        chunks = _check_header(where, meta, shape, kind)
+        if array == "volumes" and tuple(chunks) != (1, *v_siz):
+            raise InputError(f"{where}/.zarray: chunks {brief(chunks)}, not one subvolume per chunk {[1, *v_siz]}")
+        _check_chunks(where, shape, chunks)
+
+
+def _check_header(where, meta, shape, kind):
+    """The array header says what the writer writes; returns its chunk shape."""
+    header = f"{where}/.zarray"
+    if meta.get("zarr_format") != 2:
+        raise InputError(f"{header}: zarr format {brief(meta.get('zarr_format'))}, not 2")
+    dtype = meta.get("dtype")
+    try:
+        found = np.dtype(dtype) if isinstance(dtype, str) else None
+    except (TypeError, ValueError, OverflowError, MemoryError):
+        found = None
+    allowed = found is not None and (found == kind if isinstance(kind, np.dtype) else
+                                     found.kind == kind and (kind != "U" or 0 < found.itemsize <= 4 * MAX_UUID_CHARS))
+    if not allowed:
+        want = str(kind) if isinstance(kind, np.dtype) else {"U": f"text of at most {MAX_UUID_CHARS} characters", "f": "floating point"}[kind]
+        raise InputError(f"{header}: dtype {brief(dtype)} is not {want}; refused")
+    if not _fill_value_fits(meta.get("fill_value"), found.kind):
+        raise InputError(f"{header}: fill value {brief(meta.get('fill_value'))} does not fit dtype {found}; refused")
+    compressor = meta.get("compressor")
+    codec = compressor.get("id") if isinstance(compressor, dict) else compressor
+    if codec not in COMPRESSORS or (compressor is not None and not isinstance(compressor, dict)):
+        raise InputError(f"{header}: compressor {brief(codec)} is not one this store uses (none, blosc, zstd); refused")
+    if meta.get("filters") not in (None, []):
+        raise InputError(f"{header}: filters {brief(meta.get('filters'))}; a store's arrays have none; refused")
+    if meta.get("order") not in ("C", "F") or meta.get("dimension_separator", ".") != ".":
+        raise InputError(f"{header}: order {brief(meta.get('order'))} or chunk key separator "
+                         f"{brief(meta.get('dimension_separator'))} is not this store's")
+    if meta.get("shape") != list(shape):
+        raise InputError(f"{header}: shape {brief(meta.get('shape'))}, the manifest and box say {list(shape)}")
+    chunks = meta.get("chunks")
+    if not (isinstance(chunks, list) and len(chunks) == len(shape) and all(_count(c, 1) for c in chunks)):
+        raise InputError(f"{header}: chunks {brief(chunks)} do not fit shape {list(shape)}")
+    return chunks
+
+
+def _fill_value_fits(value, kind):
+    if value is None:
+        return True
+    if kind == "U":
+        return isinstance(value, str)
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) or value in ("NaN", "Infinity", "-Infinity")
+
+
+def _check_chunks(where, shape, chunks):
+    """Every chunk of the array is a file of its own here (zarr would read a missing one as zeros)."""
+    grid = [math.ceil(s / c) for s, c in zip(shape, chunks)]
+    try:
+        with os.scandir(where) as entries:
+            files, links = set(), []
+            for entry in entries:
+                if entry.is_symlink():
+                    links.append(entry.name)
+                else:
+                    files.add(entry.name)
+    except OSError as err:
+        raise InputError(f"{where}: unreadable ({err.strerror})") from None
+    if links:
+        raise InputError(f"{where}/{sorted(links)[0]}: a symbolic link inside the store; a store's files must be its own")
+    # among len(files) + 1 chunk names one is surely missing, so a huge grid costs no more than the folder
+    wanted = itertools.islice(itertools.product(*(range(g) for g in grid)), len(files) + 1)
+    for key in wanted:
+        name = ".".join(map(str, key))
+        if name not in files:
+            raise InputError(f"{where}/{name}: chunk missing; the store is damaged, build it again")
+
+
+def check_writable(path):
+    """Before a build deletes anything in ``path``: ``parts`` and its entries are real folders, no links."""
+    parts = os.path.join(os.fspath(path), "parts")
+    _no_link(parts)
+    if os.path.lexists(parts) and not os.path.isdir(parts):
+        raise InputError(f"{parts}: not a folder; not a subvolume store")
+    if os.path.isdir(parts):
+        for entry in os.scandir(parts):
+            if entry.is_symlink():
+                raise InputError(f"{entry.path}: a symbolic link inside the store; refusing to write or delete through it")
+
+
+class MissingChunk(InputError):
+    """A chunk the checked store had is gone (zarr would read zeros)."""
+
+
+@functools.lru_cache(maxsize=1)
+def _strict_class():
+    import zarr
+
+    class StrictStore(zarr.storage.DirectoryStore):
+        """Reads files without following a final symbolic link; a missing chunk is an error, not zeros."""
+
+        @staticmethod
+        def _fromfile(fn):
+            return read_bytes(fn)
+
+        def getitems(self, keys, *, contexts):
+            found = {}
+            for key in keys:
+                try:
+                    found[key] = self[key]
+                except KeyError:
+                    raise MissingChunk(f"{os.path.join(self.path, key)}: chunk missing; the store is damaged, build it again") from None
+            return found
+
+    return StrictStore
+
+
+def strict_store(folder):
+    """A zarr store of ``folder`` whose reads refuse a missing chunk or a symbolic link (zarr fills zeros)."""
+    return _strict_class()(folder)
+
+
+def part_name(index):
+    """The folder name of part ``index`` under ``parts/``."""
+    return f"{int(index):05d}"

@@ -1,0 +1,329 @@
+"""Pieces of the cluster report page: images, cluster cards, the code-health banner, settings and loss.
+
+Images are inline PNG data URIs. Montages and centre slices are scaled on
+their own cluster's contrast (the published ``fig/`` scaling); for a contrast
+shared by all clusters (so densities can be compared between cards) the page
+applies, per cluster, an SVG filter with the exact linear map from the
+cluster's grey levels to the shared ones, so no second set of images is needed.
+"""
+
+import base64
+import html
+import io
+import os
+import shlex
+
+import numpy as np
+
+from ..network.codes import code_health
+from ..runs.folder import RunFolder
+
+MONTAGE_TARGET_PX = 400  # montages are drawn at the integer zoom that makes them about this wide
+ZOOMS = (1, 2, 3, 4, 6, 8)  # the page's montage-size choices
+
+
+# ---------------------------------------------------------------- images
+
+
+def png_bytes(image):
+    """A 2D uint8 array as 8-bit grayscale PNG bytes (pypng)."""
+    import png
+
+    image = np.ascontiguousarray(image, dtype=np.uint8)
+    buffer = io.BytesIO()
+    png.Writer(width=image.shape[1], height=image.shape[0], greyscale=True, bitdepth=8, compression=6).write(buffer, image.tolist())
+    return buffer.getvalue()
+
+
+def data_uri(png):
+    """PNG bytes as a ``data:image/png;base64,...`` URI."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def to_uint8(image, low, high):
+    """Grey levels 0..255 for values low..high (clipped); 0 everywhere when high <= low."""
+    scaled = (np.asarray(image, dtype=np.float64) - low) / (high - low) if high > low else np.zeros(np.shape(image))
+    return np.clip(np.round(scaled * 255), 0, 255).astype(np.uint8)
+
+
+def montage_png(volume, contrast=None):
+    """The published montage (``fig/NNN--SIZE.png``) at 8 bits.
+
+    With ``contrast=None`` the slices are scaled by the volume's own min and max
+    (the published scaling); with ``(low, high)`` by that shared range. The
+    gaps between slices are black either way.
+    """
+    from .figures import montage
+
+    image = montage(np.asarray(volume, dtype=np.float64))
+    pixels = ~np.isnan(image)
+    low, high = contrast if contrast is not None else (image[pixels].min(), image[pixels].max())
+    out = np.zeros(image.shape, dtype=np.uint8)
+    out[pixels] = to_uint8(image[pixels], low, high)
+    return png_bytes(out)
+
+
+def montage_zoom(v_siz):
+    """The zoom of the page's choices (ZOOMS) at which a montage of a box of ``v_siz`` is about MONTAGE_TARGET_PX wide."""
+    n1, _, n3 = (list(v_siz) + [1, 1, 1])[:3]
+    width = int(np.ceil(np.sqrt(max(int(n3), 1)))) * (int(n1) + 1)
+    wanted = round(MONTAGE_TARGET_PX / max(width, 1))
+    return max([z for z in ZOOMS if z <= wanted] or [1])
+
+
+def central_slices(volume):
+    """The three orthogonal central slices of a volume indexed [x, y, z].
+
+    Returns:
+        list of (name, 2D array): ``x = n1//2`` (rows y, columns z), ``y = n2//2``
+        (rows x, columns z) and ``z = n3//2`` (rows x, columns y, as in the montage).
+    """
+    n1, n2, n3 = volume.shape
+    return [
+        (f"x={n1 // 2}", volume[n1 // 2, :, :]),
+        (f"y={n2 // 2}", volume[:, n2 // 2, :]),
+        (f"z={n3 // 2}", volume[:, :, n3 // 2]),
+    ]
+
+
+def shared_contrast(centers, sizes):
+    """One (low, high) for all decoded centres of non-empty clusters: their joint min and max (fig/'s rule, shared)."""
+    chosen = [v for k, v in centers.items() if sizes.get(k, 0) > 0] or list(centers.values())
+    if not chosen:
+        return (0.0, 1.0)
+    return (float(min(np.min(v) for v in chosen)), float(max(np.max(v) for v in chosen)))
+
+
+# ---------------------------------------------------------------- cluster cards
+
+
+def shared_map(center, contrast):
+    """(slope, intercept) taking a grey level g in [0, 1] on the centre's own contrast to the shared one.
+
+    Own: g = (v - min) / (max - min); shared: (v - low) / (high - low) = slope * g + intercept.
+    """
+    own_low, own_high = float(center.min()), float(center.max())
+    low, high = contrast
+    span = high - low if high > low else 1.0
+    return (own_high - own_low) / span, (own_low - low) / span
+
+
+def contrast_filters(centers, sizes, contrast):
+    """Hidden SVG with one filter per non-empty cluster: its own grey levels -> the shared contrast (clipped)."""
+    filters = []
+    for k, center in centers.items():
+        if sizes.get(k, 0) == 0:
+            continue
+        slope, intercept = shared_map(center, contrast)
+        funcs = "".join(f'<feFunc{c} type="linear" slope="{slope:.6g}" intercept="{intercept:.6g}"/>' for c in "RGB")
+        filters.append(f'<filter id="shared-{k}" color-interpolation-filters="sRGB"><feComponentTransfer>{funcs}</feComponentTransfer></filter>')
+    return f'<svg class="filters" width="0" height="0" aria-hidden="true">{"".join(filters)}</svg>'
+
+
+TOMOGRAMS_NAMED = 5  # a card names its cluster's top tomograms and sums the rest
+
+
+def tomograms_line(counts):
+    """One line: the tomograms a cluster's members come from, most first, with exact counts (HTML, or '')."""
+    if not counts:
+        return ""
+    named = ", ".join(f"{html.escape(name)} {n}" for name, n in counts[:TOMOGRAMS_NAMED])
+    rest = counts[TOMOGRAMS_NAMED:]
+    more = f"; {sum(n for _, n in rest)} more from {len(rest)} other tomogram{'s' if len(rest) > 1 else ''}" if rest else ""
+    return f'<div class="tomograms note" title="members per tomogram">from {len(counts)} tomogram{"s" if len(counts) > 1 else ""}: {named}{more}</div>'
+
+
+def card(k, size, color, center, members, fig_name, tomograms=None):
+    """The card of one cluster; an empty cluster gets a card that says so, without images.
+
+    ``tomograms``: [(tomogram, members from it), ...] most first, for a data set of several tomograms.
+    """
+    head = (
+        f'<div class="card-head"><span class="swatch" style="background:{color}"></span>'
+        f'<span class="card-title">cluster {k}</span><span class="card-size">{size} members</span>'
+    )
+    if size == 0:
+        return (
+            f'<div class="card empty" id="cluster-{k}" data-cluster="{k}" data-size="0">{head}</div>'
+            '<p class="empty-note">empty: k-means gave this cluster no subvolume, so there is nothing to show or select.</p></div>'
+        )
+    own = (float(center.min()), float(center.max()))
+    slices = "".join(
+        f'<figure><img class="pix contrast" src="{data_uri(png_bytes(to_uint8(img, *own)))}" data-filter="shared-{k}" '
+        f'alt="cluster {k} centre {name}" title="decoded centre, slice {name}"><figcaption>{name}</figcaption></figure>'
+        for name, img in central_slices(center)
+    )
+    member_figs = []
+    for uuid, rank, volume in members:
+        img = volume[:, :, volume.shape[2] // 2]
+        lo, hi = np.percentile(img, [1, 99])
+        member_figs.append(
+            f'<figure><img class="pix member" src="{data_uri(png_bytes(to_uint8(img, lo, hi)))}" '
+            f'alt="member {html.escape(uuid)}" title="{html.escape(uuid)}: rank {rank + 1} of {size} by distance to the centre">'
+            f"<figcaption>#{rank + 1}</figcaption></figure>"
+        )
+    members_html = (
+        f'<div class="strip-label">members, central z slice (rank by distance to the centre)</div><div class="strip">{"".join(member_figs)}</div>'
+        if member_figs else ""
+    )
+    return (
+        f'<div class="card" id="cluster-{k}" data-cluster="{k}" data-size="{size}">{head}'
+        f'<button type="button" class="assign">assign</button></div>'
+        f'<img class="pix montage contrast" src="{data_uri(montage_png(center))}" data-filter="shared-{k}" '
+        f'alt="montage of cluster {k}" title="{html.escape(fig_name)}">'
+        f'<div class="strip-label">decoded centre, central slices</div><div class="strip">{slices}</div>'
+        f"{members_html}{tomograms_line(tomograms)}</div>"
+    )
+
+
+# ---------------------------------------------------------------- what the reader must know first
+
+
+def health_banner(record, sizes):
+    """Warnings for the top of the page: dead or nearly dead codes, empty clusters (HTML, or '')."""
+    n_clusters = int((record.get("inputs") or {}).get("n_clusters") or len(sizes))
+    codes = record.get("codes") or {}
+    health = code_health(codes, n_clusters)
+    dim = (record.get("options") or {}).get("encoding_dim", "?")
+    empty = sorted(k for k, s in sizes.items() if s == 0)
+    lines = []
+    if health in ("dead", "nearly dead"):
+        facts = (
+            f"{codes['active_code_units']} of {dim} code units are ever active and the {record.get('n_subvolumes', '?')} "
+            f"subvolumes have {codes['distinct_codes']} distinct codes for {n_clusters} clusters"
+        )
+        if health == "dead":
+            lines.append(f"The codes are dead: {facts}. These clusters do not sort the subvolumes by structure; "
+                         "retrain before choosing clusters (see the warning 'autoencoder3d train' printed).")
+        else:
+            lines.append(f"The codes are nearly dead: {facts}. The clusters rest on very little information; "
+                         "compare them with the members' slices before trusting them.")
+    if empty:
+        lines.append(f"{len(empty)} of {len(sizes)} clusters are empty (k-means gave them no subvolume): {', '.join(map(str, empty))}.")
+    if not lines:
+        return ""
+    kind = "dead" if health == "dead" else "warn"
+    return f'<div class="health {kind}" id="health">' + "".join(f"<p>{html.escape(line)}</p>" for line in lines) + "</div>"
+
+
+# ---------------------------------------------------------------- training and settings
+
+
+def loss_html(run):
+    model_dir = RunFolder(run.run_dir).model_dir
+    training = run.record.get("training") or {}
+    facts = ", ".join(f"{k.replace('_', ' ')}: {fmt(v)}" for k, v in training.items() if not isinstance(v, (dict, list)))
+    parts = [f'<p class="note">{html.escape(facts)}</p>'] if facts else []
+    loss_png = os.path.join(model_dir, "loss.png")
+    history_csv = os.path.join(model_dir, "history.csv")
+    png = None
+    if os.path.isfile(loss_png):
+        with open(loss_png, "rb") as handle:
+            png = handle.read()
+    elif os.path.isfile(history_csv):
+        png = _history_png(history_csv)
+    if png:
+        parts.append(f'<img src="{data_uri(png)}" alt="training loss per epoch" style="max-width:100%">')
+    else:
+        parts.append('<p class="note">No training history in model/ (the model was reused without training).</p>')
+    return "\n".join(parts)
+
+
+def _history_png(path):
+    import csv
+    import tempfile
+
+    from .figures import plot_history
+
+    rows = []
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            rows.append({k: (float(v) if v not in ("", None) else None) for k, v in row.items()})
+    if not rows:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "loss.png")
+        plot_history(out, rows)
+        with open(out, "rb") as handle:
+            return handle.read()
+
+
+def fmt(value):
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (list, tuple)):
+        return " ".join(fmt(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {fmt(v)}" for k, v in value.items())
+    return "-" if value is None else str(value)
+
+
+# Where each run.json entry is shown: (group, section of run.json, key, label). Options that are not
+# listed (added by later versions) appear under "other options", so nothing recorded is hidden.
+SETTINGS_LAYOUT = [
+    ("data", "inputs", "data", "subvolumes"),
+    ("data", "inputs", "tomogram", "tomogram"),
+    ("data", "inputs", "pose", "pose-normalized"),
+    ("data", None, "n_subvolumes", "number of subvolumes"),
+    ("data", None, "v_siz", "box (voxels)"),
+    ("data", None, "voxel_size", "voxel size (A)"),
+    ("data", "options", "smooth_sigma", "smoothing for pose normalization (voxels)"),
+    ("model", "options", "encoding_dim", "code length"),
+    ("model", "options", "l1", "L1 penalty on the code"),
+    ("model", "options", "mixed_precision", "mixed precision"),
+    ("training", "options", "epochs", "epochs (maximum)"),
+    ("training", "options", "batch_size", "batch size"),
+    ("training", "options", "learning_rate", "learning rate"),
+    ("training", "options", "patience", "early-stopping patience"),
+    ("training", "options", "validation_split", "validation fraction"),
+    ("training", "options", "retrain", "retrained"),
+    ("training", "options", "distribute", "distributed training"),
+    ("training", "options", "deterministic", "deterministic"),
+    ("training", "cpu_kernels", "onednn", "oneDNN CPU kernels"),
+    ("training", "options", "verbose", "verbosity"),
+    ("training", "options", "workers", "workers"),
+    ("clustering", "inputs", "n_clusters", "clusters"),
+    ("clustering", "options", "n_init", "k-means restarts"),
+    ("clustering", None, "seed", "seed"),
+    ("clustering", None, "inertia", "k-means inertia"),
+    ("clustering", "codes", "active_code_units", "active code units"),
+    ("clustering", "codes", "distinct_codes", "distinct codes"),
+]
+GROUPS = ["run", "data", "model", "training", "clustering", "other options", "timings", "versions"]
+
+
+def settings_groups(record):
+    """run.json as ordered groups of (label, value) rows; every recorded option appears once."""
+    groups = {name: [] for name in GROUPS}
+    if record.get("argv"):
+        groups["run"].append(("command line", " ".join(shlex.quote(str(a)) for a in record["argv"])))
+    for key in ("command", "started"):
+        if key in record:
+            groups["run"].append((key, record[key]))
+    shown = set()
+    for group, section, key, label in SETTINGS_LAYOUT:
+        source = record if section is None else (record.get(section) or {})
+        if key in source:
+            groups[group].append((label, source[key]))
+            shown.add((section, key))
+    for key, value in (record.get("options") or {}).items():
+        if ("options", key) not in shown:
+            groups["other options"].append((key.replace("_", " "), value))
+    for key, value in (record.get("training") or {}).items():
+        if not isinstance(value, (dict, list)):
+            groups["training"].append((key.replace("_", " "), value))
+    for key, value in (record.get("timings") or {}).items():
+        groups["timings"].append((key.removesuffix("_s").replace("_", " ") + (" (s)" if key.endswith("_s") else ""), value))
+    groups["versions"] = list((record.get("versions") or {}).items())
+    return [(name, rows) for name, rows in groups.items() if rows]
+
+
+def settings_html(record):
+    """The grouped settings tables: run, data, model, training, clustering, timings, versions."""
+    blocks = []
+    for name, rows in settings_groups(record):
+        cells = "".join(f"<tr><td>{html.escape(str(label))}</td><td>{html.escape(fmt(value))}</td></tr>" for label, value in rows)
+        blocks.append(f'<div class="settings-group"><h3>{html.escape(name)}</h3><table class="settings">{cells}</table></div>')
+    return f'<div class="settings-groups">{"".join(blocks)}</div>'

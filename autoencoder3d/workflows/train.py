@@ -1,0 +1,413 @@
+"""The whole ``autoencoder3d train`` / ``cluster`` / ``pose`` jobs, as functions.
+
+``run_train`` does what the published ``autoencoder.py`` did: load the
+subvolumes, optionally pose-normalize them, train the autoencoder (or reuse a
+saved one), k-means the encodings, decode the centres and write the
+``model/`` and ``clus-center/`` outputs, plus a loss curve and ``run.json``.
+"""
+
+import logging
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .. import __version__
+from ..box import check_subvolume_shape
+from ..runs.decisions import decide_preparation
+from .obtain_models import obtain_models, code_settings  # noqa: F401 - code_settings is public here too
+from ..util.cpu_kernels import kernel_record
+from ..errors import InputError
+from ..formats.subvolume_pickle import save_subvolumes
+from ..data.open import load_dataset
+from ..formats.mrc import read_tomogram
+from ..runs.fingerprint import fingerprint
+from ..runs.folder import RunFolder, remove_leftovers
+from ..util.lock import RunFolderLock
+from ..prep.contrast import DEFAULT_POLARITY, recorded_polarity
+
+log = logging.getLogger("autoencoder3d")
+
+
+
+@dataclass
+class TrainOptions:
+    """Options of ``autoencoder3d train``; the defaults are the published numbers.
+
+    ``published`` trains the literal published setting (raw intensities,
+    batch-summed L1, plain code layer) instead of the default that keeps the
+    codes alive in any units (see :class:`~autoencoder3d.network.model.CodeSettings`).
+    ``polarity`` says whether dense matter is ``"dark"`` (IMOD's default) or
+    ``"bright"`` in the tomogram. ``polarity`` and ``smooth_sigma`` left None
+    take what the run's model or the data set recorded, else ``"dark"`` and 2.0
+    (:mod:`autoencoder3d.runs.decisions`). ``loss``, ``wedge``, ``augment``,
+    ``self_label`` and ``self_label_k`` choose the training objective
+    (:class:`~autoencoder3d.network.objective.Objective`; off by default).
+    """
+
+    epochs: int = 100
+    batch_size: int = 128
+    encoding_dim: int = 32
+    l1: float = 1e-4
+    patience: int = 20
+    learning_rate: float = 0.001
+    validation_split: float = 0.1
+    n_init: int = 100
+    kmeans: str = "auto"
+    published: bool = False
+    polarity: str = None
+    smooth_sigma: float = None
+    seed: int = None
+    retrain: bool = False
+    mixed_precision: str = None
+    distribute: str = False
+    port: int = None
+    deterministic: bool = False
+    workers: int = None
+    verbose: int = 1
+    loss: str = "mse"
+    wedge: float = 60.0
+    augment: bool = False
+    self_label: int = 0
+    self_label_k: int = 10
+
+    def __post_init__(self):
+        # ``distribute``: False, "mirrored" or "multiworker" (True, the old flag, is "mirrored"; False as
+        # before, so that the fingerprints of earlier runs stay the same)
+        self.distribute = {True: "mirrored", None: False}.get(self.distribute, self.distribute)
+
+
+def _check_n_clusters(path, n_samples, n_clusters):
+    if not isinstance(n_clusters, (int, np.integer)) or n_clusters < 1:
+        raise InputError(f"number of clusters must be a positive integer, got {n_clusters!r}")
+    if n_samples < n_clusters:
+        raise InputError(f"{path}: {n_samples} usable subvolumes, fewer than the {n_clusters} clusters asked for")
+
+
+MRC_SUFFIXES = (".mrc", ".rec", ".st", ".map", ".ali", ".mrcs")
+
+
+def _check_not_a_tomogram(data, tomogram):
+    """Refuse an MRC volume given as DATA, saying that DATA and TOMOGRAM look swapped."""
+    try:
+        with open(data, "rb") as handle:
+            head = handle.read(212)
+    except OSError:
+        return  # loading names the problem
+    if head[208:212] == b"MAP " or (str(data).lower().endswith(MRC_SUFFIXES) and not head.startswith(b"\x80")):
+        hint = "DATA and TOMOGRAM look swapped" if tomogram else "DATA must be the subvolume pickle"
+        raise InputError(f"{data}: is an MRC volume, not a subvolume pickle; {hint} (the order is DATA TOMOGRAM POSE N_CLUSTERS)")
+
+
+def prepare_subvolumes(data, tomogram=None, pose=False, *, sigma=2.0, workers=None, progress=True, timings=None,
+                       polarity=DEFAULT_POLARITY, contrast=None):
+    """Load the subvolume pickle and, if asked, pose-normalize it against the tomogram.
+
+    ``polarity`` is ``"dark"``, ``"bright"`` or ``"auto"`` (see
+    :mod:`autoencoder3d.prep.contrast`); what was used goes into ``contrast`` (a dict).
+
+    Returns:
+        (subvolumes, voxel_size): a :class:`~autoencoder3d.volume.SubvolumeSet`, and the
+        tomogram's voxel size (or None without a tomogram).
+    """
+    from ..prep.contrast import resolve_polarity
+
+    timings = {} if timings is None else timings
+    _check_not_a_tomogram(data, tomogram)
+    started = time.perf_counter()
+    subvolumes = load_dataset(data)
+    timings["load_s"] = time.perf_counter() - started
+    if not subvolumes.in_memory:
+        polarity = _check_store(data, subvolumes, tomogram, pose, polarity)
+    else:
+        polarity = _pickle_polarity(data, subvolumes, polarity)
+    polarity, record = resolve_polarity(polarity, subvolumes.volumes, data)
+    if contrast is not None:
+        contrast.update(record)
+    if not subvolumes.in_memory:
+        return subvolumes, (list(subvolumes.voxel_size) if subvolumes.voxel_size else None)
+    if pose and tomogram is None:
+        raise InputError(f"{data}: pose normalization needs a tomogram, but TOMOGRAM is None")
+    voxel_size = None
+    if tomogram is not None:
+        tomo = read_tomogram(tomogram)
+        voxel_size = list(tomo.voxel_size)
+        subvolumes.voxel_size = tuple(voxel_size)
+        if pose:
+            from ..prep.pose import pose_normalize
+
+            started = time.perf_counter()
+            subvolumes = pose_normalize(subvolumes, tomo, sigma=sigma, workers=workers, progress=progress, polarity=polarity)
+            timings["pose_s"] = time.perf_counter() - started
+        tomo.close()
+    return subvolumes, voxel_size
+
+
+def _check_store(data, subvolumes, tomogram, pose, polarity):
+    """A store is pose-normalized (or not) when it is built, tomogram by tomogram; TOMOGRAM is not used.
+
+    Returns the polarity to use: the one the store was built with when ``polarity`` is ``"auto"``.
+    """
+    manifest = subvolumes.manifest
+    if pose and not manifest.get("pose_normalized"):
+        raise InputError(f"{data}: POSE is True but this data set was built without --pose; "
+                         "build it with 'autoencoder3d dataset build --pose' (each tomogram's subvolumes are normalized against it)")
+    if tomogram is not None:
+        log.info("%s: a data set of %d tomograms; TOMOGRAM %s is not used (each subvolume's tomogram is in the data set)",
+                 data, len(manifest["parts"]), tomogram)
+    built_with = manifest.get("polarity")
+    return built_with if polarity == "auto" and recorded_polarity(built_with) else polarity
+
+
+def _pickle_polarity(data, subvolumes, polarity):
+    """The polarity for a pickle: the one it records (from ``pose`` or ``pick``) unless another is asked (refused), else ``polarity`` or dark."""
+    recorded = (subvolumes.prepared or {}).get("polarity")
+    if recorded is None or polarity == recorded:
+        return polarity or DEFAULT_POLARITY
+    if polarity in (None, "auto"):
+        log.info("--polarity %s: as recorded by %s", recorded, data)
+        return recorded
+    raise InputError(f"{data}: its subvolumes were made with --polarity {recorded}, not {polarity}: "
+                     f"leave --polarity out or pass --polarity {recorded}")
+
+
+def run_pose(data, tomogram, out_pickle, *, sigma=2.0, workers=None, progress=True, polarity=None):
+    """Pose-normalize a subvolume pickle and write the result in the same format.
+
+    Each entry keeps its uuid and centre and gains ``'rotation'`` (3x3) and
+    ``'center_of_mass'``; the pickle records the polarity used, which later commands read.
+    """
+    contrast = {}
+    subvolumes, _ = prepare_subvolumes(data, tomogram, True, sigma=sigma, workers=workers, progress=progress, polarity=polarity,
+                                       contrast=contrast)
+    subvolumes.prepared = {"polarity": contrast["used"]}
+    save_subvolumes(out_pickle, subvolumes)
+    return subvolumes
+
+
+def _rotations(subvolumes, options):
+    """Pose rotations for the missing-wedge loss (None when it is not used)."""
+    from ..network.objective import rotations_of
+
+    return rotations_of(subvolumes) if options.loss == "wedge" else None
+
+
+def cluster_and_write(subvolumes, encoder, decoder, n_clusters, out_dir, *, n_init=100, seed=None, batch_size=128, timings=None, code_stats=None,
+                      kmeans="auto", fingerprint=None):
+    """Encode, k-means, decode the centres; write the ``clus-center`` pickles and montages.
+
+    What other commands wrote into the old ``clus-center`` is kept when the clusters are the same
+    (and ``fingerprint``, when given, is run.json's), else moved aside with the old clustering
+    (:mod:`autoencoder3d.runs.previous`).
+    """
+    from ..util.atomic import atomic_directory
+    from ..clustering.kmeans import cluster_encodings, write_cluster_pickles
+    from ..network.codes import CodesCollapsed, collapse_message, describe_codes, is_collapsed
+    from ..report.figures import write_montages
+    from ..runs.previous import keep_or_move
+    from ..report.page import save_encodings
+    from ..network.train import decode, encode
+
+    timings = {} if timings is None else timings
+    code_stats = {} if code_stats is None else code_stats
+    started = time.perf_counter()
+    codes = encode(encoder, subvolumes.volumes, batch_size)
+    timings["encode_s"] = time.perf_counter() - started
+    code_stats.update(describe_codes(codes, n_clusters))
+    if is_collapsed(code_stats):  # never write one cluster as if it were a clustering
+        raise CodesCollapsed(collapse_message(code_stats, len(codes)))
+    started = time.perf_counter()
+    clustering = cluster_encodings(codes, subvolumes.uuids, n_clusters, n_init=n_init, seed=seed, method=kmeans)
+    timings["kmeans_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    decoded = decode(decoder, clustering.centers, batch_size)
+    # the folder is replaced whole: no centre or figure of an earlier clustering survives, and exports of it
+    # stay only while they describe this one
+    with atomic_directory(RunFolder(out_dir).clus_dir) as clus_dir:
+        write_cluster_pickles(clus_dir, clustering, decoded)
+        write_montages(os.path.join(clus_dir, "fig"), decoded, clustering.sizes())
+        save_encodings(clus_dir, subvolumes.uuids, codes, clustering.labels)
+        keep_or_move(out_dir, clus_dir, fingerprint)
+    timings["figures_s"] = time.perf_counter() - started
+    return clustering, codes
+
+
+def _versions():
+    versions = {"autoencoder3d": __version__, "python": platform.python_version(), "numpy": np.__version__}
+    for name in ("tensorflow", "keras", "sklearn", "scipy", "mrcfile"):
+        module = sys.modules.get(name)
+        if module is not None:
+            versions[name] = getattr(module, "__version__", "?")
+    return versions
+
+
+def _write_run_json(out_dir, record):
+    return RunFolder(out_dir).write_record(record)
+
+
+def run_train(data, tomogram, pose, n_clusters, out_dir=".", options=None, *, command="train"):
+    """The published training job: ``autoencoder3d train DATA TOMOGRAM POSE N_CLUSTERS``.
+
+    Args:
+        data: subvolume pickle (published format).
+        tomogram: MRC/REC tomogram, or None (needed when ``pose`` is true).
+        pose: pose-normalize the subvolumes first.
+        n_clusters: number of k-means clusters.
+        out_dir: where ``model/``, ``clus-center/`` and ``run.json`` go.
+        options: :class:`TrainOptions` (published defaults when None).
+        command: ``"train"`` trains when no saved model exists; ``"cluster"``
+            requires a saved model.
+
+    Returns:
+        The ``run.json`` record (a dict).
+    """
+    options = options or TrainOptions()
+    out_dir = os.path.abspath(out_dir)
+    model_dir = RunFolder(out_dir).model_dir
+    if command == "cluster":
+        from ..network.train import saved_models_exist
+
+        if not saved_models_exist(model_dir):
+            raise InputError(f"{model_dir}: no trained autoencoder here; run 'autoencoder3d train' first")
+    if options.distribute == "multiworker":
+        from ..network.distribute import is_chief, use_cluster
+
+        cluster = use_cluster(port=options.port)
+        if not is_chief(cluster):  # trains alongside the chief, which alone writes (and locks) the run folder
+            return _train_as_worker(data, tomogram, pose, n_clusters, out_dir, options, cluster)
+    with RunFolderLock(out_dir):
+        for path in remove_leftovers(out_dir):
+            log.info("removed %s, left by an interrupted write", path)
+        record = _run_train_locked(data, tomogram, pose, n_clusters, out_dir, options, command)
+    _end_together(options)
+    return record
+
+
+def _end_together(options):
+    if options.distribute == "multiworker":
+        from ..network.distribute import end_together
+
+        end_together()
+
+
+def _train_as_worker(data, tomogram, pose, n_clusters, out_dir, options, cluster):
+    """A non-chief worker of ``--distribute multiworker``: the chief's checks, then training; nothing in ``out_dir``.
+
+    It resumes from the chief's resume point (read only) and keeps its own
+    checkpoints in a temporary folder, removed at the end.
+
+    Returns:
+        ``{"worker": "worker 1 of 2", "seed": ..., "training": {...}}``.
+    """
+    import tempfile
+
+    from ..network.distribute import describe
+
+    decide_preparation(data, options, RunFolder(out_dir).model_dir)
+    contrast = {}
+    subvolumes, _ = prepare_subvolumes(
+        data, tomogram, pose, sigma=options.smooth_sigma, workers=options.workers, progress=False, polarity=options.polarity,
+        contrast=contrast,
+    )
+    options.polarity = contrast["asked"]  # a pickle's recorded polarity, when none was given
+    check_subvolume_shape(data, subvolumes.v_siz)
+    _check_n_clusters(data, len(subvolumes), n_clusters)
+    current = _fingerprint(data, tomogram, pose, subvolumes, options)
+    with tempfile.TemporaryDirectory(prefix="autoencoder3d-worker-") as scratch:
+        _, info = obtain_models(subvolumes.volumes, RunFolder(out_dir).model_dir, options, {}, current, worker_dir=scratch,
+                                 rotations=_rotations(subvolumes, options))
+    _end_together(options)  # the chief clusters and writes meanwhile
+    return {"worker": describe(cluster), "seed": options.seed, "training": {k: v for k, v in info.items() if k != "history"}}
+
+
+def _fingerprint(data, tomogram, pose, subvolumes, options):
+    if subvolumes.in_memory:
+        return fingerprint(data, tomogram, pose, subvolumes.v_siz, options)
+    # a store's digest covers its poses; its tomograms were read when it was built
+    return fingerprint(data, None, False, subvolumes.v_siz, options)
+
+
+def _run_train_locked(data, tomogram, pose, n_clusters, out_dir, options, command):
+    started_wall, started = time.time(), time.perf_counter()
+    timings, code_stats = {}, {}
+    model_dir = RunFolder(out_dir).model_dir
+    contrast = {}
+    decide_preparation(data, options, model_dir)
+    subvolumes, voxel_size = prepare_subvolumes(
+        data, tomogram, pose, sigma=options.smooth_sigma, workers=options.workers, progress=options.verbose > 0, timings=timings,
+        polarity=options.polarity, contrast=contrast,
+    )
+    options.polarity = contrast["asked"]  # a pickle's recorded polarity, when none was given
+    check_subvolume_shape(data, subvolumes.v_siz)
+    _check_n_clusters(data, len(subvolumes), n_clusters)
+    current = _fingerprint(data, tomogram, pose, subvolumes, options)
+    models, train_info = obtain_models(subvolumes.volumes, model_dir, options, timings, current, command,
+                                        rotations=_rotations(subvolumes, options))
+    if pose and subvolumes.in_memory:  # only now: a refused rerun must not replace the run folder's files
+        subvolumes.prepared = {"polarity": contrast["used"]}
+        save_subvolumes(RunFolder(out_dir).pose_pickle, subvolumes)
+    if train_info.get("history"):
+        from ..report.figures import plot_history
+
+        plot_history(os.path.join(model_dir, "loss.png"), train_info["history"])
+    clustering, _ = cluster_and_write(
+        subvolumes, models[1], models[2], n_clusters, out_dir,
+        n_init=options.n_init, seed=options.seed, batch_size=options.batch_size, timings=timings, code_stats=code_stats,
+        kmeans=options.kmeans, fingerprint=current,
+    )
+    timings["total_s"] = time.perf_counter() - started
+    record = {
+        "command": command,
+        "argv": sys.argv,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started_wall)),
+        "inputs": {
+            "data": os.path.abspath(data),
+            "tomogram": os.path.abspath(tomogram) if tomogram else None,
+            "pose": bool(pose),
+            "n_clusters": int(n_clusters),
+        },
+        "options": asdict(options),
+        "fingerprint": current,
+        "seed": options.seed,
+        "n_subvolumes": len(subvolumes),
+        "v_siz": list(subvolumes.v_siz),
+        "voxel_size": voxel_size,
+        "contrast": contrast,
+        "training": {k: v for k, v in train_info.items() if k != "history"},
+        "codes": code_stats,
+        "cluster_sizes": {str(k): v for k, v in clustering.sizes().items()},
+        "inertia": clustering.inertia,
+        "kmeans_method": clustering.method,
+        "timings": timings,
+        "versions": _versions(),
+        "cpu_kernels": kernel_record(),
+    }
+    _write_run_json(out_dir, record)
+    _export_centres(out_dir)
+    _write_report(out_dir, subvolumes)
+    return record
+
+
+def _export_centres(out_dir):
+    """Decoded cluster centres as MRC files (cheap); particle lists are 'autoencoder3d export'."""
+    from ..export import export_run
+
+    try:
+        export_run(out_dir, formats=("mrc",), log=None, lock=False)
+    except Exception as err:  # noqa: BLE001 - the run's outputs are complete; say how to retry
+        log.warning("could not export the cluster centres as MRC (%s); retry with 'autoencoder3d export %s'", err, out_dir)
+
+
+def _write_report(out_dir, subvolumes=None):
+    """The cluster report ``clus-center/index.html``; a failure here never loses the run's results."""
+    from ..report.page import write_report
+
+    try:
+        path = write_report(out_dir, subvolumes=subvolumes, lock=False)
+    except Exception as err:  # noqa: BLE001 - the run's outputs are complete; say how to retry
+        log.warning("could not write the cluster report (%s: %s); retry with 'autoencoder3d report %s'", type(err).__name__, err, out_dir)
+        return
+    log.info("cluster report: %s", path)
