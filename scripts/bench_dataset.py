@@ -116,7 +116,7 @@ def cli(*args):
 
 
 def simulate_tomograms(folder, count, box, seed=0):
-    from autoencoder3d.simulate.dataset.dataset import simulate_dataset
+    from autoencoder3d.simulate.dataset import simulate_dataset
 
     paths = []
     for i in range(count):
@@ -183,9 +183,9 @@ def disk_sequential_mb_s(folder, size_bytes):
 
 def store_read_mb_s(store, batches=100, batch=128, seed=0):
     """(random-batch MB/s, part-by-part MB/s) reading the store's volumes from a cold cache."""
-    from autoencoder3d.data.open import load_dataset
+    from autoencoder3d.data.open import open_data
 
-    volumes = load_dataset(store).volumes
+    volumes = open_data(store).volumes
     per = int(np.prod(volumes.shape[1:])) * volumes.stored_dtype.itemsize
     rng = np.random.default_rng(seed)
     _drop_cache(_store_files(store))
@@ -209,11 +209,11 @@ def training_speed(store, steps, batch, rounds=2):
     """Samples/s of training steps on the same batches from memory and from the store, interleaved."""
     import keras
 
-    from autoencoder3d.data.open import load_dataset
+    from autoencoder3d.data.open import open_data
     from autoencoder3d.network.model import build_autoencoder
     from autoencoder3d.network.train import ArrayBatches, published_optimizer
 
-    on_disk = load_dataset(store).volumes
+    on_disk = open_data(store).volumes
     n = min(len(on_disk), steps * batch)
     in_memory = on_disk[np.arange(n)]
     keras.utils.set_random_seed(0)
@@ -259,10 +259,10 @@ def large_stages(store, model_dir, steps, batch, out_json):
     import keras
 
     from autoencoder3d.clustering.kmeans import cluster_encodings
-    from autoencoder3d.data.open import load_dataset
+    from autoencoder3d.data.open import open_data
     from autoencoder3d.network.train import ArrayBatches, encode, load_saved_models, published_optimizer
 
-    subvolumes = load_dataset(store)
+    subvolumes = open_data(store)
     _, encoder, _ = load_saved_models(model_dir, subvolumes.v_siz)
     result = {}
     started = time.perf_counter()
@@ -343,7 +343,7 @@ def same_clusters(work, args):
 
     from autoencoder3d.clustering.evaluate import baseline_clusters, load_truth, true_classes
     from autoencoder3d.formats.subvolume_pickle import load_pickle, load_subvolumes
-    from autoencoder3d.simulate.dataset.dataset import simulate_dataset
+    from autoencoder3d.simulate.dataset import simulate_dataset
 
     folder = os.path.join(work, "same")
     sim = os.path.join(folder, "sim")

@@ -82,7 +82,7 @@ def decoded_centres(k, side):
 
 def build_run(folder, n, k, n_tomograms, side, dim=32, store=None):
     from autoencoder3d.clustering.kmeans import cluster_encodings, write_cluster_pickles
-    from autoencoder3d.report.page.page import save_encodings
+    from autoencoder3d.report.page import save_encodings
 
     timings = {}
     os.makedirs(os.path.join(folder, "model"), exist_ok=True)

@@ -47,7 +47,7 @@ CANDIDATES = {
 
 
 def simulate(out_dir, snr, box, copies, seed):
-    from autoencoder3d.simulate.dataset.dataset import simulate_dataset
+    from autoencoder3d.simulate.dataset import simulate_dataset
 
     voxel = 10.0 * 32 / box  # the same physical box (32 nm) at every box size
     shape = tuple(int(round(s * 32 / box)) for s in (200, 200, 120))

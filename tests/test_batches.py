@@ -14,12 +14,12 @@ def volumes_in(where, tmp_path, n=37, edge=8):
     if where == "memory":
         return volumes
     from autoencoder3d.data.store.store import store_from_set
-    from autoencoder3d.data.open import load_dataset
+    from autoencoder3d.data.open import open_data
     from autoencoder3d.volume import SubvolumeSet
 
     subvolumes = SubvolumeSet(uuids=[f"p{i:03d}" for i in range(n)], volumes=volumes, centers=np.zeros((n, 3)))
     store_from_set(tmp_path / "d.zarr", subvolumes)
-    stored = load_dataset(tmp_path / "d.zarr").volumes
+    stored = open_data(tmp_path / "d.zarr").volumes
     assert not isinstance(stored, np.ndarray)
     return stored
 

@@ -12,7 +12,7 @@ from autoencoder3d.data.store import open_store
 from autoencoder3d.formats.subvolume_pickle import load_subvolumes, save_subvolumes
 from autoencoder3d.formats.mrc import read_tomogram
 from autoencoder3d.prep.pick import extract_boxes
-from autoencoder3d.simulate.dataset.dataset import simulate_dataset
+from autoencoder3d.simulate.dataset import simulate_dataset
 
 BOX = 16
 SHAPE = (64, 64, 48)

@@ -7,7 +7,7 @@ from autoencoder3d.data.store.read import StoreVolumes
 from autoencoder3d.data.store.store import store_digest, store_from_set
 from autoencoder3d.errors import InputError
 from autoencoder3d.formats.subvolume_pickle import save_subvolumes
-from autoencoder3d.data.open import load_dataset
+from autoencoder3d.data.open import open_data
 from autoencoder3d.volume import SubvolumeSet
 
 
@@ -25,7 +25,7 @@ def test_store_volumes_read_any_index_order_across_tomograms(tmp_path):
     names = ["TS_01"] * 5 + ["TS_02"] * 7 + ["TS_03"] * 4
     subvolumes = _set(16, 8, names)
     store_from_set(tmp_path / "d.zarr", subvolumes)
-    loaded = load_dataset(tmp_path / "d.zarr")
+    loaded = open_data(tmp_path / "d.zarr")
     assert isinstance(loaded.volumes, StoreVolumes) and not loaded.in_memory
     assert loaded.volumes.shape == (16, 8, 8, 8) and len(loaded) == 16
     assert loaded.uuids == subvolumes.uuids
@@ -42,7 +42,7 @@ def test_store_volumes_read_any_index_order_across_tomograms(tmp_path):
 def test_float16_store_reads_float32(tmp_path):
     subvolumes = _set(6, 8)
     store_from_set(tmp_path / "h.zarr", subvolumes, dtype="float16")
-    loaded = load_dataset(tmp_path / "h.zarr")
+    loaded = open_data(tmp_path / "h.zarr")
     block = loaded.volumes[[0, 5]]
     assert block.dtype == np.float32 and loaded.volumes.stored_dtype == np.float16
     np.testing.assert_allclose(block, subvolumes.volumes[[0, 5]], rtol=1e-3)
@@ -64,7 +64,7 @@ def test_digest_sees_a_changed_subvolume_and_order(tmp_path):
 def test_folder_that_is_not_a_store_is_one_error_line(tmp_path):
     (tmp_path / "plain").mkdir()
     with pytest.raises(InputError, match="plain: is a folder, not a subvolume pickle or a store"):
-        load_dataset(tmp_path / "plain")
+        open_data(tmp_path / "plain")
 
 
 def test_unfinished_store_is_refused(tmp_path):
@@ -72,7 +72,7 @@ def test_unfinished_store_is_refused(tmp_path):
 
     create_store(tmp_path / "u.zarr", (8, 8, 8))
     with pytest.raises(InputError, match="build did not finish"):
-        load_dataset(tmp_path / "u.zarr")
+        open_data(tmp_path / "u.zarr")
 
 
 def test_pose_true_on_a_store_built_without_pose_says_how(tmp_path):
@@ -91,7 +91,7 @@ def test_training_and_encoding_from_the_store_equal_the_pickle(tmp_path):
 
     subvolumes = _set(24, 16)
     store_from_set(tmp_path / "d.zarr", subvolumes)
-    stored = load_dataset(tmp_path / "d.zarr")
+    stored = open_data(tmp_path / "d.zarr")
     codes = []
     for name, volumes in (("mem", subvolumes.volumes), ("disk", stored.volumes)):
         keras.utils.set_random_seed(3)
@@ -120,5 +120,5 @@ def test_kmeans_switches_to_minibatch_above_the_measured_size(monkeypatch):
 def test_pickle_still_loads_in_memory(tmp_path):
     subvolumes = _set(4, 8)
     save_subvolumes(tmp_path / "s.pickle", subvolumes)
-    loaded = load_dataset(tmp_path / "s.pickle")
+    loaded = open_data(tmp_path / "s.pickle")
     assert loaded.in_memory and loaded.tomograms is None and loaded.source == str(tmp_path / "s.pickle")

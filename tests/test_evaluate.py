@@ -11,7 +11,7 @@ from autoencoder3d.cli.main import main as cli_main
 from autoencoder3d.errors import InputError
 from autoencoder3d.clustering.evaluate import contingency, evaluate_clustering, purity, scores
 from autoencoder3d.formats.subvolume_pickle import save_pickle
-from autoencoder3d.simulate.dataset.dataset import simulate_dataset
+from autoencoder3d.simulate.dataset import simulate_dataset
 
 SMALL = dict(shape=(64, 64, 48), voxel_size=20.0, box=16, copies=4, example_2_copies=3)
 

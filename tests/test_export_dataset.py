@@ -53,12 +53,12 @@ def cluster_run(store, out, k=3):
     """
     import keras
 
-    from autoencoder3d.data.open import load_dataset
+    from autoencoder3d.data.open import open_data
     from autoencoder3d.network.model import build_autoencoder
     from autoencoder3d.workflows.train import cluster_and_write
 
     keras.utils.set_random_seed(0)
-    subvolumes = load_dataset(store)
+    subvolumes = open_data(store)
     _, encoder, decoder, _ = build_autoencoder(subvolumes.v_siz, encoding_dim=8)
     cluster_and_write(subvolumes, encoder, decoder, k, str(out), n_init=2, seed=0, batch_size=8)
     record = {"command": "train", "inputs": {"data": str(store), "tomogram": None, "pose": False, "n_clusters": k},

@@ -1,7 +1,7 @@
 import numpy as np
 import png
 
-from autoencoder3d.report.page.figures import montage, montage_name, montage_uint16, plot_history, write_montages, write_png16
+from autoencoder3d.report.figures import montage, montage_name, montage_uint16, plot_history, write_montages, write_png16
 
 
 def test_montage_layout_by_hand():

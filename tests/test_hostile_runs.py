@@ -12,7 +12,7 @@ from autoencoder3d.formats.subvolume_pickle import load_pickle, save_pickle
 
 def test_edss3d_train_after_a_new_clustering_does_not_reuse_the_old_clusters_model(tmp_path):
     """'cluster' with another k renumbers the clusters: the EDSS3D model of the old cluster 0 is not the new one's."""
-    from autoencoder3d.edss3d.network import run_seg_train
+    from autoencoder3d.edss3d import run_seg_train
 
     rng = np.random.default_rng(0)
     data, run = identity_run(tmp_path / "run", [rng.normal(size=(16, 16, 16)) - 1.5 * (i % 2) for i in range(8)])
@@ -39,7 +39,7 @@ def test_a_run_record_nested_too_deeply_is_one_line(tmp_path, reader):
     """run.json / train-state.json nested deeper than Python's recursion limit was a RecursionError traceback."""
     from autoencoder3d.export.run_files import read_run
     from autoencoder3d.formats.json import read_json
-    from autoencoder3d.report.page.page import _read_json
+    from autoencoder3d.report.page import _read_json
     from autoencoder3d.network.train import finished_record
 
     (tmp_path / "model").mkdir()

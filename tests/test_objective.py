@@ -12,7 +12,7 @@ from autoencoder3d.network.objective import Objective
 from autoencoder3d.workflows.train import TrainOptions
 from autoencoder3d.runs.fingerprint import fingerprint
 from autoencoder3d.network.self_label import LABELS_FILE, SelfLabelRounds, pseudo_labels, round_epochs
-from autoencoder3d.simulate.dataset.dataset import wedge_mask as simulated_wedge_mask
+from autoencoder3d.simulate.dataset import wedge_mask as simulated_wedge_mask
 from autoencoder3d.network.train import train_autoencoder
 from autoencoder3d.network.wedge_loss import masked_fourier_mse, masked_fourier_mse_numpy, wedge_masks
 from conftest import make_subvolume_dict, rotation_matrix

@@ -25,7 +25,7 @@ import pytest
 
 from autoencoder3d.errors import InputError
 from autoencoder3d.formats.subvolume_pickle import save_pickle
-from autoencoder3d.report.page.page import build_report, load_encodings, read_run, save_encodings, write_report
+from autoencoder3d.report.page import build_report, load_encodings, read_run, save_encodings, write_report
 
 # ---------------------------------------------------------------- a fake finished run
 

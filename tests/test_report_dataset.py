@@ -11,7 +11,7 @@ import pytest
 from autoencoder3d.data.store.read import StoreVolumes
 from autoencoder3d.data.store.store import store_from_set
 from autoencoder3d.formats.subvolume_pickle import load_subvolumes
-from autoencoder3d.report.page.page import build_report, write_report
+from autoencoder3d.report.page import build_report, write_report
 from test_report import make_run, parse
 
 SIZES = [12, 30, 5, 21, 0, 17]
@@ -93,12 +93,12 @@ def test_maps_draw_a_sample_and_say_so_while_counts_stay_exact(store_run, capsys
 
 def test_report_given_the_store_set_and_encoding_the_store_again(store_run):
     """As at the end of train on a store (the set passed in); without encodings.pickle the store is encoded again, batch by batch."""
-    from autoencoder3d.data.open import load_dataset
+    from autoencoder3d.data.open import open_data
     from autoencoder3d.network.model import build_autoencoder
     from autoencoder3d.network.train import save_models
 
     root, expected = store_run
-    stored = load_dataset(os.path.join(root, "data.zarr"))
+    stored = open_data(os.path.join(root, "data.zarr"))
     page = open(write_report(root, tsne=False, subvolumes=stored), encoding="utf-8").read()
     assert "from 3 tomograms" in page and len(_member_images(page)) == sum(min(4, s) for s in SIZES)
     save_models(build_autoencoder((16, 16, 16), encoding_dim=32), os.path.join(root, "model"))

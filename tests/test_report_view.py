@@ -10,8 +10,8 @@ import re
 import numpy as np
 import pytest
 
-from autoencoder3d.report.page.page import build_report
-from autoencoder3d.report.page.parts import data_uri
+from autoencoder3d.report.page import build_report
+from autoencoder3d.report.parts import data_uri
 from test_report import SIZES, make_run, parse
 
 
@@ -85,8 +85,8 @@ def _grey(uri):
 
 
 def test_shared_contrast_makes_densities_comparable(tmp_path):
-    from autoencoder3d.report.page.figures import montage
-    from autoencoder3d.report.page.parts import montage_png, shared_contrast
+    from autoencoder3d.report.figures import montage
+    from autoencoder3d.report.parts import montage_png, shared_contrast
 
     root = make_run(tmp_path / "run", [10, 10])
     path = os.path.join(root, "clus-center", "ccents.pickle")
@@ -142,7 +142,7 @@ def test_in_chromium_shared_contrast_zoom_and_empty_card(tmp_path, browser):
     centres = pickle.load(open(path, "rb"))
     centres[1] = centres[0] * 0.1
     pickle.dump(centres, open(path, "wb"))
-    from autoencoder3d.report.page.page import write_report
+    from autoencoder3d.report.page import write_report
 
     browser.open(write_report(root, tsne=False))
     assert browser.evaluate("document.body.dataset.ready") == "1"

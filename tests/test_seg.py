@@ -11,7 +11,7 @@ import pytest
 
 from autoencoder3d.network.checkpoints import STATE_ATTRIBUTE
 from autoencoder3d.errors import InputError
-from autoencoder3d.edss3d.network import (
+from autoencoder3d.edss3d import (
     VoxelWeights, build_targets, check_selection, class_weights, keep_max, label_subvolumes, load_selection,
     one_hot, parse_select, sample_background,
 )
@@ -153,7 +153,7 @@ def test_keep_max_layout():
 def test_network_shape_softmax_and_loss_equivalence():
     import keras
 
-    from autoencoder3d.edss3d.network import build_segmenter, segmenter_box, segmenter_classes
+    from autoencoder3d.edss3d import build_segmenter, segmenter_box, segmenter_classes
 
     model = build_segmenter((16, 16, 16), 3)
     assert model.output_shape == (None, 16**3, 3)
@@ -184,7 +184,7 @@ def run_folder(tmp_path_factory):
 
 
 def test_train_predict_end_to_end(run_folder, caplog):
-    from autoencoder3d.edss3d.network import run_seg_predict, run_seg_train
+    from autoencoder3d.edss3d import run_seg_predict, run_seg_train
     from autoencoder3d.formats.subvolume_pickle import load_pickle
 
     data, run, d = run_folder
@@ -242,7 +242,7 @@ def test_train_predict_end_to_end(run_folder, caplog):
 def test_resume_after_interruption(run_folder, tmp_path, monkeypatch):
     """A run stopped after epoch 1 continues at epoch 2 and ends with the history of both."""
     from autoencoder3d.network import train as ae_train
-    from autoencoder3d.edss3d.network import train_segmenter
+    from autoencoder3d.edss3d import train_segmenter
 
     rng = np.random.default_rng(0)
     volumes = rng.normal(size=(12, 16, 16, 16)).astype(np.float32)
@@ -264,7 +264,7 @@ def test_resume_after_interruption(run_folder, tmp_path, monkeypatch):
 
 
 def test_bad_inputs(run_folder, tmp_path):
-    from autoencoder3d.edss3d.network import run_seg_predict, run_seg_train
+    from autoencoder3d.edss3d import run_seg_predict, run_seg_train
     from autoencoder3d.formats.subvolume_pickle import save_pickle
 
     data, run, d = run_folder
@@ -291,7 +291,7 @@ def test_bad_inputs(run_folder, tmp_path):
         pickle.dump(make_subvolume_dict(n=4, edge=32), handle, protocol=4)
     with pytest.raises(InputError, match="subvolumes are 32x32x32 but the autoencoder"):
         run_seg_train(str(big), str(empty), {1: [0]}, seed=0)
-    from autoencoder3d.edss3d.network import build_segmenter
+    from autoencoder3d.edss3d import build_segmenter
 
     small_model = str(tmp_path / "small.keras")
     build_segmenter((16, 16, 16), 2).save(small_model)

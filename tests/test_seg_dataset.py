@@ -47,7 +47,7 @@ def _history(run):
 
 def test_edss3d_train_on_a_store_equals_train_on_the_pickle(pickle_and_store, tmp_path, monkeypatch):
     from autoencoder3d.edss3d import patches as seg_patches
-    from autoencoder3d.edss3d.network import run_seg_train
+    from autoencoder3d.edss3d import run_seg_train
 
     data, store, run = pickle_and_store
     runs = {}
@@ -82,7 +82,7 @@ def test_edss3d_train_on_a_store_equals_train_on_the_pickle(pickle_and_store, tm
 
 def test_edss3d_predict_command_takes_the_store(pickle_and_store, tmp_path):
     from autoencoder3d.cli.main import main
-    from autoencoder3d.edss3d.network import build_segmenter
+    from autoencoder3d.edss3d import build_segmenter
 
     data, store, _ = pickle_and_store
     model = str(tmp_path / "seg.keras")

@@ -60,7 +60,7 @@ def short_run(tmp_path_factory):
 
 def test_default_iso_labels_voxels_after_a_short_training(short_run, tmp_path, capsys):
     from autoencoder3d.cli.main import main
-    from autoencoder3d.edss3d.network import run_seg_train
+    from autoencoder3d.edss3d import run_seg_train
 
     data, run = short_run
     fixed = str(tmp_path / "fixed")
@@ -83,7 +83,7 @@ def test_default_iso_labels_voxels_after_a_short_training(short_run, tmp_path, c
 
 def test_auto_iso_of_a_published_run_is_the_published_rule(tmp_path):
     """A run trained with --published keeps the published -decoded > 0.5."""
-    from autoencoder3d.edss3d.network import run_seg_train
+    from autoencoder3d.edss3d import run_seg_train
 
     data, run, d = shared_identity_run(tmp_path, n=24, classes=4, seed=2)
     (run / "run.json").write_text(json.dumps({"options": {"published": True}}))
@@ -117,7 +117,7 @@ def identity_run(root, volumes_of_cluster_0):
 
 def test_the_suggested_iso_labels_voxels_when_the_densest_tenth_ties(tmp_path):
     """Half of each labelled subvolume is one dense value: its 90th percentile is its maximum, which '>' never passes."""
-    from autoencoder3d.edss3d.network import run_seg_train
+    from autoencoder3d.edss3d import run_seg_train
 
     half = np.zeros((16, 16, 16))
     half[:8] = -1.0  # dense (dark) half
@@ -131,7 +131,7 @@ def test_the_suggested_iso_labels_voxels_when_the_densest_tenth_ties(tmp_path):
 
 
 def test_uniform_labelled_subvolumes_get_no_suggestion_that_fails_again(tmp_path):
-    from autoencoder3d.edss3d.network import run_seg_train
+    from autoencoder3d.edss3d import run_seg_train
 
     data, run = identity_run(tmp_path / "run", [np.full((16, 16, 16), 0.5)] * 8)
     with pytest.raises(InputError, match=r"--iso 0.5: label 1 gets no voxel: the decoded subvolumes of its clusters "

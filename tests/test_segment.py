@@ -16,7 +16,7 @@ def seg_model(tmp_path_factory):
     """An untrained (random) 3-class EDSS3D network on 16^3 boxes, saved as .keras."""
     import keras
 
-    from autoencoder3d.edss3d.network import build_segmenter
+    from autoencoder3d.edss3d import build_segmenter
 
     keras.utils.set_random_seed(5)
     model = build_segmenter((BOX, BOX, BOX), 3)

@@ -10,8 +10,8 @@ from autoencoder3d.cli.main import main as cli_main
 from autoencoder3d.errors import InputError
 from autoencoder3d.formats.subvolume_pickle import load_subvolumes
 from autoencoder3d.formats.mrc import read_tomogram
-from autoencoder3d.simulate.dataset.dataset import image_volume, simulate_dataset, wedge_mask
-from autoencoder3d.simulate.dataset.shapes import CLASSES
+from autoencoder3d.simulate.dataset import image_volume, simulate_dataset, wedge_mask
+from autoencoder3d.simulate.shapes import CLASSES
 
 # small: 2 nm voxels, 16-voxel boxes, 4 copies of each of the six classes
 SMALL = dict(shape=(64, 64, 48), voxel_size=20.0, box=16, copies=4, example_2_copies=3)

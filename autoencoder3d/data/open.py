@@ -6,7 +6,7 @@ from ..errors import InputError
 from ..formats.subvolume_pickle import load_subvolumes
 
 
-def load_dataset(path):
+def open_data(path):
     """Read DATA: a published subvolume pickle (into memory) or an on-disk store (volumes stay on disk).
 
     Returns:

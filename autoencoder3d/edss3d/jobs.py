@@ -138,10 +138,10 @@ def _iso_rule(iso, out_dir):
 
 def _load_inputs(data, out_dir, autoencoder_path, selection, members):
     """The subvolumes, the run's autoencoder and the uuid -> label map, checked against each other."""
-    from ..data.open import load_dataset
+    from ..data.open import open_data
     from ..network.model import load_model
 
-    subvolumes = load_dataset(data)
+    subvolumes = open_data(data)
     autoencoder = load_model(autoencoder_path)
     box = tuple(int(s) for s in autoencoder.input_shape[1:4])
     if box != subvolumes.v_siz:
@@ -261,11 +261,11 @@ def run_seg_predict(data, model_path=None, out_dir=".", *, batch_size=32):
 
 def _seg_predict_locked(data, model_path, out_dir, batch_size):
     from ..formats.subvolume_pickle import save_pickle
-    from ..data.open import load_dataset
+    from ..data.open import open_data
 
     model_path = model_path or RunFolder(out_dir).seg_file(SEG_MODEL)
     model = load_segmenter(model_path)
-    subvolumes = load_dataset(data)  # a store is read a block at a time
+    subvolumes = open_data(data)  # a store is read a block at a time
     check_model_box(model, subvolumes.v_siz, model_path, data)
     started = time.perf_counter()
     n_class = segmenter_classes(model)

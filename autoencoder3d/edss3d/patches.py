@@ -1,7 +1,7 @@
 """EDSS3D's training patches: which subvolumes, and their per-voxel targets, from a pickle or an on-disk store.
 
 The patches are the subvolumes of the chosen clusters plus as many unlabelled
-ones drawn at random (see :func:`autoencoder3d.edss3d.network.sample_background`). From
+ones drawn at random (see :func:`autoencoder3d.edss3d.labels.sample_background`). From
 the published pickle (in memory) every subvolume is decoded, as published. From
 an on-disk store (:mod:`autoencoder3d.data.store`) nothing is read whole: only the
 labelled patches are decoded, a block at a time, and their class maps go to a

@@ -275,7 +275,7 @@ def _export_many(run_dir, run, store, formats, clustering, written, note, *, ts_
 
     The store is opened (uuids, names, centres, poses; never the volumes) only for particle lists.
     """
-    from ..data.open import load_dataset
+    from ..data.open import open_data
 
     members, selected, chosen = clustering
     clus_dir = RunFolder(run_dir).clus_dir
@@ -283,7 +283,7 @@ def _export_many(run_dir, run, store, formats, clustering, written, note, *, ts_
         written["mrc"] = _write_centres(clus_dir, selected, run.get("voxel_size"), note)
     if not formats & {"star", "csv", "imod", "copick"}:
         return None, {}
-    subvolumes = load_dataset(store)
+    subvolumes = open_data(store)
     order = list(subvolumes.tomogram_table or dict.fromkeys(subvolumes.tomograms))
     particles = store_particles(subvolumes, members, selected, order, note)
     present = set(particles.tomogram)

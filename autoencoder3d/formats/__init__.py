@@ -1,1 +1,59 @@
-"""TODO"""
+"""File formats read and written: the published subvolume pickle (and its safe reader), MRC, JSON, STAR, IMOD, coordinate tables.
+
+Modules: :mod:`.coords`, :mod:`.imod`, :mod:`.json`, :mod:`.mrc`, :mod:`.safe_pickle`, :mod:`.safe_pickle_globals`, :mod:`.star`, :mod:`.subvolume_pickle`.
+Every public name below is importable from here; its module is imported on first use.
+"""
+
+from ..util.lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "Global": ".safe_pickle_globals",
+    "MrcStreamWriter": ".mrc",
+    "NotAPickle": ".safe_pickle_globals",
+    "Payload": ".safe_pickle_globals",
+    "PendingArray": ".safe_pickle_globals",
+    "PendingDtype": ".safe_pickle_globals",
+    "PickleError": ".safe_pickle_globals",
+    "RefusedPickle": ".safe_pickle_globals",
+    "check_dtype": ".safe_pickle_globals",
+    "check_key": ".safe_pickle_globals",
+    "content_lines": ".coords",
+    "coordinate_pixel_size": ".star",
+    "coordinate_table": ".star",
+    "euler_matrices": ".star",
+    "find_global": ".safe_pickle_globals",
+    "inside": ".coords",
+    "is_binary_model": ".imod",
+    "load": ".safe_pickle",
+    "load_json": ".json",
+    "load_pickle": ".subvolume_pickle",
+    "load_subvolumes": ".subvolume_pickle",
+    "model_to_voxels": ".imod",
+    "numeric_array": ".star",
+    "open_mrc_stream": ".mrc",
+    "optics_value": ".star",
+    "origin_shift_angst": ".star",
+    "particle_tables": ".coords",
+    "read_coordinates": ".coords",
+    "read_json": ".json",
+    "read_model": ".imod",
+    "read_record": ".json",
+    "read_star": ".star",
+    "read_star_tables": ".star",
+    "read_table": ".coords",
+    "read_tomogram": ".mrc",
+    "read_tomograms_star": ".star",
+    "rows_for_tomogram": ".star",
+    "save_pickle": ".subvolume_pickle",
+    "save_subvolumes": ".subvolume_pickle",
+    "subvolumes_from_dict": ".subvolume_pickle",
+    "subvolumes_to_dict": ".subvolume_pickle",
+    "table_voxels": ".star",
+    "tomo_key": ".star",
+    "tomo_stem": ".coords",
+    "voxels_to_model": ".imod",
+    "write_csv": ".coords",
+    "write_json": ".json",
+    "write_mrc": ".mrc",
+    "write_star": ".coords",
+})

@@ -1,1 +1,32 @@
-"""TODO"""
+"""Preparing subvolumes: contrast polarity, particle picking (Difference of Gaussian), pose normalization.
+
+Modules: :mod:`.contrast`, :mod:`.pick`, :mod:`.pose`.
+Every public name below is importable from here; its module is imported on first use.
+"""
+
+from ..util.lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "Picks": ".pick",
+    "box_fits": ".pick",
+    "detect_polarity": ".contrast",
+    "dog_pick": ".pick",
+    "extract_boxes": ".pick",
+    "inverted_mass": ".pose",
+    "make_uuids": ".pick",
+    "normalize_one": ".pose",
+    "parse_sigma": ".pick",
+    "polarity_of_skew": ".contrast",
+    "polarity_sign": ".contrast",
+    "pose_normalize": ".pose",
+    "principal_axes": ".pose",
+    "recorded_polarity": ".contrast",
+    "remove_redundant": ".pick",
+    "resolve_polarity": ".contrast",
+    "sigma_in_voxels": ".pick",
+    "skewness": ".contrast",
+    "smoothed_box": ".pose",
+    "tomogram_mean": ".pose",
+    "voxel_sample": ".contrast",
+    "write_pick_tables": ".pick",
+})

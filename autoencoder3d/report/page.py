@@ -42,7 +42,7 @@ from .. import __version__
 from ..util.atomic import atomic_open
 from ..errors import InputError
 from ..formats.subvolume_pickle import load_pickle, save_pickle
-from ..data.open import load_dataset
+from ..data.open import open_data
 from ..runs.folder import CENTER_CODES, ENCODINGS, RunFolder
 from .maps import MAP_MAX_POINTS, TSNE_MAX_POINTS, code_maps, cluster_colors  # noqa: F401 - public here too
 from .parts import card, contrast_filters, health_banner, loss_html, montage_zoom, settings_html, shared_contrast
@@ -179,7 +179,7 @@ def _recompute_encodings(run):
     log.info("no %s in this run; encoding the subvolumes again with the saved encoder", ENCODINGS)
     from ..network.train import encode, load_saved_models
 
-    subvolumes = load_dataset(run.data_path)  # a store's subvolumes are read batch by batch
+    subvolumes = open_data(run.data_path)  # a store's subvolumes are read batch by batch
     _, encoder, _ = load_saved_models(model_dir)
     batch = int((run.record.get("options") or {}).get("batch_size", 128))
     codes = encode(encoder, subvolumes.volumes, batch)
@@ -229,7 +229,7 @@ def _open_data(run, subvolumes, need_volumes):
 
     if not (need_volumes or is_store(run.data_path)):
         return None
-    return load_dataset(run.data_path)
+    return open_data(run.data_path)
 
 
 def _member_volumes(run, picks, subvolumes):

@@ -3,7 +3,7 @@
 What is simulated (published facts: ``shared/spec/simulation-and-picking.md``):
 
 1. Membranes: a flat sheet and spherical vesicles with a bilayer profile.
-2. Particles of the classes in :mod:`autoencoder3d.simulate.dataset.shapes`, randomly
+2. Particles of the classes in :mod:`autoencoder3d.simulate.shapes`, randomly
    rotated and packed without overlap (at least one voxel apart) between the
    membranes, each centred on its centre of mass.
 3. Dense matter made dark (negative), then imaged in Fourier space on the whole

@@ -22,7 +22,7 @@ from .obtain_models import obtain_models, code_settings  # noqa: F401 - code_set
 from ..util.cpu_kernels import kernel_record
 from ..errors import InputError
 from ..formats.subvolume_pickle import save_subvolumes
-from ..data.open import load_dataset
+from ..data.open import open_data
 from ..formats.mrc import read_tomogram
 from ..runs.fingerprint import fingerprint
 from ..runs.folder import RunFolder, remove_leftovers
@@ -118,7 +118,7 @@ def prepare_subvolumes(data, tomogram=None, pose=False, *, sigma=2.0, workers=No
     timings = {} if timings is None else timings
     _check_not_a_tomogram(data, tomogram)
     started = time.perf_counter()
-    subvolumes = load_dataset(data)
+    subvolumes = open_data(data)
     timings["load_s"] = time.perf_counter() - started
     if not subvolumes.in_memory:
         polarity = _check_store(data, subvolumes, tomogram, pose, polarity)
