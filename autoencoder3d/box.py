@@ -29,6 +29,13 @@ def check_box_option(box, option="--box"):
         raise InputError(f"{option}: {problem}")
 
 
+def shape_problem(shape):
+    """Why ``shape`` cannot be a subvolume's shape (a phrase), or None when every edge follows the rule."""
+    if len(shape) != 3 or any(box_problem(int(edge)) for edge in shape):
+        return f"subvolume shape {tuple(int(s) for s in shape)}: every edge must be a positive multiple of 4 (the autoencoder pools twice by 2)"
+    return None
+
+
 def check_subvolume_shape(path, shape):
     """Raise InputError (naming the data file) unless every edge of ``shape`` follows the rule."""
     problems = [box_problem(int(edge)) for edge in shape]

@@ -20,6 +20,8 @@ from typing import NamedTuple
 import keras
 from keras import layers, ops
 
+from ..box import shape_problem
+
 FILTERS = 32
 KERNEL = 3
 L1_FACTOR = 1e-4  # written 10e-5 in the published code
@@ -161,9 +163,10 @@ def conv_block(x, filters, name):
 
 
 def check_box(shape):
-    """Raise ValueError unless every edge of ``shape`` is divisible by 4."""
-    if len(shape) != 3 or any(int(s) % 4 or int(s) <= 0 for s in shape):
-        raise ValueError(f"subvolume shape {tuple(shape)}: every edge must be a positive multiple of 4")
+    """Raise ValueError unless ``shape`` follows the box rule (:func:`autoencoder3d.box.shape_problem`)."""
+    problem = shape_problem(shape)
+    if problem:
+        raise ValueError(problem)
 
 
 def _code_layer(x, encoding_dim, settings):

@@ -19,7 +19,6 @@ added by one layer, so Keras's own ``loss`` and ``val_loss`` include them; the
 validation batches are never augmented.
 """
 
-from dataclasses import asdict, dataclass
 
 import keras
 import numpy as np
@@ -27,41 +26,11 @@ from keras import layers
 
 from . import augment
 from .self_label import HEAD_NAME, SelfLabelRounds
-from .wedge_loss import DEFAULT_WEDGE, masked_fourier_mse, wedge_masks
+from .objective_options import OBJECTIVE_DEFAULTS, Objective  # noqa: F401 - the objective's public names
+from .wedge_loss import masked_fourier_mse, wedge_masks
 
 CONSISTENCY_WEIGHT = 1.0  # times the mean squared difference of the two views' codes
 SELF_LABEL_WEIGHT = 0.2  # times the pseudo-label cross-entropy
-
-
-@dataclass
-class Objective:
-    """What the network is trained to do besides reconstructing (defaults: nothing else, the published MSE)."""
-
-    loss: str = "mse"
-    wedge: float = DEFAULT_WEDGE
-    augment: bool = False
-    self_label: int = 0
-    self_label_k: int = 10
-
-    def __post_init__(self):
-        if self.loss not in ("mse", "wedge"):
-            raise ValueError(f"loss must be 'mse' or 'wedge', got {self.loss!r}")
-        if not 0 < float(self.wedge) <= 90:
-            raise ValueError(f"wedge must be the largest tilt angle in (0, 90] degrees, got {self.wedge!r}")
-        if int(self.self_label) < 0 or int(self.self_label_k) < 2:
-            raise ValueError("self_label must be >= 0 rounds and self_label_k >= 2 classes")
-
-    @property
-    def active(self):
-        return self.loss != "mse" or self.augment or self.self_label > 0
-
-    def to_dict(self):
-        return asdict(self)
-
-    @classmethod
-    def from_options(cls, options):
-        """The objective that :class:`~autoencoder3d.workflows.train.TrainOptions` ask for."""
-        return cls(**{k: getattr(options, k) for k in cls.__dataclass_fields__})
 
 
 def rotations_of(subvolumes):

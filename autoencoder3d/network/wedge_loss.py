@@ -21,7 +21,8 @@ is the tomogram's at ``R k``: its mask is the tomogram-frame mask read at
 
 import numpy as np
 
-DEFAULT_WEDGE = 60.0  # largest tilt angle, degrees (the simulation's default)
+from .objective_options import DEFAULT_WEDGE
+
 _EDGE = 1e-9  # frequencies on the wedge's edge count as measured despite rounding
 
 

@@ -20,9 +20,8 @@ import re
 from dataclasses import asdict
 
 from ..errors import InputError
+from ..network.objective_options import OBJECTIVE_DEFAULTS
 
-# training objective options (autoencoder3d/objective.py), left out of a fingerprint while at these values
-OBJECTIVE_DEFAULTS = {"loss": "mse", "wedge": 60.0, "augment": False, "self_label": 0, "self_label_k": 10}
 # options that do not change the trained model: how k-means runs, speed, verbosity, reuse
 NOT_MODEL_OPTIONS = {"n_init", "kmeans", "seed", "deterministic", "retrain", "workers", "verbose", "port"}
 # what atomic.py names its temporary files and folders: .NAME.XXXXXXXX.tmp[.ext] and .NAME.XXXXXXXX.old

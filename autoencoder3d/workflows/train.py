@@ -21,6 +21,7 @@ from ..runs.decisions import decide_preparation
 from .obtain_models import obtain_models, code_settings  # noqa: F401 - code_settings is public here too
 from ..util.cpu_kernels import kernel_record
 from ..errors import InputError
+from ..network.objective_options import OBJECTIVE_DEFAULTS
 from ..formats.subvolume_pickle import save_subvolumes
 from ..data.open import open_data
 from ..formats.mrc import read_tomogram
@@ -68,11 +69,11 @@ class TrainOptions:
     deterministic: bool = False
     workers: int = None
     verbose: int = 1
-    loss: str = "mse"
-    wedge: float = 60.0
-    augment: bool = False
-    self_label: int = 0
-    self_label_k: int = 10
+    loss: str = OBJECTIVE_DEFAULTS["loss"]
+    wedge: float = OBJECTIVE_DEFAULTS["wedge"]
+    augment: bool = OBJECTIVE_DEFAULTS["augment"]
+    self_label: int = OBJECTIVE_DEFAULTS["self_label"]
+    self_label_k: int = OBJECTIVE_DEFAULTS["self_label_k"]
 
     def __post_init__(self):
         # ``distribute``: False, "mirrored" or "multiworker" (True, the old flag, is "mirrored"; False as

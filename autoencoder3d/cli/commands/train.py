@@ -32,6 +32,8 @@ import argparse
 import os
 import sys
 
+from ...network.objective_options import OBJECTIVE_DEFAULTS
+
 from ..common import (
     add_clustering_options, add_out, add_polarity, add_seed, boolean, fraction, optional_path, positive_float, positive_int,
 )
@@ -70,17 +72,17 @@ def add_args(parser):
 
 def add_objective_options(parser):
     """The training objective's options (autoencoder3d/objective.py); all off by default."""
-    parser.add_argument("--loss", choices=["mse", "wedge"], default="mse",
+    parser.add_argument("--loss", choices=["mse", "wedge"], default=OBJECTIVE_DEFAULTS["loss"],
                         help="reconstruction error: mse over voxels (published), or wedge: only on the Fourier components the "
-                             "tilt series measured, the missing wedge turned into each pose-normalized subvolume's frame (default mse)")
-    parser.add_argument("--wedge", type=tilt_angle, default=60.0, help="with --loss wedge: the largest tilt angle in degrees (default 60)")
+                             "tilt series measured, the missing wedge turned into each pose-normalized subvolume's frame (default %(default)s)")
+    parser.add_argument("--wedge", type=tilt_angle, default=OBJECTIVE_DEFAULTS["wedge"], help="with --loss wedge: the largest tilt angle in degrees (default %(default)g)")
     parser.add_argument("--augment", action="store_true",
                         help="train on two augmented views of each subvolume (proper sign flips of the pose axes, shifts of "
                              "a voxel or two, added noise): reconstruct the first without its noise, pull the two codes together")
-    parser.add_argument("--self-label", type=non_negative_int, default=0, metavar="ROUNDS",
+    parser.add_argument("--self-label", type=non_negative_int, default=OBJECTIVE_DEFAULTS["self_label"], metavar="ROUNDS",
                         help="self-labelling rounds: k-means on the codes gives pseudo-labels that a classification head on the "
                              "code learns with the reconstruction (default 0: off)")
-    parser.add_argument("--self-label-k", type=at_least_two, default=10, metavar="K", help="pseudo-classes of each self-labelling round (default 10)")
+    parser.add_argument("--self-label-k", type=at_least_two, default=OBJECTIVE_DEFAULTS["self_label_k"], metavar="K", help="pseudo-classes of each self-labelling round (default %(default)s)")
 
 
 def tilt_angle(text):
@@ -112,8 +114,7 @@ def options_from_args(args, **overrides):
         seed=args.seed, deterministic=args.seed is not None, retrain=getattr(args, "retrain", False),
         mixed_precision=getattr(args, "mixed_precision", None), distribute=getattr(args, "distribute", None),
         port=getattr(args, "port", None), workers=args.workers, verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2),
-        loss=getattr(args, "loss", "mse"), wedge=getattr(args, "wedge", 60.0), augment=getattr(args, "augment", False),
-        self_label=getattr(args, "self_label", 0), self_label_k=getattr(args, "self_label_k", 10),
+        **{key: getattr(args, key, default) for key, default in OBJECTIVE_DEFAULTS.items()},
     )
     values.update(overrides)
     return TrainOptions(**values)
