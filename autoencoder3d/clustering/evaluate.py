@@ -43,7 +43,7 @@ def load_truth(path):
 def find_clustering(path):
     """The kmeans.pickle for a run folder, a clus-center folder, or the pickle itself."""
     path = os.fspath(path)
-    for candidate in (path, os.path.join(path, "kmeans.pickle"), os.path.join(path, "clus-center", "kmeans.pickle")):
+    for candidate in (path, os.path.join(path, MEMBERS), RunFolder(path).clus_file(MEMBERS)):
         if os.path.isfile(candidate):
             return candidate
     raise InputError(f"{path}: no clustering found (expected RUN_DIR/clus-center/kmeans.pickle, "
@@ -264,8 +264,7 @@ def evaluate_clustering(clustering, truth_path, *, out_dir=None, baseline=False,
 
 def _run_folder_of(pickle_path):
     """The run folder of RUN/clus-center/kmeans.pickle (else the pickle's own folder)."""
-    folder = os.path.dirname(os.path.abspath(pickle_path))
-    return os.path.dirname(folder) if os.path.basename(folder) == "clus-center" else folder
+    return RunFolder.of_clustering(os.path.dirname(os.path.abspath(pickle_path))).path
 
 
 def _evaluate(pickle_path, truth, truth_path, out_dir, baseline, data, seed):

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..formats.subvolume_pickle import save_pickle
+from ..runs.folder import CENTER_CODES, CENTERS, MEMBERS
 
 log = logging.getLogger("autoencoder3d")
 
@@ -135,7 +136,7 @@ def write_cluster_pickles(clus_dir, clustering, decoded_centers):
         decoded_centers: (k, n1, n2, n3) decoded cluster centres.
     """
     os.makedirs(clus_dir, exist_ok=True)
-    save_pickle(os.path.join(clus_dir, "kmeans.pickle"), clustering.members)
+    save_pickle(os.path.join(clus_dir, MEMBERS), clustering.members)
     ccents = {int(k): np.asarray(decoded_centers[k], dtype=np.float32) for k in range(len(decoded_centers))}
-    save_pickle(os.path.join(clus_dir, "ccents.pickle"), ccents)
-    save_pickle(os.path.join(clus_dir, "ccents_d.pickle"), np.asarray(clustering.centers, dtype=np.float32))
+    save_pickle(os.path.join(clus_dir, CENTERS), ccents)
+    save_pickle(os.path.join(clus_dir, CENTER_CODES), np.asarray(clustering.centers, dtype=np.float32))

@@ -26,7 +26,6 @@ from ..network.objective_options import OBJECTIVE_DEFAULTS
 NOT_MODEL_OPTIONS = {"n_init", "kmeans", "seed", "deterministic", "retrain", "workers", "verbose", "port"}
 # what atomic.py names its temporary files and folders: .NAME.XXXXXXXX.tmp[.ext] and .NAME.XXXXXXXX.old
 _LEFTOVER = re.compile(r"^\..+\.[a-z0-9_]{8}\.(tmp(\..*)?|old)$")
-_SUBFOLDERS = ("model", "clus-center")
 SAMPLE_BLOCKS = 256
 SAMPLE_BYTES = 1 << 16
 
