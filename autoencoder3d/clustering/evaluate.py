@@ -17,6 +17,7 @@ import os
 import numpy as np
 
 from ..errors import InputError, brief
+from ..runs.folder import MEMBERS, RunFolder
 
 BASELINE_COMPONENTS = 32
 """PCA dimensions of the baseline: the autoencoder's code length."""
