@@ -43,13 +43,14 @@ setup(
     description="Unsupervised mining of structures in cryo-electron tomograms (Keras 3 port of Autoencoder3D)",
     long_description=(here / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
+    # An SPDX expression (setuptools >= 77 writes it as License-Expression and
+    # deprecates the License :: classifiers, so there is none below).
     license="GPL-3.0-or-later",
     classifiers=[
         "Development Status :: 3 - Alpha",
         "Environment :: Console",
         "Environment :: GPU :: NVIDIA CUDA",
         "Intended Audience :: Science/Research",
-        "License :: OSI Approved :: GNU General Public License v3 or later (GPLv3+)",
         "Operating System :: POSIX :: Linux",
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3 :: Only",
