@@ -11,13 +11,20 @@ The baseline clusters the same subvolumes by k-means (same k) on a PCA of
 their raw voxels, so a user sees what the autoencoder adds.
 """
 
+from __future__ import annotations
+
 import json
 import os
+from collections.abc import Hashable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import InputError, brief
 from ..runs.folder import MEMBERS, RunFolder
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, NDArray
 
 BASELINE_COMPONENTS = 32
 """PCA dimensions of the baseline: the autoencoder's code length."""
@@ -26,7 +33,7 @@ BASELINE_COMPONENTS = 32
 # ---------------------------------------------------------------- inputs
 
 
-def load_truth(path):
+def load_truth(path: str | os.PathLike) -> dict:
     """Read a simulator's ``truth.json``.
 
     Raises:
@@ -41,7 +48,7 @@ def load_truth(path):
     return truth
 
 
-def find_clustering(path):
+def find_clustering(path: str | os.PathLike) -> str:
     """The kmeans.pickle for a run folder, a clus-center folder, or the pickle itself."""
     path = os.fspath(path)
     for candidate in (path, os.path.join(path, MEMBERS), RunFolder(path).clus_file(MEMBERS)):
@@ -51,7 +58,7 @@ def find_clustering(path):
                      "a clus-center folder, or a kmeans.pickle file)")
 
 
-def load_clustering(path):
+def load_clustering(path: str | os.PathLike) -> tuple[list[str], list[Hashable], list[Hashable]]:
     """Read a clustering pickle {cluster id: [uuid, ...]}.
 
     Returns:
@@ -83,7 +90,7 @@ def load_clustering(path):
     return uuids, labels, cluster_ids
 
 
-def true_classes(truth, uuids, truth_path="truth.json"):
+def true_classes(truth: dict, uuids: Sequence[str], truth_path: str | os.PathLike = "truth.json") -> list[str]:
     """Class names of ``uuids``; InputError if any is not in the truth file."""
     records = truth["subvolumes"]
     missing = [u for u in uuids if u not in records]
@@ -96,7 +103,7 @@ def true_classes(truth, uuids, truth_path="truth.json"):
 # ---------------------------------------------------------------- scores
 
 
-def contingency(classes, clusters):
+def contingency(classes: Sequence[str], clusters: Sequence[Hashable]) -> tuple[NDArray[np.int64], list[Hashable], list[str]]:
     """Cluster x class count table.
 
     Returns:
@@ -113,13 +120,13 @@ def contingency(classes, clusters):
     return table, cluster_ids, class_names
 
 
-def purity(table):
+def purity(table: ArrayLike) -> float:
     """Fraction of items that belong to their cluster's majority class."""
     table = np.asarray(table)
     return float(table.max(axis=1).sum() / table.sum())
 
 
-def scores(classes, clusters):
+def scores(classes: Sequence[str], clusters: Sequence[Hashable]) -> dict[str, float | int]:
     """ARI, NMI, homogeneity, completeness and purity of a clustering.
 
     Args:
@@ -148,7 +155,7 @@ def scores(classes, clusters):
     }
 
 
-def baseline_clusters(volumes, k, seed=0, components=BASELINE_COMPONENTS):
+def baseline_clusters(volumes: np.ndarray, k: int, seed: int | None = 0, components: int = BASELINE_COMPONENTS) -> list[int]:
     """k-means (k clusters, 10 starts) on a PCA of the raw voxels."""
     from sklearn.cluster import KMeans
     from sklearn.decomposition import PCA
@@ -164,7 +171,7 @@ def baseline_clusters(volumes, k, seed=0, components=BASELINE_COMPONENTS):
 # ---------------------------------------------------------------- outputs
 
 
-def write_contingency_csv(path, table, cluster_ids, class_names):
+def write_contingency_csv(path: str | os.PathLike, table: np.ndarray, cluster_ids: Sequence[Hashable], class_names: Sequence[str]) -> None:
     """The table as CSV: a header row of class names, one row per cluster, then totals."""
     from ..util.atomic import atomic_open
 
@@ -175,7 +182,8 @@ def write_contingency_csv(path, table, cluster_ids, class_names):
         handle.write("total," + ",".join(str(int(v)) for v in table.sum(axis=0)) + f",{int(table.sum())},\n")
 
 
-def plot_contingency(path, table, cluster_ids, class_names, title):
+def plot_contingency(path: str | os.PathLike, table: np.ndarray, cluster_ids: Sequence[Hashable], class_names: Sequence[str],
+                     title: str) -> None:
     """A heat map of the table (rows: clusters grouped by majority class), as PNG."""
     import matplotlib
 
@@ -232,7 +240,8 @@ def _data_for(truth, truth_path, uuids, data):
     return subvolumes.volumes[[index[u] for u in uuids]]
 
 
-def evaluate_clustering(clustering, truth_path, *, out_dir=None, baseline=False, data=None, seed=0):
+def evaluate_clustering(clustering: str | os.PathLike, truth_path: str | os.PathLike, *, out_dir: str | os.PathLike | None = None, baseline: bool = False,
+                        data: str | os.PathLike | None = None, seed: int | None = 0) -> dict:
     """Score a clustering against the truth and write the results.
 
     Args:
@@ -299,7 +308,7 @@ def _evaluate(pickle_path, truth, truth_path, out_dir, baseline, data, seed):
     return result
 
 
-def format_report(result):
+def format_report(result: dict) -> str:
     """Scores as a short plain-text table (k: non-empty clusters)."""
     rows = [("autoencoder", result["autoencoder"])]
     if "baseline" in result:

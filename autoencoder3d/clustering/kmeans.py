@@ -1,16 +1,23 @@
 """Clustering the encodings and writing the published ``clus-center`` pickles (section 6)."""
 
+from __future__ import annotations
+
 import contextlib
 import logging
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import InputError
 from ..formats.subvolume_pickle import save_pickle
 from ..runs.folder import CENTER_CODES, CENTERS, MEMBERS
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 log = logging.getLogger("autoencoder3d")
 
@@ -33,7 +40,7 @@ class Clustering:
     inertia: float
     method: str = "full"
 
-    def sizes(self):
+    def sizes(self) -> dict[int, int]:
         """Cluster id -> number of members."""
         return {k: len(v) for k, v in self.members.items()}
 
@@ -45,7 +52,7 @@ MINIBATCH_SIZE = 4096
 KMEANS_METHODS = ("auto", "full", "minibatch")
 
 
-def kmeans_method(n_samples, n_clusters, method="auto"):
+def kmeans_method(n_samples: int, n_clusters: int, method: str = "auto") -> str:
     """``"full"`` (the published KMeans) or ``"minibatch"`` (MiniBatchKMeans) for this many codes and clusters."""
     if method not in KMEANS_METHODS:
         raise InputError(f"--kmeans {method}: choose from {', '.join(KMEANS_METHODS)}")
@@ -62,7 +69,8 @@ def _kmeans(method, n_clusters, n_init, seed):
     return KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed)
 
 
-def cluster_encodings(codes, uuids, n_clusters, *, n_init=100, seed=None, method="auto"):
+def cluster_encodings(codes: ArrayLike, uuids: Sequence[str], n_clusters: int, *, n_init: int = 100, seed: int | None = None,
+                      method: str = "auto") -> Clustering:
     """k-means of the encodings, as published (scikit-learn KMeans, ``n_init=100``) up to a size.
 
     Above ``MINIBATCH_ABOVE`` samples x clusters (``method="auto"``), scikit-learn's
@@ -127,7 +135,7 @@ def _say_convergence(codes, n_clusters, labels, message):
         log.warning("k-means did not converge (%s); the clusters may change with --n-init or --seed", message.strip())
 
 
-def write_cluster_pickles(clus_dir, clustering, decoded_centers):
+def write_cluster_pickles(clus_dir: str | os.PathLike, clustering: Clustering, decoded_centers: np.ndarray) -> None:
     """Write ``kmeans.pickle``, ``ccents.pickle`` and ``ccents_d.pickle`` (atomically).
 
     Args:

@@ -1,12 +1,18 @@
 """DATA, opened: a published subvolume pickle or an on-disk data-set store, as one SubvolumeSet."""
 
+from __future__ import annotations
+
 import os
+from typing import TYPE_CHECKING
 
 from ..errors import InputError
 from ..formats.subvolume_pickle import load_subvolumes
 
+if TYPE_CHECKING:
+    from ..volume import SubvolumeSet
 
-def open_data(path):
+
+def open_data(path: str | os.PathLike) -> SubvolumeSet:
     """Read DATA: a published subvolume pickle (into memory) or an on-disk store (volumes stay on disk).
 
     Returns:

@@ -1,16 +1,23 @@
 """Figures for the manual selection step (section 7) and the training curve."""
 
+from __future__ import annotations
+
 import math
 import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..util.atomic import atomic_directory, atomic_path
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, NDArray
+
 PNG_MAX = 65534  # the published scaling: ceil(m * 65534) for m in [0, 1]
 
 
-def montage(volume):
+def montage(volume: np.ndarray) -> NDArray[np.float64]:
     """Slices ``volume[:, :, k]`` tiled row by row on a square grid, with one-pixel gaps.
 
     Each cell is (n1 + 1) x (n2 + 1) pixels: the slice, then an empty row and
@@ -28,7 +35,7 @@ def montage(volume):
     return image
 
 
-def montage_uint16(volume):
+def montage_uint16(volume: ArrayLike) -> NDArray[np.uint16]:
     """The published 16-bit montage: slices scaled to [0, 1] by their min and max, ``ceil(m * 65534)``."""
     image = montage(np.asarray(volume, dtype=np.float64))
     pixels = ~np.isnan(image)
@@ -39,7 +46,7 @@ def montage_uint16(volume):
     return out
 
 
-def write_png16(path, image):
+def write_png16(path: str | os.PathLike, image: ArrayLike) -> None:
     """Write a 2D uint16 array as a 16-bit grayscale PNG (pypng), atomically."""
     import png
 
@@ -50,12 +57,12 @@ def write_png16(path, image):
             writer.write(handle, image.tolist())
 
 
-def montage_name(cluster, size):
+def montage_name(cluster: int, size: int) -> str:
     """The published file name, e.g. ``035--47.png`` for cluster 35 with 47 members."""
     return "%03d--%d.png" % (cluster, size)
 
 
-def write_montages(fig_dir, decoded_centers, sizes):
+def write_montages(fig_dir: str | os.PathLike, decoded_centers: np.ndarray, sizes: Mapping[int, int]) -> list[str]:
     """Replace ``fig_dir`` with one montage per cluster centre.
 
     Args:
@@ -75,7 +82,7 @@ def write_montages(fig_dir, decoded_centers, sizes):
     return names
 
 
-def plot_history(path, history):
+def plot_history(path: str | os.PathLike, history: Sequence[Mapping[str, float | None]]) -> None:
     """Loss and validation loss per epoch, as a PNG (log scale), atomically."""
     import matplotlib
 

@@ -1,13 +1,22 @@
 """The report's 2D maps of the codes: PCA of all of them, t-SNE of a sample, drawn as PNG scatter plots."""
 
+from __future__ import annotations
+
 import html
 import io
 import logging
 import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .parts import data_uri
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, NDArray
+
+    from .page import RunOutputs
 
 log = logging.getLogger("autoencoder3d")
 
@@ -16,7 +25,7 @@ MAP_MAX_POINTS = 5000
 MAP_SIZE_PX = 480
 
 
-def cluster_colors(n):
+def cluster_colors(n: int) -> list[str]:
     """``n`` distinct-ish colours (hex), neighbours in id far apart in hue."""
     import colorsys
 
@@ -30,7 +39,7 @@ def cluster_colors(n):
     return colors
 
 
-def pca_2d(codes, rows=None, chunk=65536):
+def pca_2d(codes: ArrayLike, rows: ArrayLike | None = None, chunk: int = 65536) -> NDArray[np.float64]:
     """First two principal components of the rows of ``codes`` (N, d), projected for ``rows`` (all by default) -> (len(rows), 2).
 
     The axes come from all N codes (their mean and d x d scatter matrix, summed
@@ -56,7 +65,7 @@ def pca_2d(codes, rows=None, chunk=65536):
     return np.pad(out, ((0, 0), (0, 2 - out.shape[1])))
 
 
-def tsne_2d(codes, seed=0):
+def tsne_2d(codes: ArrayLike, seed: int | None = 0) -> np.ndarray:
     """t-SNE of the rows of ``codes`` (scikit-learn, PCA initialisation) -> (N, 2).
 
     Runs on one OpenMP thread: for the at most ``TSNE_MAX_POINTS`` points shown
@@ -97,7 +106,8 @@ def _scatter(points, labels, colors, title):
     return buffer.getvalue(), pixels
 
 
-def code_maps(run, colors, *, tsne, tsne_max_points, map_max_points, seed):
+def code_maps(run: RunOutputs, colors: Sequence[str], *, tsne: bool, tsne_max_points: int, map_max_points: int,
+              seed: int | None) -> tuple[str, dict[str, list[float | int]], str]:
     """HTML of the 2D maps, the hover data per map, and a caption."""
     if run.codes is None or len(run.codes) == 0:
         return "<p class=\"note\">No encodings available for this run.</p>", {}, ""

@@ -27,14 +27,18 @@ every count (cluster sizes, totals, per-tomogram counts) is exact, and the
 per-cluster content grows with the number of clusters only.
 """
 
+from __future__ import annotations
+
 import html
 import json
 import logging
 import os
 import re
 import shlex
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -48,6 +52,11 @@ from .maps import MAP_MAX_POINTS, TSNE_MAX_POINTS, code_maps, cluster_colors  # 
 from .parts import card, contrast_filters, health_banner, loss_html, montage_zoom, settings_html, shared_contrast
 from ..prep.contrast import DEFAULT_POLARITY
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, NDArray
+
+    from ..volume import SubvolumeSet
+
 log = logging.getLogger("autoencoder3d")
 
 
@@ -55,7 +64,7 @@ log = logging.getLogger("autoencoder3d")
 # ---------------------------------------------------------------- encodings
 
 
-def save_encodings(clus_dir, uuids, codes, labels):
+def save_encodings(clus_dir: str | os.PathLike, uuids: Sequence[str], codes: ArrayLike, labels: ArrayLike) -> None:
     """Save every subvolume's encoding and cluster as ``clus-center/encodings.pickle`` (atomically).
 
     Args:
@@ -72,7 +81,7 @@ def save_encodings(clus_dir, uuids, codes, labels):
     save_pickle(os.path.join(clus_dir, ENCODINGS), record)
 
 
-def load_encodings(clus_dir):
+def load_encodings(clus_dir: str | os.PathLike) -> tuple[list[str], NDArray[np.float32], NDArray[np.int_]] | None:
     """Read ``clus-center/encodings.pickle``: (uuids, codes, labels), or None when it is missing."""
     path = os.path.join(clus_dir, ENCODINGS)
     if not os.path.isfile(path):
@@ -118,12 +127,12 @@ class RunOutputs:
     data_path: str = None
     notes: list = field(default_factory=list)
 
-    def sizes(self):
+    def sizes(self) -> dict[int, int]:
         """Cluster id -> number of members."""
         return {k: len(self.members.get(k, ())) for k in self.centers}
 
 
-def read_run(run_dir, *, recompute=True):
+def read_run(run_dir: str | os.PathLike, *, recompute: bool = True) -> RunOutputs:
     """Read what the report shows from a finished run folder.
 
     Args:
@@ -246,7 +255,7 @@ def _member_volumes(run, picks, subvolumes):
     return {k: [(u, r, volumes[index[u]]) for u, r in p if u in index] for k, p in picks.items()}
 
 
-def tomogram_counts(members, subvolumes):
+def tomogram_counts(members: Mapping[int, Sequence[str]], subvolumes: SubvolumeSet | None) -> dict[int, list[tuple[str, int]]]:
     """Cluster id -> [(tomogram, members from it), ...], most first; {} unless the data names several tomograms.
 
     Counts are exact (every member is counted, whatever the number of subvolumes).
@@ -279,7 +288,9 @@ def _script_json(obj):
     return json.dumps(obj, separators=(",", ":")).replace("</", "<\\/")
 
 
-def build_report(run_dir, *, n_members=4, tsne=True, tsne_max_points=TSNE_MAX_POINTS, map_max_points=MAP_MAX_POINTS, seed=0, recompute=True, subvolumes=None):
+def build_report(run_dir: str | os.PathLike, *, n_members: int = 4, tsne: bool = True, tsne_max_points: int = TSNE_MAX_POINTS,
+                 map_max_points: int = MAP_MAX_POINTS, seed: int | None = 0, recompute: bool = True,
+                 subvolumes: SubvolumeSet | None = None) -> str:
     """The report page of a run folder, as a string (see :func:`write_report`)."""
     run = read_run(run_dir, recompute=recompute)
     sizes = run.sizes()
@@ -329,8 +340,9 @@ def build_report(run_dir, *, n_members=4, tsne=True, tsne_max_points=TSNE_MAX_PO
     })
 
 
-def write_report(run_dir, out=None, *, n_members=4, tsne=True, tsne_max_points=TSNE_MAX_POINTS, map_max_points=MAP_MAX_POINTS, seed=0, recompute=True, subvolumes=None,
-                 lock=True):
+def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, *, n_members: int = 4, tsne: bool = True,
+                 tsne_max_points: int = TSNE_MAX_POINTS, map_max_points: int = MAP_MAX_POINTS, seed: int | None = 0,
+                 recompute: bool = True, subvolumes: SubvolumeSet | None = None, lock: bool = True) -> str | os.PathLike:
     """Write the cluster report of a finished run as one self-contained HTML page, atomically.
 
     Args:

@@ -7,16 +7,25 @@ applies, per cluster, an SVG filter with the exact linear map from the
 cluster's grey levels to the shared ones, so no second set of images is needed.
 """
 
+from __future__ import annotations
+
 import base64
 import html
 import io
 import os
 import shlex
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..network.codes import code_health
 from ..runs.folder import RunFolder
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, NDArray
+
+    from .page import RunOutputs
 
 MONTAGE_TARGET_PX = 400  # montages are drawn at the integer zoom that makes them about this wide
 ZOOMS = (1, 2, 3, 4, 6, 8)  # the page's montage-size choices
@@ -25,7 +34,7 @@ ZOOMS = (1, 2, 3, 4, 6, 8)  # the page's montage-size choices
 # ---------------------------------------------------------------- images
 
 
-def png_bytes(image):
+def png_bytes(image: ArrayLike) -> bytes:
     """A 2D uint8 array as 8-bit grayscale PNG bytes (pypng)."""
     import png
 
@@ -35,18 +44,18 @@ def png_bytes(image):
     return buffer.getvalue()
 
 
-def data_uri(png):
+def data_uri(png: bytes) -> str:
     """PNG bytes as a ``data:image/png;base64,...`` URI."""
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def to_uint8(image, low, high):
+def to_uint8(image: ArrayLike, low: float, high: float) -> NDArray[np.uint8]:
     """Grey levels 0..255 for values low..high (clipped); 0 everywhere when high <= low."""
     scaled = (np.asarray(image, dtype=np.float64) - low) / (high - low) if high > low else np.zeros(np.shape(image))
     return np.clip(np.round(scaled * 255), 0, 255).astype(np.uint8)
 
 
-def montage_png(volume, contrast=None):
+def montage_png(volume: ArrayLike, contrast: tuple[float, float] | None = None) -> bytes:
     """The published montage (``fig/NNN--SIZE.png``) at 8 bits.
 
     With ``contrast=None`` the slices are scaled by the volume's own min and max
@@ -63,7 +72,7 @@ def montage_png(volume, contrast=None):
     return png_bytes(out)
 
 
-def montage_zoom(v_siz):
+def montage_zoom(v_siz: Sequence[int]) -> int:
     """The zoom of the page's choices (ZOOMS) at which a montage of a box of ``v_siz`` is about MONTAGE_TARGET_PX wide."""
     n1, _, n3 = (list(v_siz) + [1, 1, 1])[:3]
     width = int(np.ceil(np.sqrt(max(int(n3), 1)))) * (int(n1) + 1)
@@ -71,7 +80,7 @@ def montage_zoom(v_siz):
     return max([z for z in ZOOMS if z <= wanted] or [1])
 
 
-def central_slices(volume):
+def central_slices(volume: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """The three orthogonal central slices of a volume indexed [x, y, z].
 
     Returns:
@@ -86,7 +95,7 @@ def central_slices(volume):
     ]
 
 
-def shared_contrast(centers, sizes):
+def shared_contrast(centers: Mapping[int, np.ndarray], sizes: Mapping[int, int]) -> tuple[float, float]:
     """One (low, high) for all decoded centres of non-empty clusters: their joint min and max (fig/'s rule, shared)."""
     chosen = [v for k, v in centers.items() if sizes.get(k, 0) > 0] or list(centers.values())
     if not chosen:
@@ -97,7 +106,7 @@ def shared_contrast(centers, sizes):
 # ---------------------------------------------------------------- cluster cards
 
 
-def shared_map(center, contrast):
+def shared_map(center: np.ndarray, contrast: tuple[float, float]) -> tuple[float, float]:
     """(slope, intercept) taking a grey level g in [0, 1] on the centre's own contrast to the shared one.
 
     Own: g = (v - min) / (max - min); shared: (v - low) / (high - low) = slope * g + intercept.
@@ -108,7 +117,7 @@ def shared_map(center, contrast):
     return (own_high - own_low) / span, (own_low - low) / span
 
 
-def contrast_filters(centers, sizes, contrast):
+def contrast_filters(centers: Mapping[int, np.ndarray], sizes: Mapping[int, int], contrast: tuple[float, float]) -> str:
     """Hidden SVG with one filter per non-empty cluster: its own grey levels -> the shared contrast (clipped)."""
     filters = []
     for k, center in centers.items():
@@ -123,7 +132,7 @@ def contrast_filters(centers, sizes, contrast):
 TOMOGRAMS_NAMED = 5  # a card names its cluster's top tomograms and sums the rest
 
 
-def tomograms_line(counts):
+def tomograms_line(counts: Sequence[tuple[str, int]] | None) -> str:
     """One line: the tomograms a cluster's members come from, most first, with exact counts (HTML, or '')."""
     if not counts:
         return ""
@@ -133,7 +142,8 @@ def tomograms_line(counts):
     return f'<div class="tomograms note" title="members per tomogram">from {len(counts)} tomogram{"s" if len(counts) > 1 else ""}: {named}{more}</div>'
 
 
-def card(k, size, color, center, members, fig_name, tomograms=None):
+def card(k: int, size: int, color: str, center: np.ndarray, members: Sequence[tuple[str, int, np.ndarray]], fig_name: str,
+         tomograms: Sequence[tuple[str, int]] | None = None) -> str:
     """The card of one cluster; an empty cluster gets a card that says so, without images.
 
     ``tomograms``: [(tomogram, members from it), ...] most first, for a data set of several tomograms.
@@ -179,7 +189,7 @@ def card(k, size, color, center, members, fig_name, tomograms=None):
 # ---------------------------------------------------------------- what the reader must know first
 
 
-def health_banner(record, sizes):
+def health_banner(record: dict, sizes: Mapping[int, int]) -> str:
     """Warnings for the top of the page: dead or nearly dead codes, empty clusters (HTML, or '')."""
     n_clusters = int((record.get("inputs") or {}).get("n_clusters") or len(sizes))
     codes = record.get("codes") or {}
@@ -209,7 +219,7 @@ def health_banner(record, sizes):
 # ---------------------------------------------------------------- training and settings
 
 
-def loss_html(run):
+def loss_html(run: RunOutputs) -> str:
     model_dir = RunFolder(run.run_dir).model_dir
     training = run.record.get("training") or {}
     facts = ", ".join(f"{k.replace('_', ' ')}: {fmt(v)}" for k, v in training.items() if not isinstance(v, (dict, list)))
@@ -248,7 +258,7 @@ def _history_png(path):
             return handle.read()
 
 
-def fmt(value):
+def fmt(value: object) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
@@ -294,7 +304,7 @@ SETTINGS_LAYOUT = [
 GROUPS = ["run", "data", "model", "training", "clustering", "other options", "timings", "versions"]
 
 
-def settings_groups(record):
+def settings_groups(record: dict) -> list[tuple[str, list[tuple[str, object]]]]:
     """run.json as ordered groups of (label, value) rows; every recorded option appears once."""
     groups = {name: [] for name in GROUPS}
     if record.get("argv"):
@@ -320,7 +330,7 @@ def settings_groups(record):
     return [(name, rows) for name, rows in groups.items() if rows]
 
 
-def settings_html(record):
+def settings_html(record: dict) -> str:
     """The grouped settings tables: run, data, model, training, clustering, timings, versions."""
     blocks = []
     for name, rows in settings_groups(record):

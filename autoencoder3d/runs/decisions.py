@@ -15,11 +15,18 @@ differently (``--epochs``, ``--patience``): the published workflow trains once
 (``train ... 100``) and clusters again with another k (``train ... 4``).
 """
 
+from __future__ import annotations
+
 import logging
 import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from ..errors import InputError
 from ..prep.contrast import DEFAULT_POLARITY, recorded_polarity
+
+if TYPE_CHECKING:
+    from ..workflows.train import TrainOptions
 
 log = logging.getLogger("autoencoder3d")
 
@@ -27,7 +34,7 @@ PREPARATION_DEFAULTS = {"polarity": DEFAULT_POLARITY, "smooth_sigma": 2.0}
 TRAINING_LENGTH = ("epochs", "patience")
 
 
-def recorded_model_options(model_dir):
+def recorded_model_options(model_dir: str | os.PathLike) -> dict:
     """The options the model in ``model_dir`` was trained with (finished or interrupted), or {}."""
     from ..network.train import finished_record, resume_state, saved_models_exist
 
@@ -37,7 +44,7 @@ def recorded_model_options(model_dir):
     return ((record or {}).get("fingerprint") or {}).get("options") or {}
 
 
-def store_polarity(data):
+def store_polarity(data: str | os.PathLike) -> str | None:
     """The polarity a data-set store was built with ('dark'/'bright'), or None (a pickle, or mixed)."""
     from ..data.store.store import is_store, read_manifest
 
@@ -51,7 +58,7 @@ def store_polarity(data):
     return recorded_polarity(used.pop()) if len(used) == 1 else None
 
 
-def decide_preparation(data, options, model_dir):
+def decide_preparation(data: str | os.PathLike, options: TrainOptions, model_dir: str | os.PathLike) -> None:
     """Fill ``options.polarity`` and ``options.smooth_sigma`` from what was given, recorded or the default.
 
     Raises:
@@ -109,7 +116,7 @@ def _decide(options, key, recorded, what, remedy):
         raise InputError(f"{what} was made with {flag} {said}, not {given}: leave {flag} out or pass {flag} {recorded}{remedy}")
 
 
-def only_length_differs(recorded_options, current_options):
+def only_length_differs(recorded_options: Mapping[str, object], current_options: Mapping[str, object]) -> list[str] | None:
     """The training-length options that differ, when nothing else that makes the model does (else None)."""
     keys = set(recorded_options) | set(current_options)
     differ = {key for key in keys if recorded_options.get(key) != current_options.get(key)}

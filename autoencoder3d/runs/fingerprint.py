@@ -14,13 +14,20 @@
   an interrupted training is reused only when the fingerprint is the same.
 """
 
+from __future__ import annotations
+
 import hashlib
 import os
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 from ..errors import InputError
 from ..network.objective_options import OBJECTIVE_DEFAULTS
+
+if TYPE_CHECKING:
+    from ..workflows.train import TrainOptions
 
 # options that do not change the trained model: how k-means runs, speed, verbosity, reuse
 NOT_MODEL_OPTIONS = {"n_init", "kmeans", "seed", "deterministic", "retrain", "workers", "verbose", "port"}
@@ -30,7 +37,7 @@ SAMPLE_BLOCKS = 256
 SAMPLE_BYTES = 1 << 16
 
 
-def file_digest(path, sampled=False):
+def file_digest(path: str | os.PathLike, sampled: bool = False) -> dict[str, int | str]:
     """``{'size', 'sha256'}`` of a file; ``sampled`` hashes the first and last 64 KiB
     and 256 blocks of 64 KiB spread evenly (a tomogram of many GB in a fraction of a second)."""
     size = os.path.getsize(path)
@@ -46,7 +53,7 @@ def file_digest(path, sampled=False):
     return {"size": size, "sha256": digest.hexdigest()}
 
 
-def data_digest(data):
+def data_digest(data: str | os.PathLike) -> dict[str, int | str]:
     """The digest of DATA: a pickle file's SHA-256, or a store's sampled digest."""
     if os.path.isdir(data):
         from ..data.store.store import store_digest
@@ -55,7 +62,7 @@ def data_digest(data):
     return file_digest(data)
 
 
-def fingerprint(data, tomogram, pose, box, options):
+def fingerprint(data: str | os.PathLike, tomogram: str | os.PathLike | None, pose: bool, box: Sequence[int], options: TrainOptions) -> dict[str, dict]:
     """What the trained model depends on (see the module docstring).
 
     Returns:
@@ -76,7 +83,7 @@ def fingerprint(data, tomogram, pose, box, options):
     return {"inputs": inputs, "options": model_options}
 
 
-def differences(recorded, current, parts=("inputs", "options")):
+def differences(recorded: dict, current: dict, parts: Iterable[str] = ("inputs", "options")) -> list[str]:
     """Human-readable differences between two fingerprints, e.g. ``['--epochs 4 (was 1)']``."""
     found = []
     for part in parts:
@@ -98,7 +105,7 @@ def _describe(part, key, old, new):
     return f"{key} {new} (was {old})"
 
 
-def refuse_if_different(where, recorded, current, parts=("inputs", "options")):
+def refuse_if_different(where: str, recorded: dict, current: dict, parts: Iterable[str] = ("inputs", "options")) -> None:
     """Raise InputError naming every difference between the recorded and current fingerprints."""
     found = differences(recorded, current, parts)
     if found:

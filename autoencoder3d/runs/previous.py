@@ -15,6 +15,8 @@ word:
   warning line naming what was moved and why.
 """
 
+from __future__ import annotations
+
 import logging
 import os
 import shutil
@@ -28,7 +30,7 @@ log = logging.getLogger("autoencoder3d")
 
 
 
-def other_outputs(clus_dir):
+def other_outputs(clus_dir: str | os.PathLike) -> list[str]:
     """Names in ``clus_dir`` that the clustering itself does not write (sorted)."""
     try:
         names = os.listdir(clus_dir)
@@ -52,7 +54,7 @@ def _recorded_fingerprint(out_dir):
         return None
 
 
-def same_clustering(out_dir, new_dir, fingerprint=None):
+def same_clustering(out_dir: str | os.PathLike, new_dir: str | os.PathLike, fingerprint: dict | None = None) -> bool:
     """True when ``new_dir``'s clusters have exactly the members of ``out_dir/clus-center``'s and,
     when ``fingerprint`` is given, the run folder's run.json records the same one."""
     if fingerprint is not None and _recorded_fingerprint(out_dir) != fingerprint:
@@ -94,7 +96,7 @@ def _free_name(path):
     return candidate
 
 
-def keep_or_move(out_dir, new_dir, fingerprint=None):
+def keep_or_move(out_dir: str | os.PathLike, new_dir: str | os.PathLike, fingerprint: dict | None = None) -> str | None:
     """Before ``new_dir`` replaces ``out_dir/clus-center``: keep or move aside what other commands wrote there.
 
     Args:

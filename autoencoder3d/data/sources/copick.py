@@ -8,9 +8,13 @@ adds a refinement shift (``CopickPicks.full_positions``). So the voxel centre
 is ``full_position / voxel_spacing``.
 """
 
+from __future__ import annotations
+
 import logging
 import os
 from collections import OrderedDict
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,13 +22,17 @@ from ...errors import InputError
 from ...volume import Tomogram
 from .jobs import TomogramJob, check_jobs
 
+if TYPE_CHECKING:
+    import zarr
+    from copick.models import CopickRoot
+
 log = logging.getLogger("autoencoder3d")
 
 
 COPICK_EXTRA = 'pip install "autoencoder3d[copick]"'
 
 
-def import_copick():
+def import_copick() -> ModuleType:
     """The copick module; an InputError naming the extra that installs it when it is missing."""
     try:
         import copick
@@ -33,7 +41,7 @@ def import_copick():
     return copick
 
 
-def open_project(config):
+def open_project(config: str | os.PathLike) -> CopickRoot:
     """The copick root of ``config`` (a copick config JSON)."""
     copick = import_copick()
     config = os.fspath(config)
@@ -66,7 +74,8 @@ def _tomogram_of(run, config, voxel_spacing, tomo_type):
     return spacing
 
 
-def jobs_from_copick(config, object_name, user, voxel_spacing, tomo_type, session=None):
+def jobs_from_copick(config: str | os.PathLike, object_name: str, user: str, voxel_spacing: float, tomo_type: str,
+                     session: str | None = None) -> list[TomogramJob]:
     """One job per run with picks of ``object_name`` by ``user`` (runs in name order).
 
     Raises:
@@ -107,7 +116,7 @@ class ZarrXYZ:
 
     ndim = 3
 
-    def __init__(self, array, cache_bytes=256 * 2**20):
+    def __init__(self, array: zarr.Array, cache_bytes: int = 256 * 2**20) -> None:
         self._array = array
         self.shape = tuple(int(s) for s in array.shape[::-1])
         self.dtype = np.dtype(array.dtype)
@@ -161,7 +170,7 @@ class ZarrXYZ:
         return chunk
 
 
-def open_copick_tomogram(opener):
+def open_copick_tomogram(opener: dict) -> Tomogram:
     """The copick tomogram an opener names, as a :class:`~autoencoder3d.volume.Tomogram` indexed [x, y, z]."""
     import zarr
 
@@ -182,7 +191,7 @@ def open_copick_tomogram(opener):
     return Tomogram(data=ZarrXYZ(array), voxel_size=(size, size, size), path=where)
 
 
-def copick_fingerprint(opener, blocks=8, side=4):
+def copick_fingerprint(opener: dict, blocks: int = 8, side: int = 4) -> dict[str, object]:
     """Shape, dtype and a SHA-256 of ``blocks`` small cubes spread along the diagonal of a copick tomogram."""
     import hashlib
 

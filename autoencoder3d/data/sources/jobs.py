@@ -8,10 +8,13 @@ unknown tomogram name or a malformed row is one :class:`InputError` naming the
 file and the problem.
 """
 
+from __future__ import annotations
+
 import csv
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,16 +48,16 @@ class TomogramJob:
     info: dict = field(default_factory=dict)
 
     @property
-    def path(self):
+    def path(self) -> str | None:
         return self.opener.get("path")
 
 
-def default_uuids(name, n):
+def default_uuids(name: str, n: int) -> list[str]:
     """``<name>_<i>`` for the tomogram's input rows 0 .. n - 1 (unique across tomograms with unique names)."""
     return [f"{name}_{i}" for i in range(n)]
 
 
-def check_jobs(jobs, source):
+def check_jobs(jobs: list[TomogramJob], source: str | os.PathLike) -> list[TomogramJob]:
     """Refuse an empty data set, repeated tomogram names and uuids a store cannot hold."""
     if not jobs:
         raise InputError(f"{source}: no particles in any tomogram; nothing to build")
@@ -76,7 +79,7 @@ def check_jobs(jobs, source):
     return jobs
 
 
-def jobs_fingerprint(jobs):
+def jobs_fingerprint(jobs: Iterable[TomogramJob]) -> str:
     """A short hash of the jobs (names, tomograms, centres, ids): a rerun must build the same data set."""
     digest = hashlib.sha256()
     for job in jobs:
@@ -93,7 +96,7 @@ SAMPLE_BYTES = 1 << 14
 HEADER_BYTES = 1 << 16
 
 
-def file_fingerprint(path):
+def file_fingerprint(path: str | os.PathLike) -> dict[str, int | str]:
     """Size, modification time and a SHA-256 of a file's first 64 KiB (the header) and 32 blocks of 16 KiB spread over it."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -105,7 +108,7 @@ def file_fingerprint(path):
     return {"size": status.st_size, "mtime_ns": status.st_mtime_ns, "sample": digest.hexdigest()[:32]}
 
 
-def find_tomogram(name, folder, source):
+def find_tomogram(name: str, folder: str | os.PathLike, source: str | os.PathLike) -> str:
     """The file under ``folder`` whose name (through :func:`tomo_key`) is ``name``.
 
     Raises:
@@ -125,7 +128,7 @@ def find_tomogram(name, folder, source):
     return found[0]
 
 
-def mrc_opener(path, source):
+def mrc_opener(path: str | os.PathLike, source: str | os.PathLike) -> dict[str, str]:
     """The opener of an MRC tomogram, after checking that the file is there and its header reads."""
     from ...formats.mrc import read_tomogram
 
@@ -189,7 +192,7 @@ def _table_tomogram(value, path, tomogram_dir):
                      "give --tomogram-dir to find tomograms by name)")
 
 
-def jobs_from_table(path, tomogram_dir=None):
+def jobs_from_table(path: str | os.PathLike, tomogram_dir: str | os.PathLike | None = None) -> list[TomogramJob]:
     """Jobs from a CSV table with a header ``tomogram,x,y,z`` (and optionally ``uuid``).
 
     Coordinates are voxels counted from 0 (x = the MRC file's columns); tomograms
@@ -216,7 +219,7 @@ def jobs_from_table(path, tomogram_dir=None):
 # ---------------------------------------------------------------- tomograms to pick
 
 
-def read_pick_list(path):
+def read_pick_list(path: str | os.PathLike) -> list[str]:
     """Tomogram paths, one a line (blank lines and ``#`` comments skipped; relative to the list's folder)."""
     from ...formats.coords import content_lines
 
@@ -226,7 +229,7 @@ def read_pick_list(path):
     return [ln if os.path.isabs(ln) else os.path.join(folder, ln) for ln in lines]
 
 
-def jobs_to_pick(tomograms, source="--pick"):
+def jobs_to_pick(tomograms: Iterable[str | os.PathLike], source: str | os.PathLike = "--pick") -> list[TomogramJob]:
     """One job per tomogram file; the worker picks its particles (DoG) before cutting them."""
     jobs = [TomogramJob(tomo_key(t), mrc_opener(t, source)) for t in tomograms]
     if not jobs:

@@ -5,11 +5,19 @@ An opener is a small dict a worker process can receive: ``{"kind": "mrc",
 up here, so the sources that make jobs need not know of each other.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from ...errors import InputError
 from .jobs import file_fingerprint, jobs_fingerprint
 
+if TYPE_CHECKING:
+    from ...volume import Tomogram
+    from .jobs import TomogramJob
 
-def job_origin(job):
+
+def job_origin(job: TomogramJob) -> dict[str, object]:
     """What a tomogram's part is cut from: its rows (name, tomogram, centres, ids) and its tomogram's fingerprint.
 
     A resumed build cuts a part again when this differs from the one the part recorded.
@@ -26,7 +34,7 @@ def job_origin(job):
     return {"rows": jobs_fingerprint([job]), "tomogram": tomogram}
 
 
-def open_job_tomogram(job):
+def open_job_tomogram(job: TomogramJob) -> Tomogram:
     """The job's tomogram, indexed [x, y, z] and read on demand."""
     if job.opener["kind"] == "copick":
         from .copick import open_copick_tomogram

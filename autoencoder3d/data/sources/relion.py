@@ -9,6 +9,8 @@ does (:func:`~autoencoder3d.formats.star.table_voxels`: centred Angstrom,
 refinement shifts subtracted).
 """
 
+from __future__ import annotations
+
 import os
 
 import numpy as np
@@ -22,7 +24,7 @@ NEED = ("rlnTomoName", "rlnTomoTiltSeriesPixelSize", "rlnTomoSizeX", "rlnTomoSiz
 PARTICLE_NAME = "rlnTomoParticleName"
 
 
-def read_tomograms_table(path):
+def read_tomograms_table(path: str | os.PathLike) -> dict[str, dict[str, object]]:
     """Every row of RELION 5's ``tomograms.star``: tomo_key(name) -> entry.
 
     Each entry is what :func:`~autoencoder3d.formats.star.read_tomograms_star`
@@ -104,7 +106,8 @@ def _job(rows, tables, particles_star, entry, file):
     return TomogramJob(entry["name"], mrc_opener(file, particles_star), xyz, uuids, info)
 
 
-def jobs_from_relion(tomograms_star, particles_star, tomogram_dir=None):
+def jobs_from_relion(tomograms_star: str | os.PathLike, particles_star: str | os.PathLike,
+                     tomogram_dir: str | os.PathLike | None = None) -> list[TomogramJob]:
     """One job per tomogram of ``particles.star`` that has particles, in the order they first appear there.
 
     Raises:

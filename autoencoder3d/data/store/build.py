@@ -23,12 +23,16 @@ and a sample of the content); a part whose tomogram or rows changed since is
 cut again. One build at a time writes a store (a lock file in it).
 """
 
+from __future__ import annotations
+
 import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -39,6 +43,9 @@ from ..sources.jobs import default_uuids, jobs_fingerprint
 from ..sources.openers import job_origin, open_job_tomogram
 from .store import (PartWriter, create_store, finish_store, is_fresh, is_store, mark_unfinished, part_done, part_origin, remove_unfinished_parts, store_out)
 from ...prep.contrast import DEFAULT_POLARITY
+
+if TYPE_CHECKING:
+    from ..sources.jobs import TomogramJob
 
 log = logging.getLogger("autoencoder3d")
 
@@ -105,7 +112,8 @@ def _parts_to_cut(out, jobs):
     return todo
 
 
-def build_dataset(out, jobs, options=None, *, source=None):
+def build_dataset(out: str | os.PathLike, jobs: Sequence[TomogramJob], options: BuildOptions | None = None, *,
+                  source: dict | None = None) -> dict:
     """Extract every job's subvolumes into the store ``out`` and finish it.
 
     Args:
@@ -180,7 +188,7 @@ def _report(summary, k, total):
              summary["dropped"], summary["seconds"], k, total)
 
 
-def extract_part(out, index, job, options, threads=1):
+def extract_part(out: str | os.PathLike, index: int, job: TomogramJob, options: BuildOptions, threads: int = 1) -> dict[str, object]:
     """Write part ``index`` of the store ``out``: the job's tomogram's subvolumes.
 
     Returns:

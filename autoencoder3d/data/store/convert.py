@@ -1,5 +1,7 @@
 """The published pickle as a store, and a store's contents in a few lines."""
 
+from __future__ import annotations
+
 import os
 import re
 import shutil
@@ -8,7 +10,8 @@ from ...errors import InputError
 from ...formats.star import tomo_key
 
 
-def convert_pickle(pickle, out, tomogram=None, dtype="float32", overwrite=False):
+def convert_pickle(pickle: str | os.PathLike, out: str | os.PathLike, tomogram: str | os.PathLike | None = None, dtype: str = "float32",
+                   overwrite: bool = False) -> dict:
     """Write the subvolume pickle as a one-part store, in the pickle's order.
 
     The store is written under a temporary name beside ``out`` and renamed into
@@ -67,7 +70,7 @@ def _remove_stale_temporaries(out):
             shutil.rmtree(entry.path, ignore_errors=True)
 
 
-def describe_store(path):
+def describe_store(path: str | os.PathLike) -> list[str]:
     """Lines saying what a store holds: one per tomogram (name, count, voxel size), then the totals."""
     from .read import open_store
 

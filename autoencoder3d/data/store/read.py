@@ -1,6 +1,10 @@
 """Reading a store as a :class:`~autoencoder3d.volume.SubvolumeSet` whose volumes stay on disk."""
 
+from __future__ import annotations
+
 import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -8,6 +12,9 @@ from ...errors import InputError, brief
 from ...volume import SubvolumeSet
 from .store import is_store, read_manifest
 from .trust import check_store, strict_store
+
+if TYPE_CHECKING:
+    import zarr
 
 
 class StoreVolumes:
@@ -20,7 +27,7 @@ class StoreVolumes:
     ndim = 4
     dtype = np.dtype(np.float32)
 
-    def __init__(self, arrays, v_siz, path):
+    def __init__(self, arrays: Sequence[zarr.Array], v_siz: Sequence[int], path: str) -> None:
         self._arrays = arrays
         self.path = path
         counts = np.array([a.shape[0] for a in arrays], dtype=np.int64)
@@ -32,7 +39,7 @@ class StoreVolumes:
         return self.shape[0]
 
     @property
-    def nbytes(self):
+    def nbytes(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64)) * self.stored_dtype.itemsize
 
     def __getitem__(self, key):
@@ -99,7 +106,7 @@ def _open_part(path, name):
     return arrays
 
 
-def open_store(path):
+def open_store(path: str | os.PathLike) -> SubvolumeSet:
     """A complete store as a :class:`SubvolumeSet` (volumes read on demand).
 
     The set's ``tomograms`` holds each subvolume's tomogram name, ``rotations``

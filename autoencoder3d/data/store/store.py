@@ -26,14 +26,23 @@ One subvolume per chunk lets training read shuffled batches straight from disk
 (random reads of single subvolumes; see ``scripts/bench_dataset.py``).
 """
 
+from __future__ import annotations
+
 import json
 import os
 import shutil
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ...errors import InputError, brief
 from .trust import part_name
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from ...volume import SubvolumeSet
 
 FORMAT = "autoencoder3d-dataset"
 VERSION = 1
@@ -42,13 +51,13 @@ DTYPES = ("float32", "float16")
 UUID_DTYPE = "<U64"
 
 
-def is_store(path):
+def is_store(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a folder holding a zarr group (a store, or something that should be one)."""
     path = os.fspath(path)
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, ".zgroup"))
 
 
-def store_out(out):
+def store_out(out: str | os.PathLike) -> str:
     """``out`` as the folder a build or convert writes; an empty name (the current folder, with the user's files) is refused."""
     out = os.fspath(out)
     if not out:
@@ -56,7 +65,7 @@ def store_out(out):
     return out
 
 
-def is_fresh(path):
+def is_fresh(path: str | os.PathLike) -> bool:
     """Whether ``path`` is free for a new store: absent, or a folder holding nothing but a writer's lock file."""
     from ...util.lock import LOCK_NAME
 
@@ -72,7 +81,8 @@ def _zarr():
     return zarr
 
 
-def create_store(path, v_siz, *, dtype="float32", pose=False, polarity=None, sources=None):
+def create_store(path: str | os.PathLike, v_siz: Sequence[int], *, dtype: str = "float32", pose: bool = False,
+                 polarity: str | None = None, sources: dict | None = None) -> dict:
     """Start a store at ``path`` (or reopen an unfinished one made with the same settings).
 
     Returns:
@@ -102,7 +112,7 @@ def create_store(path, v_siz, *, dtype="float32", pose=False, polarity=None, sou
     return manifest
 
 
-def read_manifest(path):
+def read_manifest(path: str | os.PathLike) -> dict:
     """The store's manifest, checked (InputError naming the store otherwise)."""
     path = os.fspath(path)
     from .trust import check_manifest_fields, load_json, read_bytes
@@ -131,11 +141,11 @@ def _write_manifest(path, manifest):
         json.dump({MANIFEST_KEY: manifest}, handle, indent=1)
 
 
-def part_path(path, index):
+def part_path(path: str | os.PathLike, index: int) -> str:
     return os.path.join(os.fspath(path), "parts", part_name(index))
 
 
-def part_done(path, index):
+def part_done(path: str | os.PathLike, index: int) -> bool:
     """Whether part ``index`` was written completely."""
     return os.path.isfile(os.path.join(part_path(path, index), ".zattrs"))
 
@@ -147,7 +157,8 @@ class PartWriter:
     the block ends without an exception (then :meth:`commit` has run).
     """
 
-    def __init__(self, path, index, n, tomogram, *, v_siz, dtype="float32", origin=None):
+    def __init__(self, path: str | os.PathLike, index: int, n: int, tomogram: Mapping[str, object], *, v_siz: Sequence[int],
+                 dtype: str = "float32", origin: dict | None = None) -> None:
         self.path = os.fspath(path)
         self.origin = origin
         self.final = part_path(path, index)
@@ -169,7 +180,8 @@ class PartWriter:
         self._rows = {"uuid": np.empty(self.n, dtype=UUID_DTYPE), "center": np.full((self.n, 3), np.nan),
                       "rotation": np.full((self.n, 3, 3), np.nan), "center_of_mass": np.full((self.n, 3), np.nan)}
 
-    def write(self, lo, volumes, uuids, centers, rotations=None, centers_of_mass=None):
+    def write(self, lo: int, volumes: np.ndarray, uuids: Sequence[str], centers: ArrayLike, rotations: ArrayLike | None = None,
+              centers_of_mass: ArrayLike | None = None) -> None:
         """Write rows ``lo : lo + len(volumes)``."""
         hi = lo + len(volumes)
         if len(volumes):
@@ -181,7 +193,7 @@ class PartWriter:
         if centers_of_mass is not None:
             self._rows["center_of_mass"][lo:hi] = centers_of_mass
 
-    def commit(self, extra=None):
+    def commit(self, extra: dict | None = None) -> None:
         for name, rows in self._rows.items():
             if self.n:
                 getattr(self, name)[:] = rows
@@ -202,7 +214,7 @@ class PartWriter:
         return False
 
 
-def part_origin(path, index):
+def part_origin(path: str | os.PathLike, index: int) -> dict | None:
     """What part ``index`` was cut from (recorded by the build: its rows and its tomogram), or None."""
     from .trust import load_json, read_bytes
 
@@ -212,7 +224,7 @@ def part_origin(path, index):
         return None
 
 
-def remove_unfinished_parts(path):
+def remove_unfinished_parts(path: str | os.PathLike) -> list[str]:
     """Delete temporary part folders left by a killed build; returns their paths."""
     from .trust import check_writable
 
@@ -226,14 +238,14 @@ def remove_unfinished_parts(path):
     return removed
 
 
-def mark_unfinished(path):
+def mark_unfinished(path: str | os.PathLike) -> None:
     """Mark a finished store unfinished again (a build is about to cut some of its parts again)."""
     manifest = read_manifest(path)
     manifest.update(complete=False)
     _write_manifest(path, manifest)
 
 
-def finish_store(path, n_parts):
+def finish_store(path: str | os.PathLike, n_parts: int) -> dict:
     """List parts ``0 .. n_parts - 1`` in the manifest and mark the store complete.
 
     Raises:
@@ -253,7 +265,8 @@ def finish_store(path, n_parts):
     return manifest
 
 
-def store_from_set(path, subvolumes, *, tomogram=None, dtype="float32", block=256):
+def store_from_set(path: str | os.PathLike, subvolumes: SubvolumeSet, *, tomogram: dict | None = None, dtype: str = "float32",
+                   block: int = 256) -> dict:
     """Write a :class:`~autoencoder3d.volume.SubvolumeSet` as a new store, one part per tomogram.
 
     Subvolumes keep their order when the set's tomograms come in runs (a
@@ -299,7 +312,7 @@ def _tomogram_runs(subvolumes, tomogram):
     return runs
 
 
-def store_digest(path, samples=256):
+def store_digest(path: str | os.PathLike, samples: int = 256) -> dict[str, int | str]:
     """``{'size', 'sha256'}`` (size: bytes of the subvolumes) of a store: its manifest, every part's ids and centres, and ``samples`` subvolumes spread evenly.
 
     Quick at any size, and different whenever the subvolumes, their order or a

@@ -14,17 +14,24 @@ Reads go through :func:`strict_store`, which refuses a chunk that went missing
 or became a link after the check instead of filling zeros.
 """
 
+from __future__ import annotations
+
 import errno
 import functools
 import itertools
 import math
 import os
 import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ...errors import InputError, brief
 from ...formats.json import load_json
+
+if TYPE_CHECKING:
+    import zarr
 
 ARRAYS = ("volumes", "uuid", "center", "rotation", "center_of_mass")
 COMPRESSORS = (None, "blosc", "zstd")  # store.py writes None; blosc and zstd decode into plain bytes
@@ -34,7 +41,7 @@ _PART = re.compile(r"^\d{5}$")
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
-def read_bytes(path):
+def read_bytes(path: str | os.PathLike) -> bytes:
     """The bytes of ``path``; a symbolic link in its last component is refused (InputError)."""
     try:
         fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
@@ -58,7 +65,7 @@ def _read_json(path, what):
     return value
 
 
-def has_control_character(text):
+def has_control_character(text: str) -> bool:
     """Whether ``text`` holds a newline, tab or other control character: a STAR or CSV row cannot hold it as it is."""
     return any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text)
 
@@ -68,7 +75,7 @@ def _count(value, low=0, high=None):
     return isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
 
 
-def check_manifest_fields(path, manifest):
+def check_manifest_fields(path: str | os.PathLike, manifest: dict) -> None:
     """The manifest's own fields have the types and ranges the code relies on (InputError otherwise)."""
     where = f"{path}: store manifest"
     if not _count(manifest.get("version"), 1):
@@ -132,7 +139,7 @@ def _no_link(path):
         raise InputError(f"{path}: a symbolic link inside the store; a store's folders and files must be its own")
 
 
-def check_store(path, manifest):
+def check_store(path: str | os.PathLike, manifest: dict) -> None:
     """Check a complete store's parts against its manifest before zarr reads them.
 
     Raises:
@@ -145,7 +152,7 @@ def check_store(path, manifest):
         check_part(path, entry["part"], entry["n"], manifest["v_siz"], manifest["dtype"])
 
 
-def check_part(path, name, n, v_siz, dtype):
+def check_part(path: str | os.PathLike, name: str, n: int, v_siz: Sequence[int], dtype: str) -> None:
     """One part: folders, ``.zarray`` of every array, and all its chunk files."""
     if not _PART.match(name):
         raise InputError(f"{path}: part name {brief(name)} is not five digits")
@@ -228,7 +235,7 @@ def _check_chunks(where, shape, chunks):
             raise InputError(f"{where}/{name}: chunk missing; the store is damaged, build it again")
 
 
-def check_writable(path):
+def check_writable(path: str | os.PathLike) -> None:
     """Before a build deletes anything in ``path``: ``parts`` and its entries are real folders, no links."""
     parts = os.path.join(os.fspath(path), "parts")
     _no_link(parts)
@@ -267,11 +274,11 @@ def _strict_class():
     return StrictStore
 
 
-def strict_store(folder):
+def strict_store(folder: str | os.PathLike) -> zarr.storage.DirectoryStore:
     """A zarr store of ``folder`` whose reads refuse a missing chunk or a symbolic link (zarr fills zeros)."""
     return _strict_class()(folder)
 
 
-def part_name(index):
+def part_name(index: int) -> str:
     """The folder name of part ``index`` under ``parts/``."""
     return f"{int(index):05d}"

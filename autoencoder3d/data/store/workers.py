@@ -10,18 +10,24 @@
   file a thread in the worker ends the worker, so none is left behind.
 """
 
+from __future__ import annotations
+
 import multiprocessing
 import os
 import signal
 import threading
+from collections.abc import Callable, Iterable, Sequence
 from multiprocessing.connection import wait
+from typing import Any
 
 from ...errors import InputError
 
 STOP_SECONDS = 10  # a terminated worker that has not ended by then is killed
 
 
-def run_parallel(function, calls, workers, on_result, *, names=None, initializer=None, initargs=()):
+def run_parallel(function: Callable[..., Any], calls: Iterable[tuple], workers: int, on_result: Callable[[int, Any], object], *,
+                 names: Sequence[str] | None = None, initializer: Callable[..., object] | None = None,
+                 initargs: tuple = ()) -> None:
     """Run ``function(*args)`` for every ``args`` in ``calls`` in up to ``workers`` processes.
 
     Args:
