@@ -58,8 +58,8 @@ def simulate(out_dir, snr, box, copies, seed):
 
 def load(sim_dir, scale):
     from autoencoder3d.clustering.evaluate import true_classes
-    from autoencoder3d.formats.subvolume_pickle import load_subvolumes
     from autoencoder3d.formats.mrc import read_tomogram
+    from autoencoder3d.formats.subvolume_pickle import load_subvolumes
 
     subvolumes = load_subvolumes(os.path.join(sim_dir, "subvolumes_example_1.pickle"))
     tomogram = np.asarray(read_tomogram(os.path.join(sim_dir, "tomogram.rec")).data, dtype=np.float32)

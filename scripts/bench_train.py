@@ -154,11 +154,11 @@ def conv_rate(edge, batch_size, repeats=3):
         g = tf.constant(rng.normal(size=(batch_size, side, side, side, cout)).astype(np.float32))
         forward = 2 * batch_size * side**3 * KERNEL**3 * cin * cout
         strides = [1] * 5
-        ops.append((f"{side}^3 {cin}->{cout} forward", forward, tf.function(lambda x=x, w=w: tf.nn.conv3d(x, w, strides, "SAME"))))
-        ops.append((f"{side}^3 {cin}->{cout} filter gradient", forward, tf.function(lambda x=x, w=w, g=g: tf.raw_ops.Conv3DBackpropFilterV2(
+        ops.append((f"{side}^3 {cin}->{cout} forward", forward, tf.function(lambda x=x, w=w, strides=strides: tf.nn.conv3d(x, w, strides, "SAME"))))
+        ops.append((f"{side}^3 {cin}->{cout} filter gradient", forward, tf.function(lambda x=x, w=w, g=g, strides=strides: tf.raw_ops.Conv3DBackpropFilterV2(
             input=x, filter_sizes=tf.shape(w), out_backprop=g, strides=strides, padding="SAME"))))
         if cin > 1:
-            ops.append((f"{side}^3 {cin}->{cout} input gradient", forward, tf.function(lambda x=x, w=w, g=g: tf.raw_ops.Conv3DBackpropInputV2(
+            ops.append((f"{side}^3 {cin}->{cout} input gradient", forward, tf.function(lambda x=x, w=w, g=g, strides=strides: tf.raw_ops.Conv3DBackpropInputV2(
                 input_sizes=tf.shape(x), filter=w, out_backprop=g, strides=strides, padding="SAME"))))
     for _, _, op in ops:
         op().numpy()
@@ -310,8 +310,8 @@ def pose_speed(shape, n_particles, edge):
 
 def train_command(workdir, n_samples, edge, epochs, tomo_shape):
     """Run `autoencoder3d train ... True 10` in a child process; return run.json and its peak RSS."""
-    from autoencoder3d.formats.subvolume_pickle import save_subvolumes
     from autoencoder3d.formats.mrc import write_mrc
+    from autoencoder3d.formats.subvolume_pickle import save_subvolumes
 
     tomo, subvolumes = synthetic_tomogram(tomo_shape, n_samples, edge, seed=1)
     data, tomogram = os.path.join(workdir, "data.pickle"), os.path.join(workdir, "tomo.mrc")

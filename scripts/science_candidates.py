@@ -120,11 +120,12 @@ def real_subvolumes(box, voxel_a):
 
 def simulated_subvolumes(sim_dir, snr, box, copies, seed):
     """The pose-normalized simulated subvolumes, their rotations and true classes."""
-    from autoencoder3d.clustering.evaluate import true_classes
-    from autoencoder3d.formats.subvolume_pickle import load_subvolumes
-    from autoencoder3d.formats.mrc import read_tomogram
-    from autoencoder3d.prep.pose import pose_normalize
     from bench_science import simulate
+
+    from autoencoder3d.clustering.evaluate import true_classes
+    from autoencoder3d.formats.mrc import read_tomogram
+    from autoencoder3d.formats.subvolume_pickle import load_subvolumes
+    from autoencoder3d.prep.pose import pose_normalize
 
     simulate(sim_dir, snr, box, copies, seed)
     subvolumes = load_subvolumes(os.path.join(sim_dir, "subvolumes_example_1.pickle"))
@@ -151,9 +152,10 @@ def scores_at(features, labels, ks, seed):
 
 
 def autoencoder_codes(volumes, rotations, fields, args, seed):
-    import keras
     import shutil
     import tempfile
+
+    import keras
 
     from autoencoder3d.network.objective import Objective
     from autoencoder3d.network.train import encode, train_autoencoder
@@ -226,7 +228,7 @@ def table(rows, ks_of):
     for (dataset, method), group in groups.items():
         k, many = ks_of[dataset]
 
-        def cell(metric, kk):
+        def cell(metric, kk, group=group):
             values = np.array([g["scores"][str(kk)][metric] for g in group])
             return f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0:.3f}"
 

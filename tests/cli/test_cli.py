@@ -35,7 +35,7 @@ def test_full_tiny_run_writes_every_published_output(tiny_pickle, tmp_path):
     assert sorted(ccents) == [0, 1, 2] and ccents[0].shape == (16, 16, 16)
     assert pickle.load(open(out / "clus-center" / "ccents_d.pickle", "rb")).shape == (3, 32)
     figs = sorted(os.listdir(out / "clus-center" / "fig"))
-    assert figs == sorted("%03d--%d.png" % (k, len(v)) for k, v in kmeans.items())
+    assert figs == sorted(f"{k:03d}--{len(v)}.png" for k, v in kmeans.items())
     assert sorted(os.listdir(out / "clus-center" / "mrc")) == ["000.mrc", "001.mrc", "002.mrc"]
     for name in ("model-autoencoder.keras", "model-encoder.keras", "model-decoder.keras", "history.csv", "loss.png"):
         assert (out / "model" / name).is_file(), name

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from autoencoder3d.cli.main import main as cli_main
-from autoencoder3d.errors import InputError
 from autoencoder3d.clustering.evaluate import contingency, evaluate_clustering, purity, scores
+from autoencoder3d.errors import InputError
 from autoencoder3d.formats.subvolume_pickle import save_pickle
 from autoencoder3d.simulate.dataset import simulate_dataset
 

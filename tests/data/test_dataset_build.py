@@ -9,8 +9,8 @@ import pytest
 
 from autoencoder3d.cli.main import main
 from autoencoder3d.data.store import open_store
-from autoencoder3d.formats.subvolume_pickle import load_subvolumes, save_subvolumes
 from autoencoder3d.formats.mrc import read_tomogram
+from autoencoder3d.formats.subvolume_pickle import load_subvolumes, save_subvolumes
 from autoencoder3d.prep.pick import extract_boxes
 from autoencoder3d.simulate.dataset import simulate_dataset
 

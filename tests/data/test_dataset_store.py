@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
+from autoencoder3d.data.open import open_data
 from autoencoder3d.data.store.read import StoreVolumes
 from autoencoder3d.data.store.store import store_digest, store_from_set
 from autoencoder3d.errors import InputError
 from autoencoder3d.formats.subvolume_pickle import save_subvolumes
-from autoencoder3d.data.open import open_data
 from autoencoder3d.volume import SubvolumeSet
 
 

@@ -9,13 +9,13 @@ import time
 
 import numpy as np
 import pytest
-from tests.data.test_dataset_build import BOX, NAMES, expected_cut, parts, project, write_table  # noqa: F401 (project: a fixture)
 
 from autoencoder3d.cli.main import main
 from autoencoder3d.data.store import open_store
 from autoencoder3d.data.store.store import store_digest
 from autoencoder3d.formats.subvolume_pickle import load_subvolumes
 from autoencoder3d.util.lock import RunFolderLock
+from tests.data.test_dataset_build import BOX, NAMES, expected_cut, parts, project, write_table  # noqa: F401 (project: a fixture)
 
 
 def cli(*args):
@@ -223,8 +223,8 @@ def test_an_empty_out_is_refused_and_the_current_folder_kept(project, tmp_path, 
 
 
 def test_no_folder_replaces_the_current_one(tmp_path, monkeypatch):
-    from autoencoder3d.util.atomic import atomic_directory
     from autoencoder3d.errors import InputError
+    from autoencoder3d.util.atomic import atomic_directory
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "mine.txt").write_text("keep me\n")
@@ -238,8 +238,8 @@ def test_no_folder_replaces_the_current_one(tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", ["", ".", "sub/", "sub"])
 def test_an_output_file_name_that_is_empty_or_a_folder_is_one_line(tmp_path, monkeypatch, name):
     """'pick TOMO \"\"' (also pose, extract) ended in a FileNotFoundError traceback after writing beside the current folder."""
-    from autoencoder3d.util.atomic import atomic_open
     from autoencoder3d.errors import InputError
+    from autoencoder3d.util.atomic import atomic_open
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "sub").mkdir()

@@ -3,17 +3,16 @@
 One store is written per module and copied for each test.
 """
 
-import json
 import os
 import shutil
 
 import numpy as np
 import pytest
-from tests.data.test_dataset_trust import edit_json, make_store, refused
 
 from autoencoder3d.data.store import open_store
 from autoencoder3d.data.store.store import part_origin, read_manifest
 from autoencoder3d.errors import InputError
+from tests.data.test_dataset_trust import edit_json, make_store, refused
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +40,7 @@ def test_a_damaged_chunk_of_a_small_array_is_one_line(store, capsys, array, dama
     chunk = chunk_of(store, array)
     data = open(chunk, "rb").read()
     open(chunk, "wb").write({"truncated": data[:7], "empty": b"", "longer": data + b"x" * 100}[damage])
-    refused(store, capsys, f"parts/00000: unreadable store part")
+    refused(store, capsys, "parts/00000: unreadable store part")
 
 
 @pytest.mark.parametrize("array", ["uuid", "center"])
@@ -49,7 +48,7 @@ def test_a_damaged_chunk_of_a_small_array_is_one_line(store, capsys, array, dama
 def test_compressed_garbage_in_a_small_array_is_one_line(store, capsys, array, codec):
     edit_json(os.path.join(store, "parts", "00000", array, ".zarray"), lambda z: z.update(compressor=codec))
     open(chunk_of(store, array), "wb").write(b"\x28\xb5\x2f\xfd garbage" * 10)
-    refused(store, capsys, f"parts/00000: unreadable store part")
+    refused(store, capsys, "parts/00000: unreadable store part")
 
 
 def test_a_header_dtype_that_does_not_match_the_chunk_is_one_line(store, capsys):

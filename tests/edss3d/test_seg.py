@@ -9,13 +9,20 @@ import h5py
 import numpy as np
 import pytest
 
-from autoencoder3d.network.checkpoints import STATE_ATTRIBUTE
-from autoencoder3d.errors import InputError
 from autoencoder3d.edss3d import (
-    VoxelWeights, build_targets, check_selection, class_weights, keep_max, label_subvolumes, load_selection,
-    one_hot, parse_select, sample_background,
+    VoxelWeights,
+    build_targets,
+    check_selection,
+    class_weights,
+    keep_max,
+    label_subvolumes,
+    load_selection,
+    one_hot,
+    parse_select,
+    sample_background,
 )
-
+from autoencoder3d.errors import InputError
+from autoencoder3d.network.checkpoints import STATE_ATTRIBUTE
 from tests.conftest import identity_run, make_subvolume_dict
 
 MEMBERS = {0: ["a", "b"], 1: ["c"], 2: ["d", "e"], 3: ["f"]}
@@ -241,8 +248,8 @@ def test_train_predict_end_to_end(run_folder, caplog):
 
 def test_resume_after_interruption(run_folder, tmp_path, monkeypatch):
     """A run stopped after epoch 1 continues at epoch 2 and ends with the history of both."""
-    from autoencoder3d.network import train as ae_train
     from autoencoder3d.edss3d import train_segmenter
+    from autoencoder3d.network import train as ae_train
 
     rng = np.random.default_rng(0)
     volumes = rng.normal(size=(12, 16, 16, 16)).astype(np.float32)

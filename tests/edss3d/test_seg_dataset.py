@@ -11,7 +11,6 @@ import pytest
 from autoencoder3d.data.store.read import StoreVolumes
 from autoencoder3d.data.store.store import store_from_set
 from autoencoder3d.formats.subvolume_pickle import load_pickle, load_subvolumes
-
 from tests.conftest import make_subvolume_dict
 
 N = 40

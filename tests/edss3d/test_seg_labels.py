@@ -9,10 +9,10 @@ import shutil
 import numpy as np
 import pytest
 
-from autoencoder3d.errors import InputError
 from autoencoder3d.edss3d.labels import DensenessHistogram, otsu_threshold, parse_iso
-
-from tests.conftest import identity_run as shared_identity_run, make_subvolume_dict
+from autoencoder3d.errors import InputError
+from tests.conftest import identity_run as shared_identity_run
+from tests.conftest import make_subvolume_dict
 
 
 def test_otsu_threshold_of_a_hand_made_histogram():

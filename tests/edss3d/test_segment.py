@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 
-from autoencoder3d.errors import InputError
 from autoencoder3d.edss3d.tomogram import blend_window, box_starts, iter_segment, keras_predictor, segment_array, segment_tomogram
-
+from autoencoder3d.errors import InputError
 from tests.conftest import write_tomogram
 
 BOX = 16

@@ -11,8 +11,8 @@ from scipy.spatial.transform import Rotation
 
 from autoencoder3d.cli.main import main as cli
 from autoencoder3d.export import export_run, relion_angles, relion_matrix
-from autoencoder3d.formats.subvolume_pickle import save_pickle
 from autoencoder3d.formats.mrc import write_mrc
+from autoencoder3d.formats.subvolume_pickle import save_pickle
 
 N = 24
 SHAPE = (80, 70, 60)

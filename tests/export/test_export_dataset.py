@@ -287,9 +287,9 @@ def test_single_tomogram_run_writes_copick_picks_too(tmp_path):
 
 def test_built_from_relion_and_copick_exports_give_back_the_input_positions(project, tmp_path):
     """dataset build (RELION 5 star files; a copick project) -> cluster -> export: the particles come back where they were."""
-    from tests.data.test_dataset_build import build, make_copick_project, write_relion
-
     import copick
+
+    from tests.data.test_dataset_build import build, make_copick_project, write_relion
 
     tomograms, particles = write_relion(project, project[0] / "Refine3D" / "job003")
     assert build(tmp_path / "r.zarr", "--relion", tomograms, particles) == 0

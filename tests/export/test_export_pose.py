@@ -18,9 +18,9 @@ from scipy.spatial.transform import Rotation
 
 from autoencoder3d.cli.main import main as cli
 from autoencoder3d.export import export_run, relion_matrix
-from autoencoder3d.export.geometry import normalized_to_tomogram, pose_position, rotation_box
-from autoencoder3d.formats.subvolume_pickle import load_subvolumes, save_pickle, save_subvolumes
+from autoencoder3d.export.geometry import normalized_to_tomogram, rotation_box
 from autoencoder3d.formats.mrc import read_tomogram, write_mrc
+from autoencoder3d.formats.subvolume_pickle import load_subvolumes, save_pickle, save_subvolumes
 from autoencoder3d.prep.pick import extract_boxes
 from autoencoder3d.prep.pose import normalize_one, pose_normalize, smoothed_box
 
@@ -70,7 +70,7 @@ def test_geometry_is_normalize_ones(n):
     """normalized_to_tomogram reproduces pose.normalize_one's own resampling to float precision."""
     rng = np.random.default_rng(n)
     data = rng.normal(size=(70, 70, 70)).astype(np.float32)
-    for trial in range(4):
+    for _ in range(4):
         center = rng.integers(30, 40, size=3).astype(float)
         mass = np.abs(rng.normal(size=(n, n, n))) + ndimage.gaussian_filter(rng.normal(size=(n, n, n)), 2) * 5
         mass = np.clip(mass, 0, None)

@@ -6,10 +6,10 @@ import pytest
 import starfile
 
 from autoencoder3d.cli.main import main as cli
-from autoencoder3d.formats.coords import inside, particle_tables, read_coordinates, write_csv, write_star
 from autoencoder3d.errors import InputError
-from autoencoder3d.formats.subvolume_pickle import load_subvolumes
+from autoencoder3d.formats.coords import inside, particle_tables, read_coordinates, write_csv, write_star
 from autoencoder3d.formats.mrc import write_mrc
+from autoencoder3d.formats.subvolume_pickle import load_subvolumes
 
 SHAPE = (40, 36, 30)
 VS = 5.0

@@ -4,19 +4,19 @@ Each test checks the positions against the formula of the consumer's source,
 named in the test.
 """
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from autoencoder3d.cli.main import main as cli
-from autoencoder3d.formats.coords import read_coordinates, tomo_key, write_star
 from autoencoder3d.errors import InputError
 from autoencoder3d.export import relion_matrix
-from autoencoder3d.formats.subvolume_pickle import load_subvolumes
+from autoencoder3d.formats.coords import read_coordinates, tomo_key, write_star
 from autoencoder3d.formats.mrc import write_mrc
 from autoencoder3d.formats.star import euler_matrices, read_tomograms_star
-
-from pathlib import Path
+from autoencoder3d.formats.subvolume_pickle import load_subvolumes
 
 DATA = Path(__file__).resolve().parents[1] / "files"
 

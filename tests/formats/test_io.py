@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from autoencoder3d.errors import InputError
-from autoencoder3d.formats.subvolume_pickle import load_pickle, load_subvolumes, save_subvolumes
 from autoencoder3d.formats.mrc import read_tomogram, write_mrc
+from autoencoder3d.formats.subvolume_pickle import load_pickle, load_subvolumes, save_subvolumes
 from tests.conftest import make_subvolume_dict, write_tomogram
 
 

@@ -13,8 +13,8 @@ def volumes_in(where, tmp_path, n=37, edge=8):
     volumes = np.random.default_rng(1).normal(size=(n, edge, edge, edge)).astype(np.float32)
     if where == "memory":
         return volumes
-    from autoencoder3d.data.store.store import store_from_set
     from autoencoder3d.data.open import open_data
+    from autoencoder3d.data.store.store import store_from_set
     from autoencoder3d.volume import SubvolumeSet
 
     subvolumes = SubvolumeSet(uuids=[f"p{i:03d}" for i in range(n)], volumes=volumes, centers=np.zeros((n, 3)))

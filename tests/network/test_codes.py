@@ -9,11 +9,10 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from autoencoder3d.network.codes import CodesCollapsed, code_statistics, describe_codes, is_collapsed  # noqa: E402
-from autoencoder3d.network.collapse_guard import CollapseGuard  # noqa: E402
-from autoencoder3d.prep.contrast import detect_polarity, resolve_polarity  # noqa: E402
 from autoencoder3d.network.model import CodeSettings  # noqa: E402
-from autoencoder3d.prep.pose import pose_normalize  # noqa: E402
 from autoencoder3d.network.train import encode, train_autoencoder  # noqa: E402
+from autoencoder3d.prep.contrast import detect_polarity, resolve_polarity  # noqa: E402
+from autoencoder3d.prep.pose import pose_normalize  # noqa: E402
 from autoencoder3d.volume import SubvolumeSet  # noqa: E402
 from tests.conftest import elongated_particle, make_subvolume_dict, rotation_matrix  # noqa: E402
 
@@ -182,8 +181,8 @@ def test_canonical_axis_signs_put_copies_of_a_structure_in_one_orientation():
 
 def test_edss3d_labels_a_sensible_fraction_after_a_default_run(tmp_path):
     """Data stored at 1/20 of unit scale: the published iso (0.5 in data units) would label nothing."""
-    from autoencoder3d.workflows.train import TrainOptions, run_train
     from autoencoder3d.edss3d import run_seg_train
+    from autoencoder3d.workflows.train import TrainOptions, run_train
 
     d = make_subvolume_dict(n=40, edge=16, seed=4)
     for rec in d["vs"].values():

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from autoencoder3d.network.distribute import cluster_config, free_local_ports, describe, expand_nodelist, is_chief, resolve_port, slurm_tf_config
 from autoencoder3d.errors import InputError
+from autoencoder3d.network.distribute import cluster_config, describe, expand_nodelist, free_local_ports, is_chief, resolve_port, slurm_tf_config
 from tests.conftest import make_subvolume_dict
 
 
@@ -123,7 +123,7 @@ def test_two_local_workers_train_one_model_and_only_the_chief_writes(tmp_path):
         procs.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
     started = time.time()
     results = [proc.communicate(timeout=300) for proc in procs]
-    for proc, (out, err) in zip(procs, results):
+    for proc, (_, err) in zip(procs, results):
         assert proc.returncode == 0, err[-3000:]
     assert "worker 1 of 2: trained alongside the chief" in results[1][0]
     assert "clustered 40 subvolumes into 3 clusters" in results[0][0]
@@ -150,13 +150,13 @@ def test_a_worker_resumes_from_the_chiefs_resume_point_and_writes_only_its_own_f
     """The non-chief side of a multi-worker run, in one process: read the chief's model/, write elsewhere."""
     import numpy as np
 
-    from autoencoder3d.network.checkpoints import write_resume_point
     from autoencoder3d.formats.subvolume_pickle import load_subvolumes
+    from autoencoder3d.network.checkpoints import write_resume_point
     from autoencoder3d.network.model import build_autoencoder
+    from autoencoder3d.network.train import LAST_WEIGHTS, published_optimizer
+    from autoencoder3d.runs.fingerprint import fingerprint
     from autoencoder3d.workflows.obtain_models import obtain_models
     from autoencoder3d.workflows.train import TrainOptions
-    from autoencoder3d.runs.fingerprint import fingerprint
-    from autoencoder3d.network.train import LAST_WEIGHTS, published_optimizer
 
     data = tmp_path / "d.pickle"
     pickle.dump(make_subvolume_dict(n=20), open(data, "wb"))

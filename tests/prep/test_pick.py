@@ -5,8 +5,8 @@ import pytest
 
 from autoencoder3d.cli.main import main as cli
 from autoencoder3d.errors import InputError
-from autoencoder3d.formats.subvolume_pickle import load_subvolumes
 from autoencoder3d.formats.mrc import read_tomogram, write_mrc
+from autoencoder3d.formats.subvolume_pickle import load_subvolumes
 from autoencoder3d.prep.pick import dog_pick, parse_sigma, remove_redundant, sigma_in_voxels
 
 SHAPE = (72, 64, 48)

@@ -42,7 +42,8 @@ def store_run(tmp_path, monkeypatch):
 
 
 def _cards(page):
-    return {int(m.group(1)): m.group(0) for m in re.finditer(r'<div class="card[^"]*" id="cluster-(\d+)".*?(?=<div class="card(?: empty)?" id=|<svg class="filters")', page, re.S)}
+    card = r'<div class="card[^"]*" id="cluster-(\d+)".*?(?=<div class="card(?: empty)?" id=|<svg class="filters")'
+    return {int(m.group(1)): m.group(0) for m in re.finditer(card, page, re.S)}
 
 
 def _member_images(page):

@@ -1,7 +1,6 @@
 """What the report shows first: dead codes and empty clusters, grouped settings, a shared contrast, large montages."""
 
 import base64
-import io
 import json
 import os
 import pickle
@@ -152,7 +151,8 @@ def test_in_chromium_shared_contrast_zoom_and_empty_card(tmp_path, browser):
     # the centre of the middle slice (z = 16: grid row 2, column 4) of cluster 1, inside the dark ball
     where = (
         "(() => { const img = document.querySelector('.card[data-cluster=\"1\"] img.montage'); img.scrollIntoView({block: 'center'});"
-        " const r = img.getBoundingClientRect(), s = r.width / img.naturalWidth; return [window.scrollX + r.left + (4 * 33 + 16.5) * s, window.scrollY + r.top + (2 * 33 + 16.5) * s]; })()"
+        " const r = img.getBoundingClientRect(), s = r.width / img.naturalWidth;"
+        " return [window.scrollX + r.left + (4 * 33 + 16.5) * s, window.scrollY + r.top + (2 * 33 + 16.5) * s]; })()"
     )
     x, y = browser.evaluate(where)
     assert _pixel(browser, x, y) == [0, 0, 0]  # its own contrast: the darkest of the cluster is black

@@ -119,8 +119,8 @@ def test_train_again_with_another_k_reuses_the_model_whatever_the_epochs(tiny_pi
 
 
 def test_a_store_built_bright_trains_bright(tmp_path, capsys):
-    from autoencoder3d.data.store.build import BuildOptions, build_dataset
     from autoencoder3d.data.sources.jobs import jobs_from_table
+    from autoencoder3d.data.store.build import BuildOptions, build_dataset
 
     rng = np.random.default_rng(1)
     data = rng.normal(size=(48, 48, 48)).astype(np.float32)

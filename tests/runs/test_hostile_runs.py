@@ -4,10 +4,10 @@ import os
 
 import numpy as np
 import pytest
-from tests.edss3d.test_seg_labels import identity_run
 
 from autoencoder3d.errors import InputError
 from autoencoder3d.formats.subvolume_pickle import load_pickle, save_pickle
+from tests.edss3d.test_seg_labels import identity_run
 
 
 def test_edss3d_train_after_a_new_clustering_does_not_reuse_the_old_clusters_model(tmp_path):
@@ -39,8 +39,8 @@ def test_a_run_record_nested_too_deeply_is_one_line(tmp_path, reader):
     """run.json / train-state.json nested deeper than Python's recursion limit was a RecursionError traceback."""
     from autoencoder3d.export.run_files import read_run
     from autoencoder3d.formats.json import read_json
-    from autoencoder3d.report.page import _read_json
     from autoencoder3d.network.train import finished_record
+    from autoencoder3d.report.page import _read_json
 
     (tmp_path / "model").mkdir()
     for name in ("run.json", "model/train-state.json"):
@@ -52,8 +52,8 @@ def test_a_run_record_nested_too_deeply_is_one_line(tmp_path, reader):
 
 
 def test_records_read_leniently_treat_deep_nesting_as_absent(tmp_path):
-    from autoencoder3d.runs.previous import _recorded_fingerprint
     from autoencoder3d.formats.json import read_record
+    from autoencoder3d.runs.previous import _recorded_fingerprint
 
     (tmp_path / "run.json").write_text(DEEP)
     assert read_record(str(tmp_path / "run.json")) == {} and _recorded_fingerprint(str(tmp_path)) is None

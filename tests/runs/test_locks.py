@@ -10,7 +10,6 @@ import pytest
 
 import autoencoder3d
 from autoencoder3d.cli.main import main as cli
-
 from tests.conftest import identity_run
 from tests.data.test_dataset_build import project  # noqa: F401 - used by the fixtures imported next
 from tests.export.test_export_dataset import copick_project, run, trained  # noqa: F401 - a clustered run on a store

@@ -8,8 +8,8 @@ import pytest
 
 from autoencoder3d.cli.main import main as cli_main
 from autoencoder3d.errors import InputError
-from autoencoder3d.formats.subvolume_pickle import load_subvolumes
 from autoencoder3d.formats.mrc import read_tomogram
+from autoencoder3d.formats.subvolume_pickle import load_subvolumes
 from autoencoder3d.simulate.dataset import image_volume, simulate_dataset, wedge_mask
 from autoencoder3d.simulate.shapes import CLASSES
 
