@@ -5,6 +5,11 @@ The autoencoder pools twice by 2, so each edge must be a multiple of 4. ``pick``
 would refuse is refused before hours of picking or extraction.
 """
 
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
 import numpy as np
 
 from .errors import InputError
@@ -12,7 +17,7 @@ from .errors import InputError
 MIN_BOX = 4
 
 
-def box_problem(box):
+def box_problem(box: object) -> str | None:
     """Why ``box`` cannot be a subvolume edge (a phrase), or None when it can."""
     if isinstance(box, (bool, np.bool_)) or not isinstance(box, (int, np.integer)):
         return f"must be a whole number of voxels, got {box!r}"
@@ -22,21 +27,21 @@ def box_problem(box):
     return None
 
 
-def check_box_option(box, option="--box"):
+def check_box_option(box: object, option: str = "--box") -> None:
     """Raise InputError (one line naming the option) when ``box`` breaks the rule."""
     problem = box_problem(box)
     if problem:
         raise InputError(f"{option}: {problem}")
 
 
-def shape_problem(shape):
+def shape_problem(shape: Sequence[int]) -> str | None:
     """Why ``shape`` cannot be a subvolume's shape (a phrase), or None when every edge follows the rule."""
     if len(shape) != 3 or any(box_problem(int(edge)) for edge in shape):
         return f"subvolume shape {tuple(int(s) for s in shape)}: every edge must be a positive multiple of 4 (the autoencoder pools twice by 2)"
     return None
 
 
-def check_subvolume_shape(path, shape):
+def check_subvolume_shape(path: str | os.PathLike[str], shape: Sequence[int]) -> None:
     """Raise InputError (naming the data file) unless every edge of ``shape`` follows the rule."""
     problems = [box_problem(int(edge)) for edge in shape]
     if len(shape) != 3 or any(problems):

@@ -1,5 +1,7 @@
 """The one exception type the command line turns into a clean error line."""
 
+from __future__ import annotations
+
 
 class InputError(Exception):
     """A problem with the user's input or environment, reported without a traceback.
@@ -13,7 +15,7 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (e.g. SLURM before preemption), handled like Ctrl-C: finished outputs stay, exit 143."""
 
 
-def brief(value, limit=60, quote=True, _depth=0):
+def brief(value: object, limit: int = 60, quote: bool = True, _depth: int = 0) -> str:
     """A short description of ``value`` for an error message, whatever its size.
 
     Long strings are cut, big numbers and containers are described by their

@@ -6,9 +6,13 @@ numpy arrays indexed ``[x, y, z]``. mrcfile hands out ``[z, y, x]``; only
 Subvolume centres are tomogram voxel indices in the same ``x, y, z`` order.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 
 @dataclass
@@ -61,20 +65,20 @@ class SubvolumeSet:
         return len(self.uuids)
 
     @property
-    def v_siz(self):
+    def v_siz(self) -> tuple[int, ...]:
         """Shape of one subvolume, as a tuple of ints."""
         return tuple(int(s) for s in self.volumes.shape[1:])
 
     @property
-    def in_memory(self):
+    def in_memory(self) -> bool:
         """Whether the volumes are one numpy array (not read from disk on demand)."""
         return isinstance(self.volumes, np.ndarray)
 
-    def tomogram_of(self, i):
+    def tomogram_of(self, i: int) -> str | None:
         """Name of subvolume ``i``'s tomogram, or None when the set names none."""
         return None if self.tomograms is None else str(self.tomograms[i])
 
-    def pose_of(self, i):
+    def pose_of(self, i: int) -> tuple[np.ndarray, ArrayLike | None] | tuple[None, None]:
         """(rotation 3x3, centre of mass) of subvolume ``i``, or (None, None) without a pose."""
         if self.rotations is not None:
             rotation = self.rotations[i]
@@ -85,7 +89,7 @@ class SubvolumeSet:
         rotation = extra.get("rotation")
         return (None, None) if rotation is None else (np.asarray(rotation, dtype=float), extra.get("center_of_mass"))
 
-    def subset(self, indices):
+    def subset(self, indices: Sequence[int] | np.ndarray) -> SubvolumeSet:
         """A new set holding the subvolumes at ``indices`` (in that order; volumes read into memory)."""
         indices = np.asarray(indices, dtype=int)
         uuids = [self.uuids[i] for i in indices]
@@ -125,16 +129,16 @@ class Tomogram:
     _handle: object = None
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[int, ...]:
         return tuple(int(s) for s in self.data.shape)
 
-    def close(self):
+    def close(self) -> None:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
 
 
-def cut_box(data, start, size, fill):
+def cut_box(data: np.ndarray, start: Sequence[int] | np.ndarray, size: int | Sequence[int], fill: float) -> NDArray[np.float32]:
     """Cut ``data[start : start + size]`` as float32, filling outside parts with ``fill``.
 
     Args:

@@ -19,19 +19,27 @@ writers convert back.
 Only pandas (through starfile) parses STAR files; no hand-written STAR parser.
 """
 
+from __future__ import annotations
+
 import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..util.atomic import atomic_path
 from ..errors import InputError
 from .imod import is_binary_model, model_to_voxels, read_model
 from .star import RELION4_COLUMNS, RELION5_COLUMNS, numeric_array, read_star, read_tomograms_star, tomo_key
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 __all__ = ["read_coordinates", "read_star", "read_table", "read_tomograms_star", "tomo_key", "tomo_stem"]
 
 
-def tomo_stem(path):
+def tomo_stem(path: str | os.PathLike[str]) -> str:
     """The tomogram's file name without folder and extension (e.g. ``rec_TS_01`` for ``rec_TS_01.mrc``)."""
     name = os.path.basename(os.fspath(path))
     for ext in (".gz", ".bz2"):
@@ -44,7 +52,7 @@ def _split(line):
 
 
 
-def content_lines(path, what):
+def content_lines(path: str | os.PathLike[str], what: str) -> list[str]:
     """The stripped non-blank lines of a text file, ``#`` comments left out; InputError naming ``what`` if unreadable or empty."""
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
@@ -55,7 +63,7 @@ def content_lines(path, what):
         raise InputError(f"{path}: {what} is empty")
     return lines
 
-def read_table(path, one_based=False, imod=False):
+def read_table(path: str | os.PathLike[str], one_based: bool = False, imod: bool = False) -> np.ndarray:
     """Particle positions from a CSV/TXT of x y z, or an IMOD ``model2point`` list.
 
     Args:
@@ -121,9 +129,11 @@ def _row_columns(fields, header, path, number):
 
 
 def read_coordinates(
-    path, shape=None, voxel_size=None, coords_angpix=None, tomogram=None, one_based=False, *,
-    tomo_name=None, tomograms_star=None, imod=False, normalized=False,
-):
+    path: str | os.PathLike[str], shape: Sequence[int] | None = None, voxel_size: float | Sequence[float] | None = None,
+    coords_angpix: float | None = None, tomogram: str | os.PathLike[str] | None = None, one_based: bool = False, *,
+    tomo_name: str | None = None, tomograms_star: str | os.PathLike[str] | None = None, imod: bool = False,
+    normalized: bool = False,
+) -> np.ndarray:
     """Read a coordinate file of any supported kind.
 
     The kind comes from the content: a binary IMOD model (``IMOD`` magic), a
@@ -162,13 +172,13 @@ def read_coordinates(
     return xyz
 
 
-def inside(xyz, shape):
+def inside(xyz: ArrayLike, shape: Sequence[int] | np.ndarray) -> np.ndarray:
     """Boolean mask of the coordinates that lie inside a tomogram of ``shape`` (after rounding)."""
     idx = np.rint(np.asarray(xyz, dtype=float))
     return np.all((idx >= 0) & (idx < np.asarray(shape)), axis=1)
 
 
-def write_star(path, table):
+def write_star(path: str | os.PathLike[str], table: pd.DataFrame) -> None:
     """Write a pandas DataFrame as a one-table STAR file (``data_particles``), atomically."""
     import starfile
 
@@ -176,13 +186,16 @@ def write_star(path, table):
         starfile.write({"particles": table}, tmp, overwrite=True)
 
 
-def write_csv(path, table):
+def write_csv(path: str | os.PathLike[str], table: pd.DataFrame) -> None:
     """Write a pandas DataFrame as CSV with a header, atomically."""
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
 
 
-def particle_tables(xyz, tomogram_path=None, shape=None, voxel_size=None, extra=None):
+def particle_tables(
+    xyz: ArrayLike, tomogram_path: str | os.PathLike[str] | None = None, shape: Sequence[int] | None = None,
+    voxel_size: float | Sequence[float] | None = None, extra: Mapping[str, Any] | None = None,
+) -> dict[str, pd.DataFrame | None]:
     """Tables of particles in the formats of :func:`write_star` / :func:`write_csv`.
 
     Args:

@@ -8,9 +8,12 @@ about 3dmod's coordinate system" shows, and the model header flag
 so a model point (x, y, z) is the voxel position (x - 0.5, y - 0.5, z).
 """
 
+from __future__ import annotations
+
 import os
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..errors import InputError
 
@@ -18,7 +21,7 @@ MODEL_ORIGIN = np.array([0.5, 0.5, 0.0])  # model coordinates of the centre of v
 MAGIC = b"IMOD"
 
 
-def is_binary_model(path):
+def is_binary_model(path: str | os.PathLike[str]) -> bool:
     """True when the file starts like a binary IMOD model (``IMODV1.2``)."""
     try:
         with open(path, "rb") as handle:
@@ -27,17 +30,17 @@ def is_binary_model(path):
         return False
 
 
-def model_to_voxels(points):
+def model_to_voxels(points: ArrayLike) -> np.ndarray:
     """IMOD model coordinates (N, 3) -> 0-based voxel positions."""
     return np.asarray(points, dtype=float).reshape(-1, 3) - MODEL_ORIGIN
 
 
-def voxels_to_model(xyz):
+def voxels_to_model(xyz: ArrayLike) -> np.ndarray:
     """0-based voxel positions (N, 3) -> IMOD model coordinates."""
     return np.asarray(xyz, dtype=float).reshape(-1, 3) + MODEL_ORIGIN
 
 
-def read_model(path):
+def read_model(path: str | os.PathLike[str]) -> np.ndarray:
     """Every point of a binary IMOD model (all objects and contours) as 0-based voxel positions.
 
     Raises:

@@ -5,8 +5,11 @@ file for anything that is not readable JSON; :func:`read_record` is the lenient
 reader of optional records (``{}`` when missing or unreadable).
 """
 
+from __future__ import annotations
+
 import json
 import os
+from typing import Any
 
 import numpy as np
 
@@ -14,7 +17,7 @@ from ..errors import InputError
 from ..util.atomic import atomic_open
 
 
-def load_json(text):
+def load_json(text: str | bytes | bytearray) -> Any:
     """``json.loads`` whose nesting too deep for Python's recursion limit is a ValueError like any other bad JSON."""
     import json
 
@@ -24,7 +27,7 @@ def load_json(text):
         raise ValueError("nested too deeply") from None
 
 
-def read_json(path, what="file"):
+def read_json(path: str | os.PathLike[str], what: str = "file") -> Any:
     """Load a JSON file; ``what`` names it in the error (e.g. "selection file").
 
     Raises:
@@ -41,7 +44,7 @@ def read_json(path, what="file"):
         raise InputError(f"{path}: not valid JSON for a {what} ({err})") from None
 
 
-def write_json(path, obj):
+def write_json(path: str | os.PathLike[str], obj: object) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     with atomic_open(path, "w") as handle:
         json.dump(obj, handle, indent=2, default=_json_default)
@@ -56,7 +59,7 @@ def _json_default(value):
     return str(value)
 
 
-def read_record(path):
+def read_record(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A JSON record as a dict ({} when it is missing or unreadable)."""
     try:
         with open(path) as handle:

@@ -5,18 +5,26 @@ mrcfile hands data as ``[z, y, x]``; they are transposed here to the package's
 voxel size.
 """
 
+from __future__ import annotations
+
 import contextlib
 import os
 import warnings
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from ..errors import InputError
 from ..util.atomic import atomic_path
 from ..volume import Tomogram
 
+if TYPE_CHECKING:
+    from mrcfile.mrcmemmap import MrcMemmap
 
-def read_tomogram(path):
+
+def read_tomogram(path: str | os.PathLike[str]) -> Tomogram:
     """Open an MRC/REC tomogram, memory-mapped, as a :class:`Tomogram` indexed [x, y, z].
 
     Headers with minor problems are accepted (mrcfile's permissive mode);
@@ -77,7 +85,10 @@ def _xyz_axes(header, path):
     return tuple(mapping.index(axis) for axis in (1, 2, 3))
 
 
-def write_mrc(path, volume, voxel_size=None, label=None):
+def write_mrc(
+    path: str | os.PathLike[str], volume: ArrayLike, voxel_size: float | Sequence[float] | None = None,
+    label: str | None = None,
+) -> None:
     """Write a volume indexed [x, y, z] as an MRC file, atomically.
 
     Args:
@@ -108,12 +119,12 @@ def write_mrc(path, volume, voxel_size=None, label=None):
 class MrcStreamWriter:
     """An MRC file written plane by plane along z (see :func:`open_mrc_stream`)."""
 
-    def __init__(self, mrc, shape):
+    def __init__(self, mrc: MrcMemmap, shape: tuple[int, int, int]):
         self._mrc = mrc
         self.shape = shape
         self._stats = [np.inf, -np.inf, 0.0, 0.0]  # min, max, sum, sum of squares
 
-    def write(self, z0, block):
+    def write(self, z0: int, block: ArrayLike) -> None:
         """Write ``block`` (indexed [x, y, z]) at planes ``z0 : z0 + block.shape[2]``."""
         block = np.asarray(block)
         self._mrc.data[z0 : z0 + block.shape[2]] = block.transpose(2, 1, 0)
@@ -134,7 +145,9 @@ class MrcStreamWriter:
 
 
 @contextlib.contextmanager
-def open_mrc_stream(path, shape, dtype, voxel_size=None):
+def open_mrc_stream(
+    path: str | os.PathLike[str], shape: Sequence[int], dtype: DTypeLike, voxel_size: float | Sequence[float] | None = None,
+) -> Iterator[MrcStreamWriter]:
     """Create an MRC file of ``shape`` (x, y, z) to fill plane by plane, without holding it in memory.
 
     The file is memory-mapped and appears at ``path`` only when the block ends

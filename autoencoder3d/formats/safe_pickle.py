@@ -21,8 +21,11 @@ members are text, bytes or numbers of at most 64 bits, whose hashes a pickle
 cannot make collide.
 """
 
+from __future__ import annotations
+
 import codecs
 import struct
+from typing import Any, BinaryIO
 
 from ..errors import brief
 from .safe_pickle_globals import Global, NotAPickle, Payload, PendingArray, PendingDtype, RefusedPickle, check_key, find_global
@@ -43,7 +46,7 @@ REFUSED_INSTRUCTIONS = {
 }
 
 
-def load(handle, size):
+def load(handle: BinaryIO, size: int) -> Any:
     """Read one pickle from the binary file ``handle`` of ``size`` bytes.
 
     Raises:

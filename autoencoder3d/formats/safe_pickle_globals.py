@@ -7,7 +7,11 @@ come from a fixed list of numeric type codes, and the only codec is the one
 Python 3 uses for bytes at protocols 0-2 (latin1).
 """
 
+from __future__ import annotations
+
 import collections
+from collections.abc import Callable, Hashable
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +48,7 @@ class Global:
             ``defaultdict`` factory), or None.
     """
 
-    def __init__(self, qualname, call=None, value=None):
+    def __init__(self, qualname: str, call: Callable[[Any], object] | None = None, value: type | None = None):
         self.qualname, self.call, self.value = qualname, call, value
 
 
@@ -58,13 +62,13 @@ class Payload:
 
     __slots__ = ("buffer", "claimed")
 
-    def __init__(self, buffer):
+    def __init__(self, buffer: bytearray):
         self.buffer, self.claimed = buffer, False
 
     def __len__(self):
         return len(self.buffer)
 
-    def claim(self):
+    def claim(self) -> bytes | bytearray:
         if self.claimed:
             return bytes(self.buffer)
         self.claimed = True
@@ -77,7 +81,7 @@ class PendingArray:
     def __init__(self):
         self.value = None
 
-    def build(self, state):
+    def build(self, state: object) -> None:
         if self.value is not None:
             raise RefusedPickle("an array is given its contents twice")
         self.value = _array_from_state(state)
@@ -86,10 +90,10 @@ class PendingArray:
 class PendingDtype:
     """A dtype announced by ``numpy.dtype(code)``; its BUILD state may only set the byte order."""
 
-    def __init__(self, base):
+    def __init__(self, base: np.dtype):
         self.base, self.value = base, None
 
-    def build(self, state):
+    def build(self, state: object) -> None:
         if self.value is not None:
             raise RefusedPickle("a dtype is given its state twice")
         self.value = _dtype_from_state(self.base, state)
@@ -115,7 +119,7 @@ def _latin1_bytes(value, what):
     raise RefusedPickle(f"{what} must be raw bytes, got {brief(value)}")
 
 
-def check_key(value):
+def check_key(value: object) -> Hashable:
     """``value`` if it may be a dict key or set member: text, bytes or a number of at most 64 bits.
 
     Python hashes these so that a pickle cannot make many keys collide (tuples,
@@ -135,7 +139,7 @@ def _args(args, name, counts):
     return args
 
 
-def check_dtype(value):
+def check_dtype(value: object) -> np.dtype:
     """The dtype itself if it is a plain numeric or bool dtype, else RefusedPickle."""
     if isinstance(value, PendingDtype):
         value = value.value
@@ -333,7 +337,7 @@ ADMITTED = _admitted()
 PYTHON2_MODULES = {"__builtin__": "builtins"}
 
 
-def find_global(module, name):
+def find_global(module: str, name: str) -> Global:
     """The admitted :class:`Global` for ``module.name`` (Python 2 spellings included), else RefusedPickle."""
     module = PYTHON2_MODULES.get(module, module)
     found = ADMITTED.get(f"{module}.{name}")

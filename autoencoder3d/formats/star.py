@@ -21,12 +21,20 @@ the source that says so:
 - ``rlnTomoName`` / ``rlnMicrographName`` name the tomogram; see :func:`tomo_key`.
 """
 
+from __future__ import annotations
+
 import os
 import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 RELION4_COLUMNS = ("rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ")
 RELION5_COLUMNS = ("rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst", "rlnCenteredCoordinateZAngst")
@@ -39,7 +47,7 @@ _PIXEL_SUFFIX = re.compile(r"_\d+(\.\d+)?Apx$")
 _HALF_SUFFIX = re.compile(r"_half[12]$")
 
 
-def tomo_key(name):
+def tomo_key(name: str | os.PathLike[str]) -> str:
     """The tomogram name that RELION, WarpTools and M files share, from any of their spellings.
 
     RELION 5 reconstructs ``TS_01`` as ``rec_TS_01.mrc``
@@ -63,7 +71,7 @@ def tomo_key(name):
     return base
 
 
-def read_star_tables(path):
+def read_star_tables(path: str | os.PathLike[str]) -> dict[str, pd.DataFrame]:
     """All tables of a STAR file (name -> DataFrame), through starfile."""
     import starfile
 
@@ -85,7 +93,9 @@ def _coordinate_table(tables, path):
     )
 
 
-def rows_for_tomogram(table, path, tomogram, tomo_name=None):
+def rows_for_tomogram(
+    table: pd.DataFrame, path: str | os.PathLike[str], tomogram: str | os.PathLike[str] | None, tomo_name: str | None = None,
+) -> pd.DataFrame:
     """The rows of ``table`` that belong to the tomogram.
 
     Args:
@@ -118,7 +128,7 @@ def rows_for_tomogram(table, path, tomogram, tomo_name=None):
     )
 
 
-def numeric_array(values, path, what):
+def numeric_array(values: ArrayLike, path: str | os.PathLike[str], what: str) -> np.ndarray:
     """``values`` as a finite float array, or InputError naming the file and ``what``."""
     try:
         out = np.asarray(values, dtype=float)
@@ -135,7 +145,7 @@ def _columns(table, names, path):
     return None
 
 
-def optics_value(tables, table, column, path):
+def optics_value(tables: Mapping[str, pd.DataFrame], table: pd.DataFrame, column: str, path: str | os.PathLike[str]) -> np.ndarray | None:
     """Per-row values of an optics-table column (joined on ``rlnOpticsGroup``), or None."""
     optics = next((t for name, t in tables.items() if name == "optics" and column in t.columns), None)
     if optics is None:
@@ -151,7 +161,7 @@ def optics_value(tables, table, column, path):
     return groups.map(lookup).to_numpy(dtype=float)
 
 
-def euler_matrices(rot, tilt, psi):
+def euler_matrices(rot: ArrayLike, tilt: ArrayLike, psi: ArrayLike) -> np.ndarray:
     """RELION's ``Euler_angles2matrix`` for arrays of angles in degrees: (N, 3, 3)."""
     a, b, g = (np.deg2rad(np.asarray(v, dtype=float)) for v in (rot, tilt, psi))
     ca, sa, cb, sb, cg, sg = np.cos(a), np.sin(a), np.cos(b), np.sin(b), np.cos(g), np.sin(g)
@@ -164,7 +174,7 @@ def euler_matrices(rot, tilt, psi):
     return np.moveaxis(np.array(rows, dtype=float), (0, 1), (-2, -1))
 
 
-def origin_shift_angst(table, path):
+def origin_shift_angst(table: pd.DataFrame, path: str | os.PathLike[str]) -> np.ndarray | None:
     """``A_subtomogram @ rlnOriginX/Y/ZAngst`` per row (Angstrom, (N, 3)), or None without shifts."""
     origin = _columns(table, ORIGIN_ANGST, path)
     if origin is None:
@@ -175,7 +185,10 @@ def origin_shift_angst(table, path):
     return np.einsum("nij,nj->ni", euler_matrices(*angles.T), origin)
 
 
-def coordinate_pixel_size(tables, table, path, coords_angpix=None, tomograms_entry=None):
+def coordinate_pixel_size(
+    tables: Mapping[str, pd.DataFrame], table: pd.DataFrame, path: str | os.PathLike[str], coords_angpix: float | None = None,
+    tomograms_entry: Mapping[str, Any] | None = None,
+) -> np.ndarray | None:
     """Pixel size (Angstrom, per row) of ``rlnCoordinateX/Y/Z``, or None when nothing states it.
 
     Order: the user's ``coords_angpix``; the optics table's ``rlnTomoTiltSeriesPixelSize``
@@ -196,7 +209,9 @@ def coordinate_pixel_size(tables, table, path, coords_angpix=None, tomograms_ent
     return found
 
 
-def read_tomograms_star(path, tomogram=None, tomo_name=None):
+def read_tomograms_star(
+    path: str | os.PathLike[str], tomogram: str | os.PathLike[str] | None = None, tomo_name: str | None = None,
+) -> dict[str, Any]:
     """This tomogram's row of RELION 5's ``tomograms.star``.
 
     Returns:
@@ -305,9 +320,10 @@ def _pixel_voxels(tables, table, path, shape, vs, shift, coords_angpix, tomogram
 
 
 def read_star(
-    path, shape=None, voxel_size=None, coords_angpix=None, tomogram=None, tomo_name=None, tomograms_entry=None,
-    normalized=False,
-):
+    path: str | os.PathLike[str], shape: Sequence[int] | None = None, voxel_size: float | Sequence[float] | None = None,
+    coords_angpix: float | None = None, tomogram: str | os.PathLike[str] | None = None, tomo_name: str | None = None,
+    tomograms_entry: Mapping[str, Any] | None = None, normalized: bool = False,
+) -> np.ndarray:
     """Particle positions from a RELION 3/4/5, WarpTools or M STAR file.
 
     Args:
@@ -330,13 +346,16 @@ def read_star(
     return table_voxels(tables, table, path, shape, voxel_size, coords_angpix, tomograms_entry, normalized)
 
 
-def coordinate_table(tables, path):
+def coordinate_table(tables: Mapping[str, pd.DataFrame], path: str | os.PathLike[str]) -> pd.DataFrame:
     """The particle table of a STAR file's tables (the one with coordinate columns)."""
     return _coordinate_table(tables, path)
 
 
-def table_voxels(tables, table, path, shape=None, voxel_size=None, coords_angpix=None, tomograms_entry=None,
-                 normalized=False):
+def table_voxels(
+    tables: Mapping[str, pd.DataFrame], table: pd.DataFrame, path: str | os.PathLike[str], shape: Sequence[int] | None = None,
+    voxel_size: float | Sequence[float] | None = None, coords_angpix: float | None = None,
+    tomograms_entry: Mapping[str, Any] | None = None, normalized: bool = False,
+) -> np.ndarray:
     """:func:`read_star` for rows already chosen: ``table`` (one tomogram's rows) of the file's ``tables``."""
     vs = _voxel_size(voxel_size, tomograms_entry)
     shift = origin_shift_angst(table, path)

@@ -8,8 +8,11 @@ Pickles can run code when loaded, so every pickle is read by
 needs: numeric numpy arrays and scalars, builtin containers, numbers and strings.
 """
 
+from __future__ import annotations
+
 import os
 import pickle
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +28,7 @@ PREPARED_KEY = "autoencoder3d"  # a key of the pickle's dict besides 'v_siz' and
 MAX_SUBVOLUME_SIDE = 1024
 
 
-def load_pickle(path):
+def load_pickle(path: str | os.PathLike[str]) -> Any:
     """Load a data pickle safely (Python 2 or 3, protocols 0 to 5).
 
     The pickle is read by :mod:`autoencoder3d.formats.safe_pickle`, which builds only plain
@@ -56,7 +59,7 @@ def load_pickle(path):
             raise InputError(f"{path}: not enough memory to load this pickle") from None
 
 
-def save_pickle(path, obj):
+def save_pickle(path: str | os.PathLike[str], obj: object) -> None:
     """Write ``obj`` as a pickle, atomically."""
     with atomic_open(path, "wb") as handle:
         pickle.dump(obj, handle, protocol=PICKLE_PROTOCOL)
@@ -117,7 +120,7 @@ def _usable_records(path, records):
     return usable
 
 
-def subvolumes_from_dict(d, path="<dict>"):
+def subvolumes_from_dict(d: object, path: str | os.PathLike[str] = "<dict>") -> SubvolumeSet:
     """Build a :class:`SubvolumeSet` from a dict in the published pickle format.
 
     Entries whose ``'v'`` is None are skipped; keys other than ``center``,
@@ -153,7 +156,7 @@ def _parse_prepared(path, raw):
     return {"polarity": raw["polarity"]}
 
 
-def load_subvolumes(path):
+def load_subvolumes(path: str | os.PathLike[str]) -> SubvolumeSet:
     """Read a subvolume pickle in the published format.
 
     Args:
@@ -171,7 +174,7 @@ def load_subvolumes(path):
     return subvolumes
 
 
-def subvolumes_to_dict(subvolumes):
+def subvolumes_to_dict(subvolumes: SubvolumeSet) -> dict[str, Any]:
     """The published pickle dict for a :class:`SubvolumeSet`."""
     vs = {}
     for uuid, v, center in zip(subvolumes.uuids, subvolumes.volumes, subvolumes.centers):
@@ -190,7 +193,7 @@ def subvolumes_to_dict(subvolumes):
     return d
 
 
-def save_subvolumes(path, subvolumes):
+def save_subvolumes(path: str | os.PathLike[str], subvolumes: SubvolumeSet) -> None:
     """Write a :class:`SubvolumeSet` as a published-format pickle, atomically."""
     save_pickle(path, subvolumes_to_dict(subvolumes))
 

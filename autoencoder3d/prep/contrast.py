@@ -8,9 +8,16 @@ decides from the skew of the intensities: dense matter is the sparse tail of
 the histogram, so the third moment is negative when it is dark.
 """
 
+from __future__ import annotations
+
 import logging
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+if TYPE_CHECKING:
+    from ..data.store.read import StoreVolumes
 
 log = logging.getLogger(__name__)
 
@@ -19,24 +26,24 @@ DEFAULT_POLARITY = "dark"  # IMOD's and the published program's convention: dens
 SAMPLE = 2_000_000  # voxels read to decide
 
 
-def polarity_sign(polarity):
+def polarity_sign(polarity: str) -> float:
     """+1 where dense matter is dark (published), -1 where it is bright."""
     if polarity not in POLARITIES:
         raise ValueError(f"polarity must be 'dark' or 'bright', got {polarity!r}")
     return 1.0 if polarity == "dark" else -1.0
 
 
-def polarity_of_skew(skew):
+def polarity_of_skew(skew: float) -> str:
     """Dense matter is the minority of voxels, so its side of the histogram is the long tail: dark when skew <= 0."""
     return "dark" if skew <= 0 else "bright"
 
 
-def recorded_polarity(value):
+def recorded_polarity(value: object) -> str | None:
     """A polarity read from a record: ``"dark"`` or ``"bright"``, else None (absent, ``"auto"`` or damaged)."""
     return value if value in POLARITIES else None
 
 
-def skewness(values):
+def skewness(values: ArrayLike) -> float:
     """Sample skewness (third standardized moment) of an array, in float64."""
     x = np.asarray(values, dtype=np.float64).ravel()
     x = x - x.mean()
@@ -44,7 +51,7 @@ def skewness(values):
     return float(np.mean(x**3) / spread**3) if spread > 0 else 0.0
 
 
-def voxel_sample(volumes, limit=SAMPLE, seed=0):
+def voxel_sample(volumes: np.ndarray | StoreVolumes, limit: int = SAMPLE, seed: int = 0) -> NDArray[np.float64]:
     """Up to ``limit`` voxels of ``volumes`` (whole subvolumes, chosen evenly)."""
     n = len(volumes)
     per = max(1, int(np.prod(volumes.shape[1:])))
@@ -53,13 +60,13 @@ def voxel_sample(volumes, limit=SAMPLE, seed=0):
     return np.asarray(volumes[rows], dtype=np.float64)
 
 
-def detect_polarity(volumes):
+def detect_polarity(volumes: np.ndarray | StoreVolumes) -> tuple[str, float]:
     """``(polarity, skewness)`` decided from the subvolumes' intensity skew."""
     skew = skewness(voxel_sample(volumes))
     return polarity_of_skew(skew), skew
 
 
-def resolve_polarity(polarity, volumes, source="the subvolumes"):
+def resolve_polarity(polarity: str, volumes: np.ndarray | StoreVolumes, source: str = "the subvolumes") -> tuple[str, dict[str, Any]]:
     """The polarity to use: ``polarity`` itself, or detected when ``"auto"``; says which, once.
 
     Returns:

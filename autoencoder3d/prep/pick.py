@@ -26,16 +26,21 @@ A box around centre ``c`` starts at ``c - box // 2`` (the centre voxel is at
 index ``box // 2`` of the box).
 """
 
+from __future__ import annotations
+
 import math
 import os
 import uuid as uuidlib
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..errors import InputError
-from ..volume import SubvolumeSet, cut_box
+from ..volume import SubvolumeSet, Tomogram, cut_box
 
 DEFAULT_SIGMA1_NM = 7.0
 MIN_SIGMA1 = 2.0
@@ -67,7 +72,7 @@ class Picks:
     n_border: int
 
 
-def parse_sigma(text):
+def parse_sigma(text: str) -> tuple[float, str]:
     """Parse ``--sigma1``: ``'7nm'``, ``'70A'`` or ``'5'`` / ``'5vox'`` (voxels) -> (value, unit)."""
     raw = str(text).strip().lower().replace(" ", "")
     for suffix, unit in (("nm", "nm"), ("angstrom", "A"), ("å", "A"), ("a", "A"), ("voxels", "vox"), ("vox", "vox"), ("px", "vox")):
@@ -85,7 +90,7 @@ def parse_sigma(text):
     return value, found
 
 
-def sigma_in_voxels(value, unit, voxel_size, path="tomogram"):
+def sigma_in_voxels(value: float, unit: str, voxel_size: float | Sequence[float], path: str | os.PathLike[str] = "tomogram") -> float:
     """Convert a sigma given in ``unit`` ('nm', 'A' or 'vox') to voxels, at least :data:`MIN_SIGMA1`."""
     if unit == "vox":
         return max(float(value), MIN_SIGMA1)
@@ -147,7 +152,7 @@ def _blocks(shape, block):
                 yield lo, np.minimum(lo + block, shape)
 
 
-def remove_redundant(centers, scores, min_distance, max_count=None):
+def remove_redundant(centers: np.ndarray, scores: np.ndarray, min_distance: float, max_count: int | None = None) -> np.ndarray:
     """Greedy non-maximum suppression: indices of kept peaks, strongest first.
 
     Ties in score are broken by position (x, then y, then z), so the result is
@@ -172,13 +177,16 @@ def remove_redundant(centers, scores, min_distance, max_count=None):
     return np.asarray(kept, dtype=int)
 
 
-def box_fits(centers, shape, box):
+def box_fits(centers: ArrayLike, shape: Sequence[int] | np.ndarray, box: int) -> np.ndarray:
     """Mask of centres whose box (start ``c - box // 2``) lies wholly inside ``shape``."""
     start = np.asarray(centers) - box // 2
     return np.all((start >= 0) & (start + box <= np.asarray(shape)), axis=1)
 
 
-def dog_pick(data, sigma1, *, threshold=3.0, dark=True, box=32, max_particles=None, block=128, workers=1, progress=False):
+def dog_pick(
+    data: np.ndarray, sigma1: float, *, threshold: float = 3.0, dark: bool = True, box: int = 32,
+    max_particles: int | None = None, block: int = 128, workers: int = 1, progress: bool = False,
+) -> Picks:
     """Pick particles in a tomogram with the published Difference-of-Gaussian method.
 
     Args:
@@ -226,7 +234,7 @@ def dog_pick(data, sigma1, *, threshold=3.0, dark=True, box=32, max_particles=No
     return Picks(centers.astype(np.int64), scores, sigma1, float(cut), n_peaks, n_border)
 
 
-def make_uuids(tomogram_path, centers):
+def make_uuids(tomogram_path: str | os.PathLike[str] | None, centers: ArrayLike) -> list[str]:
     """Deterministic uuid strings from the tomogram's file name, the order and the centres."""
     name = os.path.basename(os.fspath(tomogram_path or "array"))
     return [
@@ -235,7 +243,10 @@ def make_uuids(tomogram_path, centers):
     ]
 
 
-def extract_boxes(tomogram, centers, box, *, partial="drop", uuids=None, extras=None):
+def extract_boxes(
+    tomogram: Tomogram, centers: ArrayLike, box: int, *, partial: str = "drop", uuids: Sequence[str] | None = None,
+    extras: Sequence[Mapping[str, Any] | None] | None = None,
+) -> tuple[SubvolumeSet, dict[str, int]]:
     """Cut cubic boxes around integer centres from a (memory-mapped) tomogram.
 
     Args:
@@ -300,7 +311,9 @@ def extract_boxes(tomogram, centers, box, *, partial="drop", uuids=None, extras=
     return subvolumes, counts
 
 
-def write_pick_tables(out_pickle, subvolumes, tomogram, scores=None):
+def write_pick_tables(
+    out_pickle: str | os.PathLike[str], subvolumes: SubvolumeSet, tomogram: Tomogram, scores: ArrayLike | None = None,
+) -> tuple[str, str]:
     """Write ``OUT.star`` (RELION 4 / Warp pixels) and ``OUT.csv`` beside the pickle.
 
     Returns:

@@ -16,12 +16,15 @@ Deviations from the published program, all toward its intent:
   Gaussian's reach, so the values equal those of whole-tomogram smoothing).
 """
 
+from __future__ import annotations
+
 import logging
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
 
 from .contrast import polarity_sign
@@ -35,7 +38,7 @@ log = logging.getLogger(__name__)
 TRUNCATE = 4.0  # scipy.ndimage.gaussian_filter's default reach, in sigmas
 
 
-def principal_axes(mass, canonical_signs=True):
+def principal_axes(mass: np.ndarray, canonical_signs: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Centre of mass and principal-axis rotation of a non-negative volume.
 
     Args:
@@ -70,7 +73,7 @@ def principal_axes(mass, canonical_signs=True):
     return c, rm
 
 
-def smoothed_box(data, start, side, sigma, fill):
+def smoothed_box(data: np.ndarray, start: ArrayLike, side: int, sigma: float, fill: float) -> NDArray[np.float32]:
     """The box ``[start, start + side)`` of ``gaussian_filter(data, sigma)``, outside filled.
 
     Only the box plus a margin of the Gaussian's reach is read and smoothed.
@@ -96,7 +99,7 @@ def smoothed_box(data, start, side, sigma, fill):
     return box
 
 
-def inverted_mass(volume, top, polarity=DEFAULT_POLARITY):
+def inverted_mass(volume: np.ndarray, top: float, polarity: str = DEFAULT_POLARITY) -> np.ndarray:
     """Dense matter as non-negative mass (published: ``|max - v|`` with dense matter dark).
 
     ``top`` is the maximum of ``sign * v`` over all subvolumes, where sign is
@@ -106,7 +109,9 @@ def inverted_mass(volume, top, polarity=DEFAULT_POLARITY):
     return np.abs(top - polarity_sign(polarity) * volume)
 
 
-def normalize_one(data, center, mass, sigma, fill, canonical_signs=True):
+def normalize_one(
+    data: np.ndarray, center: ArrayLike, mass: np.ndarray, sigma: float, fill: float, canonical_signs: bool = True,
+) -> tuple[NDArray[np.float32], np.ndarray, np.ndarray]:
     """Pose-normalize one particle.
 
     Args:
@@ -137,7 +142,7 @@ def normalize_one(data, center, mass, sigma, fill, canonical_signs=True):
     return volume.astype(np.float32, copy=False), rm, c
 
 
-def tomogram_mean(data, slab=16):
+def tomogram_mean(data: np.ndarray, slab: int = 16) -> float:
     """Mean of a (possibly memory-mapped) volume, read in slabs along the last axis.
 
     Gaussian smoothing with reflecting borders keeps the sum of a volume, so
@@ -165,7 +170,10 @@ def _check_centers(subvolumes, shape, path):
         )
 
 
-def pose_normalize(subvolumes, tomogram, *, sigma=2.0, workers=None, progress=False, polarity=DEFAULT_POLARITY, canonical_signs=True):
+def pose_normalize(
+    subvolumes: SubvolumeSet, tomogram: Tomogram | np.ndarray, *, sigma: float = 2.0, workers: int | None = None,
+    progress: bool = False, polarity: str = DEFAULT_POLARITY, canonical_signs: bool = True,
+) -> SubvolumeSet:
     """Pose-normalize every subvolume against its tomogram (published section 3).
 
     Args:

@@ -23,17 +23,22 @@ The same seed gives byte-identical files. Axis order is the package's [x, y, z]
 (z = beam direction = thickness); centres are voxel indices.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import time
 import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ..box import check_box_option
 from ..errors import InputError
 from .imaging import ctf, electron_wavelength, frequencies, image_volume, wedge_mask  # noqa: F401 - public here too
-from .shapes import CLASSES, MEMBRANE_HALF_WIDTH_NM, bilayer, principal_frame, render_particle
+from .shapes import CLASSES, MEMBRANE_HALF_WIDTH_NM, ParticleClass, bilayer, principal_frame, render_particle
 from ..volume import SubvolumeSet, cut_box
 
 DEFAULTS = dict(
@@ -60,7 +65,7 @@ TRUTH_FORMAT = "autoencoder3d-simulation-truth"
 # ---------------------------------------------------------------- rotations
 
 
-def random_rotation(rng):
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
     """A rotation matrix drawn uniformly (a normalised Gaussian quaternion)."""
     q = rng.standard_normal(4)
     w, x, y, z = q / np.linalg.norm(q)
@@ -73,7 +78,7 @@ def random_rotation(rng):
     )
 
 
-def small_rotation(rng, sigma_deg):
+def small_rotation(rng: np.random.Generator, sigma_deg: float) -> np.ndarray:
     """A rotation by a small random angle (normal, ``sigma_deg``) about a random axis."""
     axis = rng.standard_normal(3)
     axis /= np.linalg.norm(axis)
@@ -82,7 +87,7 @@ def small_rotation(rng, sigma_deg):
     return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
 
 
-def canonical_pose(rng, axes):
+def canonical_pose(rng: np.random.Generator, axes: np.ndarray) -> np.ndarray:
     """The pose pose-normalization aims for: principal axes along x, y, z, random signs."""
     signs = rng.choice([-1.0, 1.0], size=2)
     flip = np.diag([signs[0], signs[1], signs[0] * signs[1]])
@@ -95,14 +100,14 @@ def canonical_pose(rng, axes):
 class Scene:
     """The noise-free volume being built: density, class labels, occupancy."""
 
-    def __init__(self, shape, voxel_nm):
+    def __init__(self, shape: Sequence[int], voxel_nm: float):
         self.shape = tuple(shape)
         self.voxel_nm = voxel_nm
         self.density = np.zeros(self.shape, dtype=np.float32)
         self.labels = np.zeros(self.shape, dtype=np.uint8)
         self.occupied = np.zeros(self.shape, dtype=bool)
 
-    def coordinates_nm(self):
+    def coordinates_nm(self) -> list[NDArray[np.float32]]:
         """Voxel centre coordinates in nm, as three broadcastable arrays."""
         return [
             (np.arange(n, dtype=np.float32) * self.voxel_nm).reshape([-1 if i == a else 1 for i in range(3)])
@@ -110,7 +115,7 @@ class Scene:
         ]
 
 
-def add_membranes(rng, scene, label, sheets=1, vesicles=2):
+def add_membranes(rng: np.random.Generator, scene: Scene, label: int, sheets: int = 1, vesicles: int = 2) -> list[dict[str, Any]]:
     """Add flat sheets and spherical vesicles with a bilayer profile.
 
     Returns:
@@ -142,14 +147,18 @@ def _paint_membrane(scene, t_nm, label):
     scene.occupied |= near
 
 
-def centre_range(shape, box, jitter_max, radius):
+def centre_range(shape: Sequence[int], box: int, jitter_max: int, radius: int) -> tuple[np.ndarray, np.ndarray]:
     """Inclusive (lo, hi) per axis for a centre whose particle and jittered box fit inside."""
     lo = np.full(3, max(box // 2 + jitter_max, radius))
     hi = np.array(shape) - 1 - max(box - box // 2 - 1 + jitter_max, radius)
     return lo, hi
 
 
-def place_particles(rng, scene, plan, box, jitter_max, pose_fn, progress=False, desc="packing"):
+def place_particles(
+    rng: np.random.Generator, scene: Scene, plan: Sequence[tuple[int, ParticleClass, np.ndarray, np.ndarray]], box: int,
+    jitter_max: int, pose_fn: Callable[[np.random.Generator, np.ndarray], np.ndarray], progress: bool = False,
+    desc: str = "packing",
+) -> list[dict[str, Any]]:
     """Place particles at random free positions, largest classes first.
 
     Args:
@@ -213,14 +222,17 @@ def _free_spot(rng, occupied, keep_out, radius, lo, hi):
 # ---------------------------------------------------------------- subvolumes
 
 
-def jitter_offsets(rng, n, sigma, limit):
+def jitter_offsets(rng: np.random.Generator, n: int, sigma: float, limit: int) -> np.ndarray:
     """Integer picking errors: normal with ``sigma`` voxels, clipped to +-``limit``."""
     if sigma <= 0:
         return np.zeros((n, 3), dtype=int)
     return np.clip(np.rint(rng.normal(0.0, sigma, size=(n, 3))), -limit, limit).astype(int)
 
 
-def cut_subvolumes(rng, tomogram, particles, box, jitter, set_name, voxel_size):
+def cut_subvolumes(
+    rng: np.random.Generator, tomogram: np.ndarray, particles: Sequence[Mapping[str, Any]], box: int, jitter: float, set_name: str,
+    voxel_size: float,
+) -> tuple[SubvolumeSet, dict[str, dict[str, Any]]]:
     """Cut one box per particle at its jittered centre, in a random sample order.
 
     Returns:
@@ -261,8 +273,10 @@ def _r(values, digits=6):
 # ---------------------------------------------------------------- the dataset
 
 
-def check_options(*, seed, snr, shape, voxel_size, copies, box, wedge, defocus, voltage, cs, jitter,
-                  example_2_classes, example_2_copies):
+def check_options(
+    *, seed: int, snr: float, shape: Sequence[int], voxel_size: float, copies: int, box: int, wedge: float,
+    defocus: float, voltage: float, cs: float, jitter: float, example_2_classes: Sequence[str], example_2_copies: int,
+) -> tuple[int, ...]:
     """Validate :func:`simulate_dataset`'s options; raise InputError naming the option."""
     names = [cls.name for cls in CLASSES]
     if not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -296,7 +310,9 @@ def check_options(*, seed, snr, shape, voxel_size, copies, box, wedge, defocus, 
     return shape
 
 
-def simulate_dataset(out_dir, *, membranes=True, write_density=False, progress=False, **options):
+def simulate_dataset(
+    out_dir: str | os.PathLike[str], *, membranes: bool = True, write_density: bool = False, progress: bool = False, **options: Any,
+) -> dict[str, Any]:
     """Simulate the example data with ground truth and write it to ``out_dir``.
 
     Args:
@@ -346,7 +362,7 @@ def simulate_dataset(out_dir, *, membranes=True, write_density=False, progress=F
     }
 
 
-def random_rotation_pose(rng, axes):
+def random_rotation_pose(rng: np.random.Generator, axes: np.ndarray) -> np.ndarray:
     """A uniformly random pose (``axes`` unused): the pose of particles in a cell."""
     return random_rotation(rng)
 

@@ -4,16 +4,21 @@ Spectra are ``rfftn`` half-spectra of volumes indexed [x, y, z]; the beam is
 along z and the tilt axis is y (see :mod:`autoencoder3d.simulate.dataset`).
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 import numpy as np
+from numpy.typing import NDArray
 
 
-def electron_wavelength(voltage_kv):
+def electron_wavelength(voltage_kv: float) -> float:
     """Relativistic electron wavelength in Angstrom."""
     volts = voltage_kv * 1e3
     return 12.2643 / np.sqrt(volts * (1 + 0.978466e-6 * volts))
 
 
-def frequencies(shape, voxel_size):
+def frequencies(shape: Sequence[int], voxel_size: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Spatial frequencies (1/Angstrom) of an rfftn spectrum, as broadcastable fx, fy, fz."""
     fx = np.fft.fftfreq(shape[0], d=voxel_size)[:, None, None]
     fy = np.fft.fftfreq(shape[1], d=voxel_size)[None, :, None]
@@ -21,7 +26,7 @@ def frequencies(shape, voxel_size):
     return fx, fy, fz
 
 
-def wedge_mask(shape, voxel_size, wedge):
+def wedge_mask(shape: Sequence[int], voxel_size: float, wedge: float) -> np.ndarray:
     """1 where a tilt series over +-``wedge`` degrees about y measures, 0 in the missing wedge.
 
     The beam is along z; components within ``90 - wedge`` degrees of the z axis
@@ -34,7 +39,7 @@ def wedge_mask(shape, voxel_size, wedge):
     return np.broadcast_to(~missing, (shape[0], shape[1], shape[2] // 2 + 1)).astype(float)
 
 
-def ctf(shape, voxel_size, defocus_um, voltage_kv=300.0, cs_mm=2.0):
+def ctf(shape: Sequence[int], voxel_size: float, defocus_um: float, voltage_kv: float = 300.0, cs_mm: float = 2.0) -> np.ndarray:
     """The contrast transfer function with its envelope, on an rfftn spectrum.
 
     ``sin(pi/2 (Cs lambda^3 f^4 - 2 Dz lambda f^2)) * exp(-(f / (0.4 Nyquist))^2)``,
@@ -63,7 +68,10 @@ def _noise(rng, shape, transfer, wedge, variance):
     return before + after
 
 
-def image_volume(rng, signal, voxel_size, snr, wedge, defocus, voltage, cs):
+def image_volume(
+    rng: np.random.Generator, signal: np.ndarray, voxel_size: float, snr: float, wedge: float, defocus: float,
+    voltage: float, cs: float,
+) -> tuple[NDArray[np.float32], NDArray[np.float32], dict[str, float]]:
     """Image a (dark) density: missing wedge, CTF, and noise to ``snr``.
 
     Returns:

@@ -10,9 +10,13 @@ along the distance to a plane or a sphere.
 Densities are positive here (protein = 1); the simulator makes them dark.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,7 @@ CLASSES = (
 """The default classes, in label order (label 1 is the first)."""
 
 
-def class_by_name(name):
+def class_by_name(name: str) -> ParticleClass:
     """The class called ``name`` (KeyError if none)."""
     for cls in CLASSES:
         if cls.name == name:
@@ -108,18 +112,20 @@ def class_by_name(name):
     raise KeyError(name)
 
 
-def soft_edge(sd_nm, voxel_nm):
+def soft_edge(sd_nm: np.ndarray, voxel_nm: float) -> np.ndarray:
     """Density in [0, 1] from a signed distance: a linear ramp one voxel wide."""
     return np.clip(0.5 + sd_nm / voxel_nm, 0.0, 1.0)
 
 
-def local_grid(radius_vox):
+def local_grid(radius_vox: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Integer voxel offsets -r..r along each axis, as three broadcastable arrays."""
     r = np.arange(-radius_vox, radius_vox + 1, dtype=float)
     return r[:, None, None], r[None, :, None], r[None, None, :]
 
 
-def render_particle(cls, rotation, voxel_nm, shift_nm=(0.0, 0.0, 0.0)):
+def render_particle(
+    cls: ParticleClass, rotation: np.ndarray, voxel_nm: float, shift_nm: Sequence[float] | np.ndarray = (0.0, 0.0, 0.0),
+) -> tuple[NDArray[np.float32], int]:
     """Render one particle on a cubic grid centred on its centre voxel.
 
     Args:
@@ -141,7 +147,7 @@ def render_particle(cls, rotation, voxel_nm, shift_nm=(0.0, 0.0, 0.0)):
     return soft_edge(sd, voxel_nm).astype(np.float32), radius
 
 
-def principal_frame(cls, voxel_nm):
+def principal_frame(cls: ParticleClass, voxel_nm: float) -> tuple[np.ndarray, np.ndarray]:
     """Centre of mass (nm) and principal axes of a class in its canonical frame.
 
     Returns:
@@ -161,7 +167,7 @@ def principal_frame(cls, voxel_nm):
     return com, axes
 
 
-def bilayer(t_nm):
+def bilayer(t_nm: np.ndarray) -> np.ndarray:
     """Bilayer density across a membrane at signed distance ``t_nm`` from its mid-plane.
 
     Two dense head-group leaflets 4 nm apart and a lighter hydrophobic core:

@@ -5,12 +5,16 @@ temporary name in the destination folder and renames it over the destination
 only when the caller's block finished without an exception.
 """
 
+from __future__ import annotations
+
 import contextlib
 import errno
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
+from typing import IO, Any
 
 from ..errors import InputError
 
@@ -29,7 +33,7 @@ def original_name(leftover: str) -> str:
 
 
 @contextlib.contextmanager
-def atomic_path(path, suffix=None):
+def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iterator[str]:
     """Yield a temporary path beside ``path``; rename it to ``path`` on success.
 
     Args:
@@ -68,14 +72,14 @@ def atomic_path(path, suffix=None):
 
 
 @contextlib.contextmanager
-def atomic_open(path, mode="wb"):
+def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary file for writing; it replaces ``path`` when the block ends cleanly."""
     with atomic_path(path) as tmp:
         with open(tmp, mode) as handle:
             yield handle
 
 
-def is_disk_full(err):
+def is_disk_full(err: BaseException | None) -> bool:
     """True if ``err`` (or an error it was raised from) says the disk is full.
 
     h5py, zipfile and Keras often wrap the operating system's error, so its text is checked too.
@@ -107,7 +111,7 @@ def _fsync_file(path):
 
 
 @contextlib.contextmanager
-def atomic_directory(path):
+def atomic_directory(path: str | os.PathLike[str]) -> Iterator[str]:
     """Yield a fresh temporary folder that replaces the folder ``path`` on success.
 
     The old folder (if any) is removed only after the new one is complete, so a

@@ -9,9 +9,13 @@ A value the user set, ``0`` included, is kept. This module imports no
 TensorFlow itself.
 """
 
+from __future__ import annotations
+
 import logging
 import os
 import sys
+from collections.abc import Mapping, MutableMapping
+from typing import Any
 
 ENV = "TF_ENABLE_ONEDNN_OPTS"
 CPU_FEATURES = ("avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_bf16", "amx_tile")
@@ -20,7 +24,7 @@ decided_by = None  # who set TF_ENABLE_ONEDNN_OPTS for this process (see prefer_
 _warned = False
 
 
-def prefer_onednn(environ=None, modules=None):
+def prefer_onednn(environ: MutableMapping[str, str] | None = None, modules: Mapping[str, object] | None = None) -> str:
     """Set ``TF_ENABLE_ONEDNN_OPTS=1`` unless it is set or TensorFlow is already imported.
 
     Returns (and remembers in :data:`decided_by`) ``"user"``, ``"autoencoder3d"``
@@ -39,7 +43,7 @@ def prefer_onednn(environ=None, modules=None):
     return decided_by
 
 
-def onednn_active():
+def onednn_active() -> bool | None:
     """Whether TensorFlow runs its oneDNN kernels in this process (None: TensorFlow cannot say)."""
     try:
         from tensorflow.python.util import _pywrap_util_port
@@ -48,7 +52,7 @@ def onednn_active():
     return bool(_pywrap_util_port.IsMklEnabled())
 
 
-def cpu_features(path="/proc/cpuinfo"):
+def cpu_features(path: str | os.PathLike[str] = "/proc/cpuinfo") -> list[str]:
     """The CPU's vector and matrix features that decide TensorFlow's fast kernels (Linux; [] elsewhere)."""
     try:
         with open(path) as handle:
@@ -61,12 +65,12 @@ def cpu_features(path="/proc/cpuinfo"):
     return []
 
 
-def kernel_record():
+def kernel_record() -> dict[str, Any]:
     """What run.json records: oneDNN on or off, the variable, who set it, the CPU's features."""
     return {"onednn": onednn_active(), ENV: os.environ.get(ENV), "set_by": decided_by, "cpu_features": cpu_features()}
 
 
-def warn_if_slow(log=None):
+def warn_if_slow(log: logging.Logger | None = None) -> bool:
     """One warning line (once per process) when training will run on a CPU without oneDNN."""
     global _warned
     if _warned or onednn_active() is not False:

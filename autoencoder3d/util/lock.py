@@ -8,6 +8,8 @@ data-set store takes it (``train``, ``cluster``, ``report``, ``export``,
 overlay folder.
 """
 
+from __future__ import annotations
+
 import contextlib
 import errno
 import fcntl
@@ -30,7 +32,7 @@ class RunFolderLock:
     ``elsewhere="OUT"``).
     """
 
-    def __init__(self, folder, what=None, elsewhere="--out", *, advice=None):
+    def __init__(self, folder: str | os.PathLike[str], what: str | None = None, elsewhere: str = "--out", *, advice: str | None = None):
         self.folder = os.path.abspath(folder)
         self.what = f"this {what}" if what in ("store", "run folder") else (what or "this run folder")
         self.advice = advice or f"wait for it to finish or use another {elsewhere}"
@@ -79,7 +81,9 @@ class RunFolderLock:
         return False
 
 
-def locked_if(folder, lock, **wording):
+def locked_if(
+    folder: str | os.PathLike[str], lock: bool, **wording: str | None,
+) -> contextlib.AbstractContextManager[RunFolderLock | None]:
     """``RunFolderLock(folder, **wording)`` when ``lock`` is true, else a context that does nothing.
 
     A writer called by a job that already holds the folder's lock (``train``
@@ -110,7 +114,7 @@ def _same_file(handle, path):
         return False
 
 
-def remove_empty_folders(folder):
+def remove_empty_folders(folder: str | os.PathLike[str]) -> None:
     """Remove ``folder`` and its subfolders if they hold no file."""
     for root, _, _ in sorted(os.walk(folder), key=lambda entry: -len(entry[0])):
         try:

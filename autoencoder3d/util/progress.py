@@ -8,11 +8,18 @@ TensorFlow's native log lines, ``cli/quiet.py``, leaves Python's
 terminal.)
 """
 
+from __future__ import annotations
+
 import os
 import sys
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
-def stderr_is_terminal():
+def stderr_is_terminal() -> bool:
     """Whether standard error is a terminal."""
     try:
         return sys.stderr.isatty()
@@ -20,7 +27,10 @@ def stderr_is_terminal():
         return False
 
 
-def progress_bar(iterable=None, *, total=None, desc=None, unit="it", enabled=True, leave=True):
+def progress_bar(
+    iterable: Iterable[Any] | None = None, *, total: int | None = None, desc: str | None = None, unit: str = "it",
+    enabled: bool = True, leave: bool = True,
+) -> Iterable[Any] | tqdm:
     """A tqdm bar with the remaining-time estimate on stderr, or the bare iterable.
 
     The bar is shown only when ``enabled`` (the caller's -q) and standard error
