@@ -10,9 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+
+class Volumes(Protocol):
+    """What code reading subvolumes may rely on: an ``(N, n1, n2, n3)`` array, or a store's on-disk stand-in read by index."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: object) -> np.ndarray: ...
 
 
 @dataclass

@@ -23,17 +23,14 @@ cannot make collide.
 
 from __future__ import annotations
 
-import codecs
 import struct
 from typing import Any, BinaryIO
 
 from ..errors import brief
-from .safe_pickle_globals import Global, NotAPickle, Payload, PendingArray, PendingDtype, RefusedPickle, check_key, find_global
+from .safe_pickle_scalars import MAX_INT_BITS, MAX_NAME_TEXT, MAX_NUMBER_TEXT, ScalarReader  # noqa: F401 - the limits are this reader's
+from .safe_pickle_globals import Global, NotAPickle, Payload, PendingArray, PendingDtype, RefusedPickle, check_key
 
 MAX_DEPTH = 100
-MAX_INT_BITS = 128
-MAX_NUMBER_TEXT = 64
-MAX_NAME_TEXT = 256
 EXPANSION_FLOOR = 64 * 2**20
 EXPANSION_FACTOR = 4
 PAYLOAD_MIN = 64 * 2**10  # byte strings at least this long are read as a Payload
@@ -70,7 +67,7 @@ def _is_unfinished(item):
     return isinstance(item, Global) or (isinstance(item, (PendingArray, PendingDtype)) and item.value is None)
 
 
-class _Machine:
+class _Machine(ScalarReader):
     def __init__(self, handle, size):
         self._handle = handle
         self._left = size
@@ -278,70 +275,6 @@ class _Machine:
             self._stack[-1].build(state)
         except (ValueError, TypeError, OverflowError) as err:
             raise RefusedPickle(f"an array or dtype cannot be rebuilt ({type(err).__name__}: {brief(str(err), 100, quote=False)})") from None
-
-    # ------------------------------------------------------------ numbers and strings
-
-    def _checked_int(self, value):
-        if value.bit_length() > MAX_INT_BITS:
-            raise RefusedPickle(f"an integer of {value.bit_length()} bits; a data pickle holds integers of at most {MAX_INT_BITS} bits")
-        return value
-
-    def _int_from_bytes(self, n):
-        if n < 0:
-            raise NotAPickle("a negative length")
-        if n * 8 > MAX_INT_BITS + 8:
-            raise RefusedPickle(f"an integer of {n} bytes; a data pickle holds integers of at most {MAX_INT_BITS} bits")
-        return int.from_bytes(self._read(n), "little", signed=True)
-
-    def _int_text(self, line):
-        try:
-            return self._checked_int(int(line))
-        except ValueError:
-            raise NotAPickle(f"{brief(line)} is not an integer") from None
-
-    def _int(self):
-        line = self._readline(MAX_NUMBER_TEXT)
-        if line in (b"00", b"01"):  # how protocol 0 writes False and True
-            return line == b"01"
-        return self._int_text(line)
-
-    def _long(self):
-        line = self._readline(MAX_NUMBER_TEXT)
-        return self._int_text(line[:-1] if line.endswith(b"L") else line)
-
-    def _float(self):
-        line = self._readline(MAX_NUMBER_TEXT)
-        try:
-            return float(line)
-        except ValueError:
-            raise NotAPickle(f"{brief(line)} is not a number") from None
-
-    def _quoted_string(self):
-        line = self._readline()
-        if len(line) < 2 or line[0] != line[-1] or line[:1] not in (b"'", b'"'):
-            raise NotAPickle("a STRING instruction whose argument is not quoted")
-        try:
-            return codecs.escape_decode(line[1:-1])[0].decode("latin1")
-        except ValueError:
-            raise NotAPickle("a STRING instruction with a broken escape") from None
-
-    def _text(self, data, encoding):
-        try:
-            return str(data, encoding, "surrogatepass") if encoding == "utf-8" else str(data, encoding)
-        except UnicodeDecodeError:
-            raise NotAPickle("text that is not valid " + encoding) from None
-
-    def _global_from_lines(self):
-        module = self._text(self._readline(MAX_NAME_TEXT), "utf-8")
-        name = self._text(self._readline(MAX_NAME_TEXT), "utf-8")
-        return find_global(module, name)
-
-    def _stack_global(self):
-        name = self._pop()
-        module = self._pop()
-        if not isinstance(module, str) or not isinstance(name, str):
-            raise NotAPickle("STACK_GLOBAL needs a module and a name as text")
-        return find_global(module, name)
 
     # ------------------------------------------------------------ memo
 

@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 if TYPE_CHECKING:
-    from ..data.store.read import StoreVolumes
+    from ..volume import Volumes
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def skewness(values: ArrayLike) -> float:
     return float(np.mean(x**3) / spread**3) if spread > 0 else 0.0
 
 
-def voxel_sample(volumes: np.ndarray | StoreVolumes, limit: int = SAMPLE, seed: int = 0) -> NDArray[np.float64]:
+def voxel_sample(volumes: Volumes, limit: int = SAMPLE, seed: int = 0) -> NDArray[np.float64]:
     """Up to ``limit`` voxels of ``volumes`` (whole subvolumes, chosen evenly)."""
     n = len(volumes)
     per = max(1, int(np.prod(volumes.shape[1:])))
@@ -60,13 +60,13 @@ def voxel_sample(volumes: np.ndarray | StoreVolumes, limit: int = SAMPLE, seed: 
     return np.asarray(volumes[rows], dtype=np.float64)
 
 
-def detect_polarity(volumes: np.ndarray | StoreVolumes) -> tuple[str, float]:
+def detect_polarity(volumes: Volumes) -> tuple[str, float]:
     """``(polarity, skewness)`` decided from the subvolumes' intensity skew."""
     skew = skewness(voxel_sample(volumes))
     return polarity_of_skew(skew), skew
 
 
-def resolve_polarity(polarity: str, volumes: np.ndarray | StoreVolumes, source: str = "the subvolumes") -> tuple[str, dict[str, Any]]:
+def resolve_polarity(polarity: str, volumes: Volumes, source: str = "the subvolumes") -> tuple[str, dict[str, Any]]:
     """The polarity to use: ``polarity`` itself, or detected when ``"auto"``; says which, once.
 
     Returns:

@@ -26,7 +26,7 @@ from ..errors import InputError
 from ..prep.contrast import DEFAULT_POLARITY, recorded_polarity
 
 if TYPE_CHECKING:
-    from ..workflows.train import TrainOptions
+    from .options import TrainOptions
 
 log = logging.getLogger("autoencoder3d")
 

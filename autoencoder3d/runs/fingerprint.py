@@ -27,7 +27,7 @@ from ..errors import InputError
 from ..network.objective_options import OBJECTIVE_DEFAULTS
 
 if TYPE_CHECKING:
-    from ..workflows.train import TrainOptions
+    from .options import TrainOptions
 
 # options that do not change the trained model: how k-means runs, speed, verbosity, reuse
 NOT_MODEL_OPTIONS = {"n_init", "kmeans", "seed", "deterministic", "retrain", "workers", "verbose", "port"}

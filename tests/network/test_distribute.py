@@ -85,7 +85,7 @@ def test_a_missing_or_broken_cluster_is_one_clear_error(environ, message):
 def test_distribute_flag_alone_keeps_meaning_mirrored(flags, kind):
     from autoencoder3d.cli.commands.train import options_from_args
     from autoencoder3d.cli.main import AUTOENCODER3D_COMMANDS, build_parser
-    from autoencoder3d.workflows.train import TrainOptions
+    from autoencoder3d.runs.options import TrainOptions
 
     args = build_parser("autoencoder3d", AUTOENCODER3D_COMMANDS).parse_args(["train", "d.pickle", "None", "False", "3", *flags])
     options = options_from_args(args)
@@ -156,7 +156,7 @@ def test_a_worker_resumes_from_the_chiefs_resume_point_and_writes_only_its_own_f
     from autoencoder3d.network.train import LAST_WEIGHTS, published_optimizer
     from autoencoder3d.runs.fingerprint import fingerprint
     from autoencoder3d.workflows.obtain_models import obtain_models
-    from autoencoder3d.workflows.train import TrainOptions
+    from autoencoder3d.runs.options import TrainOptions
 
     data = tmp_path / "d.pickle"
     pickle.dump(make_subvolume_dict(n=20), open(data, "wb"))

@@ -15,7 +15,8 @@ import sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from autoencoder3d.workflows.train import TrainOptions, run_train
+from autoencoder3d.workflows.train import run_train
+from autoencoder3d.runs.options import TrainOptions
 options = TrainOptions(epochs=1, batch_size=16, n_init=2, seed=0, mixed_precision="bfloat16", distribute=True, verbose=0)
 record = run_train(sys.argv[1], None, False, 3, sys.argv[2], options)
 import keras

@@ -34,9 +34,7 @@ import sys
 
 from ...network.objective_options import OBJECTIVE_DEFAULTS
 
-from ..common import (
-    add_clustering_options, add_out, add_polarity, add_seed, boolean, fraction, optional_path, positive_float, positive_int,
-)
+from ..common import (add_clustering_options, add_out, add_polarity, add_seed, boolean, fraction, optional_path, positive_float, positive_int)
 
 
 def add_args(parser):
@@ -104,7 +102,7 @@ def non_negative_int(text):
 
 
 def options_from_args(args, **overrides):
-    from ...workflows.train import TrainOptions
+    from ...runs.options import TrainOptions
 
     values = dict(
         epochs=getattr(args, "epochs", 100), batch_size=args.batch_size, encoding_dim=getattr(args, "encoding_dim", 32),
