@@ -13,25 +13,30 @@ Every draw comes from ``(seed, epoch, batch)``, so a resumed run sees the same
 views as an uninterrupted one.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 import numpy as np
+from numpy.typing import NDArray
 
 PROPER_FLIPS = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=np.int64)
 MAX_SHIFT_FRACTION = 1 / 16  # largest roll, as a fraction of the box edge (1 voxel at 16^3, 2 at 32^3)
 NOISE_STD = 0.3  # added noise, in standardized units (the data's own standard deviation is 1)
 
 
-def flip_matrix(signs):
+def flip_matrix(signs: Sequence[int] | np.ndarray) -> NDArray[np.float64]:
     """The 3x3 rotation ``diag(signs)`` (a proper rotation for every row of :data:`PROPER_FLIPS`)."""
     return np.diag(np.asarray(signs, dtype=np.float64))
 
 
-def apply_flip(volume, signs):
+def apply_flip(volume: np.ndarray, signs: Sequence[int] | np.ndarray) -> np.ndarray:
     """``volume`` mirrored about its centre along each axis whose sign is -1."""
     axes = tuple(a for a, s in enumerate(signs) if s < 0)
     return np.flip(volume, axis=axes) if axes else volume
 
 
-def draw_views(rng, n, shape):
+def draw_views(rng: np.random.Generator, n: int, shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """Random flips ``(n, 3)`` and integer shifts ``(n, 3)`` for ``n`` subvolumes."""
     flips = PROPER_FLIPS[rng.integers(0, len(PROPER_FLIPS), size=n)]
     reach = max(1, int(round(min(shape) * MAX_SHIFT_FRACTION)))
@@ -39,7 +44,7 @@ def draw_views(rng, n, shape):
     return flips, shifts
 
 
-def geometric_view(volumes, flips, shifts):
+def geometric_view(volumes: np.ndarray, flips: np.ndarray, shifts: np.ndarray) -> NDArray[np.float32]:
     """Each volume of ``(B, n1, n2, n3)`` flipped, then rolled (float32, same shape)."""
     out = np.empty(volumes.shape, dtype=np.float32)
     for i, volume in enumerate(volumes):
@@ -47,11 +52,11 @@ def geometric_view(volumes, flips, shifts):
     return out
 
 
-def noisy(rng, volumes, std=NOISE_STD):
+def noisy(rng: np.random.Generator, volumes: np.ndarray, std: float = NOISE_STD) -> NDArray[np.float32]:
     """``volumes`` plus Gaussian noise of ``std`` (float32)."""
     return (volumes + rng.standard_normal(volumes.shape) * std).astype(np.float32)
 
 
-def batch_rng(seed, epoch, batch, stream=0):
+def batch_rng(seed: int, epoch: int, batch: int, stream: int = 0) -> np.random.Generator:
     """The random generator of one batch of one epoch (independent of the process and of resuming)."""
     return np.random.default_rng([int(seed), int(epoch), int(batch), int(stream), 18])

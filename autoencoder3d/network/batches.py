@@ -10,17 +10,26 @@ generator runs through every remaining epoch and ``fit`` takes it with
 exactly the batches of an uninterrupted one.
 """
 
+from __future__ import annotations
+
 import collections
 import copy
 import itertools
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from .train import ArrayBatches
 
 READ_AHEAD = 8  # batches read ahead from an on-disk store (as ArrayBatches' max_queue_size)
 
 
-def at_epoch(batches, epoch):
+def at_epoch(batches: ArrayBatches, epoch: int) -> ArrayBatches:
     """A copy of ``batches`` (an ArrayBatches) ordered for ``epoch``; the original is not touched."""
     copied = copy.copy(batches)
     copied.epoch = int(epoch)
@@ -40,7 +49,7 @@ def _read(job):
     return ordered[i][0]
 
 
-def stream(batches, epochs, threads=0):
+def stream(batches: ArrayBatches, epochs: Iterable[int], threads: int = 0) -> Iterator[np.ndarray]:
     """The input arrays of the batches of ``epochs`` (an iterable), in order.
 
     With ``threads`` > 0, one pool of threads reads up to :data:`READ_AHEAD`
@@ -64,7 +73,7 @@ def _threads(batches, read_threads):
     return read_threads if not isinstance(batches.volumes, np.ndarray) else 0  # an on-disk store
 
 
-def training_dataset(batches, first_epoch, end_epoch, read_threads=2):
+def training_dataset(batches: ArrayBatches, first_epoch: int, end_epoch: int, read_threads: int = 2) -> tf.data.Dataset:
     """``tf.data`` pipeline of ``(x, x)`` batches for epochs ``first_epoch`` .. ``end_epoch - 1``.
 
     Pass it to ``fit`` with ``steps_per_epoch=len(batches)``.
@@ -73,7 +82,7 @@ def training_dataset(batches, first_epoch, end_epoch, read_threads=2):
     return _dataset(batches, lambda: stream(batches, range(first_epoch, end_epoch), threads))
 
 
-def validation_dataset(batches, read_threads=2):
+def validation_dataset(batches: ArrayBatches, read_threads: int = 2) -> tf.data.Dataset:
     """The validation batches in their one fixed order, again for every evaluation (no end).
 
     Pass it to ``fit`` with ``validation_steps=len(batches)``.

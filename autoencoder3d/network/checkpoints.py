@@ -8,19 +8,26 @@ so a kill at any moment leaves either the previous resume point or the new one,
 never weights of one epoch with the counters of another.
 """
 
+from __future__ import annotations
+
 import json
 import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..util.atomic import atomic_path
 from ..errors import InputError
 
+if TYPE_CHECKING:
+    import keras
+
 STATE_ATTRIBUTE = "autoencoder3d_train_state"
 RETRAIN_HINT = "pass --retrain to train again from scratch"
 
 
-def write_weights(model, path, state=None):
+def write_weights(model: keras.Model, path: str | os.PathLike, state: dict[str, Any] | None = None) -> None:
     """Weights and optimizer state (and ``state``, JSON-able) in one atomically replaced file."""
     import h5py
 
@@ -36,7 +43,7 @@ def write_weights(model, path, state=None):
             raise
 
 
-def write_resume_point(model, path, state):
+def write_resume_point(model: keras.Model, path: str | os.PathLike, state: dict[str, Any]) -> None:
     """The resume point: weights, optimizer state and the training state in one file."""
     write_weights(model, path, state)
 
@@ -64,7 +71,7 @@ def _plain(value):
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def read_resume_state(path):
+def read_resume_state(path: str | os.PathLike) -> dict[str, Any] | None:
     """The training state stored in a resume point, or None when there is none.
 
     Raises:
@@ -84,7 +91,7 @@ def read_resume_state(path):
     return state
 
 
-def load_checked_weights(model, path):
+def load_checked_weights(model: keras.Model, path: str | os.PathLike) -> None:
     """Load a weights file (with optimizer state) into ``model``; refuse unreadable or non-finite weights."""
     model.optimizer.build(model.trainable_variables)  # so that the optimizer's state loads too
     try:
@@ -94,14 +101,16 @@ def load_checked_weights(model, path):
     check_finite(model, path)
 
 
-def check_finite(model, path):
+def check_finite(model: keras.Model, path: str | os.PathLike) -> None:
     """Raise InputError if any weight of ``model`` (read from ``path``) is NaN or infinite."""
     for variable in model.weights:
         if not np.all(np.isfinite(np.asarray(variable))):
             raise InputError(f"{path}: weight '{variable.path}' holds NaN or infinite values; {RETRAIN_HINT}")
 
 
-def load_checked_model(path, input_shape=None, output_shape=None):
+def load_checked_model(
+    path: str | os.PathLike, input_shape: Sequence[int] | None = None, output_shape: Sequence[int] | None = None
+) -> keras.Model:
     """A saved ``.keras`` model, refused with one line if unreadable, non-finite or of other shapes.
 
     Args:

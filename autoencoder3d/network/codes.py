@@ -7,9 +7,14 @@ zero for every input gets no gradient), so training stops at the end of the
 first epoch that shows it, with the remedy, instead of after 100 epochs.
 """
 
+from __future__ import annotations
+
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..errors import InputError
 
@@ -21,7 +26,7 @@ class CodesCollapsed(InputError):
     """The encoder maps (nearly) every subvolume to the same code."""
 
 
-def code_statistics(codes):
+def code_statistics(codes: ArrayLike) -> dict[str, int | float]:
     """Active units (non-zero for some subvolume), units that vary, distinct codes (rounded to 1e-6)
     and the fraction of code entries that are exactly zero (the code's sparsity)."""
     codes = np.asarray(codes, dtype=np.float64)
@@ -34,12 +39,12 @@ def code_statistics(codes):
     }
 
 
-def is_collapsed(stats):
+def is_collapsed(stats: Mapping[str, Any]) -> bool:
     """True when no code unit varies between subvolumes: one cluster whatever k-means does."""
     return stats["varying_code_units"] == 0 or stats["distinct_codes"] < 2
 
 
-def collapse_message(stats, n_samples, epoch=None, remedy=None):
+def collapse_message(stats: Mapping[str, Any], n_samples: int, epoch: int | None = None, remedy: str | None = None) -> str:
     when = f" after epoch {epoch}" if epoch is not None else ""
     remedy = remedy or (
         "run with the defaults (standardized input, code normalization) instead of --published, "
@@ -52,7 +57,7 @@ def collapse_message(stats, n_samples, epoch=None, remedy=None):
     )
 
 
-def code_health(stats, n_clusters):
+def code_health(stats: Mapping[str, Any] | None, n_clusters: int) -> str | None:
     """How alive the codes of a run are, from :func:`code_statistics` (run.json's ``"codes"``).
 
     Returns 'dead' when no code unit varies (:func:`is_collapsed`), none is ever
@@ -76,7 +81,7 @@ def code_health(stats, n_clusters):
     return "alive"
 
 
-def describe_codes(codes, n_clusters):
+def describe_codes(codes: np.ndarray, n_clusters: int) -> dict[str, Any]:
     """Statistics and health of the final codes; warns when they cannot give ``n_clusters`` clusters."""
     stats = code_statistics(codes)
     stats["health"] = code_health(stats, n_clusters)

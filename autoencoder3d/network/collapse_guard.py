@@ -1,9 +1,17 @@
 """Stop training at the first epoch whose codes collapsed (see :mod:`.codes`)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import keras
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .codes import CodesCollapsed, code_statistics, collapse_message, is_collapsed
+
+if TYPE_CHECKING:
+    from ..volume import Volumes
 
 GUARD_SAMPLES = 256  # subvolumes encoded after each epoch to check the codes
 
@@ -15,7 +23,7 @@ class CollapseGuard(keras.callbacks.Callback):
     trained is kept, so the run folder shows what happened.
     """
 
-    def __init__(self, encoder, volumes, indices, batch_size=64):
+    def __init__(self, encoder: keras.Model, volumes: Volumes, indices: ArrayLike, batch_size: int = 64):
         super().__init__()
         self.encoder = encoder
         self.volumes = volumes
@@ -23,7 +31,7 @@ class CollapseGuard(keras.callbacks.Callback):
         self.batch_size = batch_size
         self.last = None
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if len(self.indices) < 2:
             return
         sample = np.asarray(self.volumes[self.indices], dtype=np.float32)[..., None]

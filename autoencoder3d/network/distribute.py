@@ -16,12 +16,19 @@ Everything but :func:`make_strategy` and :func:`share_from_chief` is plain
 Python, tested without SLURM or TensorFlow.
 """
 
+from __future__ import annotations
+
 import json
 import logging
 import os
 import re
+from collections.abc import Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 log = logging.getLogger("autoencoder3d")
 
@@ -33,7 +40,7 @@ END_TIMEOUT_S = 24 * 3600  # how long the other workers wait for the chief to fi
 _joined = []  # the cluster this process joined (make_strategy), for end_together
 
 
-def expand_nodelist(text):
+def expand_nodelist(text: str) -> list[str]:
     """Host names of a SLURM node list: ``"node[01-03,07],gpu5"`` -> node01, node02, node03, node07, gpu5.
 
     Handles several bracket groups in one name (``rack[1-2]-n[1-2]``) and keeps
@@ -87,7 +94,7 @@ def _numbers(ranges, text):
     return numbers
 
 
-def resolve_port(port=None, environ=None):
+def resolve_port(port: int | str | None = None, environ: Mapping[str, str] | None = None) -> int:
     """The port of every worker: ``port``, else ``$AUTOENCODER3D_PORT``, else 12345."""
     environ = os.environ if environ is None else environ
     value = port if port is not None else environ.get(PORT_VARIABLE, DEFAULT_PORT)
@@ -108,7 +115,7 @@ def _slurm(environ, *names):
     return None
 
 
-def slurm_tf_config(environ, port):
+def slurm_tf_config(environ: Mapping[str, str], port: int) -> dict[str, Any] | None:
     """``TF_CONFIG`` (a dict) for this SLURM task: one worker per node, the task's rank as its index.
 
     Reads the step's (else the job's) node list and task count and ``SLURM_PROCID``.
@@ -130,7 +137,7 @@ def slurm_tf_config(environ, port):
     return {"cluster": {"worker": [f"{host}:{port}" for host in hosts]}, "task": {"type": "worker", "index": int(rank)}}
 
 
-def cluster_config(environ=None, port=None):
+def cluster_config(environ: Mapping[str, str] | None = None, port: int | None = None) -> dict[str, Any]:
     """The ``TF_CONFIG`` dict to use: ``$TF_CONFIG`` when set, else one made from SLURM's variables.
 
     Raises:
@@ -162,7 +169,7 @@ def _parse_tf_config(text):
     return config
 
 
-def is_chief(config):
+def is_chief(config: Mapping[str, Any]) -> bool:
     """Whether this task writes the run folder: the ``chief`` task, or worker 0 when there is none."""
     task = config["task"]
     if "chief" in config["cluster"]:
@@ -170,14 +177,14 @@ def is_chief(config):
     return task["type"] == "worker" and int(task["index"]) == 0
 
 
-def describe(config):
+def describe(config: Mapping[str, Any]) -> str:
     """``worker 1 of 2`` (for messages)."""
     n_tasks = sum(len(members) for members in config["cluster"].values())
     task = config["task"]
     return f"{task['type']} {task['index']} of {n_tasks}"
 
 
-def use_cluster(environ=None, port=None):
+def use_cluster(environ: MutableMapping[str, str] | None = None, port: int | None = None) -> dict[str, Any]:
     """Resolve the cluster, put it in ``$TF_CONFIG`` for TensorFlow, and return it (a dict)."""
     environ = os.environ if environ is None else environ
     config = cluster_config(environ, port)
@@ -185,7 +192,7 @@ def use_cluster(environ=None, port=None):
     return config
 
 
-def make_strategy(kind, port=None):
+def make_strategy(kind: str, port: int | None = None) -> tf.distribute.Strategy:
     """The ``tf.distribute`` strategy of ``--distribute KIND``."""
     import tensorflow as tf
 
@@ -243,7 +250,7 @@ def _reduce_each_value(strategy):
     strategy.reduce = reduce_each
 
 
-def share_from_chief(strategy, value):
+def share_from_chief(strategy: tf.distribute.Strategy, value: int) -> int:
     """The chief's ``value`` (an integer below 2**53, e.g. the seed), on every worker: a collective step."""
     import tensorflow as tf
 
@@ -257,7 +264,7 @@ def share_from_chief(strategy, value):
     return int(shared.numpy())
 
 
-def stop_watching_workers(strategy):
+def stop_watching_workers(strategy: tf.distribute.Strategy) -> None:
     """After training: stop TensorFlow's health check of the other workers.
 
     The check (a thread pinging every worker every 30 s) would log an error when
@@ -269,7 +276,7 @@ def stop_watching_workers(strategy):
         stop()
 
 
-def end_together(timeout_s=END_TIMEOUT_S):
+def end_together(timeout_s: float = END_TIMEOUT_S) -> None:
     """Every worker of a multi-worker training waits here for all the others (nothing if it joined none).
 
     The other workers thus end when the chief has written the run folder, and
@@ -292,7 +299,7 @@ def end_together(timeout_s=END_TIMEOUT_S):
         raise InputError(f"{describe(config)}: the chief stopped before finishing ({first}); see its messages") from None
 
 
-def free_local_ports(n):
+def free_local_ports(n: int) -> list[int]:
     """``n`` TCP ports free on localhost now (for local workers: tests and benchmarks)."""
     import socket
 

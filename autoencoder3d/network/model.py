@@ -14,8 +14,12 @@ the decoder's output. With mean 0 and std 1 (the literal published setting)
 both are the identity.
 """
 
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import keras
 from keras import layers, ops
@@ -47,11 +51,11 @@ class CodeSettings:
     standardize: bool = True
 
     @classmethod
-    def published(cls, l1=L1_FACTOR):
+    def published(cls, l1: float = L1_FACTOR) -> CodeSettings:
         """The literal published setting: raw intensities, batch-summed L1, plain Dense + ReLU code."""
         return cls(l1=l1, l1_reduction="sum", code_norm=False, standardize=False)
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, float | str | bool]:
         return asdict(self)
 
 
@@ -65,7 +69,7 @@ class BatchSumL1(layers.Layer):
     penalty also works under mixed precision.
     """
 
-    def __init__(self, factor=L1_FACTOR, reduction="sum", **kwargs):
+    def __init__(self, factor: float = L1_FACTOR, reduction: str = "sum", **kwargs: Any):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if reduction not in ("sum", "mean"):
@@ -73,7 +77,7 @@ class BatchSumL1(layers.Layer):
         self.factor = float(factor)
         self.reduction = reduction
 
-    def call(self, inputs):
+    def call(self, inputs: Any) -> Any:
         if self.factor:
             penalty = ops.sum(ops.abs(inputs))
             if self.reduction == "mean":
@@ -81,7 +85,7 @@ class BatchSumL1(layers.Layer):
             self.add_loss(self.factor * penalty)
         return inputs
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "factor": self.factor, "reduction": self.reduction}
 
 
@@ -89,15 +93,15 @@ class BatchSumL1(layers.Layer):
 class Standardize(layers.Layer):
     """``(x - mean) / std`` with constants fixed at training time (saved with the model)."""
 
-    def __init__(self, mean=0.0, std=1.0, **kwargs):
+    def __init__(self, mean: float = 0.0, std: float = 1.0, **kwargs: Any):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.mean, self.std = float(mean), float(std)
 
-    def call(self, inputs):
+    def call(self, inputs: Any) -> Any:
         return (ops.cast(inputs, "float32") - self.mean) / self.std
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "mean": self.mean, "std": self.std}
 
 
@@ -105,7 +109,7 @@ class Standardize(layers.Layer):
 class Unstandardize(Standardize):
     """``x * std + mean``: back to the data's own units."""
 
-    def call(self, inputs):
+    def call(self, inputs: Any) -> Any:
         return ops.cast(inputs, "float32") * self.std + self.mean
 
 
@@ -135,7 +139,7 @@ class Conv3D(layers.Conv3D):
                 and all(s == 1 for s in self.strides) and all(d == 1 for d in self.dilation_rate)
                 and all(k % 2 == 1 for k in self.kernel_size))
 
-    def convolution_op(self, inputs, kernel):
+    def convolution_op(self, inputs: Any, kernel: Any) -> Any:
         if not self._taps_apply():
             return super().convolution_op(inputs, kernel)
         taps = self.kernel_size[0] * self.kernel_size[1] * self.kernel_size[2]
@@ -157,12 +161,12 @@ class Models(NamedTuple):
     trainer: keras.Model
 
 
-def conv_block(x, filters, name):
+def conv_block(x: keras.KerasTensor, filters: int, name: str) -> keras.KerasTensor:
     x = layers.Conv3D(filters, KERNEL, padding="same", use_bias=True, name=f"{name}_conv")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def check_box(shape):
+def check_box(shape: Sequence[int]) -> None:
     """Raise ValueError unless ``shape`` follows the box rule (:func:`autoencoder3d.box.shape_problem`)."""
     problem = shape_problem(shape)
     if problem:
@@ -180,7 +184,8 @@ def _code_layer(x, encoding_dim, settings):
     return BatchSumL1(settings.l1, settings.l1_reduction, name="code_l1")(code)
 
 
-def build_core_encoder(shape=(32, 32, 32), encoding_dim=32, filters=FILTERS, settings=None):
+def build_core_encoder(shape: Sequence[int] = (32, 32, 32), encoding_dim: int = 32, filters: int = FILTERS,
+                       settings: CodeSettings | None = None) -> keras.Model:
     """Encoder on standardized volumes: ``(n1, n2, n3, 1)`` to ``encoding_dim`` numbers."""
     settings = settings or CodeSettings()
     check_box(shape)
@@ -193,7 +198,7 @@ def build_core_encoder(shape=(32, 32, 32), encoding_dim=32, filters=FILTERS, set
     return keras.Model(inputs, _code_layer(x, encoding_dim, settings), name="core_encoder")
 
 
-def build_core_decoder(shape=(32, 32, 32), encoding_dim=32, filters=FILTERS):
+def build_core_decoder(shape: Sequence[int] = (32, 32, 32), encoding_dim: int = 32, filters: int = FILTERS) -> keras.Model:
     """Decoder to standardized volumes: ``encoding_dim`` numbers to ``(n1, n2, n3, 1)``."""
     check_box(shape)
     small = tuple(int(s) // 4 for s in shape)
@@ -208,7 +213,8 @@ def build_core_decoder(shape=(32, 32, 32), encoding_dim=32, filters=FILTERS):
     return keras.Model(code, outputs, name="core_decoder")
 
 
-def build_autoencoder(shape=(32, 32, 32), encoding_dim=32, filters=FILTERS, l1=None, *, settings=None, mean=0.0, std=1.0):
+def build_autoencoder(shape: Sequence[int] = (32, 32, 32), encoding_dim: int = 32, filters: int = FILTERS, l1: float | None = None, *,
+                      settings: CodeSettings | None = None, mean: float = 0.0, std: float = 1.0) -> Models:
     """The three published models, sharing weights, plus the model that is trained.
 
     Args:
@@ -240,7 +246,7 @@ def build_autoencoder(shape=(32, 32, 32), encoding_dim=32, filters=FILTERS, l1=N
     return Models(autoencoder, encoder, decoder, trainer)
 
 
-def count_flops(shape=(32, 32, 32), encoding_dim=32, filters=FILTERS):
+def count_flops(shape: Sequence[int] = (32, 32, 32), encoding_dim: int = 32, filters: int = FILTERS) -> int:
     """Multiply-add FLOPs (2 per MAC) of one forward pass of the autoencoder."""
     n = int(shape[0] * shape[1] * shape[2])
     k3 = KERNEL**3
@@ -251,7 +257,7 @@ def count_flops(shape=(32, 32, 32), encoding_dim=32, filters=FILTERS):
     return flops
 
 
-def standardization(model):
+def standardization(model: keras.layers.Layer) -> tuple[float, float]:
     """``(mean, std)`` of the :class:`Standardize` layer inside ``model`` (``(0, 1)`` if it has none)."""
     for layer in getattr(model, "layers", []):
         if isinstance(layer, Standardize) and not isinstance(layer, Unstandardize):
@@ -262,6 +268,6 @@ def standardization(model):
     return 0.0, 1.0
 
 
-def load_model(path):
+def load_model(path: str | os.PathLike) -> keras.Model:
     """Load a model saved by this package (its custom layers registered)."""
     return keras.saving.load_model(path, compile=False)

@@ -19,21 +19,31 @@ added by one layer, so Keras's own ``loss`` and ``val_loss`` include them; the
 validation batches are never augmented.
 """
 
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
 from keras import layers
+from numpy.typing import ArrayLike, NDArray
 
 from . import augment
 from .self_label import HEAD_NAME, SelfLabelRounds
 from .objective_options import OBJECTIVE_DEFAULTS, Objective  # noqa: F401 - the objective's public names
 from .wedge_loss import masked_fourier_mse, wedge_masks
 
+if TYPE_CHECKING:
+    from ..volume import Volumes
+    from ..volume import SubvolumeSet
+    from .model import Models
+
 CONSISTENCY_WEIGHT = 1.0  # times the mean squared difference of the two views' codes
 SELF_LABEL_WEIGHT = 0.2  # times the pseudo-label cross-entropy
 
 
-def rotations_of(subvolumes):
+def rotations_of(subvolumes: SubvolumeSet) -> NDArray[np.float64]:
     """``(N, 3, 3)`` pose rotations of a :class:`~autoencoder3d.volume.SubvolumeSet` (identity where none)."""
     out = np.tile(np.eye(3), (len(subvolumes), 1, 1))
     for i in range(len(subvolumes)):
@@ -47,12 +57,12 @@ def rotations_of(subvolumes):
 class ObjectiveLoss(layers.Layer):
     """Adds the objective's losses; returns the reconstruction unchanged."""
 
-    def __init__(self, wedge_loss=False, consistency=0.0, self_label=0.0, **kwargs):
+    def __init__(self, wedge_loss: bool = False, consistency: float = 0.0, self_label: float = 0.0, **kwargs: Any):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.wedge_loss, self.consistency, self.self_label = bool(wedge_loss), float(consistency), float(self_label)
 
-    def call(self, inputs):
+    def call(self, inputs: dict[str, Any]) -> Any:
         from keras import ops
 
         reconstruction, target = ops.cast(inputs["reconstruction"], "float32"), inputs["target"]
@@ -69,11 +79,11 @@ class ObjectiveLoss(layers.Layer):
             self.add_loss(self.self_label * ops.sum(entropy * known) / ops.maximum(ops.sum(known), 1.0))
         return reconstruction
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "wedge_loss": self.wedge_loss, "consistency": self.consistency, "self_label": self.self_label}
 
 
-def build_objective_trainer(models, objective, encoding_dim=32):
+def build_objective_trainer(models: Models, objective: Objective, encoding_dim: int = 32) -> keras.Model:
     """The network trained under ``objective``: the models' core encoder and decoder, plus inputs and losses."""
     core_encoder = models.trainer.get_layer("core_encoder")
     core_decoder = models.trainer.get_layer("core_decoder")
@@ -106,8 +116,9 @@ class ObjectiveBatches(keras.utils.PyDataset):
         views: augment (training batches) or not (validation).
     """
 
-    def __init__(self, volumes, indices, batch_size, objective, *, shuffle, seed=0, epoch=0, multiple_of=1, mean=0.0,
-                 std=1.0, rotations=None, labels=None, views=False):
+    def __init__(self, volumes: Volumes, indices: ArrayLike, batch_size: int, objective: Objective, *,
+                 shuffle: bool, seed: int = 0, epoch: int = 0, multiple_of: int = 1, mean: float = 0.0, std: float = 1.0,
+                 rotations: np.ndarray | None = None, labels: NDArray[np.int32] | None = None, views: bool = False):
         super().__init__()
         self.volumes, self.indices, self.batch_size = volumes, np.asarray(indices), int(batch_size)
         self.objective, self.shuffle, self.seed, self.epoch = objective, shuffle, int(seed), int(epoch)
@@ -146,13 +157,15 @@ class ObjectiveBatches(keras.utils.PyDataset):
             batch["label"] = self.labels[chosen] if self.labels is not None else np.full(len(chosen), -1, np.int32)
         return ({k: (v[..., None] if k in ("view", "target", "view_b") else v) for k, v in batch.items()},)
 
-    def on_epoch_end(self):
+    def on_epoch_end(self) -> None:
         self.epoch += 1
         self._order = self._order_for_epoch()
 
 
-def objective_training(objective, trainer, encoder, volumes, n_train, batch_size, *, seed, epoch, multiple_of, mean, std,
-                       rotations, model_dir, epochs):
+def objective_training(objective: Objective, trainer: keras.Model, encoder: keras.Model, volumes: Volumes,
+                       n_train: int, batch_size: int, *, seed: int, epoch: int, multiple_of: int, mean: float, std: float,
+                       rotations: np.ndarray | None, model_dir: str | os.PathLike, epochs: int,
+                       ) -> tuple[ObjectiveBatches, ObjectiveBatches | None, list[keras.callbacks.Callback]]:
     """Training batches, validation batches (or None) and the callbacks that ``objective`` needs."""
     labels = np.full(len(volumes), -1, dtype=np.int32) if objective.self_label else None
     common = dict(multiple_of=multiple_of, mean=mean, std=std, rotations=rotations, labels=labels)

@@ -1,11 +1,14 @@
 """The training objective's options and their defaults: the one place they are set.
 
-``autoencoder3d train``'s options (argparse), :class:`~autoencoder3d.workflows.train.TrainOptions`
+``autoencoder3d train``'s options (argparse), :class:`~autoencoder3d.runs.options.TrainOptions`
 and a run's fingerprint all take their defaults from :data:`OBJECTIVE_DEFAULTS`.
 This module imports no Keras, so commands that only read a run can ask it.
 """
 
+from __future__ import annotations
+
 from dataclasses import asdict, dataclass, fields
+
 
 DEFAULT_WEDGE = 60.0  # largest tilt angle, degrees (the simulation's default)
 
@@ -29,15 +32,15 @@ class Objective:
             raise ValueError("self_label must be >= 0 rounds and self_label_k >= 2 classes")
 
     @property
-    def active(self):
+    def active(self) -> bool:
         return self.loss != "mse" or self.augment or self.self_label > 0
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, str | float | int | bool]:
         return asdict(self)
 
     @classmethod
-    def from_options(cls, options):
-        """The objective that :class:`~autoencoder3d.workflows.train.TrainOptions` ask for."""
+    def from_options(cls, options: object) -> Objective:
+        """The objective that a run's options (:class:`~autoencoder3d.runs.options.TrainOptions`) ask for."""
         return cls(**{k: getattr(options, k) for k in cls.__dataclass_fields__})
 
 

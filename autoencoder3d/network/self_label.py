@@ -11,13 +11,21 @@ The labels of the last round are written to ``model/self-labels.npz`` with the
 epoch that made them, so a resumed run continues with them.
 """
 
+from __future__ import annotations
+
 import logging
 import os
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from ..util.atomic import atomic_path
+
+if TYPE_CHECKING:
+    from ..volume import Volumes
+    from .objective import ObjectiveBatches
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +33,14 @@ LABELS_FILE = "self-labels.npz"
 HEAD_NAME = "self_label_head"
 
 
-def round_epochs(epochs, rounds):
+def round_epochs(epochs: int, rounds: int) -> list[int]:
     """0-based epochs at whose start a round runs: ``rounds`` of them spread over ``epochs``."""
     if rounds <= 0 or epochs <= 1:
         return []
     return sorted({min(epochs - 1, max(1, int(round(r * epochs / (rounds + 1))))) for r in range(1, rounds + 1)})
 
 
-def pseudo_labels(codes, k, seed):
+def pseudo_labels(codes: ArrayLike, k: int, seed: int) -> NDArray[np.int32]:
     """k-means labels ``(N,)`` int32 of the codes (deterministic for a seed)."""
     from sklearn.cluster import KMeans
 
@@ -41,7 +49,7 @@ def pseudo_labels(codes, k, seed):
     return KMeans(n_clusters=k, n_init=10, random_state=int(seed)).fit_predict(codes).astype(np.int32)
 
 
-def reset_head(head, seed, round_index):
+def reset_head(head: keras.layers.Layer, seed: int, round_index: int) -> None:
     """Fresh Glorot-uniform weights and zero bias for the classification head (seeded)."""
     kernel, bias = head.get_weights()
     limit = np.sqrt(6.0 / (kernel.shape[0] + kernel.shape[1]))
@@ -52,7 +60,9 @@ def reset_head(head, seed, round_index):
 class SelfLabelRounds(keras.callbacks.Callback):
     """Runs the self-labelling rounds; writes the labels into ``batches.labels``."""
 
-    def __init__(self, encoder, volumes, n_train, batches, head, *, k, epochs, rounds, seed, model_dir, initial_epoch=0):
+    def __init__(self, encoder: keras.Model, volumes: Volumes, n_train: int, batches: ObjectiveBatches,
+                 head: keras.layers.Layer, *, k: int, epochs: int, rounds: int, seed: int, model_dir: str | os.PathLike,
+                 initial_epoch: int = 0):
         super().__init__()
         self.encoder, self.volumes, self.n_train = encoder, volumes, int(n_train)
         self.batches, self.head = batches, head
@@ -60,11 +70,11 @@ class SelfLabelRounds(keras.callbacks.Callback):
         self.epochs_with_round = round_epochs(epochs, rounds)
         self.initial_epoch = int(initial_epoch)
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         if self.initial_epoch > 0:
             self._restore()
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if epoch not in self.epochs_with_round:
             return
         codes = encode_rows(self.encoder, self.volumes, self.n_train)
@@ -88,7 +98,7 @@ class SelfLabelRounds(keras.callbacks.Callback):
                 self.batches.labels[: self.n_train] = saved["labels"]
 
 
-def encode_rows(encoder, volumes, n, chunk=64):
+def encode_rows(encoder: keras.Model, volumes: Volumes, n: int, chunk: int = 64) -> np.ndarray:
     """Codes of ``volumes[:n]`` (an array or a store), read ``chunk`` rows at a time (inference mode)."""
     parts = []
     for lo in range(0, int(n), chunk):

@@ -13,15 +13,20 @@ it stopped and ends with the same bytes as an uninterrupted one. A non-finite
 loss stops training with an error and saves nothing of that epoch.
 """
 
+from __future__ import annotations
+
 import contextlib
 import csv
 import logging
 import math
 import os
 import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..util.atomic import atomic_open, atomic_path
 from .batches import training_dataset, validation_dataset
@@ -35,6 +40,11 @@ from .model import CodeSettings, build_autoencoder
 from .objective import Objective, build_objective_trainer, objective_training
 from .train_estimate import TrainingTimeEstimate
 
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from ..volume import Volumes
+
 log = logging.getLogger(__name__)
 
 MODEL_NAMES = ("autoencoder", "encoder", "decoder")
@@ -45,18 +55,18 @@ HISTORY_CSV = "history.csv"
 READ_THREADS = 2  # threads reading batches ahead from an on-disk store
 
 
-def model_path(model_dir, name):
+def model_path(model_dir: str | os.PathLike, name: str) -> str:
     """Path of a saved model: ``model-<name>.keras`` (the published base names)."""
     return os.path.join(model_dir, f"model-{name}.keras")
 
 
-def published_optimizer(learning_rate=0.001, decay=0.001 / 500):
+def published_optimizer(learning_rate: float = 0.001, decay: float = 0.001 / 500) -> keras.optimizers.Adam:
     """Adam with Keras 1's per-batch decay: ``lr_t = lr / (1 + decay * t)``."""
     schedule = keras.optimizers.schedules.InverseTimeDecay(learning_rate, decay_steps=1, decay_rate=decay)
     return keras.optimizers.Adam(learning_rate=schedule, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
 
 
-def split_validation(n_samples, fraction):
+def split_validation(n_samples: int, fraction: float) -> int:
     """Number of training samples when the last ``fraction`` is held out (Keras's rule)."""
     n_train = int(math.floor(n_samples * (1.0 - fraction)))
     if fraction > 0 and (n_train < 1 or n_train >= n_samples):
@@ -75,7 +85,8 @@ class ArrayBatches(keras.utils.PyDataset):
     it so that each splits evenly.
     """
 
-    def __init__(self, volumes, indices, batch_size, *, shuffle, seed=0, epoch=0, multiple_of=1, mean=0.0, std=1.0):
+    def __init__(self, volumes: Volumes, indices: ArrayLike, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0,
+                 multiple_of: int = 1, mean: float = 0.0, std: float = 1.0):
         # volumes on disk: threads read the next batches while the model trains (order kept)
         super().__init__(**({} if isinstance(volumes, np.ndarray) else {"workers": READ_THREADS, "max_queue_size": 8}))
         self.volumes = volumes
@@ -95,7 +106,7 @@ class ArrayBatches(keras.utils.PyDataset):
         return self.indices[rng.permutation(len(self.indices))]
 
     @property
-    def num_batches(self):
+    def num_batches(self) -> int:
         return max(1, math.ceil(len(self.indices) / self.batch_size))
 
     def __len__(self):
@@ -110,7 +121,7 @@ class ArrayBatches(keras.utils.PyDataset):
             batch = ((batch.astype(np.float64) - self.mean) / self.std).astype(np.float32)
         return batch, batch
 
-    def on_epoch_end(self):
+    def on_epoch_end(self) -> None:
         self.epoch += 1
         self._order = self._order_for_epoch()
 
@@ -122,7 +133,8 @@ class ResumableCheckpoint(keras.callbacks.Callback):
     that finds ``patience`` earlier epochs without improvement.
     """
 
-    def __init__(self, model_dir, patience, state=None, provenance=None):
+    def __init__(self, model_dir: str | os.PathLike, patience: int, state: dict[str, Any] | None = None,
+                 provenance: dict[str, Any] | None = None):
         super().__init__()
         self.model_dir = model_dir
         self.patience = patience
@@ -133,7 +145,7 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         self.history = state.get("history", [])
         self.stopped_early = state.get("stopped_early", False)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = dict(logs or {})
         stop_if_not_finite(logs, epoch + 1)
         current = logs.get("val_loss", logs.get("loss"))
@@ -154,7 +166,7 @@ class ResumableCheckpoint(keras.callbacks.Callback):
     def _save_weights(self, name):
         write_weights(self.model, os.path.join(self.model_dir, name))
 
-    def state(self, epochs_done):
+    def state(self, epochs_done: int) -> dict[str, Any]:
         """Counters and history after ``epochs_done`` epochs, with the run's provenance."""
         return {"epochs_done": epochs_done, "best": self.best, "wait": self.wait, "stopped_early": self.stopped_early,
                 "history": self.history, **self.provenance}
@@ -164,7 +176,7 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         write_history_csv(os.path.join(self.model_dir, HISTORY_CSV), self.history)
 
 
-def stop_if_not_finite(logs, epoch):
+def stop_if_not_finite(logs: Mapping[str, Any], epoch: int) -> None:
     """Raise InputError when a loss of this epoch is NaN or infinite (nothing of the epoch is saved)."""
     for key in ("loss", "val_loss"):
         value = logs.get(key)
@@ -175,7 +187,7 @@ def stop_if_not_finite(logs, epoch):
             )
 
 
-def write_history_csv(path, history):
+def write_history_csv(path: str | os.PathLike, history: Iterable[Mapping[str, Any]]) -> None:
     """Write the per-epoch history (epoch, loss, val_loss, learning_rate) as CSV."""
     with atomic_open(path, "w") as handle:
         writer = csv.DictWriter(handle, fieldnames=["epoch", "loss", "val_loss", "learning_rate"], lineterminator="\n")
@@ -183,11 +195,11 @@ def write_history_csv(path, history):
         writer.writerows(history)
 
 
-def saved_models_exist(model_dir):
+def saved_models_exist(model_dir: str | os.PathLike) -> bool:
     return all(os.path.isfile(model_path(model_dir, name)) for name in MODEL_NAMES)
 
 
-def load_saved_models(model_dir, shape=None):
+def load_saved_models(model_dir: str | os.PathLike, shape: Sequence[int] | None = None) -> tuple[keras.Model, keras.Model, keras.Model]:
     """The (autoencoder, encoder, decoder) saved by a finished training, checked.
 
     Args:
@@ -200,12 +212,12 @@ def load_saved_models(model_dir, shape=None):
     return autoencoder, encoder, decoder
 
 
-def resume_state(model_dir):
+def resume_state(model_dir: str | os.PathLike) -> dict[str, Any] | None:
     """The state stored in ``model_dir``'s resume point, or None (InputError if unreadable)."""
     return read_resume_state(os.path.join(model_dir, LAST_WEIGHTS))
 
 
-def finished_record(model_dir):
+def finished_record(model_dir: str | os.PathLike) -> dict[str, Any] | None:
     """What ``train-state.json`` says about a finished training, or None when there is none."""
     path = os.path.join(model_dir, STATE_FILE)
     if not os.path.exists(path):
@@ -220,7 +232,7 @@ def finished_record(model_dir):
     return record if record.get("finished") else None
 
 
-def resume_training(autoencoder, model_dir):
+def resume_training(autoencoder: keras.Model, model_dir: str | os.PathLike) -> dict[str, Any]:
     """Load the resume point if there is one and return its state; otherwise start afresh."""
     state = resume_state(model_dir)
     if state is None:
@@ -230,7 +242,7 @@ def resume_training(autoencoder, model_dir):
     return state
 
 
-def intensity_statistics(volumes, indices, chunk=256):
+def intensity_statistics(volumes: Volumes, indices: np.ndarray, chunk: int = 256) -> tuple[float, float]:
     """Mean and standard deviation of ``volumes[indices]`` (float64, read in chunks)."""
     total = total_sq = 0.0
     count = 0
@@ -254,7 +266,7 @@ def _standardization(volumes, n_train, settings):
     return mean, std
 
 
-def clear_training_state(model_dir):
+def clear_training_state(model_dir: str | os.PathLike) -> None:
     """Forget checkpoints, resume point and saved models (``--retrain``)."""
     names = [BEST_WEIGHTS, LAST_WEIGHTS, STATE_FILE, HISTORY_CSV]
     names += [os.path.basename(model_path(model_dir, n)) for n in MODEL_NAMES]
@@ -264,13 +276,13 @@ def clear_training_state(model_dir):
             os.remove(path)
 
 
-def clear_resume_point(model_dir):
+def clear_resume_point(model_dir: str | os.PathLike) -> None:
     path = os.path.join(model_dir, LAST_WEIGHTS)
     if os.path.exists(path):
         os.remove(path)
 
 
-def save_models(models, model_dir):
+def save_models(models: Iterable[keras.Model], model_dir: str | os.PathLike) -> None:
     """Save (autoencoder, encoder, decoder) in Keras's native format, atomically."""
     for name, model in zip(MODEL_NAMES, models):
         with atomic_path(model_path(model_dir, name), suffix=".keras") as tmp:
@@ -278,25 +290,25 @@ def save_models(models, model_dir):
 
 
 def train_autoencoder(
-    volumes,
-    model_dir,
+    volumes: Volumes,
+    model_dir: str | os.PathLike,
     *,
-    epochs=100,
-    batch_size=128,
-    patience=20,
-    validation_split=0.1,
-    learning_rate=0.001,
-    encoding_dim=32,
-    l1=None,
-    settings=None,
-    seed=0,
-    strategy=None,
-    verbose=1,
-    provenance=None,
-    resume_from=None,
-    objective=None,
-    rotations=None,
-):
+    epochs: int = 100,
+    batch_size: int = 128,
+    patience: int = 20,
+    validation_split: float = 0.1,
+    learning_rate: float = 0.001,
+    encoding_dim: int = 32,
+    l1: float | None = None,
+    settings: CodeSettings | None = None,
+    seed: int = 0,
+    strategy: tf.distribute.Strategy | None = None,
+    verbose: int | str = 1,
+    provenance: dict[str, Any] | None = None,
+    resume_from: str | os.PathLike | None = None,
+    objective: Objective | None = None,
+    rotations: np.ndarray | None = None,
+) -> tuple[tuple[keras.Model, keras.Model, keras.Model], dict[str, Any]]:
     """Train the autoencoder on ``volumes``, resuming from ``model_dir`` if possible.
 
     Args:
@@ -387,7 +399,7 @@ def train_autoencoder(
     return models, info
 
 
-def training_info(checkpoint, initial_epoch, n_train, n_samples, seconds):
+def training_info(checkpoint: ResumableCheckpoint, initial_epoch: int, n_train: int, n_samples: int, seconds: float) -> dict[str, Any]:
     """What a training did, for run.json: epochs, early stop, best validation loss, history."""
     return {
         "resumed_from_epoch": initial_epoch,
@@ -402,7 +414,7 @@ def training_info(checkpoint, initial_epoch, n_train, n_samples, seconds):
     }
 
 
-def encode(encoder, volumes, batch_size=128):
+def encode(encoder: keras.Model, volumes: Volumes, batch_size: int = 128) -> np.ndarray:
     """Encodings ``(N, encoding_dim)`` of float32 volumes ``(N, n1, n2, n3)``.
 
     Batches are cut from ``volumes`` one at a time (no whole-array copy).
@@ -411,6 +423,6 @@ def encode(encoder, volumes, batch_size=128):
     return encoder.predict(batches, verbose=0)
 
 
-def decode(decoder, codes, batch_size=128):
+def decode(decoder: keras.Model, codes: ArrayLike, batch_size: int = 128) -> np.ndarray:
     """Volumes ``(k, n1, n2, n3)`` decoded from codes ``(k, encoding_dim)``."""
     return decoder.predict(np.asarray(codes, dtype=np.float32), batch_size=batch_size, verbose=0)[..., 0]

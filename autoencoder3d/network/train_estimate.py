@@ -9,9 +9,13 @@ CPU``. With few batches per epoch it times the whole second epoch instead, so
 validation and checkpoint writing are measured rather than guessed.
 """
 
+from __future__ import annotations
+
 import logging
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 import keras
 
@@ -21,7 +25,7 @@ FORWARD_SHARE = 1.0 / 3.0  # a forward pass (validation) against a training step
 MEASURED_BATCHES = 3
 
 
-def format_duration(seconds):
+def format_duration(seconds: float) -> str:
     """``'40 s'``, ``'12 min'``, ``'3 h 05 min'`` or ``'2.5 days'``: as precise as an estimate deserves."""
     if seconds < 90:
         return f"{max(1, round(seconds))} s"
@@ -34,7 +38,7 @@ def format_duration(seconds):
     return f"{seconds / 86400:.1f} days"
 
 
-def device_words():
+def device_words() -> str:
     """'this CPU', 'this GPU' or 'these 4 GPUs', for the estimate's line."""
     try:
         import tensorflow as tf
@@ -54,7 +58,8 @@ class TrainingTimeEstimate(keras.callbacks.Callback):
         clock: a time function (tests pass a fake one).
     """
 
-    def __init__(self, epochs, n_train, n_validation, *, clock=time.perf_counter, measured_batches=MEASURED_BATCHES):
+    def __init__(self, epochs: int, n_train: int, n_validation: int, *, clock: Callable[[], float] = time.perf_counter,
+                 measured_batches: int = MEASURED_BATCHES):
         super().__init__()
         self.epochs = int(epochs)
         self.n_train = int(n_train)
@@ -70,10 +75,10 @@ class TrainingTimeEstimate(keras.callbacks.Callback):
     def _steps(self):
         return int((self.params or {}).get("steps") or 0)
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.epoch_started = self.clock()
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if self.done:
             return
         self.batches_seen += 1
@@ -87,7 +92,7 @@ class TrainingTimeEstimate(keras.callbacks.Callback):
         validation = per_batch * FORWARD_SHARE * self.n_validation / max(self.n_train / steps, 1)
         self._announce(self.epochs * (per_batch * steps + validation))
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self.done or self.batches_seen <= self._steps():
             return  # the first epoch (graph building) is not typical: wait for the second
         self._announce(self.epochs * (self.clock() - self.epoch_started))

@@ -19,20 +19,26 @@ is the tomogram's at ``R k``: its mask is the tomogram-frame mask read at
 ``R k``.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from .objective_options import DEFAULT_WEDGE
 
 _EDGE = 1e-9  # frequencies on the wedge's edge count as measured despite rounding
 
 
-def frequency_grid(shape):
+def frequency_grid(shape: Sequence[int]) -> NDArray[np.float64]:
     """Frequencies (cycles per voxel) of a full ``fftn`` spectrum: array ``(3, n1 * n2 * n3)``."""
     axes = [np.fft.fftfreq(int(n)) for n in shape]
     return np.stack([g.ravel() for g in np.meshgrid(*axes, indexing="ij")])
 
 
-def wedge_masks(shape, rotations=None, wedge=DEFAULT_WEDGE):
+def wedge_masks(shape: Sequence[int], rotations: ArrayLike | None = None, wedge: float = DEFAULT_WEDGE) -> NDArray[np.float32]:
     """Measured-region masks (1 measured, 0 missing) of the full ``fftn`` spectrum of each subvolume.
 
     Args:
@@ -58,7 +64,7 @@ def wedge_masks(shape, rotations=None, wedge=DEFAULT_WEDGE):
     return measured.reshape((len(rotations),) + shape).astype(np.float32)
 
 
-def masked_fourier_mse(target, reconstruction, mask):
+def masked_fourier_mse(target: Any, reconstruction: Any, mask: Any) -> Any:
     """Per-subvolume ``sum mask |FFT(reconstruction - target)|^2 / V^2`` (Keras tensors, any backend).
 
     Args:
@@ -81,7 +87,7 @@ def masked_fourier_mse(target, reconstruction, mask):
     return ops.sum(power * ops.cast(mask, "float32"), axis=(1, 2, 3)) / (voxels * voxels)
 
 
-def masked_fourier_mse_numpy(target, reconstruction, mask):
+def masked_fourier_mse_numpy(target: ArrayLike, reconstruction: ArrayLike, mask: ArrayLike) -> NDArray[np.float64]:
     """The same loss with numpy's FFT, in float64 (the reference for tests)."""
     difference = np.asarray(reconstruction, dtype=np.float64) - np.asarray(target, dtype=np.float64)
     axes = tuple(range(1, difference.ndim))

@@ -1,13 +1,24 @@
 """Reuse, resume or train the autoencoder of a run: seeds, precision, distribution, and the checks
 that a saved model or an interrupted training was made from the same inputs and options."""
 
+from __future__ import annotations
+
 import logging
 import os
 import secrets
+from typing import TYPE_CHECKING, Any
 
 from ..runs.decisions import only_length_differs
 from ..errors import InputError
 from ..runs.fingerprint import refuse_if_different
+
+if TYPE_CHECKING:
+    import keras
+    import numpy as np
+
+    from ..data.store.read import StoreVolumes
+    from ..network.model import CodeSettings
+    from .train import TrainOptions
 
 log = logging.getLogger("autoencoder3d")
 
@@ -100,7 +111,9 @@ def _check_resume_point(model_dir, options, current):
     _seed_from(state, options, os.path.join(model_dir, "checkpoint-last.weights.h5"))
 
 
-def obtain_models(volumes, model_dir, options, timings, current, command="train", worker_dir=None, rotations=None):
+def obtain_models(volumes: np.ndarray | StoreVolumes, model_dir: str | os.PathLike, options: TrainOptions, timings: dict[str, float],
+                  current: dict[str, Any], command: str = "train", worker_dir: str | os.PathLike | None = None,
+                  rotations: np.ndarray | None = None) -> tuple[tuple[keras.Model, keras.Model, keras.Model], dict[str, Any]]:
     """Reuse, resume or train the models. ``worker_dir``: a non-chief worker's own folder (it writes only there);
     ``rotations``: the subvolumes' pose rotations, for the missing-wedge loss."""
     from ..network.objective import Objective
@@ -139,7 +152,7 @@ def obtain_models(volumes, model_dir, options, timings, current, command="train"
     return models, info
 
 
-def code_settings(options):
+def code_settings(options: TrainOptions) -> CodeSettings:
     """The :class:`~autoencoder3d.network.model.CodeSettings` that ``options`` ask for."""
     from ..network.model import CodeSettings
 

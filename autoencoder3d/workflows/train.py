@@ -6,12 +6,15 @@ saved one), k-means the encodings, decode the centres and write the
 ``model/`` and ``clus-center/`` outputs, plus a loss curve and ``run.json``.
 """
 
+from __future__ import annotations
+
 import logging
 import os
 import platform
 import sys
 import time
 from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +32,12 @@ from ..runs.fingerprint import fingerprint
 from ..runs.folder import RunFolder, remove_leftovers
 from ..util.lock import RunFolderLock
 from ..prep.contrast import DEFAULT_POLARITY, recorded_polarity
+
+if TYPE_CHECKING:
+    import keras
+
+    from ..clustering.kmeans import Clustering
+    from ..volume import SubvolumeSet
 
 log = logging.getLogger("autoencoder3d")
 
@@ -55,8 +64,10 @@ def _check_not_a_tomogram(data, tomogram):
         raise InputError(f"{data}: is an MRC volume, not a subvolume pickle; {hint} (the order is DATA TOMOGRAM POSE N_CLUSTERS)")
 
 
-def prepare_subvolumes(data, tomogram=None, pose=False, *, sigma=2.0, workers=None, progress=True, timings=None,
-                       polarity=DEFAULT_POLARITY, contrast=None):
+def prepare_subvolumes(data: str | os.PathLike, tomogram: str | os.PathLike | None = None, pose: bool = False, *, sigma: float = 2.0,
+                       workers: int | None = None, progress: bool = True, timings: dict[str, float] | None = None,
+                       polarity: str | None = DEFAULT_POLARITY, contrast: dict[str, Any] | None = None,
+                       ) -> tuple[SubvolumeSet, list[float] | None]:
     """Load the subvolume pickle and, if asked, pose-normalize it against the tomogram.
 
     ``polarity`` is ``"dark"``, ``"bright"`` or ``"auto"`` (see
@@ -127,7 +138,8 @@ def _pickle_polarity(data, subvolumes, polarity):
                      f"leave --polarity out or pass --polarity {recorded}")
 
 
-def run_pose(data, tomogram, out_pickle, *, sigma=2.0, workers=None, progress=True, polarity=None):
+def run_pose(data: str | os.PathLike, tomogram: str | os.PathLike, out_pickle: str | os.PathLike, *, sigma: float = 2.0, workers: int | None = None,
+             progress: bool = True, polarity: str | None = None) -> SubvolumeSet:
     """Pose-normalize a subvolume pickle and write the result in the same format.
 
     Each entry keeps its uuid and centre and gains ``'rotation'`` (3x3) and
@@ -148,8 +160,10 @@ def _rotations(subvolumes, options):
     return rotations_of(subvolumes) if options.loss == "wedge" else None
 
 
-def cluster_and_write(subvolumes, encoder, decoder, n_clusters, out_dir, *, n_init=100, seed=None, batch_size=128, timings=None, code_stats=None,
-                      kmeans="auto", fingerprint=None):
+def cluster_and_write(subvolumes: SubvolumeSet, encoder: keras.Model, decoder: keras.Model, n_clusters: int, out_dir: str | os.PathLike, *,
+                      n_init: int = 100, seed: int | None = None, batch_size: int = 128, timings: dict[str, float] | None = None,
+                      code_stats: dict[str, Any] | None = None, kmeans: str = "auto", fingerprint: dict[str, Any] | None = None,
+                      ) -> tuple[Clustering, np.ndarray]:
     """Encode, k-means, decode the centres; write the ``clus-center`` pickles and montages.
 
     What other commands wrote into the old ``clus-center`` is kept when the clusters are the same
@@ -201,7 +215,8 @@ def _write_run_json(out_dir, record):
     return RunFolder(out_dir).write_record(record)
 
 
-def run_train(data, tomogram, pose, n_clusters, out_dir=".", options=None, *, command="train"):
+def run_train(data: str | os.PathLike, tomogram: str | os.PathLike | None, pose: bool, n_clusters: int, out_dir: str | os.PathLike = ".",
+              options: TrainOptions | None = None, *, command: str = "train") -> dict[str, Any]:
     """The published training job: ``autoencoder3d train DATA TOMOGRAM POSE N_CLUSTERS``.
 
     Args:
