@@ -158,3 +158,21 @@ def test_store_digest_checks_the_store_first(tmp_path):
     with pytest.raises(InputError, match="chunk missing"):
         store_digest(store)
     assert before["size"] == 7 * SIDE**3 * 4
+
+
+def test_a_store_is_checked_once_per_process_until_it_changes(tmp_path, monkeypatch, capsys):
+    from autoencoder3d.data.store import trust
+
+    store, _ = make_store(tmp_path / "s.zarr")
+    checked = []
+    original = trust.check_part
+    monkeypatch.setattr(trust, "check_part", lambda *a, **k: (checked.append(a[1]), original(*a, **k)))
+    open_store(store)
+    store_digest(store)  # a train reads the digest of the store it opened: no second check
+    open_store(store)
+    assert checked == ["00000", "00001"]
+    # a header edited in place after the check (same folder, same file name) is checked again and refused
+    edit_json(os.path.join(store, "parts", "00001", "volumes", ".zarray"), lambda meta: meta.update(order="X"))
+    with pytest.raises(InputError):
+        open_store(store)
+    assert checked[2:] == ["00000", "00001"]

@@ -142,14 +142,44 @@ def _no_link(path):
 def check_store(path: str | os.PathLike, manifest: dict) -> None:
     """Check a complete store's parts against its manifest before zarr reads them.
 
+    A store is checked once per process: a second call with the same manifest
+    and unchanged part folders and array headers (their inode, size and
+    modification time) returns at once.
+
     Raises:
         InputError: naming the store's file and the problem (see the module docstring).
     """
     path = os.fspath(path)
     parts = os.path.join(path, "parts")
     _no_link(parts)
+    signature = _signature(path, manifest)
+    if signature is not None and _CHECKED.get(os.path.realpath(path)) == signature:
+        return
     for entry in manifest["parts"]:
         check_part(path, entry["part"], entry["n"], manifest["v_siz"], manifest["dtype"])
+    if signature is not None:
+        _CHECKED[os.path.realpath(path)] = signature
+
+
+_CHECKED: dict[str, tuple] = {}  # store's real path -> the signature it had when it passed the check
+
+
+def _signature(path, manifest):
+    """What changes when a part folder, an array folder (a chunk added or removed) or a header changes; None if unreadable."""
+    import json
+
+    stamps = [json.dumps(manifest, sort_keys=True, default=str)]
+    try:
+        for entry in manifest["parts"]:
+            folder = os.path.join(path, "parts", str(entry["part"]))
+            for place in [folder, os.path.join(folder, ".zattrs")] + [
+                os.path.join(folder, array, name) for array in _expected(0, (1, 1, 1), "float32") for name in ("", ".zarray")
+            ]:
+                status = os.lstat(place)
+                stamps.append((place, status.st_ino, status.st_size, status.st_mtime_ns, status.st_mode))
+    except (OSError, KeyError, TypeError):
+        return None
+    return tuple(stamps)
 
 
 def check_part(path: str | os.PathLike, name: str, n: int, v_siz: Sequence[int], dtype: str) -> None:
