@@ -1,6 +1,7 @@
 """File formats read and written: the published subvolume pickle (and its safe reader), MRC, JSON, STAR, IMOD, coordinate tables.
 
-Modules: :mod:`.coords`, :mod:`.imod`, :mod:`.json`, :mod:`.mrc`, :mod:`.safe_pickle`, :mod:`.safe_pickle_globals`, :mod:`.star`, :mod:`.subvolume_pickle`.
+Modules: :mod:`.coords`, :mod:`.imod`, :mod:`.json`, :mod:`.mrc`, :mod:`.safe_pickle`,
+:mod:`.safe_pickle_globals`, :mod:`.star`, :mod:`.subvolume_pickle`.
 Every public name below is importable from here; its module is imported on first use.
 """
 

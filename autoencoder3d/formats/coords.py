@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..util.atomic import atomic_path
 from ..errors import InputError
+from ..util.atomic import atomic_path
 from .imod import is_binary_model, model_to_voxels, read_model
 from .star import RELION4_COLUMNS, RELION5_COLUMNS, numeric_array, read_star, read_tomograms_star, tomo_key
 

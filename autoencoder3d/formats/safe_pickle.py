@@ -27,8 +27,8 @@ import struct
 from typing import Any, BinaryIO
 
 from ..errors import brief
-from .safe_pickle_scalars import MAX_INT_BITS, MAX_NAME_TEXT, MAX_NUMBER_TEXT, ScalarReader  # noqa: F401 - the limits are this reader's
 from .safe_pickle_globals import Global, NotAPickle, Payload, PendingArray, PendingDtype, RefusedPickle, check_key
+from .safe_pickle_scalars import MAX_INT_BITS, MAX_NAME_TEXT, MAX_NUMBER_TEXT, ScalarReader  # noqa: F401 - the limits are this reader's
 
 MAX_DEPTH = 100
 EXPANSION_FLOOR = 64 * 2**20

@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from . import safe_pickle as unpickle
-from ..util.atomic import atomic_open
 from ..errors import InputError, brief
-from .safe_pickle_globals import NotAPickle, RefusedPickle
+from ..util.atomic import atomic_open
 from ..volume import SubvolumeSet
+from . import safe_pickle as unpickle
+from .safe_pickle_globals import NotAPickle, RefusedPickle
 
 PICKLE_PROTOCOL = 4
 PREPARED_KEY = "autoencoder3d"  # a key of the pickle's dict besides 'v_siz' and 'vs': how its subvolumes were prepared

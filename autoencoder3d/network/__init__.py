@@ -1,6 +1,8 @@
 """The autoencoder: model, training objective and losses, batches, training with resume points, checkpoints, codes.
 
-Modules: :mod:`.augment`, :mod:`.batches`, :mod:`.checkpoints`, :mod:`.codes`, :mod:`.collapse_guard`, :mod:`.distribute`, :mod:`.model`, :mod:`.objective`, :mod:`.self_label`, :mod:`.train`, :mod:`.train_estimate`, :mod:`.wedge_loss`.
+Modules: :mod:`.augment`, :mod:`.batches`, :mod:`.checkpoints`, :mod:`.codes`,
+:mod:`.collapse_guard`, :mod:`.distribute`, :mod:`.model`, :mod:`.objective`, :mod:`.self_label`,
+:mod:`.train`, :mod:`.train_estimate`, :mod:`.wedge_loss`.
 Every public name below is importable from here; its module is imported on first use.
 """
 

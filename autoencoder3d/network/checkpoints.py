@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..util.atomic import atomic_path
 from ..errors import InputError
+from ..util.atomic import atomic_path
 
 if TYPE_CHECKING:
     import keras

@@ -30,13 +30,12 @@ from keras import layers
 from numpy.typing import ArrayLike, NDArray
 
 from . import augment
-from .self_label import HEAD_NAME, SelfLabelRounds
 from .objective_options import OBJECTIVE_DEFAULTS, Objective  # noqa: F401 - the objective's public names
+from .self_label import HEAD_NAME, SelfLabelRounds
 from .wedge_loss import masked_fourier_mse, wedge_masks
 
 if TYPE_CHECKING:
-    from ..volume import Volumes
-    from ..volume import SubvolumeSet
+    from ..volume import SubvolumeSet, Volumes
     from .model import Models
 
 CONSISTENCY_WEIGHT = 1.0  # times the mean squared difference of the two views' codes

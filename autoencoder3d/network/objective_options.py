@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-
 DEFAULT_WEDGE = 60.0  # largest tilt angle, degrees (the simulation's default)
 
 

@@ -28,14 +28,13 @@ import keras
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ..errors import InputError
+from ..formats.json import load_json, write_json
 from ..util.atomic import atomic_open, atomic_path
+from ..util.cpu_kernels import warn_if_slow
 from .batches import training_dataset, validation_dataset
 from .checkpoints import load_checked_model, load_checked_weights, read_resume_state, write_resume_point, write_weights
 from .collapse_guard import CollapseGuard
-from ..util.cpu_kernels import warn_if_slow
-from ..errors import InputError
-from ..formats.json import write_json
-from ..formats.json import load_json
 from .model import CodeSettings, build_autoencoder
 from .objective import Objective, build_objective_trainer, objective_training
 from .train_estimate import TrainingTimeEstimate
@@ -360,7 +359,9 @@ def train_autoencoder(
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
     scale = dict(mean=mean, std=std)
     train_data = ArrayBatches(volumes, np.arange(n_train), batch_size, shuffle=True, seed=seed, epoch=initial_epoch, multiple_of=replicas, **scale)
-    val_data = ArrayBatches(volumes, np.arange(n_train, len(volumes)), batch_size, shuffle=False, multiple_of=replicas, **scale) if n_train < len(volumes) else None
+    val_data = None
+    if n_train < len(volumes):
+        val_data = ArrayBatches(volumes, np.arange(n_train, len(volumes)), batch_size, shuffle=False, multiple_of=replicas, **scale)
     extra_callbacks = []
     if objective.active:  # batches and callbacks of the objective (autoencoder3d/objective.py)
         train_data, val_data, extra_callbacks = objective_training(

@@ -27,11 +27,10 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
 
-from .contrast import polarity_sign
 from ..errors import InputError
 from ..util.progress import progress_bar
 from ..volume import SubvolumeSet, Tomogram
-from .contrast import DEFAULT_POLARITY
+from .contrast import DEFAULT_POLARITY, polarity_sign
 
 log = logging.getLogger(__name__)
 

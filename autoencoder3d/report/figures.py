@@ -59,7 +59,7 @@ def write_png16(path: str | os.PathLike, image: ArrayLike) -> None:
 
 def montage_name(cluster: int, size: int) -> str:
     """The published file name, e.g. ``035--47.png`` for cluster 35 with 47 members."""
-    return "%03d--%d.png" % (cluster, size)
+    return f"{cluster:03d}--{size}.png"
 
 
 def write_montages(fig_dir: str | os.PathLike, decoded_centers: np.ndarray, sizes: Mapping[int, int]) -> list[str]:

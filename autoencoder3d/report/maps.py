@@ -35,7 +35,7 @@ def cluster_colors(n: int) -> list[str]:
         sat = (0.75, 0.55, 0.95)[k % 3]
         val = (0.85, 0.65)[(k // 3) % 2]
         r, g, b = colorsys.hsv_to_rgb(hue, sat, val)
-        colors.append("#%02x%02x%02x" % (int(r * 255), int(g * 255), int(b * 255)))
+        colors.append(f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}")
     return colors
 
 

@@ -43,14 +43,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import __version__
-from ..util.atomic import atomic_open
+from ..data.open import open_data
 from ..errors import InputError
 from ..formats.subvolume_pickle import load_pickle, save_pickle
-from ..data.open import open_data
-from ..runs.folder import CENTER_CODES, ENCODINGS, RunFolder
-from .maps import MAP_MAX_POINTS, TSNE_MAX_POINTS, code_maps, cluster_colors  # noqa: F401 - public here too
-from .parts import card, contrast_filters, health_banner, loss_html, montage_zoom, settings_html, shared_contrast
 from ..prep.contrast import DEFAULT_POLARITY
+from ..runs.folder import CENTER_CODES, ENCODINGS, RunFolder
+from ..util.atomic import atomic_open
+from .maps import MAP_MAX_POINTS, TSNE_MAX_POINTS, cluster_colors, code_maps  # noqa: F401 - public here too
+from .parts import card, contrast_filters, health_banner, loss_html, montage_zoom, settings_html, shared_contrast
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike, NDArray

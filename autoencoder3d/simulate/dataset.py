@@ -37,9 +37,9 @@ from numpy.typing import NDArray
 
 from ..box import check_box_option
 from ..errors import InputError
+from ..volume import SubvolumeSet, cut_box
 from .imaging import ctf, electron_wavelength, frequencies, image_volume, wedge_mask  # noqa: F401 - public here too
 from .shapes import CLASSES, MEMBRANE_HALF_WIDTH_NM, ParticleClass, bilayer, principal_frame, render_particle
-from ..volume import SubvolumeSet, cut_box
 
 DEFAULTS = dict(
     seed=0,
@@ -388,9 +388,9 @@ def _simulate_set(opts, streams, classes, copies, pose_fn, jitter, set_name, mem
 
 def _write_outputs(out_dir, opts, first, second, write_density):
     """Write the files of both sets and truth.json; return the file names by role."""
-    from ..util.atomic import atomic_open
-    from ..formats.subvolume_pickle import save_subvolumes
     from ..formats.mrc import write_mrc
+    from ..formats.subvolume_pickle import save_subvolumes
+    from ..util.atomic import atomic_open
 
     files = {"tomogram": "tomogram.rec", "example_1": "subvolumes_example_1.pickle",
              "example_2": "subvolumes_example_2.pickle"}

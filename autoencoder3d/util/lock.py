@@ -18,7 +18,6 @@ import stat
 
 from ..errors import InputError
 
-
 LOCK_NAME = ".autoencoder3d.lock"
 
 

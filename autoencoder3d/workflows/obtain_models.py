@@ -8,8 +8,8 @@ import os
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from ..runs.decisions import only_length_differs
 from ..errors import InputError
+from ..runs.decisions import only_length_differs
 from ..runs.fingerprint import refuse_if_different
 
 if TYPE_CHECKING:

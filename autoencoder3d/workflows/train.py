@@ -20,18 +20,18 @@ import numpy as np
 
 from .. import __version__
 from ..box import check_subvolume_shape
-from ..runs.decisions import decide_preparation
-from .obtain_models import obtain_models, code_settings  # noqa: F401 - code_settings is public here too
-from ..util.cpu_kernels import kernel_record
-from ..errors import InputError
-from ..runs.options import TrainOptions
-from ..formats.subvolume_pickle import save_subvolumes
 from ..data.open import open_data
+from ..errors import InputError
 from ..formats.mrc import read_tomogram
+from ..formats.subvolume_pickle import save_subvolumes
+from ..prep.contrast import DEFAULT_POLARITY, recorded_polarity
+from ..runs.decisions import decide_preparation
 from ..runs.fingerprint import fingerprint
 from ..runs.folder import RunFolder, remove_leftovers
+from ..runs.options import TrainOptions
+from ..util.cpu_kernels import kernel_record
 from ..util.lock import RunFolderLock
-from ..prep.contrast import DEFAULT_POLARITY, recorded_polarity
+from .obtain_models import code_settings, obtain_models  # noqa: F401 - code_settings is public here too
 
 if TYPE_CHECKING:
     import keras
@@ -170,13 +170,13 @@ def cluster_and_write(subvolumes: SubvolumeSet, encoder: keras.Model, decoder: k
     (and ``fingerprint``, when given, is run.json's), else moved aside with the old clustering
     (:mod:`autoencoder3d.runs.previous`).
     """
-    from ..util.atomic import atomic_directory
     from ..clustering.kmeans import cluster_encodings, write_cluster_pickles
     from ..network.codes import CodesCollapsed, collapse_message, describe_codes, is_collapsed
-    from ..report.figures import write_montages
-    from ..runs.previous import keep_or_move
-    from ..report.page import save_encodings
     from ..network.train import decode, encode
+    from ..report.figures import write_montages
+    from ..report.page import save_encodings
+    from ..runs.previous import keep_or_move
+    from ..util.atomic import atomic_directory
 
     timings = {} if timings is None else timings
     code_stats = {} if code_stats is None else code_stats

@@ -37,7 +37,9 @@ def import_copick() -> ModuleType:
     try:
         import copick
     except ImportError:
-        raise InputError(f"copick is not installed: copick projects need the copick extra ({COPICK_EXTRA}, or pip install -e \".[copick]\" in a checkout)") from None
+        raise InputError(
+            f"copick is not installed: copick projects need the copick extra ({COPICK_EXTRA}, or pip install -e \".[copick]\" in a checkout)"
+        ) from None
     return copick
 
 

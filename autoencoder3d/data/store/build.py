@@ -38,11 +38,11 @@ import numpy as np
 
 from ...box import check_box_option
 from ...errors import InputError
+from ...prep.contrast import DEFAULT_POLARITY
 from ...util.lock import RunFolderLock
 from ..sources.jobs import default_uuids, jobs_fingerprint
 from ..sources.openers import job_origin, open_job_tomogram
-from .store import (PartWriter, create_store, finish_store, is_fresh, is_store, mark_unfinished, part_done, part_origin, remove_unfinished_parts, store_out)
-from ...prep.contrast import DEFAULT_POLARITY
+from .store import PartWriter, create_store, finish_store, is_fresh, is_store, mark_unfinished, part_done, part_origin, remove_unfinished_parts, store_out
 
 if TYPE_CHECKING:
     from ..sources.jobs import TomogramJob

@@ -28,9 +28,9 @@ def convert_pickle(pickle: str | os.PathLike, out: str | os.PathLike, tomogram: 
     Returns:
         the finished manifest.
     """
-    from ...util.atomic import atomic_directory
-    from ...formats.subvolume_pickle import load_subvolumes
     from ...formats.mrc import read_tomogram
+    from ...formats.subvolume_pickle import load_subvolumes
+    from ...util.atomic import atomic_directory
     from ...util.lock import RunFolderLock
     from .store import store_from_set, store_out
 

@@ -254,7 +254,9 @@ def finish_store(path: str | os.PathLike, n_parts: int) -> dict:
     manifest = read_manifest(path)
     missing = [i for i in range(n_parts) if not part_done(path, i)]
     if missing:
-        raise InputError(f"{path}: {len(missing)} of {n_parts} tomograms are not extracted yet (e.g. part {part_name(missing[0])}); run the build again to finish")
+        raise InputError(
+            f"{path}: {len(missing)} of {n_parts} tomograms are not extracted yet (e.g. part {part_name(missing[0])}); run the build again to finish"
+        )
     zarr = _zarr()
     parts = []
     for i in range(n_parts):
