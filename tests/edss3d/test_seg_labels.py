@@ -47,8 +47,8 @@ def test_parse_iso():
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory):
     """A real 'autoencoder3d train' of one epoch: its decoded volumes stay close to the mean."""
-    from autoencoder3d.workflows.train import run_train
     from autoencoder3d.runs.options import TrainOptions
+    from autoencoder3d.workflows.train import run_train
 
     root = tmp_path_factory.mktemp("short")
     data = root / "d.pickle"

@@ -182,8 +182,8 @@ def test_canonical_axis_signs_put_copies_of_a_structure_in_one_orientation():
 def test_edss3d_labels_a_sensible_fraction_after_a_default_run(tmp_path):
     """Data stored at 1/20 of unit scale: the published iso (0.5 in data units) would label nothing."""
     from autoencoder3d.edss3d import run_seg_train
-    from autoencoder3d.workflows.train import run_train
     from autoencoder3d.runs.options import TrainOptions
+    from autoencoder3d.workflows.train import run_train
 
     d = make_subvolume_dict(n=40, edge=16, seed=4)
     for rec in d["vs"].values():

@@ -155,8 +155,8 @@ def test_a_worker_resumes_from_the_chiefs_resume_point_and_writes_only_its_own_f
     from autoencoder3d.network.model import build_autoencoder
     from autoencoder3d.network.train import LAST_WEIGHTS, published_optimizer
     from autoencoder3d.runs.fingerprint import fingerprint
-    from autoencoder3d.workflows.obtain_models import obtain_models
     from autoencoder3d.runs.options import TrainOptions
+    from autoencoder3d.workflows.obtain_models import obtain_models
 
     data = tmp_path / "d.pickle"
     pickle.dump(make_subvolume_dict(n=20), open(data, "wb"))

@@ -13,8 +13,8 @@ from autoencoder3d.network.self_label import LABELS_FILE, SelfLabelRounds, pseud
 from autoencoder3d.network.train import train_autoencoder
 from autoencoder3d.network.wedge_loss import masked_fourier_mse, masked_fourier_mse_numpy, wedge_masks
 from autoencoder3d.runs.fingerprint import fingerprint
-from autoencoder3d.simulate.dataset import wedge_mask as simulated_wedge_mask
 from autoencoder3d.runs.options import TrainOptions
+from autoencoder3d.simulate.dataset import wedge_mask as simulated_wedge_mask
 from tests.conftest import make_subvolume_dict, rotation_matrix
 
 CYCLIC = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # a proper rotation that is not its own inverse
