@@ -1,5 +1,7 @@
 """Argument types and options shared by several commands."""
 
+from __future__ import annotations
+
 import argparse
 import logging
 import sys
@@ -10,7 +12,7 @@ TRUE_WORDS = {"true", "yes", "1", "y", "t", "on"}
 FALSE_WORDS = {"false", "no", "0", "n", "f", "off"}
 
 
-def boolean(text):
+def boolean(text: str) -> bool:
     """True/False, yes/no, 1/0 in any case; never evaluated as code."""
     word = str(text).strip().lower()
     if word in TRUE_WORDS:
@@ -20,7 +22,7 @@ def boolean(text):
     raise argparse.ArgumentTypeError(f"expected True or False (or yes/no, 1/0), got {text!r}")
 
 
-def positive_int(text):
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -40,19 +42,19 @@ def _float_where(text, accept, expected):
     return value
 
 
-def fraction(text):
+def fraction(text: str) -> float:
     return _float_where(text, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 
 
-def positive_float(text):
+def positive_float(text: str) -> float:
     return _float_where(text, lambda v: v > 0, "a positive number")
 
 
-def non_negative_float(text):
+def non_negative_float(text: str) -> float:
     return _float_where(text, lambda v: 0 <= v < float("inf"), "a number >= 0")
 
 
-def seed(text):
+def seed(text: str) -> int:
     """A random seed: an integer from 0 to 2**32 - 1 (what NumPy and TensorFlow accept)."""
     try:
         value = int(text)
@@ -63,12 +65,12 @@ def seed(text):
     return value
 
 
-def optional_path(text):
+def optional_path(text: str) -> str | None:
     """A path, or None for the word None (the published way to give no tomogram)."""
     return None if text.strip().lower() in ("none", "") else text
 
 
-def add_seed(parser, *, default=None, recorded_in="run.json", purpose=None):
+def add_seed(parser: argparse.ArgumentParser, *, default: int | None = None, recorded_in: str = "run.json", purpose: str | None = None) -> None:
     """``--seed``: the same seed gives the same results on the same machine."""
     if default is None:
         text = f"random seed: same seed, same results on the same machine (default: random, recorded in {recorded_in})"
@@ -77,18 +79,18 @@ def add_seed(parser, *, default=None, recorded_in="run.json", purpose=None):
     parser.add_argument("--seed", type=seed, default=default, help=text)
 
 
-def add_out(parser, *, metavar="RUN_DIR", default=".", help=None):
+def add_out(parser: argparse.ArgumentParser, *, metavar: str = "RUN_DIR", default: str | None = ".", help: str | None = None) -> None:
     """``--out``: the metavar names what it is (a run folder, a file, a page) in every command's help."""
     text = help or "run folder for model/, clus-center/ and run.json (default: the current folder, as published)"
     parser.add_argument("--out", metavar=metavar, default=default, help=text)
 
 
-def add_quiet(parser):
+def add_quiet(parser: argparse.ArgumentParser) -> None:
     """``-q/--quiet``, the same in every command (added to each one by cli/main.py)."""
     parser.add_argument("-q", "--quiet", action="store_true", help="print only warnings, errors and the final result line; no progress bars")
 
 
-def add_polarity(parser, recorded=False):
+def add_polarity(parser: argparse.ArgumentParser, recorded: bool = False) -> None:
     """``--polarity``; ``recorded``: left out, it is what the run or data set recorded (else dark)."""
     default = "as the run's model or the data (a store, or a pickle from pose or pick) recorded it, else " + DEFAULT_POLARITY if recorded else DEFAULT_POLARITY
     parser.add_argument(
@@ -98,7 +100,7 @@ def add_polarity(parser, recorded=False):
     )
 
 
-def add_clustering_options(parser):
+def add_clustering_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-init", type=positive_int, default=100, help="k-means restarts (default 100, as published)")
     parser.add_argument(
         "--kmeans", choices=["auto", "full", "minibatch"], default="auto",
@@ -112,7 +114,7 @@ def add_clustering_options(parser):
     parser.add_argument("--workers", type=positive_int, default=None, help="threads for pose normalization (default: all cores)")
 
 
-def setup_logging(quiet=False):
+def setup_logging(quiet: bool = False) -> None:
     """Messages go to stderr as 'autoencoder3d: ...'."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("autoencoder3d: %(message)s"))

@@ -1,11 +1,14 @@
 """Entry points of the ``autoencoder3d`` and ``edss3d`` console scripts."""
 
+from __future__ import annotations
+
 import argparse
 import errno
 import importlib
 import os
 import signal
 import sys
+from collections.abc import Iterable, Sequence
 
 from .. import __version__
 from ..errors import InputError, Terminated
@@ -47,7 +50,7 @@ def _add_commands(subparsers, names):
         sub.set_defaults(_run=module.main)
 
 
-def build_parser(prog, names):
+def build_parser(prog: str, names: Iterable[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTIONS.get(prog.split()[-1]))
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
@@ -55,7 +58,7 @@ def build_parser(prog, names):
     return parser
 
 
-def run(prog, names, argv=None):
+def run(prog: str, names: Iterable[str], argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run the chosen command, and turn known errors into one line."""
     parser = build_parser(prog, names)
     args = parser.parse_args(argv)
@@ -92,7 +95,7 @@ def _terminate(signum, frame):
     raise Terminated()
 
 
-def main(argv=None):
+def main(argv: Iterable[str] | None = None) -> int:
     """``autoencoder3d`` console script (``autoencoder3d edss3d ...`` is ``edss3d ...``)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["edss3d"]:
@@ -100,6 +103,6 @@ def main(argv=None):
     return run("autoencoder3d", AUTOENCODER3D_COMMANDS, argv)
 
 
-def edss3d_main(argv=None):
+def edss3d_main(argv: Sequence[str] | None = None) -> int:
     """``edss3d`` console script."""
     return run("edss3d", EDSS3D_COMMANDS, argv)

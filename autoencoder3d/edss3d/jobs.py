@@ -6,10 +6,14 @@ runs while ``autoencoder3d train`` or ``cluster`` rewrites the folder, nor two
 at once: the second is refused with one line.
 """
 
+from __future__ import annotations
+
 import json
 import logging
 import os
 import time
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -40,9 +44,11 @@ def _run_inputs(out_dir):
 
 
 def run_seg_train(
-    data, out_dir=".", selection=None, *, iso=ISO_AUTO, class_balanced=False, epochs=10000, batch_size=128, patience=20,
-    validation_split=0.1, learning_rate=0.001, seed=None, retrain=False, verbose=1, source="selection",
-):
+    data: str | os.PathLike, out_dir: str | os.PathLike = ".", selection: Mapping[int, Sequence[int]] | None = None, *,
+    iso: str | float = ISO_AUTO, class_balanced: bool = False, epochs: int = 10000, batch_size: int = 128, patience: int = 20,
+    validation_split: float = 0.1, learning_rate: float = 0.001, seed: int | None = None, retrain: bool = False,
+    verbose: int | str = 1, source: str = "selection",
+) -> dict[str, Any]:
     """The ``edss3d train`` job: decode, label, sample background, train, save.
 
     Args:
@@ -243,7 +249,8 @@ def _plot_loss(seg_dir, info):
         log.warning("could not draw the loss curve: %s", err)
 
 
-def run_seg_predict(data, model_path=None, out_dir=".", *, batch_size=32):
+def run_seg_predict(data: str | os.PathLike, model_path: str | os.PathLike | None = None, out_dir: str | os.PathLike = ".", *,
+                    batch_size: int = 32) -> dict[str, Any]:
     """The ``edss3d predict`` job: segment every subvolume of ``data``.
 
     Writes ``prediction/vs_p.pickle`` (uuid -> float32 ``(n, n, n, n_class)``,

@@ -13,13 +13,24 @@
 - Weights: the published per-class weights.
 """
 
+from __future__ import annotations
+
 import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from ..errors import InputError
 from ..prep.contrast import DEFAULT_POLARITY
 from ..runs.folder import RunFolder
+
+if TYPE_CHECKING:
+    import keras
+
+    from .patches import LazyDecoded
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +67,7 @@ def _parse_cluster_ids(values, source, label):
     return ids
 
 
-def parse_select(items):
+def parse_select(items: Iterable[str]) -> dict[int, list[int]]:
     """Selection from ``--select`` values such as ``["1=3,21,28", "2=15,25"]``.
 
     Returns:
@@ -77,7 +88,7 @@ def parse_select(items):
     return selection
 
 
-def load_selection(path):
+def load_selection(path: str | os.PathLike) -> dict[int, list[int]]:
     """Selection from a JSON file ``{"1": [3, 21, 28], "2": [15, 25]}``."""
     from ..formats.json import read_json
 
@@ -95,7 +106,7 @@ def load_selection(path):
     return selection
 
 
-def check_selection(selection, members, source="selection"):
+def check_selection(selection: Mapping[int, Sequence[int]], members: Mapping[int, Sequence[str]], source: str = "selection") -> None:
     """Check a selection against the clusters of ``kmeans.pickle``.
 
     Args:
@@ -124,7 +135,7 @@ def check_selection(selection, members, source="selection"):
             owner[cluster] = label
 
 
-def label_subvolumes(selection, members):
+def label_subvolumes(selection: Mapping[int, Iterable[int]], members: Mapping[int, Iterable[str]]) -> dict[str, int]:
     """Map every uuid of a selected cluster to its label: dict uuid -> label."""
     labels = {}
     for label, clusters in sorted(selection.items()):
@@ -141,7 +152,7 @@ def _members_of(members, cluster):
     return []
 
 
-def sample_background(uuids, labels, rng):
+def sample_background(uuids: Sequence[str], labels: Mapping[str, int], rng: np.random.Generator) -> list[str]:
     """Draw background patches: as many unlabelled uuids as labelled ones (published).
 
     When fewer unlabelled subvolumes exist, all of them are used and a warning
@@ -163,7 +174,7 @@ def sample_background(uuids, labels, rng):
 
 # ---------------------------------------------------------------- targets
 
-def denseness(decoded, mean=0.0, std=1.0, polarity=DEFAULT_POLARITY):
+def denseness(decoded: ArrayLike, mean: float = 0.0, std: float = 1.0, polarity: str = DEFAULT_POLARITY) -> np.ndarray:
     """How much denser than the mean each voxel is, in standard deviations of the data.
 
     With mean 0, std 1 and dark contrast this is the published ``-decoded``.
@@ -173,7 +184,8 @@ def denseness(decoded, mean=0.0, std=1.0, polarity=DEFAULT_POLARITY):
     return polarity_sign(polarity) * (mean - np.asarray(decoded, dtype=np.float64)) / std
 
 
-def build_targets(decoded, label, iso=0.5, *, mean=0.0, std=1.0, polarity=DEFAULT_POLARITY):
+def build_targets(decoded: ArrayLike, label: int, iso: float = 0.5, *, mean: float = 0.0, std: float = 1.0,
+                  polarity: str = DEFAULT_POLARITY) -> NDArray[np.uint8]:
     """Class index per voxel for one patch: ``label`` where :func:`denseness` > ``iso``, else 0.
 
     A background patch (``label`` 0) is 0 everywhere.
@@ -184,13 +196,15 @@ def build_targets(decoded, label, iso=0.5, *, mean=0.0, std=1.0, polarity=DEFAUL
     return np.where(denseness(decoded, mean, std, polarity) > iso, np.uint8(label), np.uint8(0))
 
 
-def one_hot(class_map, n_class):
+def one_hot(class_map: ArrayLike, n_class: int) -> NDArray[np.float32]:
     """The published target layout: ``(..., n_class)`` with one 1 per voxel."""
     class_map = np.asarray(class_map)
     return (class_map[..., None] == np.arange(n_class)).astype(np.float32)
 
 
-def check_labelled_voxels(counts, selection, decoded, rows, patch_labels, iso, scale, asked=None):
+def check_labelled_voxels(counts: np.ndarray, selection: Mapping[int, Sequence[int]], decoded: np.ndarray | LazyDecoded,
+                          rows: Sequence[int] | np.ndarray, patch_labels: Sequence[int], iso: float, scale: Mapping[str, float | str],
+                          asked: str | None = None) -> None:
     """Refuse a label whose decoded subvolumes have no voxel denser than iso, and suggest an --iso.
 
     ``asked`` says how ``iso`` was chosen (e.g. ``auto (Otsu's threshold 0.8)``), for the message.
@@ -225,7 +239,7 @@ def _suggested_iso(dense):
 
 # ---------------------------------------------------------------- the threshold
 
-def otsu_threshold(counts, edges):
+def otsu_threshold(counts: ArrayLike, edges: ArrayLike) -> float | None:
     """Otsu's threshold of a histogram: where to cut so that the two classes' between-class variance is largest.
 
     Args:
@@ -267,17 +281,17 @@ class DensenessHistogram:
         self.edges = np.linspace(-HISTOGRAM_LIMIT, HISTOGRAM_LIMIT, HISTOGRAM_BINS + 1)
         self.counts = np.zeros(HISTOGRAM_BINS, dtype=np.int64)
 
-    def add(self, values):
+    def add(self, values: ArrayLike) -> None:
         scaled = (np.asarray(values, dtype=np.float64).ravel() + HISTOGRAM_LIMIT) * (HISTOGRAM_BINS / (2 * HISTOGRAM_LIMIT))
         index = np.clip(np.floor(scaled), 0, HISTOGRAM_BINS - 1).astype(np.int64)
         self.counts += np.bincount(index, minlength=HISTOGRAM_BINS)
 
-    def threshold(self):
+    def threshold(self) -> float | None:
         """Otsu's threshold of the values added (None when they are all alike)."""
         return otsu_threshold(self.counts, self.edges)
 
 
-def auto_iso(histogram, where):
+def auto_iso(histogram: DensenessHistogram, where: str) -> float:
     """Otsu's threshold of the labelled patches' denseness, or one line saying why there is none."""
     threshold = histogram.threshold()
     if threshold is None:
@@ -286,7 +300,7 @@ def auto_iso(histogram, where):
     return threshold
 
 
-def parse_iso(value):
+def parse_iso(value: str | float) -> str | float:
     """``--iso``: ``auto`` (the default) or a number of standard deviations."""
     if isinstance(value, str) and value.strip().lower() == ISO_AUTO:
         return ISO_AUTO
@@ -299,12 +313,12 @@ def parse_iso(value):
     return number
 
 
-def published_run(out_dir):
+def published_run(out_dir: str | os.PathLike) -> bool:
     """True when the run in ``out_dir`` was trained with ``--published`` (its run.json says so)."""
     return RunFolder(out_dir).is_published()
 
 
-def label_scale(autoencoder, out_dir):
+def label_scale(autoencoder: keras.Model, out_dir: str | os.PathLike) -> dict[str, float | str]:
     """Standardization of the run's autoencoder and the run's contrast polarity, for the labels."""
     from ..network.model import standardization
 
@@ -313,7 +327,7 @@ def label_scale(autoencoder, out_dir):
     return {"mean": float(mean), "std": float(std), "polarity": polarity}
 
 
-def class_weights(class_maps, n_class):
+def class_weights(class_maps: ArrayLike, n_class: int) -> np.ndarray:
     """The published per-class weights ``w_l = (target entries) / (voxels of class l)``.
 
     The number of target entries is that of the published one-hot target array,
@@ -323,7 +337,7 @@ def class_weights(class_maps, n_class):
     return class_weights_from_counts(counts, np.asarray(class_maps).size, n_class)
 
 
-def class_weights_from_counts(counts, n_voxels, n_class):
+def class_weights_from_counts(counts: ArrayLike, n_voxels: int, n_class: int) -> np.ndarray:
     """:func:`class_weights` from the voxels per class and the number of voxels of all patches."""
     counts = np.asarray(counts, dtype=np.float64)
     total = float(n_voxels) * n_class
@@ -342,7 +356,7 @@ class VoxelWeights:
     ``VoxelWeights(maps, w)[indices]`` is ``w[maps[indices]]`` as float32.
     """
 
-    def __init__(self, class_maps, weights):
+    def __init__(self, class_maps: np.ndarray, weights: ArrayLike):
         self.class_maps = class_maps
         self.weights = np.asarray(weights, dtype=np.float32)
 

@@ -30,15 +30,25 @@ train`` / ``predict`` jobs in :mod:`autoencoder3d.edss3d.jobs` (both importable
 from here), whole-tomogram segmentation in :mod:`autoencoder3d.edss3d.tomogram`.
 """
 
+from __future__ import annotations
+
 import logging
 import os
 import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..errors import InputError
 from ..runs.folder import SEG_BEST, SEG_MODEL
 from .labels import VoxelWeights
+
+if TYPE_CHECKING:
+    import keras
+
+    from ..volume import Volumes
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +56,7 @@ log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------- network
 
-def build_segmenter(shape, n_class, filters=32):
+def build_segmenter(shape: Sequence[int], n_class: int, filters: int = 32) -> keras.Model:
     """The published EDSS3D network.
 
     Conv block, max-pool, conv block, max-pool, conv block, upsample, conv
@@ -84,17 +94,17 @@ def build_segmenter(shape, n_class, filters=32):
     return keras.Model(inputs, outputs, name="edss3d")
 
 
-def segmenter_box(model):
+def segmenter_box(model: keras.Model) -> tuple[int, ...]:
     """The subvolume shape a segmentation model takes."""
     return tuple(int(s) for s in model.input_shape[1:4])
 
 
-def segmenter_classes(model):
+def segmenter_classes(model: keras.Model) -> int:
     """Number of classes of a segmentation model."""
     return int(model.output_shape[-1])
 
 
-def load_segmenter(path):
+def load_segmenter(path: str | os.PathLike) -> keras.Model:
     """Load a saved EDSS3D model.
 
     Raises:
@@ -148,9 +158,10 @@ def _training_classes():
 
 
 def train_segmenter(
-    volumes, class_maps, n_class, model_dir, *, epochs=10000, batch_size=128, patience=20,
-    validation_split=0.1, learning_rate=0.001, weights=None, seed=0, verbose=1,
-):
+    volumes: Volumes, class_maps: np.ndarray, n_class: int, model_dir: str | os.PathLike, *, epochs: int = 10000,
+    batch_size: int = 128, patience: int = 20, validation_split: float = 0.1, learning_rate: float = 0.001,
+    weights: ArrayLike | None = None, seed: int = 0, verbose: int | str = 1,
+) -> tuple[keras.Model, dict[str, Any]]:
     """Train the EDSS3D network, resuming from ``model_dir`` if a run was interrupted.
 
     Args:
@@ -207,14 +218,14 @@ def train_segmenter(
 
 # ---------------------------------------------------------------- prediction
 
-def predict_probabilities(model, volumes, batch_size=32):
+def predict_probabilities(model: keras.Model, volumes: ArrayLike, batch_size: int = 32) -> np.ndarray:
     """Class probabilities ``(N, n1, n2, n3, n_class)`` of float32 volumes ``(N, n1, n2, n3)``."""
     volumes = np.asarray(volumes, dtype=np.float32)
     out = model.predict(volumes[..., None], batch_size=batch_size, verbose=0)
     return out.reshape(volumes.shape + (out.shape[-1],))
 
 
-def keep_max(probabilities):
+def keep_max(probabilities: ArrayLike) -> np.ndarray:
     """The published prediction layout: the winning class keeps its probability, the others are 0."""
     probabilities = np.asarray(probabilities)
     winner = np.argmax(probabilities, axis=-1)
@@ -223,7 +234,7 @@ def keep_max(probabilities):
     return kept
 
 
-def check_model_box(model, v_siz, model_path, data_path):
+def check_model_box(model: keras.Model, v_siz: Sequence[int], model_path: str | os.PathLike, data_path: str | os.PathLike) -> None:
     """Raise InputError unless the model takes subvolumes of shape ``v_siz``."""
     box = segmenter_box(model)
     if tuple(box) != tuple(v_siz):

@@ -15,14 +15,24 @@ path decodes the labelled patches twice for it (once for the histogram, once
 for the targets) rather than keep them.
 """
 
+from __future__ import annotations
+
 import logging
 import os
 import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..errors import InputError
 from ..runs.folder import RunFolder
+
+if TYPE_CHECKING:
+    import keras
+
+    from ..volume import SubvolumeSet, Volumes
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +50,7 @@ class RowsOf:
     ndim = 4
     dtype = np.dtype(np.float32)
 
-    def __init__(self, volumes, rows):
+    def __init__(self, volumes: Volumes, rows: ArrayLike):
         self.volumes = volumes
         self.rows = np.asarray(rows, dtype=np.int64)
         self.shape = (len(self.rows),) + tuple(int(s) for s in volumes.shape[1:])
@@ -54,7 +64,8 @@ class RowsOf:
         return self.volumes[self.rows[key]]
 
 
-def choose_patches(uuids, labels, rng):
+def choose_patches(uuids: Sequence[str], labels: Mapping[str, int], rng: np.random.Generator
+                   ) -> tuple[list[str], list[int], np.ndarray, list[str]]:
     """The training patches: the labelled subvolumes, then background ones, shuffled once.
 
     Shuffling once makes the validation split (the last 10 %, Keras's rule) mix
@@ -79,7 +90,7 @@ def choose_patches(uuids, labels, rng):
 class LazyDecoded:
     """``decoded[row]``: one subvolume of ``volumes`` decoded when asked (for the rare messages that need a few)."""
 
-    def __init__(self, decode, volumes):
+    def __init__(self, decode: Callable[[np.ndarray], np.ndarray], volumes: Volumes):
         self.decode = decode
         self.volumes = volumes
 
@@ -94,7 +105,9 @@ def _decoder(autoencoder, batch_size):
     return decode
 
 
-def store_targets(autoencoder, volumes, rows, patch_labels, n_class, seg_dir, *, iso, scale, batch_size=128):
+def store_targets(autoencoder: keras.Model, volumes: Volumes, rows: np.ndarray, patch_labels: Sequence[int],
+                  n_class: int, seg_dir: str | os.PathLike, *, iso: float, scale: Mapping[str, float | str], batch_size: int = 128
+                  ) -> tuple[np.memmap, np.ndarray, float, LazyDecoded]:
     """Class maps of the patches ``rows`` of an on-disk store, written to ``seg_dir/targets.npy`` block by block.
 
     Only labelled patches are read and decoded (a background patch is class 0
@@ -126,7 +139,9 @@ def store_targets(autoencoder, volumes, rows, patch_labels, n_class, seg_dir, *,
     return class_maps, counts, float(np.mean(fractions)), LazyDecoded(decode, volumes)
 
 
-def patches_in_memory(autoencoder, subvolumes, labels, selection, out_dir, iso, batch_size, seed, class_balanced):
+def patches_in_memory(autoencoder: keras.Model, subvolumes: SubvolumeSet, labels: Mapping[str, int],
+                      selection: Mapping[int, Sequence[int]], out_dir: str | os.PathLike, iso: float | str, batch_size: int,
+                      seed: int, class_balanced: bool) -> dict[str, Any]:
     """The published path: decode every subvolume (``decoded/decoded.pickle``), then label the patches in memory.
 
     Returns:
@@ -182,7 +197,9 @@ def _threshold(iso, blocks, scale, where):
     return threshold, f"auto (Otsu's threshold {threshold:.3g})"
 
 
-def patches_from_store(autoencoder, subvolumes, labels, selection, out_dir, iso, batch_size, seed, class_balanced):
+def patches_from_store(autoencoder: keras.Model, subvolumes: SubvolumeSet, labels: Mapping[str, int],
+                       selection: Mapping[int, Sequence[int]], out_dir: str | os.PathLike, iso: float | str, batch_size: int,
+                       seed: int, class_balanced: bool) -> dict[str, Any]:
     """An on-disk store: the same patches, read by index; only the labelled ones decoded, block by block.
 
     No ``decoded/decoded.pickle`` (it would hold every subvolume of the data set).
@@ -225,7 +242,7 @@ def _log_weights(weights, class_balanced):
     log.info("per-class weights (published formula): %s%s", np.round(weights, 3).tolist(), "" if class_balanced else " (not applied; --class-balanced applies them)")
 
 
-def remove_targets(seg_dir):
+def remove_targets(seg_dir: str | os.PathLike) -> None:
     """Delete the store path's class-map file (it is made again when needed)."""
     path = os.path.join(seg_dir, TARGETS_FILE)
     if os.path.exists(path):

@@ -13,18 +13,26 @@ that slab only, and planes no later box touches are written out at once. Peak
 memory is about ``nx * ny * b * (n_class + 2) * 4`` bytes, whatever nz is.
 """
 
+from __future__ import annotations
+
 import logging
 import os
 import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from ..errors import InputError
+
+if TYPE_CHECKING:
+    import keras
 
 log = logging.getLogger(__name__)
 
 
-def box_starts(length, box, step):
+def box_starts(length: int, box: int, step: int) -> list[int]:
     """Start indices of boxes of side ``box`` covering ``0 .. length`` every ``step`` voxels."""
     if length <= box:
         return [0]
@@ -34,7 +42,7 @@ def box_starts(length, box, step):
     return starts
 
 
-def blend_window(box, floor=0.05):
+def blend_window(box: int, floor: float = 0.05) -> NDArray[np.float32]:
     """Separable tent weights ``(b, b, b)``: 1 at the centre, ``floor`` at the faces."""
     i = (np.arange(box) + 0.5) / box
     tent = 1.0 - np.abs(2.0 * i - 1.0)
@@ -42,7 +50,7 @@ def blend_window(box, floor=0.05):
     return (tent[:, None, None] * tent[None, :, None] * tent[None, None, :]).astype(np.float32)
 
 
-def keras_predictor(model, batch_size=16):
+def keras_predictor(model: keras.Model, batch_size: int = 16) -> Callable[[np.ndarray], np.ndarray]:
     """A function boxes ``(K, b, b, b)`` -> probabilities ``(K, b, b, b, n_class)`` for a Keras model.
 
     Batches are padded to ``batch_size`` so the compiled function is traced once.
@@ -64,7 +72,7 @@ def keras_predictor(model, batch_size=16):
     return predict
 
 
-def read_slab(data, z0, depth, sigma=0.0):
+def read_slab(data: np.ndarray, z0: int, depth: int, sigma: float = 0.0) -> NDArray[np.float32]:
     """Planes ``z0 : z0 + depth`` of ``data`` as float32, Gaussian-smoothed when ``sigma`` > 0.
 
     The smoothing reads a margin of the Gaussian's reach along z (all of x and
@@ -83,7 +91,9 @@ def read_slab(data, z0, depth, sigma=0.0):
     return region[:, :, z0 - lo : min(z0 + depth, nz) - lo]
 
 
-def iter_segment(predict, data, box, n_class, *, step=None, batch_boxes=64, window=None, fill=None, smooth_sigma=0.0):
+def iter_segment(predict: Callable[[np.ndarray], np.ndarray], data: np.ndarray, box: int, n_class: int, *, step: int | None = None,
+                 batch_boxes: int = 64, window: ArrayLike | None = None, fill: float | None = None, smooth_sigma: float = 0.0
+                 ) -> Iterator[tuple[int, NDArray[np.float32]]]:
     """Slide the network over ``data`` and yield finished slabs of blended probabilities.
 
     Args:
@@ -142,20 +152,23 @@ def iter_segment(predict, data, box, n_class, *, step=None, batch_boxes=64, wind
     yield origin, acc[:, :, :done] / np.maximum(wsum[:, :, :done, None], 1e-12)
 
 
-def segment_array(predict, data, box, n_class, **kwargs):
+def segment_array(predict: Callable[[np.ndarray], np.ndarray], data: np.ndarray, box: int, n_class: int, **kwargs: Any
+                  ) -> tuple[NDArray[np.uint8], NDArray[np.float32]]:
     """Labels ``(nx, ny, nz)`` uint8 and probabilities of a whole in-memory volume (for tests and small data)."""
     parts = [(z0, p) for z0, p in iter_segment(predict, data, box, n_class, **kwargs)]
     probs = np.concatenate([p for _, p in parts], axis=2)
     return np.argmax(probs, axis=-1).astype(np.uint8), probs
 
 
-def probability_path(out_path, label):
+def probability_path(out_path: str | os.PathLike, label: int) -> str:
     """Where the probability map of class ``label`` goes: ``seg.mrc`` -> ``seg-class1.mrc``."""
     root, ext = os.path.splitext(out_path)
     return f"{root}-class{label}{ext or '.mrc'}"
 
 
-def segment_tomogram(tomogram_path, model_path, out_path, *, step=None, batch_boxes=64, batch_size=16, probabilities=False, progress=True, smooth_sigma=0.0):
+def segment_tomogram(tomogram_path: str | os.PathLike, model_path: str | os.PathLike, out_path: str | os.PathLike, *,
+                     step: int | None = None, batch_boxes: int = 64, batch_size: int = 16, probabilities: bool = False,
+                     progress: bool = True, smooth_sigma: float = 0.0) -> dict[str, Any]:
     """The ``edss3d segment`` job: label map (and optionally probability maps) of a whole tomogram.
 
     Args:

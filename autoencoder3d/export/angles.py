@@ -1,11 +1,14 @@
 """RELION's Euler angles (ZYZ, reference-to-particle), as WarpTools and M read them too."""
 
+from __future__ import annotations
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..formats.star import euler_matrices
 
 
-def relion_matrix(rot, tilt, psi):
+def relion_matrix(rot: ArrayLike, tilt: ArrayLike, psi: ArrayLike) -> np.ndarray:
     """RELION's rotation matrix for Euler angles in degrees (ZYZ: rot about Z, tilt about Y, psi about Z).
 
     ``A = Rz(psi) Ry(tilt) Rz(rot)`` written with coordinate-frame rotations,
@@ -14,7 +17,7 @@ def relion_matrix(rot, tilt, psi):
     return euler_matrices(rot, tilt, psi)
 
 
-def relion_angles(matrix):
+def relion_angles(matrix: ArrayLike) -> tuple[float, float, float]:
     """Inverse of :func:`relion_matrix`: (rot, tilt, psi) in degrees, tilt in [0, 180].
 
     Raises:
@@ -34,7 +37,7 @@ def relion_angles(matrix):
     return tuple(float(v) for v in np.rad2deg([rot, tilt, psi]))
 
 
-def relion_angles_many(matrices):
+def relion_angles_many(matrices: ArrayLike) -> np.ndarray:
     """:func:`relion_angles` of (N, 3, 3) rotations at once: (N, 3) degrees (rot, tilt, psi).
 
     Raises:

@@ -29,18 +29,28 @@
   refused with one line naming the first.
 """
 
+from __future__ import annotations
+
 import contextlib
 import json
 import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import InputError
 
+if TYPE_CHECKING:
+    from copick.models import CopickRoot
+
+    from ..util.lock import RunFolderLock
+    from .many import Particles
+
 DEFAULT_USER = "autoencoder3d"
 
 
-def object_name(cluster):
+def object_name(cluster: int) -> str:
     """The copick object of a cluster: ``cluster-003``."""
     return f"cluster-{int(cluster):03d}"
 
@@ -59,7 +69,7 @@ def _check_name(value, option):
         raise InputError(f"{option} {value!r}: copick ids allow no spaces, underscores or any of <>:\"/\\|?*")
 
 
-def source_config(store, note):
+def source_config(store: str | os.PathLike | None, note: Callable[[str], object]) -> str | None:
     """The copick config a store was built from (``dataset build --copick``), or None (also for no store)."""
     from ..data.store import read_manifest
 
@@ -70,7 +80,7 @@ def source_config(store, note):
     return config
 
 
-def check_copick_options(config, user, session):
+def check_copick_options(config: str | os.PathLike | None, user: str | None, session: str | int | None) -> None:
     """The options of ``--format copick``, checked before anything is written."""
     if not config:
         raise InputError("--format copick: give the project's config with --copick-config CONFIG")
@@ -162,7 +172,9 @@ def _add_objects(config, root, objects, radius):
     return missing
 
 
-def write_copick(config, particles, name_of, selected, *, user=None, session=None, radius=None, note=print, lock=True):
+def write_copick(config: str | os.PathLike, particles: Particles, name_of: Mapping[str | None, tuple[str, np.ndarray | None]],
+                 selected: Sequence[int], *, user: str | None = None, session: str | int | None = None,
+                 radius: float | None = None, note: Callable[[str], object] = print, lock: bool = True) -> list[str]:
     """Write the particles as copick picks (see the module docstring); returns the written pick files.
 
     Args:
@@ -178,14 +190,14 @@ def write_copick(config, particles, name_of, selected, *, user=None, session=Non
         return _write_locked(config, particles, name_of, selected, user, session, radius, note)
 
 
-def project_lock(config):
+def project_lock(config: str | os.PathLike) -> RunFolderLock:
     """The lock of a copick project's picks: a :class:`~autoencoder3d.util.lock.RunFolderLock` on its overlay folder."""
     from ..util.lock import RunFolderLock
 
     return RunFolderLock(overlay_folder(_open(config), config), what="this copick project's picks", advice="wait for it to finish")
 
 
-def overlay_folder(root, config):
+def overlay_folder(root: CopickRoot, config: str | os.PathLike) -> str:
     """The local folder that receives the project's picks (its overlay), or the config's folder for a remote overlay."""
     overlay = str(getattr(root.config, "overlay_root", None) or "")
     for prefix in ("local://", "file://"):

@@ -14,12 +14,16 @@ RELION rotates a reference about (``ParticleSet::getMatrix4x4`` subtracts
 ``(int) w / 2``), as do WarpTools and M.
 """
 
+from __future__ import annotations
+
 import math
+from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
-def rotation_box(shape, c, rm):
+def rotation_box(shape: Sequence[int] | np.ndarray, c: ArrayLike, rm: np.ndarray) -> tuple[int, np.ndarray]:
     """The rotation box of :func:`autoencoder3d.prep.pose.normalize_one`: (side, loc_r)."""
     shape = np.asarray(shape)
     loc_r = rm.T @ ((shape - 1) / 2.0 - c)
@@ -27,7 +31,7 @@ def rotation_box(shape, c, rm):
     return side, loc_r
 
 
-def normalized_to_tomogram(center, c, rm, shape):
+def normalized_to_tomogram(center: ArrayLike, c: ArrayLike, rm: ArrayLike, shape: Sequence[int] | np.ndarray) -> np.ndarray:
     """The affine map of the pose-normalized volume into the tomogram: ``p(o) = offset + rm @ o``.
 
     Args:
@@ -49,7 +53,7 @@ def normalized_to_tomogram(center, c, rm, shape):
     return start + c1 + rm @ (crop - c1 - loc_r)
 
 
-def pose_position(center, c, rm, shape):
+def pose_position(center: ArrayLike, c: ArrayLike, rm: ArrayLike, shape: Sequence[int] | np.ndarray) -> np.ndarray:
     """Tomogram position (voxels) of the normalized volume's reference voxel ``shape // 2``.
 
     With the exported rotation ``rm``, normalized voxel ``o`` lies at
@@ -59,7 +63,7 @@ def pose_position(center, c, rm, shape):
     return offset + np.asarray(rm, dtype=float) @ (np.asarray(shape) // 2).astype(float)
 
 
-def pose_positions(centers, cs, rms, shape):
+def pose_positions(centers: ArrayLike, cs: ArrayLike, rms: ArrayLike, shape: Sequence[int] | np.ndarray) -> np.ndarray:
     """:func:`pose_position` of many particles at once: (N, 3) centres and centres of mass, (N, 3, 3) rotations."""
     centers, cs, rms = (np.asarray(a, dtype=float) for a in (centers, cs, rms))
     shape = np.asarray(shape)

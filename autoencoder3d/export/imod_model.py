@@ -5,16 +5,22 @@ Model coordinates put the first voxel centre at (0.5, 0.5, 0)
 point (x + 0.5, y + 0.5, z). Written with the ``imodmodel`` package.
 """
 
+from __future__ import annotations
+
+import os
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from ..util.atomic import atomic_path
 from ..formats.imod import voxels_to_model
 
 
-def write_model(path, xyz, clusters, objects=None):
+def write_model(path: str | os.PathLike, xyz: ArrayLike, clusters: Sequence[int] | np.ndarray,
+                objects: Sequence[int] | None = None) -> None:
     """Write the points as a binary IMOD model, one object per cluster, atomically.
 
     Args:

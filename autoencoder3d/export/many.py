@@ -24,17 +24,25 @@ whether or not the run's POSE was True: the stored volume is the normalized one.
 Everything is computed on arrays, so 10^5-10^6 particles take seconds.
 """
 
+from __future__ import annotations
+
 import hashlib
 import os
 import unicodedata
-from typing import NamedTuple
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from ..errors import InputError
 from .angles import relion_angles_many
 from .geometry import pose_positions
-from .place import make_placement
+from .place import Placement, make_placement
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..volume import SubvolumeSet
 
 XYZ = ("X", "Y", "Z")
 UNSAFE_CHARACTERS = frozenset('/\\:*?"<>|')
@@ -60,14 +68,15 @@ class Particles(NamedTuple):
     rotation: np.ndarray
     tomogram: np.ndarray
 
-    def take(self, rows):
+    def take(self, rows: np.ndarray | Sequence[int]) -> Particles:
         return Particles(*(field[rows] for field in self))
 
     def __len__(self):
         return len(self.cluster)
 
 
-def particles_from_rows(rows):
+def particles_from_rows(rows: Sequence[tuple[int, str, np.ndarray, tuple[float, float, float] | None, np.ndarray | None]]
+                        ) -> Particles:
     """:class:`Particles` of the single-tomogram export's rows (cluster, uuid, xyz, angles, rotation)."""
     n = len(rows)
     rotation = np.full((n, 3, 3), np.nan)
@@ -80,7 +89,8 @@ def particles_from_rows(rows):
                      np.full(n, None, dtype=object))
 
 
-def store_particles(subvolumes, members, selected, order, note):
+def store_particles(subvolumes: SubvolumeSet, members: Mapping[int, Sequence[str]], selected: Sequence[int],
+                    order: Sequence[str], note: Callable[[str], object]) -> Particles:
     """:class:`Particles` of the chosen clusters, grouped by tomogram (in ``order``), then cluster, then store order."""
     index = {u: i for i, u in enumerate(subvolumes.uuids)}
     chosen = [np.array(sorted(index[u] for u in members[cid] if u in index), dtype=np.int64) for cid in selected]
@@ -126,7 +136,8 @@ def _header(path):
     return shape, voxel_size
 
 
-def build_tomograms_star(subvolumes, tomograms_star, note):
+def build_tomograms_star(subvolumes: SubvolumeSet, tomograms_star: str | os.PathLike | None, note: Callable[[str], object]
+                        ) -> str | os.PathLike | None:
     """The tomograms.star to use: the one given, else the one the store was built from (when it is still there)."""
     if tomograms_star:
         return tomograms_star
@@ -138,7 +149,8 @@ def build_tomograms_star(subvolumes, tomograms_star, note):
     return None
 
 
-def store_placements(subvolumes, names, *, tomograms_star=None, ts_angpix=None, note):
+def store_placements(subvolumes: SubvolumeSet, names: Iterable[str], *, tomograms_star: str | os.PathLike | None = None,
+                     ts_angpix: float | None = None, note: Callable[[str], object]) -> dict[str, Placement]:
     """tomogram name -> :class:`~.place.Placement`, from the store's tomogram table (and the files it names)."""
     table = subvolumes.tomogram_table or {}
     tomograms_star = build_tomograms_star(subvolumes, tomograms_star, note)
@@ -161,7 +173,7 @@ def store_placements(subvolumes, names, *, tomograms_star=None, ts_angpix=None, 
     return places
 
 
-def store_unit_notes(places, formats, note):
+def store_unit_notes(places: Mapping[str, Placement], formats: Collection[str], note: Callable[[str], object]) -> None:
     """Say which unit NNN.star's pixel coordinates are in, tomogram by tomogram."""
     from .warp import pixel_units
 
@@ -202,14 +214,15 @@ def _extra(part, with_angles):
     return extra
 
 
-def tomogram_index(part, names):
+def tomogram_index(part: Particles, names: Iterable[str]) -> np.ndarray:
     """(N,) position of each particle's tomogram in ``names``."""
     import pandas as pd
 
     return pd.Categorical(part.tomogram, categories=list(names)).codes.astype(np.int64)
 
 
-def store_tables(part, places, names, with_angles):
+def store_tables(part: Particles, places: Mapping[str, Placement], names: Sequence[str], with_angles: bool
+                 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, pd.DataFrame]:
     """(pixel table, RELION 5 table, rows with a known RELION centre, CSV table) of the particles, one row each.
 
     The columns are those of :func:`~.warp.pixel_table` and :func:`~.relion5.relion5_table`
@@ -236,14 +249,16 @@ def store_tables(part, places, names, with_angles):
     return pd.DataFrame({**columns, **extra}), pd.DataFrame({**relion5, **extra}), known, csv
 
 
-def cluster_rows(particles, selected):
+def cluster_rows(particles: Particles, selected: Sequence[int]) -> list[tuple[int, np.ndarray]]:
     """[(cluster id, row indices in order)] for each chosen cluster."""
     by_cluster = np.argsort(particles.cluster, kind="stable")
     bounds = np.searchsorted(particles.cluster[by_cluster], list(selected) + [max(selected) + 1])
     return [(cid, by_cluster[bounds[i]:bounds[i + 1]]) for i, cid in enumerate(selected)]
 
 
-def write_store_lists(particle_dir, particles, places, names, selected, last, formats, with_angles):
+def write_store_lists(particle_dir: str | os.PathLike, particles: Particles, places: Mapping[str, Placement],
+                      names: Sequence[str], selected: Sequence[int], last: str, formats: Collection[str],
+                      with_angles: bool) -> list[tuple[str, str]]:
     """NNN.star, NNN_relion5.star and NNN.csv of each chosen cluster and of all of them; returns [(kind, path)]."""
     from ..formats.coords import write_csv, write_star
 
@@ -277,7 +292,7 @@ def _cut_utf8(text, limit):
     return text.encode("utf-8", "surrogatepass")[:limit].decode("utf-8", "ignore")
 
 
-def safe_file_name(name):
+def safe_file_name(name: str) -> str:
     """A tomogram name usable as a file name on any system, stable from run to run.
 
     A name that is one already (no folder separator, reserved character, control
@@ -299,7 +314,7 @@ def _same_file_key(stem):
     return unicodedata.normalize("NFC", stem).casefold()
 
 
-def unique_file_names(names):
+def unique_file_names(names: Iterable[str]) -> dict[str, str]:
     """tomogram name -> file stem: :func:`safe_file_name`, made unique (also ignoring case) in ``names``' order."""
     stems, taken = {}, set()
     for name in names:
@@ -314,7 +329,8 @@ def unique_file_names(names):
     return stems
 
 
-def write_imod_models(folder, particles, selected, names, note=None):
+def write_imod_models(folder: str | os.PathLike, particles: Particles, selected: Sequence[int], names: Sequence[str],
+                      note: Callable[[str], object] | None = None) -> list[str]:
     """One IMOD model per tomogram under ``folder``, object ``i + 1`` = ``selected[i]``; returns the paths.
 
     Files are named by :func:`unique_file_names`; ``note`` is told once when a name had to change.

@@ -1,6 +1,9 @@
 """The tomogram the particles are exported for: its names, size and pixel sizes."""
 
+from __future__ import annotations
+
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +34,9 @@ class Placement:
     centre_angst: np.ndarray = None
 
 
-def make_placement(tomogram, shape, voxel_size, *, tomo_name=None, series_name=None, ts_angpix=None, tomograms_star=None):
+def make_placement(tomogram: str | None, shape: Sequence[int] | None, voxel_size: float | Sequence[float] | np.ndarray | None, *,
+                   tomo_name: str | None = None, series_name: str | None = None, ts_angpix: float | None = None,
+                   tomograms_star: str | os.PathLike | None = None) -> Placement:
     """Names and units for the export, from the user's options, tomograms.star and the tomogram.
 
     Names: ``--tomo-name``, else tomograms.star's ``rlnTomoName``, else the tomogram's

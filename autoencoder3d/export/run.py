@@ -1,7 +1,11 @@
 """export_run: a finished run's clusters as files for RELION, WarpTools/M, IMOD and ChimeraX."""
 
+from __future__ import annotations
+
 import contextlib
 import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -65,8 +69,10 @@ def _write_centres(clus_dir, selected, voxel_size, note):
     return written
 
 
-def particle_rows(run_dir, inputs, members, selected, note):
-    """(cluster, uuid, position, angles or None, rotation or None) per exported particle.
+def particle_rows(run_dir: str | os.PathLike, inputs: Mapping[str, Any], members: Mapping[int, Sequence[str]],
+                  selected: Sequence[int], note: Callable[[str], object]
+                  ) -> tuple[list[tuple[int, str, np.ndarray, tuple[float, float, float] | None, np.ndarray | None]], bool]:
+    """(rows, whether poses were read): a row (cluster, uuid, position, angles or None, rotation or None) per exported particle.
 
     With pose normalization the position is where the normalized volume's voxel
     ``n // 2`` lies in the tomogram (:func:`~.geometry.pose_position`) and the
@@ -149,9 +155,12 @@ def _unit_notes(place, formats, note):
         note("RELION 5 STAR files skipped: they need the tomogram's size and voxel size")
 
 
-def export_run(run_dir, *, formats=DEFAULT_FORMATS, clusters=None, tomogram=None, tomo_name=None, series_name=None,
-               ts_angpix=None, tomograms_star=None, copick_config=None, copick_user=None, copick_session=None, log=print,
-               lock=True):
+def export_run(run_dir: str | os.PathLike, *, formats: str | Iterable[str] = DEFAULT_FORMATS,
+               clusters: str | Sequence[int] | None = None, tomogram: str | None = None, tomo_name: str | None = None,
+               series_name: str | None = None, ts_angpix: float | None = None,
+               tomograms_star: str | os.PathLike | None = None, copick_config: str | os.PathLike | None = None,
+               copick_user: str | None = None, copick_session: str | int | None = None,
+               log: Callable[[str], object] | None = print, lock: bool = True) -> dict[str, list[str]]:
     """Write the cluster centres and particle lists of a finished run (see the package docstring).
 
     Args:

@@ -1,5 +1,9 @@
 """What an export reads besides the run folder: the clusters chosen, the particles' centres and poses."""
 
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -7,7 +11,7 @@ from ..errors import InputError
 from ..runs.folder import members_of, parse_clusters
 
 
-def particle_records(path):
+def particle_records(path: str | os.PathLike) -> tuple[dict[str, dict], tuple[int, ...]]:
     """uuid -> record dict of a published subvolume pickle (volumes are not kept), and the box side."""
     from ..formats.subvolume_pickle import load_pickle
 
@@ -22,7 +26,7 @@ def particle_records(path):
     return out, shape
 
 
-def center_of(rec):
+def center_of(rec: dict | None) -> np.ndarray | None:
     """The record's 'center' as a (3,) float array, or None."""
     c = None if rec is None else rec.get("center")
     if c is None:
@@ -31,7 +35,8 @@ def center_of(rec):
     return c if c.shape == (3,) and np.all(np.isfinite(c)) else None
 
 
-def cluster_members(clus_dir, clusters):
+def cluster_members(clus_dir: str | os.PathLike, clusters: str | Sequence[int] | None
+                    ) -> tuple[dict[int, list[str]], list[int], list[int] | None]:
     """(members: cluster -> uuids, selected cluster ids, chosen ids or None)."""
     members = members_of(clus_dir)
     chosen = parse_clusters(clusters)

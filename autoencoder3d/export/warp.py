@@ -12,12 +12,21 @@ series name WarpTools and M match particles by (``TS_01.tomostar``). Without a
 tilt-series pixel size the coordinates stay in pixels of this tomogram.
 """
 
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
 import pandas as pd
 
 from ..formats.star import RELION4_COLUMNS
 
+if TYPE_CHECKING:
+    from .place import Placement
 
-def pixel_units(place):
+
+def pixel_units(place: Placement) -> tuple[float | None, bool]:
     """(Angstrom per written pixel, or None; True when they are tilt-series pixels)."""
     if place.ts_pixel and place.voxel_size is not None:
         return place.ts_pixel, True
@@ -26,7 +35,7 @@ def pixel_units(place):
     return None, False
 
 
-def pixel_table(xyz, place, extra):
+def pixel_table(xyz: np.ndarray, place: Placement, extra: Mapping[str, np.ndarray]) -> pd.DataFrame:
     """The table, in tilt-series pixels when their size is known."""
     pixel, _ = pixel_units(place)
     coords = xyz * place.voxel_size / pixel if pixel and place.ts_pixel else xyz

@@ -21,6 +21,8 @@ Example:
   autoencoder3d cluster data.pickle tomo.rec True 50 --out run1
 """
 
+from __future__ import annotations
+
 import argparse
 
 from ..common import add_clustering_options, add_out, add_polarity, add_seed, boolean, optional_path, positive_int
@@ -45,7 +47,7 @@ class ClusterPositionals(argparse.Action):
             parser.error(f"argument {name}: {err}")
 
 
-def add_args(parser):
+def add_args(parser: argparse.ArgumentParser) -> None:
     parser.usage = "%(prog)s [options] DATA [TOMOGRAM POSE] N_CLUSTERS"
     parser.add_argument("data", metavar="DATA", help="subvolume pickle in the published format, or a data set folder made by 'autoencoder3d dataset build'")
     parser.add_argument(
@@ -60,7 +62,7 @@ def add_args(parser):
     add_seed(parser)
 
 
-def tomogram_and_pose(args):
+def tomogram_and_pose(args: argparse.Namespace) -> tuple[str | None, bool]:
     """The tomogram and pose flag, from the positional form or the options (not both)."""
     from ...errors import InputError
 
@@ -71,7 +73,7 @@ def tomogram_and_pose(args):
     return args.positional_tomogram, args.positional_pose
 
 
-def main(args):
+def main(args: argparse.Namespace) -> int:
     from ...workflows.train import run_train
     from .train import options_from_args, report
 

@@ -16,6 +16,8 @@ unless their tomogram or particles changed since (those are cut again). One
 build or convert at a time writes a store; a second is refused.
 """
 
+from __future__ import annotations
+
 import argparse
 import os
 
@@ -55,7 +57,7 @@ def _add_build(sub):
     return build
 
 
-def add_args(parser):
+def add_args(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(title="jobs", metavar="JOB", dest="job")
     sub.required = True
     parsers = [_add_build(sub)]
@@ -115,7 +117,7 @@ def _build(args):
           f"in {manifest['build_seconds']:.1f} s")
 
 
-def main(args):
+def main(args: argparse.Namespace) -> int:
     if args.job == "build":
         _build(args)
     elif args.job == "convert":

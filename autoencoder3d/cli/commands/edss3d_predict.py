@@ -13,17 +13,21 @@ Example:
   edss3d predict other.pickle --model run1/model-seg/model-seg.keras --out other-pred
 """
 
+from __future__ import annotations
+
+import argparse
+
 from ..common import add_out, positive_int
 
 
-def add_args(parser):
+def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", metavar="DATA", help="subvolume pickle (published format) or data set store (read a block at a time)")
     parser.add_argument("--model", metavar="MODEL.keras", default=None, help="EDSS3D model (default: RUN_DIR/model-seg/model-seg.keras)")
     add_out(parser, help="folder for prediction/, usually the run folder (default: current folder)")
     parser.add_argument("--batch-size", type=positive_int, default=32, help="subvolumes predicted together (default 32)")
 
 
-def main(args):
+def main(args: argparse.Namespace) -> int:
     from ...edss3d.network import run_seg_predict
 
     result = run_seg_predict(args.data, args.model, args.out, batch_size=args.batch_size)

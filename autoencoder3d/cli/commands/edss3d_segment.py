@@ -15,10 +15,14 @@ Example:
   edss3d segment tomo.rec --model run1/model-seg/model-seg.keras --out tomo-seg.mrc
 """
 
+from __future__ import annotations
+
+import argparse
+
 from ..common import add_out, non_negative_float, positive_int
 
 
-def add_args(parser):
+def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("tomogram", metavar="TOMOGRAM", help="MRC/REC tomogram")
     parser.add_argument("--model", metavar="MODEL.keras", default="model-seg/model-seg.keras", help="EDSS3D model (default: model-seg/model-seg.keras)")
     add_out(parser, metavar="SEG.mrc", default="seg.mrc", help="label map to write (default: seg.mrc)")
@@ -28,7 +32,7 @@ def add_args(parser):
     parser.add_argument("--batch-size", type=positive_int, default=16, help="boxes predicted together (default 16)")
 
 
-def main(args):
+def main(args: argparse.Namespace) -> int:
     from ...edss3d.tomogram import segment_tomogram
 
     result = segment_tomogram(

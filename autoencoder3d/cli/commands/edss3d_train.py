@@ -21,6 +21,9 @@ Example:
   edss3d train data.pickle --out run1 --selection chosen.json --class-balanced
 """
 
+from __future__ import annotations
+
+import argparse
 import sys
 
 from ..common import add_out, add_seed, fraction, positive_float, positive_int
@@ -28,7 +31,7 @@ from ..common import add_out, add_seed, fraction, positive_float, positive_int
 RULES = {"otsu": "Otsu's threshold", "published": "the published rule", "given": "--iso"}
 
 
-def add_args(parser):
+def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", metavar="DATA", help="what the run clustered: the subvolume pickle (published format) or the data set store "
                              "(read batch by batch; only the labelled subvolumes are decoded, and no decoded/decoded.pickle is written)")
     add_out(parser, help="the 'autoencoder3d train' run folder; decoded/ and model-seg/ are written there (default: current folder)")
@@ -47,7 +50,7 @@ def add_args(parser):
     parser.add_argument("--retrain", action="store_true", help="ignore a saved model and checkpoints in model-seg/ and train from scratch")
 
 
-def iso_value(text):
+def iso_value(text: str) -> str | float:
     import argparse
 
     from ...errors import InputError
@@ -59,7 +62,7 @@ def iso_value(text):
         raise argparse.ArgumentTypeError(f"expected auto or a number of standard deviations, got {text!r}") from None
 
 
-def selection_from_args(args):
+def selection_from_args(args: argparse.Namespace) -> dict[int, list[int]]:
     from ...errors import InputError
     from ...edss3d.network import load_selection, parse_select
 
@@ -72,7 +75,7 @@ def selection_from_args(args):
     return parse_select(args.select)
 
 
-def main(args):
+def main(args: argparse.Namespace) -> int:
     selection = selection_from_args(args)
     from ...edss3d.network import run_seg_train
 

@@ -17,10 +17,14 @@ Example:
   autoencoder3d evaluate example/run example/data/truth.json --baseline
 """
 
+from __future__ import annotations
+
+import argparse
+
 from ..common import add_out, add_seed
 
 
-def add_args(parser):
+def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("clustering", metavar="CLUSTERING", help="run folder, clus-center folder or kmeans.pickle")
     parser.add_argument("truth", metavar="TRUTH", help="truth.json written by 'autoencoder3d simulate'")
     parser.add_argument("--baseline", action="store_true", help="also score k-means (same k) on PCA of the raw voxels")
@@ -30,7 +34,7 @@ def add_args(parser):
     add_seed(parser, default=0, purpose="of the baseline")
 
 
-def main(args):
+def main(args: argparse.Namespace) -> int:
     from ...clustering.evaluate import evaluate_clustering, format_report
 
     result = evaluate_clustering(args.clustering, args.truth, out_dir=args.out, baseline=args.baseline,

@@ -41,8 +41,12 @@ Example usage:
     autoencoder3d export runs/k40 --format copick --copick-config copick.json --clusters 3,7
 """
 
+from __future__ import annotations
 
-def add_args(parser):
+import argparse
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="folder of a finished 'autoencoder3d train' run")
     parser.add_argument("--format", default="mrc,star,csv,imod",
                         help="comma-separated: mrc, star, csv, imod, copick (default mrc,star,csv,imod)")
@@ -58,7 +62,7 @@ def add_args(parser):
                         help="copick session id (default: 1 + the largest number the user has used, 1 at first)")
 
 
-def main(args):
+def main(args: argparse.Namespace) -> int:
     from ...errors import InputError
     from ...export import export_run
 

@@ -23,8 +23,12 @@ Example usage:
     autoencoder3d extract rec_TS_01.mrc particles.star out.pickle --tomograms tomograms.star
 """
 
+from __future__ import annotations
 
-def add_args(parser):
+import argparse
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("tomogram", metavar="TOMOGRAM", help="tomogram (MRC/REC), read memory-mapped")
     parser.add_argument("coords", metavar="COORDS", help="coordinates: .star, .csv/.txt, IMOD .mod or model2point list")
     parser.add_argument("out", metavar="OUT.pickle", help="output subvolume pickle")
@@ -38,7 +42,7 @@ def add_args(parser):
     parser.add_argument("--partial", choices=("drop", "fill"), default="drop", help="boxes that leave the tomogram: drop (default) or fill")
 
 
-def main(args):
+def main(args: argparse.Namespace) -> int:
     from ...formats.coords import read_coordinates
     from ...box import check_box_option
     from ...errors import InputError

@@ -16,6 +16,9 @@ Example usage:
     autoencoder3d pick tomo.rec picks.pickle --sigma1 5 --max-particles 2000 --workers 2
 """
 
+from __future__ import annotations
+
+import argparse
 import logging
 import os
 import time
@@ -23,7 +26,7 @@ import time
 from ..common import add_polarity
 
 
-def add_args(parser):
+def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("tomogram", metavar="TOMOGRAM", help="tomogram (MRC/REC), read memory-mapped")
     parser.add_argument("out", metavar="OUT.pickle", help="output subvolume pickle; OUT.star and OUT.csv are written beside it")
     parser.add_argument("--sigma1", default="7nm", help="particle radius: '7nm', '70A' or voxels ('5'); default 7nm")
@@ -37,7 +40,7 @@ def add_args(parser):
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel blocks (default: all cores)")
 
 
-def main(args):
+def main(args: argparse.Namespace) -> int:
     from ...prep.contrast import resolve_polarity
     from ...box import check_box_option
     from ...errors import InputError

@@ -12,10 +12,14 @@ Example:
   autoencoder3d pose data.pickle tomo.rec data-pose.pickle
 """
 
+from __future__ import annotations
+
+import argparse
+
 from ..common import add_polarity, non_negative_float, positive_int
 
 
-def add_args(parser):
+def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", metavar="DATA", help="subvolume pickle in the published format")
     parser.add_argument("tomogram", metavar="TOMOGRAM", help="MRC/REC tomogram the subvolumes were cut from")
     parser.add_argument("output", metavar="OUT.pickle", help="where to write the normalized subvolumes")
@@ -24,7 +28,7 @@ def add_args(parser):
     add_polarity(parser, recorded=True)
 
 
-def main(args):
+def main(args: argparse.Namespace) -> int:
     from ...workflows.train import run_pose
 
     result = run_pose(args.data, args.tomogram, args.output, sigma=args.smooth_sigma, workers=args.workers, progress=not args.quiet,

@@ -18,10 +18,14 @@ Example:
   autoencoder3d report run1 --members 6 --no-tsne --out /tmp/run1.html
 """
 
+from __future__ import annotations
+
+import argparse
+
 from ..common import add_out, add_seed
 
 
-def add_args(parser):
+def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="output folder of 'autoencoder3d train' (holds run.json and clus-center/)")
     add_out(parser, metavar="PAGE.html", default=None, help="where to write the page (default: RUN_DIR/clus-center/index.html)")
     parser.add_argument("--members", type=int, default=4, help="real member subvolumes shown per cluster (default 4)")
@@ -32,7 +36,7 @@ def add_args(parser):
     add_seed(parser, default=0, purpose="of t-SNE and the random draws of points")
 
 
-def main(args):
+def main(args: argparse.Namespace) -> int:
     from ...report.page import write_report
 
     path = write_report(

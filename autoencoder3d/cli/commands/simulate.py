@@ -16,13 +16,15 @@ Example:
   autoencoder3d simulate big --shape 400,400,150 --copies 150 --snr 0.1
 """
 
+from __future__ import annotations
+
 import argparse
 
 from ...simulate.dataset import DEFAULTS
 from ..common import add_seed
 
 
-def shape_triple(text):
+def shape_triple(text: str) -> tuple[int, int, int]:
     """Three positive integers, '200,200,120' or '200x200x120'."""
     parts = text.lower().replace("x", ",").split(",")
     try:
@@ -34,7 +36,7 @@ def shape_triple(text):
     return values
 
 
-def add_args(parser):
+def add_args(parser: argparse.ArgumentParser) -> None:
     d = DEFAULTS
     parser.add_argument("out_dir", metavar="OUT_DIR", help="folder to write (created if needed)")
     add_seed(parser, default=d["seed"], purpose="of the simulation")
@@ -53,7 +55,7 @@ def add_args(parser):
     parser.add_argument("--density", action="store_true", help="also write density.mrc and labels.mrc (noise-free)")
 
 
-def main(args):
+def main(args: argparse.Namespace) -> int:
     from ...simulate.dataset import simulate_dataset
 
     summary = simulate_dataset(

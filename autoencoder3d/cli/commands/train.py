@@ -28,16 +28,23 @@ Example:
   autoencoder3d train data.pickle None False 4 --out run1 --seed 1
 """
 
+from __future__ import annotations
+
 import argparse
 import os
 import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from ...network.objective_options import OBJECTIVE_DEFAULTS
 
 from ..common import (add_clustering_options, add_out, add_polarity, add_seed, boolean, fraction, optional_path, positive_float, positive_int)
 
+if TYPE_CHECKING:
+    from ...runs.options import TrainOptions
 
-def add_args(parser):
+
+def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", metavar="DATA", help="subvolume pickle in the published format, or a data set folder made by 'autoencoder3d dataset build'")
     parser.add_argument("tomogram", metavar="TOMOGRAM", type=optional_path, help="MRC/REC tomogram the subvolumes were cut from, or None")
     parser.add_argument("pose", metavar="POSE", type=boolean, help="pose-normalize the subvolumes first: True or False")
@@ -68,7 +75,7 @@ def add_args(parser):
                         help="--distribute multiworker under SLURM: the workers' port (default $AUTOENCODER3D_PORT, else 12345)")
 
 
-def add_objective_options(parser):
+def add_objective_options(parser: argparse.ArgumentParser) -> None:
     """The training objective's options (autoencoder3d/objective.py); all off by default."""
     parser.add_argument("--loss", choices=["mse", "wedge"], default=OBJECTIVE_DEFAULTS["loss"],
                         help="reconstruction error: mse over voxels (published), or wedge: only on the Fourier components the "
@@ -83,25 +90,25 @@ def add_objective_options(parser):
     parser.add_argument("--self-label-k", type=at_least_two, default=OBJECTIVE_DEFAULTS["self_label_k"], metavar="K", help="pseudo-classes of each self-labelling round (default %(default)s)")
 
 
-def tilt_angle(text):
+def tilt_angle(text: str) -> float:
     value = positive_float(text)
     if value > 90:
         raise argparse.ArgumentTypeError(f"expected the largest tilt angle in (0, 90] degrees, got {text!r}")
     return value
 
 
-def at_least_two(text):
+def at_least_two(text: str) -> int:
     value = positive_int(text)
     if value < 2:
         raise argparse.ArgumentTypeError(f"expected an integer >= 2, got {text!r}")
     return value
 
 
-def non_negative_int(text):
+def non_negative_int(text: str) -> int:
     return 0 if str(text).strip() == "0" else positive_int(text)
 
 
-def options_from_args(args, **overrides):
+def options_from_args(args: argparse.Namespace, **overrides: Any) -> TrainOptions:
     from ...runs.options import TrainOptions
 
     values = dict(
@@ -118,7 +125,7 @@ def options_from_args(args, **overrides):
     return TrainOptions(**values)
 
 
-def report(record, out_dir):
+def report(record: Mapping[str, Any], out_dir: str | os.PathLike) -> None:
     """The last line: what happened, in the tool's words, and where the report is."""
     from ...network.codes import code_health
 
@@ -144,7 +151,7 @@ def report(record, out_dir):
     )
 
 
-def main(args):
+def main(args: argparse.Namespace) -> int:
     from ...workflows.train import run_train
 
     record = run_train(args.data, args.tomogram, args.pose, args.n_clusters, args.out, options_from_args(args))
