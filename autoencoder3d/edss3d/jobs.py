@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..util.lock import RunFolderLock
-from ..runs.folder import MEMBERS, SEG_BEST, SEG_MODEL, SEG_RECORD, RunFolder
-from .network import (check_model_box, keep_max, load_segmenter, predict_probabilities, segmenter_classes, train_segmenter)
-from .labels import ISO_AUTO, PUBLISHED_ISO, check_selection, label_subvolumes, parse_iso, published_run
 from ..formats.json import read_record
+from ..runs.folder import MEMBERS, SEG_BEST, SEG_MODEL, SEG_RECORD, RunFolder
+from ..util.lock import RunFolderLock
+from .labels import ISO_AUTO, PUBLISHED_ISO, check_selection, label_subvolumes, parse_iso, published_run
+from .network import check_model_box, keep_max, load_segmenter, predict_probabilities, segmenter_classes, train_segmenter
 
 log = logging.getLogger("autoencoder3d.edss3d.network")
 
@@ -166,8 +166,8 @@ def _load_inputs(data, out_dir, autoencoder_path, selection, members):
 
 def _seg_train_locked(data, out_dir, selection, *, iso, class_balanced, epochs, batch_size, patience, validation_split,
                       learning_rate, seed, retrain, verbose, source):
-    from .patches import patches_from_store, patches_in_memory, remove_targets
     from ..formats.json import write_json
+    from .patches import patches_from_store, patches_in_memory, remove_targets
 
     started = time.perf_counter()
     autoencoder_path, members = _run_inputs(out_dir)
@@ -267,8 +267,8 @@ def run_seg_predict(data: str | os.PathLike, model_path: str | os.PathLike | Non
 
 
 def _seg_predict_locked(data, model_path, out_dir, batch_size):
-    from ..formats.subvolume_pickle import save_pickle
     from ..data.open import open_data
+    from ..formats.subvolume_pickle import save_pickle
 
     model_path = model_path or RunFolder(out_dir).seg_file(SEG_MODEL)
     model = load_segmenter(model_path)

@@ -26,8 +26,8 @@ cross-entropy, at 1/n_class of the memory. :func:`one_hot` gives the published
 layout.
 
 Selection and targets live in :mod:`autoencoder3d.edss3d.labels`, the ``edss3d
-train`` / ``predict`` jobs in :mod:`autoencoder3d.edss3d.jobs` (both importable
-from here), whole-tomogram segmentation in :mod:`autoencoder3d.edss3d.tomogram`.
+train`` / ``predict`` jobs in :mod:`autoencoder3d.edss3d.jobs` (both importable from
+:mod:`autoencoder3d.edss3d`), whole-tomogram segmentation in :mod:`autoencoder3d.edss3d.tomogram`.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def build_segmenter(shape: Sequence[int], n_class: int, filters: int = 32) -> ke
     import keras
     from keras import layers
 
-    from ..network.model import conv_block, check_box
+    from ..network.model import check_box, conv_block
 
     check_box(shape)
     inputs = keras.Input(shape=tuple(int(s) for s in shape) + (1,), name="subvolume")
@@ -177,8 +177,8 @@ def train_segmenter(
     """
     import keras
 
-    from ..util.atomic import atomic_path
     from ..network.train import clear_resume_point, resume_training, split_validation, training_info
+    from ..util.atomic import atomic_path
 
     TargetBatches, SegCheckpoint = _training_classes()
 

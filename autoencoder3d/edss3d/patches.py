@@ -149,7 +149,7 @@ def patches_in_memory(autoencoder: keras.Model, subvolumes: SubvolumeSet, labels
         scale, class weights, the chosen uuids, their patch_labels, the background uuids, decode_seconds.
     """
     from ..formats.subvolume_pickle import save_pickle
-    from .labels import check_labelled_voxels, label_scale, build_targets, class_weights
+    from .labels import build_targets, check_labelled_voxels, class_weights, label_scale
 
     # 1. decode every subvolume
     t0 = time.perf_counter()
@@ -207,7 +207,7 @@ def patches_from_store(autoencoder: keras.Model, subvolumes: SubvolumeSet, label
     the store and the class maps a memory map of ``model-seg/targets.npy``.
     """
 
-    from .labels import check_labelled_voxels, label_scale, class_weights_from_counts
+    from .labels import check_labelled_voxels, class_weights_from_counts, label_scale
 
     log.info("%s: a data set on disk; decoding only the labelled patches (no decoded/decoded.pickle)", subvolumes.source)
     scale = label_scale(autoencoder, out_dir)
@@ -239,7 +239,9 @@ def patches_from_store(autoencoder: keras.Model, subvolumes: SubvolumeSet, label
 
 def _log_weights(weights, class_balanced):
     """The published per-class weights, said whether or not they are applied."""
-    log.info("per-class weights (published formula): %s%s", np.round(weights, 3).tolist(), "" if class_balanced else " (not applied; --class-balanced applies them)")
+    log.info("per-class weights (published formula): "
+             "%s%s", np.round(weights, 3).tolist(), "" if class_balanced else " (not applied; --class-balanced "
+                                                                                                                     "applies them)")
 
 
 def remove_targets(seg_dir: str | os.PathLike) -> None:

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from ..util.atomic import atomic_path
 from ..formats.imod import voxels_to_model
+from ..util.atomic import atomic_path
 
 
 def write_model(path: str | os.PathLike, xyz: ArrayLike, clusters: Sequence[int] | np.ndarray,

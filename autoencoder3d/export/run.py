@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..runs.folder import CENTERS, RunFolder
 from .angles import relion_angles
 from .geometry import pose_position
-from .many import (particles_from_rows, store_particles, store_placements, store_unit_notes, write_imod_models, write_store_lists)
+from .many import particles_from_rows, store_particles, store_placements, store_unit_notes, write_imod_models, write_store_lists
 from .place import make_placement
 from .relion5 import relion5_table
-from ..runs.folder import CENTERS, RunFolder
 from .run_files import center_of, cluster_members, particle_records
 from .warp import pixel_table, pixel_units
 
@@ -52,8 +52,8 @@ def _tomogram_info(run_dir, run, tomogram, note):
 
 
 def _write_centres(clus_dir, selected, voxel_size, note):
-    from ..formats.subvolume_pickle import load_pickle
     from ..formats.mrc import write_mrc
+    from ..formats.subvolume_pickle import load_pickle
 
     ccents = load_pickle(os.path.join(clus_dir, CENTERS))
     if voxel_size is None:
@@ -111,10 +111,10 @@ def particle_rows(run_dir: str | os.PathLike, inputs: Mapping[str, Any], members
 
 
 def _write_lists(base, part, place, formats, with_angles):
+    import pandas as pd
+
     from ..formats.coords import write_csv, write_star
     from .imod_model import write_model
-
-    import pandas as pd
 
     xyz = np.array([r[2] for r in part], dtype=float)
     cluster = np.array([r[0] for r in part])

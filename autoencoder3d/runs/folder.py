@@ -220,7 +220,7 @@ class RunFolder:
 
     # ---------------------------------------------------------------- writing
 
-    def lock(self, **wording) -> RunFolderLock:
+    def lock(self, **wording: str) -> RunFolderLock:
         """``with folder.lock():`` -- one writer at a time (see :class:`~autoencoder3d.util.lock.RunFolderLock`)."""
         return RunFolderLock(self.path, **wording)
 

@@ -26,7 +26,8 @@ def test_missing_copick_names_the_extra(no_copick, tmp_path):
 def test_dataset_build_from_copick_without_copick_is_one_line(no_copick, tmp_path, capsys):
     config = tmp_path / "config.json"
     config.write_text("{}")
-    status = main(["dataset", "build", str(tmp_path / "out.zarr"), "--copick", str(config), "--object", "ribosome", "--user", "me", "--voxel-spacing", "10", "--tomo-type", "wbp", "--box", "16"])
+    copick_options = ["--object", "ribosome", "--user", "me", "--voxel-spacing", "10", "--tomo-type", "wbp"]
+    status = main(["dataset", "build", str(tmp_path / "out.zarr"), "--copick", str(config), *copick_options, "--box", "16"])
     err = capsys.readouterr().err.strip()
     assert status == 2 and len(err.splitlines()) == 1 and "autoencoder3d[copick]" in err, err
     assert not (tmp_path / "out.zarr").exists()

@@ -28,7 +28,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ...edss3d.network import run_seg_predict
+    from ...edss3d.jobs import run_seg_predict
 
     result = run_seg_predict(args.data, args.model, args.out, batch_size=args.batch_size)
     print(f"segmented {result['n_subvolumes']} subvolumes in {result['seconds']:.1f} s; voxels per class {result['voxels_per_class']}; wrote {result['vs_p']}")

@@ -28,7 +28,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     add_out(parser, metavar="SEG.mrc", default="seg.mrc", help="label map to write (default: seg.mrc)")
     parser.add_argument("--step", type=positive_int, default=None, help="voxels between box starts (default: half the box; the box size gives no overlap)")
     parser.add_argument("--probabilities", action="store_true", help="also write a float32 probability map per class: SEG-class1.mrc, ...")
-    parser.add_argument("--smooth-sigma", type=non_negative_float, default=0.0, help="smooth the tomogram on the fly (voxels); use 2.0 for a network trained on pose-normalized subvolumes, which were cut from the smoothed tomogram (default 0: as given)")
+    parser.add_argument("--smooth-sigma", type=non_negative_float, default=0.0, help="smooth the tomogram on the fly (voxels); use 2.0 for a network trained "
+                                                                                     "on pose-normalized subvolumes, which were cut from the smoothed "
+                                                                                     "tomogram (default 0: as given)")
     parser.add_argument("--batch-size", type=positive_int, default=16, help="boxes predicted together (default 16)")
 
 

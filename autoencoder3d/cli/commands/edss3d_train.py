@@ -35,12 +35,15 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", metavar="DATA", help="what the run clustered: the subvolume pickle (published format) or the data set store "
                              "(read batch by batch; only the labelled subvolumes are decoded, and no decoded/decoded.pickle is written)")
     add_out(parser, help="the 'autoencoder3d train' run folder; decoded/ and model-seg/ are written there (default: current folder)")
-    parser.add_argument("--select", action="append", default=[], metavar="LABEL=C1,C2,...", help="give the clusters C1, C2, ... segmentation label LABEL (1, 2, ...; 0 is the background); repeat per label")
+    parser.add_argument("--select", action="append", default=[], metavar="LABEL=C1,C2,...", help="give the clusters C1, C2, ... segmentation label LABEL (1, "
+                                                                                                 "2, ...; 0 is the background); repeat per label")
     parser.add_argument("--selection", metavar="FILE.json", help='JSON file label -> cluster ids, e.g. {"1": [3, 21, 28], "2": [15, 25]}')
-    parser.add_argument("--iso", type=iso_value, default="auto", help="a voxel of a labelled subvolume gets its label where the decoded density is more than ISO standard deviations "
+    parser.add_argument("--iso", type=iso_value, default="auto", help="a voxel of a labelled subvolume gets its label where the decoded density is more than "
+                                                                      "ISO standard deviations "
                              "of the data denser than their mean; 'auto' (default): Otsu's threshold of the decoded subvolumes of the selected clusters "
                              "(the published -decoded > 0.5 for a run trained with --published)")
-    parser.add_argument("--class-balanced", action="store_true", help="weight each voxel by the published per-class weight (total target entries / voxels of its class)")
+    parser.add_argument("--class-balanced", action="store_true", help="weight each voxel by the published per-class weight (total target entries / voxels of "
+                                                                      "its class)")
     parser.add_argument("--epochs", type=positive_int, default=10000, help="maximum epochs (default 10000, as published; early stopping ends sooner)")
     parser.add_argument("--batch-size", type=positive_int, default=128, help="batch size (default 128)")
     parser.add_argument("--patience", type=int, default=20, help="early stopping: epochs without validation improvement (default 20)")
@@ -53,8 +56,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 def iso_value(text: str) -> str | float:
     import argparse
 
-    from ...errors import InputError
     from ...edss3d.labels import parse_iso
+    from ...errors import InputError
 
     try:
         return parse_iso(text)
@@ -63,8 +66,8 @@ def iso_value(text: str) -> str | float:
 
 
 def selection_from_args(args: argparse.Namespace) -> dict[int, list[int]]:
+    from ...edss3d.labels import load_selection, parse_select
     from ...errors import InputError
-    from ...edss3d.network import load_selection, parse_select
 
     if args.select and args.selection:
         raise InputError("give either --select or --selection, not both")
@@ -77,7 +80,7 @@ def selection_from_args(args: argparse.Namespace) -> dict[int, list[int]]:
 
 def main(args: argparse.Namespace) -> int:
     selection = selection_from_args(args)
-    from ...edss3d.network import run_seg_train
+    from ...edss3d.jobs import run_seg_train
 
     record = run_seg_train(
         args.data, args.out, selection, iso=args.iso, class_balanced=args.class_balanced, epochs=args.epochs,

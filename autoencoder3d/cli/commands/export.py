@@ -56,7 +56,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ts-angpix", type=float, default=None, help="tilt-series (unbinned) pixel size in A, for NNN.star")
     parser.add_argument("--tomo-name", default=None, help="rlnTomoName to write (default: from tomograms.star or the file name)")
     parser.add_argument("--series-name", default=None, help="WarpTools/M series name (default: TOMO_NAME.tomostar)")
-    parser.add_argument("--copick-config", metavar="CONFIG", default=None, help="copick project config (JSON) for --format copick (default: the one the data set was built from)")
+    parser.add_argument("--copick-config", metavar="CONFIG", default=None, help="copick project config (JSON) for --format copick (default: the one the data "
+                                                                                "set was built from)")
     parser.add_argument("--copick-user", metavar="USER", default=None, help="copick user id of the picks (default autoencoder3d)")
     parser.add_argument("--copick-session", metavar="ID", default=None,
                         help="copick session id (default: 1 + the largest number the user has used, 1 at first)")

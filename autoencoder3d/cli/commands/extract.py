@@ -43,11 +43,11 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ...formats.coords import read_coordinates
     from ...box import check_box_option
     from ...errors import InputError
-    from ...formats.subvolume_pickle import save_subvolumes
+    from ...formats.coords import read_coordinates
     from ...formats.mrc import read_tomogram
+    from ...formats.subvolume_pickle import save_subvolumes
     from ...prep.pick import extract_boxes
 
     check_box_option(args.box)

@@ -41,11 +41,11 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ...prep.contrast import resolve_polarity
     from ...box import check_box_option
     from ...errors import InputError
-    from ...formats.subvolume_pickle import save_subvolumes
     from ...formats.mrc import read_tomogram
+    from ...formats.subvolume_pickle import save_subvolumes
+    from ...prep.contrast import resolve_polarity
     from ...prep.pick import dog_pick, extract_boxes, parse_sigma, sigma_in_voxels, write_pick_tables
 
     check_box_option(args.box)

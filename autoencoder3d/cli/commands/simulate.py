@@ -42,7 +42,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     add_seed(parser, default=d["seed"], purpose="of the simulation")
     parser.add_argument("--snr", type=float, default=d["snr"], help=f"signal-to-noise variance ratio (default {d['snr']})")
     parser.add_argument("--shape", type=shape_triple, default=d["shape"],
-                        help="tomogram size x,y,z in voxels, z = beam (default %s)" % ",".join(map(str, d["shape"])))
+                        help=f"tomogram size x,y,z in voxels, z = beam (default {','.join(map(str, d['shape']))})")
     parser.add_argument("--voxel-size", type=float, default=d["voxel_size"], help=f"Angstrom per voxel (default {d['voxel_size']})")
     parser.add_argument("--copies", type=int, default=d["copies"], help=f"particles per class (default {d['copies']})")
     parser.add_argument("--box", type=int, default=d["box"], help=f"subvolume side in voxels, a multiple of 4 (default {d['box']})")

@@ -37,8 +37,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ...network.objective_options import OBJECTIVE_DEFAULTS
-
-from ..common import (add_clustering_options, add_out, add_polarity, add_seed, boolean, fraction, optional_path, positive_float, positive_int)
+from ..common import add_clustering_options, add_out, add_polarity, add_seed, boolean, fraction, optional_path, positive_float, positive_int
 
 if TYPE_CHECKING:
     from ...runs.options import TrainOptions
@@ -52,7 +51,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     add_out(parser)
     parser.add_argument("--epochs", type=positive_int, default=100, help="maximum training epochs (default 100)")
     parser.add_argument("--encoding-dim", type=positive_int, default=32, help="length of the code of each subvolume (default 32)")
-    parser.add_argument("--l1", type=float, default=1e-4, help="L1 penalty on the code (default 1e-4 as published; averaged over the batch, or summed with --published)")
+    parser.add_argument("--l1", type=float, default=1e-4, help="L1 penalty on the code (default 1e-4 as published; averaged over the batch, or summed with "
+                                                               "--published)")
     parser.add_argument("--published", action="store_true",
                         help="train the literal published setting: raw intensities, L1 summed over the batch, plain Dense+ReLU code "
                              "(its codes collapse on many data sets; the default standardizes the input and normalizes the code layer)")
@@ -64,7 +64,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     add_polarity(parser, recorded=True)
     add_seed(parser)
     parser.add_argument("--retrain", action="store_true", help="ignore a saved model and checkpoints in model/ and train from scratch")
-    parser.add_argument("--mixed-precision", choices=["bfloat16", "float16"], default=None, help="GPU speed-up: compute in bfloat16/float16, weights and code in float32")
+    parser.add_argument("--mixed-precision", choices=["bfloat16", "float16"], default=None, help="GPU speed-up: compute in bfloat16/float16, weights and "
+                                                                                                 "code in float32")
     parser.add_argument(
         "--distribute", nargs="?", const="mirrored", choices=["mirrored", "multiworker"], default=None,
         help="mirrored (the default when given alone): train on all GPUs of this machine (tf.distribute.MirroredStrategy); "
@@ -80,14 +81,17 @@ def add_objective_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loss", choices=["mse", "wedge"], default=OBJECTIVE_DEFAULTS["loss"],
                         help="reconstruction error: mse over voxels (published), or wedge: only on the Fourier components the "
                              "tilt series measured, the missing wedge turned into each pose-normalized subvolume's frame (default %(default)s)")
-    parser.add_argument("--wedge", type=tilt_angle, default=OBJECTIVE_DEFAULTS["wedge"], help="with --loss wedge: the largest tilt angle in degrees (default %(default)g)")
+    parser.add_argument("--wedge", type=tilt_angle, default=OBJECTIVE_DEFAULTS["wedge"], help="with --loss wedge: the largest tilt angle in degrees (default "
+                                                                                              "%(default)g)")
     parser.add_argument("--augment", action="store_true",
                         help="train on two augmented views of each subvolume (proper sign flips of the pose axes, shifts of "
                              "a voxel or two, added noise): reconstruct the first without its noise, pull the two codes together")
     parser.add_argument("--self-label", type=non_negative_int, default=OBJECTIVE_DEFAULTS["self_label"], metavar="ROUNDS",
                         help="self-labelling rounds: k-means on the codes gives pseudo-labels that a classification head on the "
                              "code learns with the reconstruction (default 0: off)")
-    parser.add_argument("--self-label-k", type=at_least_two, default=OBJECTIVE_DEFAULTS["self_label_k"], metavar="K", help="pseudo-classes of each self-labelling round (default %(default)s)")
+    parser.add_argument("--self-label-k", type=at_least_two, default=OBJECTIVE_DEFAULTS["self_label_k"], metavar="K", help="pseudo-classes of each "
+                                                                                                                           "self-labelling round (default "
+                                                                                                                           "%(default)s)")
 
 
 def tilt_angle(text: str) -> float:
