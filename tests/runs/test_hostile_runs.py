@@ -34,19 +34,20 @@ def test_edss3d_train_after_a_new_clustering_does_not_reuse_the_old_clusters_mod
 DEEP = "[" * 100_000 + "]" * 100_000
 
 
-@pytest.mark.parametrize("reader", ["export", "report", "train", "io"])
+@pytest.mark.parametrize("reader", ["run folder", "finished run", "report", "train", "io"])
 def test_a_run_record_nested_too_deeply_is_one_line(tmp_path, reader):
     """run.json / train-state.json nested deeper than Python's recursion limit was a RecursionError traceback."""
-    from autoencoder3d.export.run_files import read_run
     from autoencoder3d.formats.json import read_json
     from autoencoder3d.network.train import finished_record
-    from autoencoder3d.report.page import _read_json
+    from autoencoder3d.report.page import read_run
+    from autoencoder3d.runs.folder import RunFolder
 
     (tmp_path / "model").mkdir()
     for name in ("run.json", "model/train-state.json"):
         (tmp_path / name).write_text(DEEP)
-    call = {"export": lambda: read_run(str(tmp_path)), "report": lambda: _read_json(str(tmp_path / "run.json")),
-            "train": lambda: finished_record(str(tmp_path / "model")), "io": lambda: read_json(tmp_path / "run.json")}[reader]
+    call = {"run folder": lambda: RunFolder(tmp_path).record(), "finished run": lambda: RunFolder(tmp_path).finished_record(),
+            "report": lambda: read_run(str(tmp_path)), "train": lambda: finished_record(str(tmp_path / "model")),
+            "io": lambda: read_json(tmp_path / "run.json")}[reader]
     with pytest.raises(InputError, match="nested too deeply"):
         call()
 
