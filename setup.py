@@ -22,7 +22,7 @@ requirements = [
 copick = ["copick>=1.0"]
 # The tests exercise the copick reader and writer too, so the test extra
 # includes copick: `pip install -e ".[test]"` runs the whole suite.
-test = ["pytest>=7", "pytest-timeout>=2.1", "ruff>=0.17,<0.18"] + copick
+test = ["pytest>=7", "pytest-timeout>=2.1", "pytest-xdist>=3.0", "ruff>=0.17,<0.18"] + copick
 extras = {
     # Reading copick projects (dataset build --copick) and writing picks back
     # (export --copick). copick pulls in boto3, s3fs, fsspec and friends, so it

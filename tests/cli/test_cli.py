@@ -13,6 +13,8 @@ from autoencoder3d.cli.common import boolean
 from autoencoder3d.cli.main import main
 from tests.conftest import make_subvolume_dict, write_tomogram
 
+pytestmark = pytest.mark.slow  # trains a network or runs whole commands
+
 FAST = ["--epochs", "1", "--n-init", "3", "--seed", "3", "-q"]
 
 

@@ -16,6 +16,8 @@ import pytest
 from autoencoder3d.cli.main import AUTOENCODER3D_COMMANDS, EDSS3D_COMMANDS, build_parser, main
 from tests.conftest import write_tomogram
 
+pytestmark = pytest.mark.slow  # trains a network or runs whole commands
+
 ALL_COMMANDS = [("autoencoder3d", name) for name in AUTOENCODER3D_COMMANDS] + [("edss3d", name) for name in EDSS3D_COMMANDS]
 
 

@@ -10,6 +10,8 @@ from autoencoder3d.errors import InputError
 from autoencoder3d.formats.subvolume_pickle import save_subvolumes
 from autoencoder3d.volume import SubvolumeSet
 
+pytestmark = pytest.mark.slow  # trains a network or runs whole commands
+
 
 def _set(n=24, side=16, tomograms=None, seed=0):
     rng = np.random.default_rng(seed)

@@ -25,6 +25,8 @@ from autoencoder3d.errors import InputError
 from autoencoder3d.network.checkpoints import STATE_ATTRIBUTE
 from tests.conftest import identity_run, make_subvolume_dict
 
+pytestmark = pytest.mark.slow  # trains a network or runs whole commands
+
 MEMBERS = {0: ["a", "b"], 1: ["c"], 2: ["d", "e"], 3: ["f"]}
 
 

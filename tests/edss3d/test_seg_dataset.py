@@ -13,6 +13,8 @@ from autoencoder3d.data.store.store import store_from_set
 from autoencoder3d.formats.subvolume_pickle import load_pickle, load_subvolumes
 from tests.conftest import make_subvolume_dict
 
+pytestmark = pytest.mark.slow  # trains a network or runs whole commands
+
 N = 40
 
 

@@ -14,6 +14,8 @@ from autoencoder3d.errors import InputError
 from tests.conftest import identity_run as shared_identity_run
 from tests.conftest import make_subvolume_dict
 
+pytestmark = pytest.mark.slow  # trains a network or runs whole commands
+
 
 def test_otsu_threshold_of_a_hand_made_histogram():
     # 50 voxels at 0.5, 30 at 1.5, 20 at 4.5 (bin centres).

@@ -7,6 +7,8 @@ from autoencoder3d.edss3d.tomogram import blend_window, box_starts, iter_segment
 from autoencoder3d.errors import InputError
 from tests.conftest import write_tomogram
 
+pytestmark = pytest.mark.slow  # trains a network or runs whole commands
+
 BOX = 16
 
 

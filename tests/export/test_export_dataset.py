@@ -19,6 +19,8 @@ from autoencoder3d.volume import SubvolumeSet
 from tests.conftest import rotation_matrix
 from tests.data.test_dataset_build import project  # noqa: F401 - three simulated tomograms, as the build tests use
 
+pytestmark = pytest.mark.slow  # trains a network or runs whole commands
+
 SIDE = 16
 TOMOGRAMS = {  # name: (shape x, y, z in voxels, voxel size in A): each differs, so a shared one would be caught
     "TS_01": ((60, 50, 40), 10.0),

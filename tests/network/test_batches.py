@@ -8,6 +8,8 @@ pytest.importorskip("tensorflow")
 from autoencoder3d.network.batches import training_dataset, validation_dataset  # noqa: E402
 from autoencoder3d.network.train import ArrayBatches  # noqa: E402
 
+pytestmark = pytest.mark.slow  # trains a network or runs whole commands
+
 
 def volumes_in(where, tmp_path, n=37, edge=8):
     volumes = np.random.default_rng(1).normal(size=(n, edge, edge, edge)).astype(np.float32)

@@ -16,6 +16,8 @@ from autoencoder3d.prep.pose import pose_normalize  # noqa: E402
 from autoencoder3d.volume import SubvolumeSet  # noqa: E402
 from tests.conftest import elongated_particle, make_subvolume_dict, rotation_matrix  # noqa: E402
 
+pytestmark = pytest.mark.slow  # trains a network or runs whole commands
+
 
 def unit_scale_volumes(n=40, edge=16, seed=0):
     """Three classes of dark blocks in noise, intensities of order 1 (like a standardized tomogram)."""

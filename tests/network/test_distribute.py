@@ -13,6 +13,8 @@ from autoencoder3d.errors import InputError
 from autoencoder3d.network.distribute import cluster_config, describe, expand_nodelist, free_local_ports, is_chief, resolve_port, slurm_tf_config
 from tests.conftest import make_subvolume_dict
 
+pytestmark = pytest.mark.slow  # trains a network or runs whole commands
+
 
 @pytest.mark.parametrize("text, hosts", [
     ("gpu5", ["gpu5"]),

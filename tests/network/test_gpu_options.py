@@ -7,10 +7,14 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tests.conftest import make_subvolume_dict
 
+pytestmark = pytest.mark.slow  # trains a network or runs whole commands
+
 CHILD = """
+
 import sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
@@ -20,6 +24,7 @@ from autoencoder3d.runs.options import TrainOptions
 options = TrainOptions(epochs=1, batch_size=16, n_init=2, seed=0, mixed_precision="bfloat16", distribute=True, verbose=0)
 record = run_train(sys.argv[1], None, False, 3, sys.argv[2], options)
 import keras
+
 from autoencoder3d.network.train import load_saved_models
 _, encoder, decoder = load_saved_models(sys.argv[2] + "/model")
 core = encoder.get_layer("core_encoder")

@@ -5,6 +5,8 @@ keras = pytest.importorskip("keras")
 
 from autoencoder3d.network.model import CodeSettings, build_autoencoder, count_flops, load_model  # noqa: E402
 
+pytestmark = pytest.mark.slow  # trains a network or runs whole commands
+
 PUBLISHED = CodeSettings.published()
 
 

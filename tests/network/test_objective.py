@@ -17,6 +17,8 @@ from autoencoder3d.runs.options import TrainOptions
 from autoencoder3d.simulate.dataset import wedge_mask as simulated_wedge_mask
 from tests.conftest import make_subvolume_dict, rotation_matrix
 
+pytestmark = pytest.mark.slow  # trains a network or runs whole commands
+
 CYCLIC = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # a proper rotation that is not its own inverse
 
 

@@ -9,6 +9,8 @@ import tensorflow as tf  # noqa: E402
 from autoencoder3d.network.model import Conv3D as TapSumConv3D  # noqa: E402
 from autoencoder3d.network.model import build_autoencoder, load_model  # noqa: E402
 
+pytestmark = pytest.mark.slow  # trains a network or runs whole commands
+
 
 def pair(kernel=3, channels=32, **options):
     """A Conv3D and a TapSumConv3D on (6, 8, 10, channels) inputs, with the same random weights."""

@@ -8,6 +8,8 @@ keras = pytest.importorskip("keras")
 from autoencoder3d.network import train as training  # noqa: E402
 from autoencoder3d.network.train import ArrayBatches, ResumableCheckpoint, published_optimizer, split_validation, train_autoencoder  # noqa: E402
 
+pytestmark = pytest.mark.slow  # trains a network or runs whole commands
+
 
 def test_learning_rate_decays_per_batch_as_keras1():
     optimizer = published_optimizer()

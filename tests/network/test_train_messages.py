@@ -10,6 +10,8 @@ import pytest
 from autoencoder3d.cli.main import main
 from autoencoder3d.network.train_estimate import TrainingTimeEstimate, format_duration
 
+pytestmark = pytest.mark.slow  # trains a network or runs whole commands
+
 
 class FakeClock:
     def __init__(self):

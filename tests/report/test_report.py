@@ -27,6 +27,8 @@ from autoencoder3d.errors import InputError
 from autoencoder3d.formats.subvolume_pickle import save_pickle
 from autoencoder3d.report.page import build_report, load_encodings, read_run, save_encodings, write_report
 
+pytestmark = pytest.mark.slow  # trains a network or runs whole commands
+
 # ---------------------------------------------------------------- a fake finished run
 
 

@@ -14,6 +14,8 @@ from autoencoder3d.formats.subvolume_pickle import load_subvolumes
 from autoencoder3d.report.page import build_report, write_report
 from tests.report.test_report import make_run, parse
 
+pytestmark = pytest.mark.slow  # trains a network or runs whole commands
+
 SIZES = [12, 30, 5, 21, 0, 17]
 TOMOGRAMS = ["TS_a", "TS_b", "TS_c"]
 

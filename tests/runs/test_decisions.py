@@ -10,6 +10,8 @@ from autoencoder3d.cli.main import main
 from autoencoder3d.network.codes import code_health, describe_codes
 from tests.conftest import write_tomogram
 
+pytestmark = pytest.mark.slow  # trains a network or runs whole commands
+
 TRAIN = ["--epochs", "1", "--batch-size", "16", "--n-init", "2", "--seed", "0", "-q"]
 
 

@@ -9,6 +9,8 @@ from autoencoder3d.errors import InputError
 from autoencoder3d.formats.subvolume_pickle import load_pickle, save_pickle
 from tests.edss3d.test_seg_labels import identity_run
 
+pytestmark = pytest.mark.slow  # trains a network or runs whole commands
+
 
 def test_edss3d_train_after_a_new_clustering_does_not_reuse_the_old_clusters_model(tmp_path):
     """'cluster' with another k renumbers the clusters: the EDSS3D model of the old cluster 0 is not the new one's."""

@@ -14,9 +14,12 @@ from tests.conftest import identity_run
 from tests.data.test_dataset_build import project  # noqa: F401 - used by the fixtures imported next
 from tests.export.test_export_dataset import copick_project, run, trained  # noqa: F401 - a clustered run on a store
 
+pytestmark = pytest.mark.slow  # trains a network or runs whole commands
+
 HOLDER = """
 import sys
 from autoencoder3d.util.lock import RunFolderLock
+
 with RunFolderLock(sys.argv[1]):
     print("held", flush=True)
     sys.stdin.readline()

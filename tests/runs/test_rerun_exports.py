@@ -7,6 +7,8 @@ import pytest
 from autoencoder3d.formats.subvolume_pickle import load_pickle
 from tests.runs.test_runfolder import TRAIN, finished, run_cli, run_copy  # noqa: F401 - a finished 1-epoch run, k=3, and copies
 
+pytestmark = pytest.mark.slow  # trains a network or runs whole commands
+
 
 @pytest.fixture
 def exported(run_copy):  # noqa: F811 - the fixture

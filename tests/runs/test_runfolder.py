@@ -17,6 +17,8 @@ from autoencoder3d.runs.folder import remove_leftovers
 from autoencoder3d.util.lock import LOCK_NAME
 from tests.conftest import make_subvolume_dict, write_tomogram
 
+pytestmark = pytest.mark.slow  # trains a network or runs whole commands
+
 TRAIN = ["--epochs", "1", "--batch-size", "16", "--n-init", "2", "--seed", "3", "-q"]
 
 

@@ -9,7 +9,11 @@ import pickle
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import make_subvolume_dict
+
+pytestmark = pytest.mark.slow  # trains a network or runs whole commands
 
 WARNING = "oneDNN CPU kernels are off"
 

@@ -18,6 +18,8 @@ import pytest
 
 from tests.conftest import make_subvolume_dict
 
+pytestmark = pytest.mark.slow  # trains a network or runs whole commands
+
 RUN = ["--epochs", "3", "--batch-size", "8", "--n-init", "2", "--seed", "5", "-q"]
 CLUSTER_FILES = ("kmeans.pickle", "ccents.pickle", "ccents_d.pickle", "encodings.pickle")
 
