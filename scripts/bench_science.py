@@ -17,7 +17,7 @@ Usage:
   python scripts/bench_science.py --box 32         # the published box size (slower)
   python scripts/bench_science.py --quick          # a few minutes: one SNR, fewer epochs
   python scripts/bench_science.py --json out.json  # also write the rows
-  python scripts/bench_science.py --issue18 --json rows.json   # issue 18's candidates, 3 seeds,
+  python scripts/bench_science.py --objectives --json rows.json   # the training objectives, 3 seeds,
                                                    # simulated and real crops (scripts/science_candidates.py)
   python scripts/bench_science.py --precisions float32,bfloat16 --seeds 0,1,2
                                                    # codes and clusters per precision, interleaved
@@ -208,18 +208,18 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true", help="one SNR, one scale besides 1, 5 epochs")
     parser.add_argument("--no-candidates", action="store_true", help="skip the table of candidate settings")
     parser.add_argument("--json", help="also write the rows as JSON")
-    parser.add_argument("--issue18", action="store_true",
-                        help="issue 18: the default, each training candidate (wedge loss, augmented views, self-labelling) and "
+    parser.add_argument("--objectives", action="store_true",
+                        help="the training objectives: the default, each training candidate (wedge loss, augmented views, self-labelling) and "
                              "their combination, for each of --seeds, on a held-out simulation (--snrs' first SNR) and the real "
                              "crops, with PCA raw / PCA pose; rows appended to --json as they come (a rerun skips them)")
-    parser.add_argument("--seeds", default="0,1,2", help="--issue18 and --precisions: training seeds (default 0,1,2)")
-    parser.add_argument("--sim-seed", type=int, default=1, help="--issue18: the held-out simulation's seed (default 1)")
+    parser.add_argument("--seeds", default="0,1,2", help="--objectives and --precisions: training seeds (default 0,1,2)")
+    parser.add_argument("--sim-seed", type=int, default=1, help="--objectives: the held-out simulation's seed (default 1)")
     parser.add_argument("--combo", default="loss=wedge,augment=1",
-                        help="--issue18: the combination to measure (default wedge loss + augmented views, the two that "
+                        help="--objectives: the combination to measure (default wedge loss + augmented views, the two that "
                              "helped in a 10-epoch development run on another simulation seed)")
-    parser.add_argument("--datasets", default="simulated,real", help="--issue18: simulated, real or both (default both)")
+    parser.add_argument("--datasets", default="simulated,real", help="--objectives: simulated, real or both (default both)")
     parser.add_argument("--methods", default=None,
-                        help="--issue18: only these methods, in this order (comma-separated words each method's name starts "
+                        help="--objectives: only these methods, in this order (comma-separated words each method's name starts "
                              "with, e.g. 'default,augmented,combination'; default all)")
     parser.add_argument("--precisions", help="compare these precisions instead (e.g. float32,bfloat16): "
                         "first SNR, pose-normalized, one training per seed and precision, interleaved")
@@ -242,12 +242,12 @@ def combo_fields(text):
     return fields
 
 
-def issue18(args):
-    """Issue 18's table: candidates vs default vs PCA, mean +- sd over seeds, simulated and real."""
+def objectives(args):
+    """The training objectives table: candidates vs default vs PCA, mean +- sd over seeds, simulated and real."""
     import science_candidates as sc
 
     started = time.perf_counter()
-    work = tempfile.mkdtemp(prefix="bench-issue18-data-")
+    work = tempfile.mkdtemp(prefix="bench-objectives-data-")
     datasets, ks_of = {}, {}
     names = args.datasets.split(",")
     if "simulated" in names:
@@ -276,8 +276,8 @@ def main(argv=None):
     from autoencoder3d.network.model import CodeSettings
 
     args = parse_args(argv)
-    if args.issue18:
-        return issue18(args)
+    if args.objectives:
+        return objectives(args)
     if args.precisions:
         return precision_main(args)
     work = tempfile.mkdtemp(prefix="bench-science-data-")

@@ -1,6 +1,6 @@
-"""Issue 18's candidates measured against the default and PCA, on simulated data and on real crops.
+"""The training objectives (wedge loss, augmented views, self-labelling) measured against the default and PCA, on simulated data and on real crops.
 
-Used by ``scripts/bench_science.py --issue18``. Two data sets, both
+Used by ``scripts/bench_science.py --objectives``. Two data sets, both
 pose-normalized (each subvolume's rotation kept for the missing-wedge loss):
 
 - ``simulated``: a simulation with a seed not used in development (held
@@ -33,7 +33,7 @@ REAL_DIR = os.environ.get("AUTOENCODER3D_REAL_CROPS") or next(
 REAL_CROPS = (("13pf", "cylindra_13pf_MT_10.52A.mrc"), ("14pf", "cylindra_14pf_MT_10.52A.mrc"))
 ON_MT_NM, BACKGROUND_NM, AXIS_SMOOTH_NM = 10.0, 22.0, 10.0
 
-NOTHING = {"loss": "mse", "augment": False, "self_label": 0}  # issue 18's starting point, whatever the default becomes
+NOTHING = {"loss": "mse", "augment": False, "self_label": 0}  # the reconstruction-only objective, whatever the default becomes
 METHODS = {
     "default (MSE, no views, no self-labels)": NOTHING,
     "wedge loss": {**NOTHING, "loss": "wedge"},
@@ -161,7 +161,7 @@ def autoencoder_codes(volumes, rotations, fields, args, seed):
     from autoencoder3d.network.train import encode, train_autoencoder
 
     keras.utils.set_random_seed(seed)
-    model_dir = tempfile.mkdtemp(prefix="bench-issue18-")
+    model_dir = tempfile.mkdtemp(prefix="bench-objectives-")
     try:
         (_, encoder, _), info = train_autoencoder(volumes, model_dir, epochs=args.epochs, batch_size=args.batch_size,
                                                   seed=seed, verbose=0, objective=Objective(**{**NOTHING, **fields}),

@@ -1,4 +1,4 @@
-"""Training objectives beyond the published reconstruction MSE (issue 18's candidates).
+"""Training objectives beyond the published reconstruction MSE.
 
 Three options, each off by default, combinable:
 
