@@ -1,7 +1,7 @@
 """File formats read and written: the published subvolume pickle (and its safe reader), MRC, JSON, STAR, IMOD, coordinate tables.
 
 Modules: :mod:`.coords`, :mod:`.imod`, :mod:`.json`, :mod:`.mrc`, :mod:`.safe_pickle`,
-:mod:`.safe_pickle_globals`, :mod:`.star`, :mod:`.subvolume_pickle`.
+:mod:`.safe_pickle_globals`, :mod:`.safe_pickle_scalars`, :mod:`.star`, :mod:`.subvolume_pickle`.
 Every public name below is importable from here; its module is imported on first use.
 """
 
@@ -16,6 +16,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "PendingDtype": ".safe_pickle_globals",
     "PickleError": ".safe_pickle_globals",
     "RefusedPickle": ".safe_pickle_globals",
+    "ScalarReader": ".safe_pickle_scalars",
     "check_dtype": ".safe_pickle_globals",
     "check_key": ".safe_pickle_globals",
     "content_lines": ".coords",

@@ -1,8 +1,9 @@
 """The autoencoder: model, training objective and losses, batches, training with resume points, checkpoints, codes.
 
 Modules: :mod:`.augment`, :mod:`.batches`, :mod:`.checkpoints`, :mod:`.codes`,
-:mod:`.collapse_guard`, :mod:`.distribute`, :mod:`.model`, :mod:`.objective`, :mod:`.self_label`,
-:mod:`.train`, :mod:`.train_estimate`, :mod:`.wedge_loss`.
+:mod:`.collapse_guard`, :mod:`.distribute`, :mod:`.model`, :mod:`.objective`,
+:mod:`.objective_options`, :mod:`.self_label`, :mod:`.train`, :mod:`.train_estimate`,
+:mod:`.wedge_loss`.
 Every public name below is importable from here; its module is imported on first use.
 """
 
@@ -16,7 +17,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "CollapseGuard": ".collapse_guard",
     "Conv3D": ".model",
     "Models": ".model",
-    "Objective": ".objective",
+    "Objective": ".objective_options",
     "ObjectiveBatches": ".objective",
     "ObjectiveLoss": ".objective",
     "ResumableCheckpoint": ".train",

@@ -9,6 +9,7 @@ from ..util.lazy import lazy_exports
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "Picks": ".pick",
     "box_fits": ".pick",
+    "decide_polarity": ".contrast",
     "detect_polarity": ".contrast",
     "dog_pick": ".pick",
     "extract_boxes": ".pick",

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ..errors import InputError
+
 if TYPE_CHECKING:
     from ..volume import Volumes
 
@@ -41,6 +43,24 @@ def polarity_of_skew(skew: float) -> str:
 def recorded_polarity(value: object) -> str | None:
     """A polarity read from a record: ``"dark"`` or ``"bright"``, else None (absent, ``"auto"`` or damaged)."""
     return value if value in POLARITIES else None
+
+
+def decide_polarity(asked: str | None, recorded: str | None, source: str) -> str:
+    """The polarity to use for data that recorded ``recorded`` (None: nothing) when ``asked`` was asked (None: nothing).
+
+    The recorded one wins over nothing or ``"auto"``; another one asked is refused.
+
+    Raises:
+        InputError: ``asked`` is the other polarity than the one the data were made with.
+    """
+    recorded = recorded_polarity(recorded)
+    if recorded is None or asked == recorded:
+        return asked or DEFAULT_POLARITY
+    if asked in (None, "auto"):
+        log.info("--polarity %s: as recorded by %s", recorded, source)
+        return recorded
+    raise InputError(f"{source}: its subvolumes were made with --polarity {recorded}, not {asked}: "
+                     f"leave --polarity out or pass --polarity {recorded}")
 
 
 def skewness(values: ArrayLike) -> float:

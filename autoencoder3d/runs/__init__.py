@@ -1,6 +1,6 @@
 """A run folder: its layout and files (RunFolder), the fingerprint of a model's inputs, the decisions a rerun must keep, earlier clusterings.
 
-Modules: :mod:`.decisions`, :mod:`.fingerprint`, :mod:`.folder`, :mod:`.previous`.
+Modules: :mod:`.decisions`, :mod:`.fingerprint`, :mod:`.folder`, :mod:`.options`, :mod:`.previous`.
 Every public name below is importable from here; its module is imported on first use.
 """
 
@@ -8,6 +8,7 @@ from ..util.lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "RunFolder": ".folder",
+    "TrainOptions": ".options",
     "data_digest": ".fingerprint",
     "decide_preparation": ".decisions",
     "differences": ".fingerprint",
@@ -22,5 +23,4 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "refuse_if_different": ".fingerprint",
     "remove_leftovers": ".folder",
     "same_clustering": ".previous",
-    "store_polarity": ".decisions",
 })

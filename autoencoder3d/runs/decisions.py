@@ -22,6 +22,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from ..data.open import store_polarity
 from ..errors import InputError
 from ..prep.contrast import DEFAULT_POLARITY, recorded_polarity
 
@@ -42,20 +43,6 @@ def recorded_model_options(model_dir: str | os.PathLike) -> dict:
     if record is None:
         record = resume_state(model_dir)
     return ((record or {}).get("fingerprint") or {}).get("options") or {}
-
-
-def store_polarity(data: str | os.PathLike) -> str | None:
-    """The polarity a data-set store was built with ('dark'/'bright'), or None (a pickle, or mixed)."""
-    from ..data.store.store import is_store, read_manifest
-
-    if not os.path.isdir(data) or not is_store(data):
-        return None
-    manifest = read_manifest(data)
-    built = recorded_polarity(manifest.get("polarity"))
-    if built is not None:
-        return built
-    used = {part.get("polarity") for part in manifest.get("parts") or []}
-    return recorded_polarity(used.pop()) if len(used) == 1 else None
 
 
 def decide_preparation(data: str | os.PathLike, options: TrainOptions, model_dir: str | os.PathLike) -> None:

@@ -7,7 +7,6 @@ Every public name below is importable from here; its module is imported on first
 from ..util.lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    "TrainOptions": ".train",
     "cluster_and_write": ".train",
     "code_settings": ".obtain_models",
     "obtain_models": ".obtain_models",

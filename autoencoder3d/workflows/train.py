@@ -20,11 +20,11 @@ import numpy as np
 
 from .. import __version__
 from ..box import check_subvolume_shape
-from ..data.open import open_data
+from ..data.open import data_polarity, open_data
 from ..errors import InputError
 from ..formats.mrc import read_tomogram
 from ..formats.subvolume_pickle import save_subvolumes
-from ..prep.contrast import DEFAULT_POLARITY, recorded_polarity
+from ..prep.contrast import DEFAULT_POLARITY
 from ..runs.decisions import decide_preparation
 from ..runs.fingerprint import fingerprint
 from ..runs.folder import RunFolder, remove_leftovers
@@ -77,7 +77,7 @@ def prepare_subvolumes(data: str | os.PathLike, tomogram: str | os.PathLike | No
         (subvolumes, voxel_size): a :class:`~autoencoder3d.volume.SubvolumeSet`, and the
         tomogram's voxel size (or None without a tomogram).
     """
-    from ..prep.contrast import resolve_polarity
+    from ..prep.contrast import decide_polarity, resolve_polarity
 
     timings = {} if timings is None else timings
     _check_not_a_tomogram(data, tomogram)
@@ -85,9 +85,8 @@ def prepare_subvolumes(data: str | os.PathLike, tomogram: str | os.PathLike | No
     subvolumes = open_data(data)
     timings["load_s"] = time.perf_counter() - started
     if not subvolumes.in_memory:
-        polarity = _check_store(data, subvolumes, tomogram, pose, polarity)
-    else:
-        polarity = _pickle_polarity(data, subvolumes, polarity)
+        _check_store(data, subvolumes, tomogram, pose)
+    polarity = decide_polarity(polarity, data_polarity(data, subvolumes), data)
     polarity, record = resolve_polarity(polarity, subvolumes.volumes, data)
     if contrast is not None:
         contrast.update(record)
@@ -110,11 +109,8 @@ def prepare_subvolumes(data: str | os.PathLike, tomogram: str | os.PathLike | No
     return subvolumes, voxel_size
 
 
-def _check_store(data, subvolumes, tomogram, pose, polarity):
-    """A store is pose-normalized (or not) when it is built, tomogram by tomogram; TOMOGRAM is not used.
-
-    Returns the polarity to use: the one the store was built with when ``polarity`` is ``"auto"``.
-    """
+def _check_store(data, subvolumes, tomogram, pose):
+    """A store is pose-normalized (or not) when it is built, tomogram by tomogram; TOMOGRAM is not used."""
     manifest = subvolumes.manifest
     if pose and not manifest.get("pose_normalized"):
         raise InputError(f"{data}: POSE is True but this data set was built without --pose; "
@@ -122,20 +118,6 @@ def _check_store(data, subvolumes, tomogram, pose, polarity):
     if tomogram is not None:
         log.info("%s: a data set of %d tomograms; TOMOGRAM %s is not used (each subvolume's tomogram is in the data set)",
                  data, len(manifest["parts"]), tomogram)
-    built_with = manifest.get("polarity")
-    return built_with if polarity == "auto" and recorded_polarity(built_with) else polarity
-
-
-def _pickle_polarity(data, subvolumes, polarity):
-    """The polarity for a pickle: the one it records (from ``pose`` or ``pick``) unless another is asked (refused), else ``polarity`` or dark."""
-    recorded = (subvolumes.prepared or {}).get("polarity")
-    if recorded is None or polarity == recorded:
-        return polarity or DEFAULT_POLARITY
-    if polarity in (None, "auto"):
-        log.info("--polarity %s: as recorded by %s", recorded, data)
-        return recorded
-    raise InputError(f"{data}: its subvolumes were made with --polarity {recorded}, not {polarity}: "
-                     f"leave --polarity out or pass --polarity {recorded}")
 
 
 def run_pose(data: str | os.PathLike, tomogram: str | os.PathLike, out_pickle: str | os.PathLike, *, sigma: float = 2.0, workers: int | None = None,
