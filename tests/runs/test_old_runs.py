@@ -54,3 +54,18 @@ def test_an_old_run_clusters_again_with_its_model(old_run, capsys):
     members = load_pickle(str(old_run / "clus-center" / "kmeans.pickle"))
     assert sorted(members) == [0, 1] and sum(len(v) for v in members.values()) == 18
     assert json.loads((old_run / "run.json").read_text())["inputs"]["n_clusters"] == 2
+
+
+def test_a_store_written_by_0_1_0_opens_with_the_same_subvolumes_and_digest(capsys):
+    import numpy as np
+
+    from autoencoder3d.data.open import open_data
+    from autoencoder3d.data.store.store import store_digest
+
+    store, pickled = open_data(str(OLD / "store.zarr")), open_data(str(OLD / "subvolumes.pickle"))
+    assert list(store.uuids) == list(pickled.uuids)
+    np.testing.assert_array_equal(store.volumes[np.arange(len(store))], pickled.volumes)
+    # the digest a run fingerprints a store by is what 0.1.0 computed
+    assert store_digest(str(OLD / "store.zarr"))["sha256"].startswith("64ffc0207ea2e894")
+    assert main(["dataset", "info", str(OLD / "store.zarr")]) == 0
+    assert "18 subvolumes of 16x16x16" in capsys.readouterr().out
