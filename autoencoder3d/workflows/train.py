@@ -186,10 +186,12 @@ def cluster_and_write(subvolumes: SubvolumeSet, encoder: keras.Model, decoder: k
 
 def _versions():
     versions = {"autoencoder3d": __version__, "python": platform.python_version(), "numpy": np.__version__}
-    for name in ("tensorflow", "keras", "sklearn", "scipy", "mrcfile"):
+    for name in ("tensorflow", "jax", "keras", "sklearn", "scipy", "mrcfile"):
         module = sys.modules.get(name)
         if module is not None:
             versions[name] = getattr(module, "__version__", "?")
+    if "keras" in sys.modules:
+        versions["keras_backend"] = sys.modules["keras"].backend.backend()  # tensorflow, jax or torch (KERAS_BACKEND)
     return versions
 
 
