@@ -91,6 +91,16 @@ def test_sigma_units():
         parse_sigma("big")
 
 
+def test_response_to_a_ball_is_largest_at_sigma1_055_r():
+    """The rule --help gives: a ball of radius r answers most to sigma1 = r / sqrt(3 x 1.1) = 0.55 r."""
+    radius, n = 9.0, 36
+    grid = np.indices((n, n, n)) - n // 2
+    ball = (np.sqrt((grid**2).sum(axis=0)) <= radius).astype(np.float32)
+    assert radius / math.sqrt(3 * 1.1) == pytest.approx(4.95, abs=0.01)
+    peak = [dog_pick(ball, s, dark=False, box=8, threshold=0).scores.max() for s in (4.5, 5.0, 5.5)]
+    assert peak[1] > peak[0] and peak[1] > peak[2]
+
+
 def test_raised_sigma1_is_logged_with_asked_and_used_values(caplog):
     with caplog.at_level(logging.INFO, logger="autoencoder3d"):
         assert sigma_in_voxels(7, "nm", (40.0, 40.0, 40.0), "tomo.rec") == 2.0
