@@ -80,13 +80,16 @@ def choose_slabs(z: ArrayLike, depth: int, thickness: int, count: int = 3) -> li
     left = np.ones(z.size, dtype=bool)
     slabs: list[tuple[int, int]] = []
     while left.any() and len(slabs) < count:
-        starts = np.unique(np.clip(z[left], 0, depth - thickness))
-        starts = starts[[all(s + thickness <= a or s >= b for a, b in slabs) for s in starts]]  # slabs do not overlap
-        if starts.size == 0:
-            break
+        starts = np.arange(depth - thickness + 1)
+        for a, b in slabs:  # slabs do not overlap
+            starts = starts[(starts + thickness <= a) | (starts >= b)]
         cum = np.concatenate([[0], np.cumsum(left)])
         inside = cum[np.searchsorted(z, starts + thickness)] - cum[np.searchsorted(z, starts)]
-        start = int(starts[int(np.argmax(inside))])  # ties: the lowest z
+        if starts.size == 0 or inside.max() == 0:
+            break
+        tied = np.flatnonzero(inside == inside.max())
+        run = tied[: int(np.argmax(np.diff(np.append(tied, tied[-1] + 2)) > 1)) + 1]  # the lowest run of tied starts
+        start = int(starts[run[len(run) // 2]])  # its middle: the picks sit mid-slab
         slabs.append((start, start + thickness))
         left &= ~((z >= start) & (z < start + thickness))
     return sorted(slabs)

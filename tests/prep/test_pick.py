@@ -200,9 +200,11 @@ def test_preview_scale_bar_length(tmp_path):
 
 
 def test_choose_slabs_most_picks_first_without_overlap():
-    assert choose_slabs([5, 6, 7, 30, 31, 50], 60, 10) == [(5, 15), (30, 40), (50, 60)]
-    assert choose_slabs([5, 6, 7, 30, 31, 50], 60, 10, count=1) == [(5, 15)]
+    # starts 0-5 hold the first three; the middle one is taken, and so on
+    assert choose_slabs([5, 6, 7, 30, 31, 50], 60, 10) == [(3, 13), (26, 36), (46, 56)]
+    assert choose_slabs([5, 6, 7, 30, 31, 50], 60, 10, count=1) == [(3, 13)]
     assert choose_slabs([1, 2, 9, 12], 14, 10) == [(1, 11)]  # no room for a second slab
+    assert choose_slabs(list(range(16, 80)), 96, 32) == [(0, 32), (32, 64), (64, 96)]  # every pick in a slab
     assert choose_slabs([], 40, 16) == [(12, 28)]
 
 
