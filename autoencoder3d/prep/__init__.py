@@ -1,14 +1,16 @@
 """Preparing subvolumes: contrast polarity, particle picking (Difference of Gaussian), pose normalization.
 
-Modules: :mod:`.contrast`, :mod:`.pick`, :mod:`.pose`.
+Modules: :mod:`.contrast`, :mod:`.pick`, :mod:`.pick_preview`, :mod:`.pose`.
 Every public name below is importable from here; its module is imported on first use.
 """
 
 from ..util.lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "PickPreview": ".pick_preview",
     "Picks": ".pick",
     "box_fits": ".pick",
+    "choose_slabs": ".pick_preview",
     "decide_polarity": ".contrast",
     "detect_polarity": ".contrast",
     "dog_pick": ".pick",
@@ -29,5 +31,6 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "smoothed_box": ".pose",
     "tomogram_mean": ".pose",
     "voxel_sample": ".contrast",
+    "write_pick_preview": ".pick_preview",
     "write_pick_tables": ".pick",
 })

@@ -3,9 +3,11 @@
 The published defaults (Pei, Xu, Frazier & Alber 2016; see
 ``shared/spec/simulation-and-picking.md``):
 
-1. Smooth the tomogram with Gaussians of ``sigma1`` (about the particle radius:
-   7 nm by default, converted with the header's voxel size, at least 2 voxels)
-   and ``sigma2 = 1.1 * sigma1``; the difference ``G1 - G2`` is the DoG map.
+1. Smooth the tomogram with Gaussians of ``sigma1`` (7 nm by default, converted
+   with the header's voxel size and raised to 2 voxels when smaller; a sigma
+   given in voxels is used as given) and ``sigma2 = 1.1 * sigma1``; the
+   difference ``G1 - G2`` is the DoG map. Every change to what was asked is
+   logged as one line (see :func:`sigma_in_voxels`).
 2. Particles are dark, so peaks are local minima of the DoG; we negate it and
    look for local maxima (``dark=False`` picks bright particles instead). A
    peak is a voxel at least as large as its 26 neighbours and larger than one.
@@ -28,6 +30,7 @@ index ``box // 2`` of the box).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import uuid as uuidlib
@@ -42,8 +45,11 @@ from numpy.typing import ArrayLike
 from ..errors import InputError
 from ..volume import SubvolumeSet, Tomogram, cut_box
 
+log = logging.getLogger(__name__)
+
 DEFAULT_SIGMA1_NM = 7.0
-MIN_SIGMA1 = 2.0
+MIN_SIGMA1 = 2.0  # voxels: the published floor of a sigma1 converted from nm
+MIN_BLOCK = 8
 SIGMA_RATIO = 1.1
 GAUSS_TRUNCATE = 4.0
 # uuids of picks are derived from the tomogram's name and the centre, so that
@@ -91,17 +97,34 @@ def parse_sigma(text: str) -> tuple[float, str]:
 
 
 def sigma_in_voxels(value: float, unit: str, voxel_size: float | Sequence[float], path: str | os.PathLike[str] = "tomogram") -> float:
-    """Convert a sigma given in ``unit`` ('nm', 'A' or 'vox') to voxels, at least :data:`MIN_SIGMA1`."""
+    """Convert a sigma given in ``unit`` ('nm', 'A' or 'vox') to voxels.
+
+    A sigma in voxels is used as given. A sigma in nm or A is divided by the
+    header's voxel size (the mean of the three axes) and raised to
+    :data:`MIN_SIGMA1` voxels when smaller, as the published default is. Each
+    change to what was asked is logged as one warning line with the asked
+    value, the value used, why, and how to ask for another.
+    """
     if unit == "vox":
-        return max(float(value), MIN_SIGMA1)
+        return float(value)
     vs = np.asarray(voxel_size, dtype=float).ravel()
     if vs.size == 0 or np.any(vs <= 0) or not np.all(np.isfinite(vs)):
         raise InputError(
             f"{path}: the header's voxel size is {tuple(vs)}, so a sigma in {unit} cannot be converted to voxels; "
             "give --sigma1 in voxels (e.g. --sigma1 5) or fix the header (e.g. IMOD alterheader -del)"
         )
-    angstrom = value * 10.0 if unit == "nm" else value
-    return max(angstrom / float(vs.mean()), MIN_SIGMA1)
+    asked = f"{value:g}{unit}"
+    size = float(vs.mean())
+    if float(vs.max() - vs.min()) > 1e-3 * size:
+        log.warning("%s: sigma1 %s converted with the mean voxel size %.4g A (the header's is %s A per axis); "
+                    "give --sigma1 in voxels to choose another", path, asked, size, ", ".join(f"{v:g}" for v in vs))
+    exact = (value * 10.0 if unit == "nm" else value) / size
+    if exact < MIN_SIGMA1:
+        log.warning("%s: sigma1 %s is %.3g voxels at %.4g A per voxel; using %g voxels instead, the published minimum "
+                    "for a sigma1 given in nm or A; to use %.3g voxels give it in voxels (--sigma1 %.3gvox), "
+                    "which is used as given", path, asked, exact, size, MIN_SIGMA1, exact, exact)
+        return MIN_SIGMA1
+    return exact
 
 
 def _margin(sigma1):
@@ -191,7 +214,7 @@ def dog_pick(
 
     Args:
         data: 3D array indexed [x, y, z] (a memory map is read block by block).
-        sigma1: particle radius in voxels (see :func:`sigma_in_voxels`).
+        sigma1: the smaller Gaussian's sigma in voxels, used as given (see :func:`sigma_in_voxels`).
         threshold: ``t`` in ``T = m + t (M - m) / 20``.
         dark: particles darker than the background (cryo-ET contrast).
         box: box side; peaks whose box leaves the tomogram are dropped.
@@ -205,7 +228,10 @@ def dog_pick(
     """
     shape = np.asarray(data.shape)
     sigma1 = float(sigma1)
-    block = max(int(block), 8)
+    if int(block) < MIN_BLOCK:
+        log.warning("block side %d: using %d voxels, the smallest block processed (the picks do not depend on it); "
+                    "give --block %d or more to silence this", int(block), MIN_BLOCK, MIN_BLOCK)
+    block = max(int(block), MIN_BLOCK)
     blocks = list(_blocks(shape, block))
 
     def work(lo_hi):

@@ -1,4 +1,7 @@
-"""DoG picking: planted dark blobs found, independent of the partitioning; pick CLI outputs."""
+"""DoG picking: planted dark blobs found, independent of the partitioning; changed values logged; the preview PNG; pick CLI outputs."""
+
+import logging
+import math
 
 import numpy as np
 import pytest
@@ -8,6 +11,8 @@ from autoencoder3d.errors import InputError
 from autoencoder3d.formats.mrc import read_tomogram, write_mrc
 from autoencoder3d.formats.subvolume_pickle import load_subvolumes
 from autoencoder3d.prep.pick import dog_pick, parse_sigma, remove_redundant, sigma_in_voxels
+from autoencoder3d.prep.pick_preview import BAR, CAPTION, MARK, choose_slabs, write_pick_preview
+from autoencoder3d.volume import Tomogram
 
 SHAPE = (72, 64, 48)
 SIGMA = 3.0
@@ -78,14 +83,152 @@ def test_sigma_units():
     assert parse_sigma("70A") == (70.0, "A")
     assert parse_sigma("5") == (5.0, "vox")
     assert sigma_in_voxels(7, "nm", (10.0, 10.0, 10.0)) == pytest.approx(7.0)
-    assert sigma_in_voxels(1, "vox", (10.0, 10.0, 10.0)) == 2.0  # at least 2 voxels
+    assert sigma_in_voxels(1, "vox", (10.0, 10.0, 10.0)) == 1.0  # voxels: used as given
+    assert sigma_in_voxels(7, "nm", (40.0, 40.0, 40.0)) == 2.0  # nm: at least 2 voxels (published)
     with pytest.raises(InputError, match="voxel size"):
         sigma_in_voxels(7, "nm", (0.0, 0.0, 0.0), "tomo.mrc")
     with pytest.raises(InputError):
         parse_sigma("big")
 
 
-def test_pick_cli_writes_pickle_star_csv(tmp_path, capsys):
+def test_response_to_a_ball_is_largest_at_sigma1_055_r():
+    """The rule --help gives: a ball of radius r answers most to sigma1 = r / sqrt(3 x 1.1) = 0.55 r."""
+    radius, n = 9.0, 36
+    grid = np.indices((n, n, n)) - n // 2
+    ball = (np.sqrt((grid**2).sum(axis=0)) <= radius).astype(np.float32)
+    assert radius / math.sqrt(3 * 1.1) == pytest.approx(4.95, abs=0.01)
+    peak = [dog_pick(ball, s, dark=False, box=8, threshold=0).scores.max() for s in (4.5, 5.0, 5.5)]
+    assert peak[1] > peak[0] and peak[1] > peak[2]
+
+
+def test_raised_sigma1_is_logged_with_asked_and_used_values(caplog):
+    with caplog.at_level(logging.INFO, logger="autoencoder3d"):
+        assert sigma_in_voxels(7, "nm", (40.0, 40.0, 40.0), "tomo.rec") == 2.0
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) == 1
+    assert "tomo.rec" in lines[0] and "sigma1 7nm is 1.75 voxels" in lines[0] and "using 2 voxels" in lines[0]
+    assert "published minimum" in lines[0] and "--sigma1 1.75vox" in lines[0]  # why, and how to ask for 1.75
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="autoencoder3d"):
+        assert sigma_in_voxels(1.75, "vox", (40.0, 40.0, 40.0), "tomo.rec") == 1.75  # the override works
+        assert sigma_in_voxels(70, "A", (10.0, 10.0, 10.0), "tomo.rec") == pytest.approx(7.0)  # nothing changed
+    assert not caplog.records
+
+
+def test_other_adjustments_are_logged(caplog):
+    vol, _ = planted(seed=6, shape=(24, 24, 24), n=1)
+    with caplog.at_level(logging.INFO, logger="autoencoder3d"):
+        sigma_in_voxels(7, "nm", (10.0, 10.0, 12.0), "aniso.mrc")
+        dog_pick(vol, SIGMA, box=8, block=4)
+    text = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("aniso.mrc" in t and "mean voxel size 10.67 A" in t for t in text)
+    assert any("block side 4: using 8 voxels" in t and "--block 8" in t for t in text)
+
+
+def test_pick_cli_says_it_raised_sigma1(tmp_path, capsys):
+    vol, _ = planted(seed=4)
+    tomo = tmp_path / "binned.mrc"
+    write_mrc(tomo, vol, 40.0)  # 7 nm = 1.75 voxels
+    assert cli(["pick", str(tomo), str(tmp_path / "p.pickle"), "--box", "16", "--workers", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "sigma1 7nm is 1.75 voxels" in err and "using 2 voxels" in err and "--sigma1 1.75vox" in err
+
+
+def read_png(path):
+    import png
+
+    width, height, rows, info = png.Reader(filename=str(path)).asRGB8()
+    return np.array([np.asarray(r, dtype=np.uint8) for r in rows]).reshape(height, width, 3)
+
+
+def pixel_of(preview, k, x, y):
+    """Where the preview's docstring says a pick at voxel (x, y) of panel k is drawn: (row, column)."""
+    return preview.height - 1 - math.floor((y + 0.5) * preview.scale), preview.offsets[k] + math.floor((x + 0.5) * preview.scale)
+
+
+def marked_at(image, row, col):
+    """A pick's cross: its centre and the four arms of 2 pixels in the mark's colour."""
+    return all(tuple(image[row + dr, col + dc]) == MARK for dr, dc in [(0, 0), (0, 2), (0, -2), (2, 0), (-2, 0)])
+
+
+@pytest.mark.parametrize("max_side", [1024, 32])  # enlarged 7 times; binned by 3
+def test_preview_marks_the_picks_where_they_project(tmp_path, max_side):
+    vol, truth = planted(seed=7)
+    picks = dog_pick(vol, SIGMA, box=16)
+    assert matched(picks.centers, truth).all()
+    tomo = Tomogram(vol, (10.0, 10.0, 10.0), "tomo.mrc")
+    preview = write_pick_preview(tmp_path / "p.png", tomo, picks.centers, 16, "dark", max_side=max_side)
+    image = read_png(tmp_path / "p.png")
+    assert preview.scale == (7.0 if max_side == 1024 else 1 / 3)
+    assert image.shape[0] == preview.height + CAPTION and preview.height == math.ceil(SHAPE[1] * preview.scale)
+    assert 0 < len(preview.slabs) <= 3 and preview.shown.sum() >= len(picks.centers) // 2
+    for k, (z0, z1) in enumerate(preview.slabs):
+        assert z1 - z0 == 16
+        for x, y, z in picks.centers:
+            if z0 <= z < z1 and max_side == 1024:
+                assert marked_at(image, *pixel_of(preview, k, x, y))
+            elif z0 <= z < z1:
+                assert tuple(image[pixel_of(preview, k, x, y)]) == MARK
+    assert preview.shown.tolist() == [any(a <= z < b for a, b in preview.slabs) for z in picks.centers[:, 2]]
+    panel = image[: preview.height, : preview.width]
+    if max_side == 1024:  # dark blobs are shown dark
+        x, y, _ = next(c for c in picks.centers if preview.slabs[0][0] <= c[2] < preview.slabs[0][1])
+        row, col = pixel_of(preview, 0, x, y)
+        assert panel[row + 4, col + 4, 1] < np.median(panel[:, :, 1])
+    unmarked = np.all(panel != MARK, axis=2)
+    assert np.all(panel[unmarked][:, 0] == panel[unmarked][:, 1])  # the rest is grey
+    if max_side == 1024:  # the circle: half a box (8 voxels = 56 pixels) from the centre
+        k = 0
+        x, y, _ = next(c for c in picks.centers if preview.slabs[0][0] <= c[2] < preview.slabs[0][1])
+        row, col = pixel_of(preview, k, x, y)
+        ring = [(row + dr, col + dc) for dr, dc in [(56, 0), (-56, 0), (0, 56), (0, -56)]]
+        assert any(tuple(image[r, c]) == MARK for r, c in ring if 0 <= r < preview.height and 0 <= c < preview.width)
+
+
+def test_preview_scale_bar_length(tmp_path):
+    vol, _ = planted(seed=8)
+    centers = np.array([[30, 30, 20]])
+    preview = write_pick_preview(tmp_path / "p.png", Tomogram(vol, (10.0, 10.0, 10.0), "t.mrc"), centers, 16, "dark")
+    image = read_png(tmp_path / "p.png")
+    assert preview.bar_nm == 10  # a fifth of 72 nm, rounded down to 1, 2 or 5 x 10^k
+    bar = np.all(image == BAR, axis=2)
+    assert bar[: preview.height].sum() == 0
+    lengths = bar.sum(axis=1)
+    assert set(lengths[lengths > 0]) == {70} == {preview.bar_px}  # 10 nm = 10 voxels = 70 pixels at 7 pixels per voxel
+    unknown = write_pick_preview(tmp_path / "u.png", Tomogram(vol, (0.0, 0.0, 0.0), "u.mrc"), centers, 16, "dark")
+    assert unknown.bar_px == 0 and not np.all(read_png(tmp_path / "u.png") == BAR, axis=2).any()
+
+
+def test_choose_slabs_most_picks_first_without_overlap():
+    # starts 0-5 hold the first three; the middle one is taken, and so on
+    assert choose_slabs([5, 6, 7, 30, 31, 50], 60, 10) == [(3, 13), (26, 36), (46, 56)]
+    assert choose_slabs([5, 6, 7, 30, 31, 50], 60, 10, count=1) == [(3, 13)]
+    assert choose_slabs([1, 2, 9, 12], 14, 10) == [(1, 11)]  # no room for a second slab
+    assert choose_slabs(list(range(16, 80)), 96, 32) == [(0, 32), (32, 64), (64, 96)]  # every pick in a slab
+    assert choose_slabs([], 40, 16) == [(12, 28)]
+
+
+def test_pick_cli_bright_blobs_marked_in_preview(tmp_path, capsys):
+    vol, truth = planted(seed=9, contrast=3.0)
+    tomo = tmp_path / "bright.mrc"
+    write_mrc(tomo, vol, 10.0)
+    out = tmp_path / "picks.pickle"
+    assert cli(["pick", str(tomo), str(out), "--sigma1", "3", "--box", "16", "--polarity", "bright", "--workers", "1"]) == 0
+    assert str(tmp_path / "picks.png") in capsys.readouterr().out
+    subs = load_subvolumes(out)
+    assert matched(subs.centers, truth).all()
+    image = read_png(tmp_path / "picks.png")
+    scale = 7.0
+    height = SHAPE[1] * 7
+    background = np.median(image[:height, : SHAPE[0] * 7, 1])
+    marked = 0
+    for x, y, _ in subs.centers.astype(int):
+        row, col = height - 1 - math.floor((y + 0.5) * scale), math.floor((x + 0.5) * scale)
+        if marked_at(image, row, col):  # a pick of the first panel
+            marked += 1
+            assert image[row + 4, col + 4, 1] > background  # shown as recorded: the bright blob is bright
+    assert marked >= 1
+
     import starfile
 
     vol, truth = planted(seed=4)
@@ -106,6 +249,7 @@ def test_pick_cli_writes_pickle_star_csv(tmp_path, capsys):
     csv = (tmp_path / "picks.csv").read_text().splitlines()
     assert csv[0].split(",")[:5] == ["x", "y", "z", "uuid", "score"]
     assert len(csv) == len(subs) + 1
+    assert read_png(tmp_path / "picks.png").shape[2] == 3
 
 
 def test_pick_cli_nm_needs_voxel_size(tmp_path, capsys):

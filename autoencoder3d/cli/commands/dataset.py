@@ -42,7 +42,8 @@ def _add_build(sub):
     group.add_argument("--voxel-spacing", type=positive_float, help="voxel spacing (A) of the tomograms")
     group.add_argument("--tomo-type", help="tomogram type, e.g. wbp or denoised")
     group = build.add_argument_group("picking (--pick, --pick-list)")
-    group.add_argument("--sigma1", default="7nm", help="particle radius: '7nm', '70A' or voxels ('5'); default 7nm")
+    group.add_argument("--sigma1", default="7nm", help="sigma of the smaller Gaussian: '7nm', '70A' or voxels ('5'), about 0.55 x the particle's radius "
+                       "(see 'autoencoder3d pick --help'); default 7nm, at least 2 voxels when given in nm or A")
     group.add_argument("--threshold", type=float, default=3.0, help="t in T = m + t (M - m) / 20 (default 3)")
     group.add_argument("--max-particles", type=positive_int, default=None, help="keep at most N picks per tomogram")
     build.add_argument("--box", type=positive_int, default=32, help="subvolume side in voxels (default 32)")
