@@ -1,7 +1,7 @@
 """The autoencoder: model, training objective and losses, batches, training with resume points, checkpoints, codes.
 
 Modules: :mod:`.augment`, :mod:`.batches`, :mod:`.checkpoints`, :mod:`.codes`,
-:mod:`.collapse_guard`, :mod:`.distribute`, :mod:`.model`, :mod:`.objective`,
+:mod:`.collapse_guard`, :mod:`.data_parallel`, :mod:`.distribute`, :mod:`.model`, :mod:`.objective`,
 :mod:`.objective_options`, :mod:`.self_label`, :mod:`.train`, :mod:`.train_estimate`,
 :mod:`.wedge_loss`.
 Every public name below is importable from here; its module is imported on first use.
@@ -16,6 +16,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "CodesCollapsed": ".codes",
     "CollapseGuard": ".collapse_guard",
     "Conv3D": ".model",
+    "DataParallelTraining": ".data_parallel",
     "Models": ".model",
     "Objective": ".objective_options",
     "ObjectiveBatches": ".objective",
@@ -27,12 +28,15 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "Unstandardize": ".model",
     "apply_flip": ".augment",
     "at_epoch": ".batches",
+    "batch_count": ".batches",
     "batch_rng": ".augment",
     "build_autoencoder": ".model",
     "build_core_decoder": ".model",
     "build_core_encoder": ".model",
     "build_objective_trainer": ".objective",
     "check_box": ".model",
+    "check_distribute": ".data_parallel",
+    "check_even_split": ".data_parallel",
     "check_finite": ".checkpoints",
     "clear_resume_point": ".train",
     "clear_training_state": ".train",
@@ -42,6 +46,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "collapse_message": ".codes",
     "conv_block": ".model",
     "count_flops": ".model",
+    "data_parallel": ".data_parallel",
     "decode": ".train",
     "describe": ".distribute",
     "describe_codes": ".codes",
@@ -49,6 +54,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "draw_views": ".augment",
     "encode": ".train",
     "encode_rows": ".self_label",
+    "end_data_parallel": ".data_parallel",
     "end_together": ".distribute",
     "expand_nodelist": ".distribute",
     "finished_record": ".train",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import copy
 import itertools
+import math
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -27,6 +28,19 @@ if TYPE_CHECKING:
     from .train import ArrayBatches
 
 READ_AHEAD = 8  # batches read ahead from an on-disk store (as ArrayBatches' max_queue_size)
+
+
+def batch_count(n: int, batch_size: int, multiple_of: int = 1, even: bool = False) -> int:
+    """Number of batches of ``batch_size`` cutting ``n`` samples (at least one).
+
+    With ``even`` (JAX's data parallelism: every batch splits into equal parts), a
+    last batch of fewer than ``multiple_of`` samples is left out; otherwise it
+    is kept (TensorFlow's strategies split it unevenly).
+    """
+    count = max(1, math.ceil(n / batch_size))
+    if even and count > 1 and n % batch_size and n % batch_size < multiple_of:
+        count -= 1
+    return count
 
 
 def at_epoch(batches: ArrayBatches, epoch: int) -> ArrayBatches:

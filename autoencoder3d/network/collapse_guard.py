@@ -20,15 +20,18 @@ class CollapseGuard(keras.callbacks.Callback):
     """After every epoch, encode a fixed sample of the training data; stop on a collapse.
 
     Raises :class:`CodesCollapsed` (one line naming the remedy); what was
-    trained is kept, so the run folder shows what happened.
+    trained is kept, so the run folder shows what happened. With ``multiple_of``
+    (JAX's data parallelism over that many devices), the sample and its batches
+    are trimmed to multiples of it.
     """
 
-    def __init__(self, encoder: keras.Model, volumes: Volumes, indices: ArrayLike, batch_size: int = 64):
+    def __init__(self, encoder: keras.Model, volumes: Volumes, indices: ArrayLike, batch_size: int = 64, multiple_of: int = 1):
         super().__init__()
         self.encoder = encoder
         self.volumes = volumes
-        self.indices = np.sort(np.asarray(indices)[:GUARD_SAMPLES])
-        self.batch_size = batch_size
+        indices = np.asarray(indices)[:GUARD_SAMPLES]
+        self.indices = np.sort(indices[: len(indices) - len(indices) % multiple_of])
+        self.batch_size = max(multiple_of, batch_size - batch_size % multiple_of)
         self.last = None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:

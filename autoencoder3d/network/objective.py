@@ -30,6 +30,7 @@ from keras import layers
 from numpy.typing import ArrayLike, NDArray
 
 from . import augment
+from .batches import batch_count
 from .objective_options import OBJECTIVE_DEFAULTS, Objective  # noqa: F401 - the objective's public names
 from .self_label import HEAD_NAME, SelfLabelRounds
 from .wedge_loss import masked_fourier_mse, wedge_masks
@@ -113,15 +114,17 @@ class ObjectiveBatches(keras.utils.PyDataset):
         rotations: ``(N, 3, 3)`` pose rotations (wedge loss), or None (identity).
         labels: ``(N,)`` int32 pseudo-labels shared with :class:`SelfLabelRounds` (-1: none yet).
         views: augment (training batches) or not (validation).
+        multiple_of, even: batches trimmed to a multiple of ``multiple_of``; with ``even``
+            a last shorter batch is left out (:func:`~.batches.batch_count`).
     """
 
     def __init__(self, volumes: Volumes, indices: ArrayLike, batch_size: int, objective: Objective, *,
                  shuffle: bool, seed: int = 0, epoch: int = 0, multiple_of: int = 1, mean: float = 0.0, std: float = 1.0,
-                 rotations: np.ndarray | None = None, labels: NDArray[np.int32] | None = None, views: bool = False):
+                 rotations: np.ndarray | None = None, labels: NDArray[np.int32] | None = None, views: bool = False, even: bool = False):
         super().__init__()
         self.volumes, self.indices, self.batch_size = volumes, np.asarray(indices), int(batch_size)
         self.objective, self.shuffle, self.seed, self.epoch = objective, shuffle, int(seed), int(epoch)
-        self.multiple_of, self.mean, self.std = int(multiple_of), float(mean), float(std)
+        self.multiple_of, self.mean, self.std, self.even = int(multiple_of), float(mean), float(std), bool(even)
         self.rotations, self.labels, self.views = rotations, labels, bool(views) and objective.augment
         self._order = self._order_for_epoch()
 
@@ -131,7 +134,7 @@ class ObjectiveBatches(keras.utils.PyDataset):
         return self.indices[np.random.default_rng([self.seed, self.epoch]).permutation(len(self.indices))]
 
     def __len__(self):
-        return max(1, -(-len(self.indices) // self.batch_size))
+        return batch_count(len(self.indices), self.batch_size, self.multiple_of, self.even)
 
     def __getitem__(self, i):
         chosen = self._order[i * self.batch_size : (i + 1) * self.batch_size]
@@ -163,11 +166,11 @@ class ObjectiveBatches(keras.utils.PyDataset):
 
 def objective_training(objective: Objective, trainer: keras.Model, encoder: keras.Model, volumes: Volumes,
                        n_train: int, batch_size: int, *, seed: int, epoch: int, multiple_of: int, mean: float, std: float,
-                       rotations: np.ndarray | None, model_dir: str | os.PathLike, epochs: int,
+                       rotations: np.ndarray | None, model_dir: str | os.PathLike, epochs: int, even: bool = False,
                        ) -> tuple[ObjectiveBatches, ObjectiveBatches | None, list[keras.callbacks.Callback]]:
     """Training batches, validation batches (or None) and the callbacks that ``objective`` needs."""
     labels = np.full(len(volumes), -1, dtype=np.int32) if objective.self_label else None
-    common = dict(multiple_of=multiple_of, mean=mean, std=std, rotations=rotations, labels=labels)
+    common = dict(multiple_of=multiple_of, mean=mean, std=std, rotations=rotations, labels=labels, even=even)
     train = ObjectiveBatches(volumes, np.arange(n_train), batch_size, objective, shuffle=True, seed=seed, epoch=epoch,
                              views=True, **common)
     val = ObjectiveBatches(volumes, np.arange(n_train, len(volumes)), batch_size, objective, shuffle=False,

@@ -32,9 +32,10 @@ from ..errors import InputError
 from ..formats.json import load_json, write_json
 from ..util.atomic import atomic_open, atomic_path
 from ..util.cpu_kernels import warn_if_slow
-from .batches import training_dataset, validation_dataset
+from .batches import batch_count, training_dataset, validation_dataset
 from .checkpoints import load_checked_model, load_checked_weights, read_resume_state, write_resume_point, write_weights
 from .collapse_guard import CollapseGuard
+from .data_parallel import check_even_split
 from .model import CodeSettings, build_autoencoder
 from .objective import Objective, build_objective_trainer, objective_training
 from .train_estimate import TrainingTimeEstimate
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
     from ..volume import Volumes
+    from .data_parallel import DataParallelTraining
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +83,12 @@ class ArrayBatches(keras.utils.PyDataset):
     The sample order is reshuffled every epoch from ``(seed, epoch)``, so a
     resumed run sees the same batches as an uninterrupted one. With
     ``multiple_of`` > 1 (several replicas), batches are trimmed to a multiple of
-    it so that each splits evenly.
+    it so that each splits evenly; with ``even`` too (JAX), a last batch of fewer
+    samples than that is left out (:func:`~.batches.batch_count`).
     """
 
     def __init__(self, volumes: Volumes, indices: ArrayLike, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0,
-                 multiple_of: int = 1, mean: float = 0.0, std: float = 1.0):
+                 multiple_of: int = 1, mean: float = 0.0, std: float = 1.0, even: bool = False):
         # volumes on disk: threads read the next batches while the model trains (order kept)
         super().__init__(**({} if isinstance(volumes, np.ndarray) else {"workers": READ_THREADS, "max_queue_size": 8}))
         self.volumes = volumes
@@ -95,7 +98,7 @@ class ArrayBatches(keras.utils.PyDataset):
         self.shuffle = shuffle
         self.seed = int(seed)
         self.epoch = int(epoch)
-        self.multiple_of = int(multiple_of)
+        self.multiple_of, self.even = int(multiple_of), bool(even)
         self._order = self._order_for_epoch()
 
     def _order_for_epoch(self):
@@ -106,7 +109,7 @@ class ArrayBatches(keras.utils.PyDataset):
 
     @property
     def num_batches(self) -> int:
-        return max(1, math.ceil(len(self.indices) / self.batch_size))
+        return batch_count(len(self.indices), self.batch_size, self.multiple_of, self.even)
 
     def __len__(self):
         return self.num_batches
@@ -301,7 +304,7 @@ def train_autoencoder(
     l1: float | None = None,
     settings: CodeSettings | None = None,
     seed: int = 0,
-    strategy: tf.distribute.Strategy | None = None,
+    strategy: tf.distribute.Strategy | DataParallelTraining | None = None,
     verbose: int | str = 1,
     provenance: dict[str, Any] | None = None,
     resume_from: str | os.PathLike | None = None,
@@ -320,7 +323,8 @@ def train_autoencoder(
             per-subvolume L1, normalized code layer; ``CodeSettings.published()`` is the
             literal published setting).
         seed: shuffling seed (Keras's own seed is set by the caller).
-        strategy: a ``tf.distribute`` strategy to build the models under, or None.
+        strategy: a ``tf.distribute`` strategy to build the models under, a
+            :class:`~.data_parallel.DataParallelTraining` (JAX), or None.
         verbose: Keras's verbosity for ``fit``.
         provenance: JSON-able facts about the run (seed, inputs' fingerprint) kept in the
             resume point and in ``train-state.json``.
@@ -357,7 +361,10 @@ def train_autoencoder(
         clear_training_state(model_dir)  # e.g. best weights of an epoch whose resume point was never written
     initial_epoch = int(state.get("epochs_done", 0))
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
-    scale = dict(mean=mean, std=std)
+    even = replicas > 1 and keras.backend.backend() != "tensorflow"  # JAX splits a batch only into equal parts
+    if even:
+        check_even_split(n_train, len(volumes) - n_train, batch_size, replicas)
+    scale = dict(mean=mean, std=std, **({"even": True} if even else {}))
     train_data = ArrayBatches(volumes, np.arange(n_train), batch_size, shuffle=True, seed=seed, epoch=initial_epoch, multiple_of=replicas, **scale)
     val_data = None
     if n_train < len(volumes):
@@ -368,7 +375,7 @@ def train_autoencoder(
             objective, trainer, models.encoder, volumes, n_train, batch_size, seed=seed, epoch=initial_epoch,
             multiple_of=replicas, rotations=rotations, model_dir=model_dir, epochs=epochs, **scale)
     checkpoint = ResumableCheckpoint(model_dir, patience, state, provenance)
-    guard = CollapseGuard(models.encoder, volumes, np.random.default_rng(seed).permutation(n_train))
+    guard = CollapseGuard(models.encoder, volumes, np.random.default_rng(seed).permutation(n_train), multiple_of=replicas if even else 1)
     started = time.perf_counter()
     if initial_epoch < epochs and not checkpoint.stopped_early:
         # one input iterator for the whole fit, in ArrayBatches' order (shuffled from (seed, epoch));

@@ -26,13 +26,18 @@ log = logging.getLogger("autoencoder3d")
 def _configure_keras(options):
     """Seed, precision and distribution; returns the distribution strategy (or None).
 
-    Under ``--distribute multiworker`` every worker takes the chief's seed.
+    Under ``--distribute multiworker`` every worker takes the chief's seed. Under
+    Keras's JAX backend, ``--distribute`` is Keras's data parallelism (:mod:`autoencoder3d.network.data_parallel`).
     """
     import keras
 
+    from ..network.data_parallel import data_parallel
     from ..network.distribute import make_strategy, share_from_chief
 
-    strategy = make_strategy(options.distribute, options.port) if options.distribute else None
+    if options.distribute and keras.backend.backend() == "jax":
+        strategy = data_parallel(options.distribute)
+    else:
+        strategy = make_strategy(options.distribute, options.port) if options.distribute else None
     if options.distribute == "multiworker":
         options.seed = share_from_chief(strategy, options.seed)
     keras.utils.set_random_seed(options.seed)
@@ -116,6 +121,7 @@ def obtain_models(volumes: np.ndarray | StoreVolumes, model_dir: str | os.PathLi
                   rotations: np.ndarray | None = None) -> tuple[tuple[keras.Model, keras.Model, keras.Model], dict[str, Any]]:
     """Reuse, resume or train the models. ``worker_dir``: a non-chief worker's own folder (it writes only there);
     ``rotations``: the subvolumes' pose rotations, for the missing-wedge loss."""
+    from ..network.data_parallel import DataParallelTraining, end_data_parallel
     from ..network.objective import Objective
     from ..network.train import clear_training_state, load_saved_models, train_autoencoder
 
@@ -143,11 +149,17 @@ def obtain_models(volumes: np.ndarray | StoreVolumes, model_dir: str | os.PathLi
         if _is_out_of_memory(err):
             raise InputError(f"out of GPU memory at --batch-size {options.batch_size}: try a smaller --batch-size") from None
         raise
+    finally:
+        if isinstance(strategy, DataParallelTraining):
+            end_data_parallel()
     if options.distribute == "multiworker":  # the chief encodes alone, with models outside the workers' strategy
         from ..network.distribute import stop_watching_workers
 
         stop_watching_workers(strategy)
         models = load_saved_models(model_dir, volumes.shape[1:]) if chief else models
+    elif isinstance(strategy, DataParallelTraining):  # JAX: encoding and decoding on one device, on batches of any size
+        info["distribution"] = strategy.record()
+        models = load_saved_models(model_dir, volumes.shape[1:])
     timings["train_s"] = info["train_seconds"]
     return models, info
 

@@ -224,6 +224,12 @@ def run_train(data: str | os.PathLike, tomogram: str | os.PathLike | None, pose:
 
         if not saved_models_exist(model_dir):
             raise InputError(f"{model_dir}: no trained autoencoder here; run 'autoencoder3d train' first")
+    if options.distribute:
+        import keras
+
+        from ..network.data_parallel import check_distribute
+
+        check_distribute(options.distribute, keras.backend.backend())
     if options.distribute == "multiworker":
         from ..network.distribute import is_chief, use_cluster
 

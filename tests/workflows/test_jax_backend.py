@@ -5,7 +5,9 @@ process in which ``import tensorflow`` fails. Skipped where JAX is not installed
 (``pip install -e ".[jax]"``).
 """
 
+import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -60,3 +62,39 @@ def test_jax_trains_clusters_and_a_killed_run_resumes_to_the_same_bytes(tmp_path
     _, err = again.communicate(timeout=300)
     assert again.returncode == 0, err[-3000:]
     assert outputs(tmp_path / "killed") == outputs(tmp_path / "whole")
+
+
+def test_jax_distribute_trains_one_model_on_two_devices_with_every_batch_split_evenly(tmp_path):
+    import pickle
+
+    from tests.conftest import make_subvolume_dict
+
+    data = tmp_path / "d17.pickle"
+    with open(data, "wb") as handle:  # 15 training subvolumes in batches of 7: 6, 6 (a last single one is left out); 2 to validate
+        pickle.dump(make_subvolume_dict(n=17), handle, protocol=4)
+    env = dict(os.environ, KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=2 --xla_cpu_multi_thread_eigen=false")
+    run = tmp_path / "run"
+    command = [sys.executable, "-c", NO_TENSORFLOW, "train", str(data), "None", "False", "3", "--out", str(run), "--epochs", "2",
+               "--batch-size", "7", "--n-init", "2", "--seed", "5", "-q", "--distribute"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((run / "run.json").read_text())
+    assert record["options"]["distribute"] == "mirrored" and record["versions"]["keras_backend"] == "jax"
+    training = record["training"]
+    assert training["distribution"] == {"kind": "mirrored", "backend": "jax", "devices": 2, "device_type": "cpu"}
+    assert training["optimizer_steps"] == 4 and training["epochs_total"] == 2  # two batches an epoch
+    with open(run / "model" / "history.csv") as handle:
+        history = list(csv.DictReader(handle))
+    assert len(history) == 2 and all(math.isfinite(float(row[key])) for row in history for key in ("loss", "val_loss")), history
+    assert all((run / "clus-center" / name).is_file() for name in CLUSTER_FILES)
+    assert len(json.loads((run / "run.json").read_text())["cluster_sizes"]) == 3
+
+
+def test_jax_refuses_distribute_multiworker_in_one_line_and_writes_nothing(tmp_path, data):
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CONFIG='{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 0}}')
+    command = [sys.executable, "-c", NO_TENSORFLOW, "train", data, "None", "False", "3", "--out", str(tmp_path / "run"),
+               "--distribute", "multiworker"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "--distribute multiworker needs Keras's TensorFlow backend" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()

@@ -68,9 +68,10 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                                                                                                  "code in float32")
     parser.add_argument(
         "--distribute", nargs="?", const="mirrored", choices=["mirrored", "multiworker"], default=None,
-        help="mirrored (the default when given alone): train on all GPUs of this machine (tf.distribute.MirroredStrategy); "
-             "multiworker: on several machines (MultiWorkerMirroredStrategy), every worker running the same command, the cluster "
-             "from TF_CONFIG or else from SLURM (one srun task per node); worker 0 writes RUN_DIR",
+        help="mirrored (the default when given alone): train on all GPUs of this machine (tf.distribute.MirroredStrategy; "
+             "under KERAS_BACKEND=jax, Keras's DataParallel); multiworker (TensorFlow backend only): on several machines "
+             "(MultiWorkerMirroredStrategy), every worker running the same command, the cluster from TF_CONFIG or else from "
+             "SLURM (one srun task per node); worker 0 writes RUN_DIR",
     )
     parser.add_argument("--port", type=positive_int, default=None,
                         help="--distribute multiworker under SLURM: the workers' port (default $AUTOENCODER3D_PORT, else 12345)")
