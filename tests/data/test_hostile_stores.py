@@ -3,8 +3,10 @@
 One store is written per module and copied for each test.
 """
 
+import contextlib
 import os
 import shutil
+import threading
 
 import numpy as np
 import pytest
@@ -271,19 +273,19 @@ def test_train_refuses_a_decompression_bomb(store, capsys, tmp_path):
     train_refuses(store, capsys, tmp_path, "a zstd chunk that decompresses to 1099511627776 bytes")
 
 
-@pytest.mark.parametrize("where", [".zattrs", "parts/00000/.zgroup", "parts/00000/volumes/.zarray",
-                                   "parts/00000/center/.zarray", "parts/00000/uuid/0", "parts/00000/volumes/0.0.0.0"])
-def test_a_fifo_in_the_store_is_refused_not_waited_on(store, capsys, where):
-    """Reading a named pipe waits for a writer that never comes."""
-    import threading
+@contextlib.contextmanager
+def fifo_at(path):
+    """``path`` made a named pipe; yields a list that is not empty if a reader waited on it.
 
-    path = os.path.join(store, where)
+    Reading a named pipe waits for a writer that never comes: after 5 s (a reader that refuses the pipe
+    has done so by then) each waiting reader is fed, so a test fails instead of hanging.
+    """
     os.remove(path)
     os.mkfifo(path)
     stuck, done = [], threading.Event()
 
-    def unblock():  # on the old code a reader waits forever: feed each one, so the test fails instead of hanging
-        done.wait(5)  # a fixed reader has refused the pipe by then
+    def feed():
+        done.wait(5)
         while not done.wait(0.5):
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
@@ -293,20 +295,35 @@ def test_a_fifo_in_the_store_is_refused_not_waited_on(store, capsys, where):
             os.write(fd, b"{}")
             os.close(fd)
 
-    feeder = threading.Thread(target=unblock, daemon=True)
+    feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
     try:
+        yield stuck
+    finally:
+        done.set()
+        feeder.join()
+
+
+@pytest.mark.parametrize("where", [".zattrs", "parts/00000/.zgroup", "parts/00000/volumes/.zarray",
+                                   "parts/00000/center/.zarray", "parts/00000/uuid/0", "parts/00000/volumes/0.0.0.0"])
+def test_a_fifo_in_the_store_is_refused_not_waited_on(store, capsys, where):
+    with fifo_at(os.path.join(store, where)) as stuck:
         capsys.readouterr()
         assert cli_exit("dataset", "info", store) == 2
         err = capsys.readouterr().err.strip()
         with pytest.raises(InputError) as raised:
             open_store(store).volumes[[0]]
-    finally:
-        done.set()
-        feeder.join()
     assert not stuck
-    assert len(err.splitlines()) == 1 and f"{where}: not a regular file" in err, err
+    assert len(err.splitlines()) == 1 and f"{where}: not a regular file but a named pipe" in err, err
     assert f"{where}: not a regular file" in str(raised.value)
+
+
+def test_a_chunk_that_became_a_fifo_after_the_check_is_refused_not_waited_on(store):
+    opened = open_store(store)
+    with fifo_at(os.path.join(store, "parts", "00001", "volumes", "1.0.0.0")) as stuck:
+        with pytest.raises(InputError, match="parts/00001/volumes/1.0.0.0: not a regular file but a named pipe"):
+            opened.volumes[[3, 4]]
+    assert not stuck
 
 
 @pytest.mark.parametrize("name", ["TS_\udcff", "\ud800"])

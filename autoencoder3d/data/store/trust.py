@@ -20,6 +20,7 @@ compressed chunk whose header declares more bytes than a chunk holds.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
@@ -284,39 +285,33 @@ def _check_chunks(where, shape, chunks):
     every other file is zarr's; the work is in proportion to the folder, never to the shape it declares."""
     grid = [math.ceil(s / c) for s, c in zip(shape, chunks)]
     need = math.prod(grid)
+    files, odd = set(), []
     try:
         with os.scandir(where) as entries:
-            found = sorted((entry.name, entry.is_symlink(), entry.is_file(follow_symlinks=False)) for entry in entries)
+            for entry in entries:
+                if not entry.is_file(follow_symlinks=False):  # a link, a pipe, a folder ...
+                    odd.append(entry.name)
+                elif not entry.name.startswith("."):
+                    files.add(entry.name)
     except OSError as err:
         raise InputError(f"{where}: unreadable ({err.strerror})") from None
-    for name, link, regular in found:
-        if link:
-            raise InputError(f"{where}/{name}: a symbolic link inside the store; a store's files must be its own")
-        if not regular:
-            refuse_irregular(os.path.join(where, name), os.lstat(os.path.join(where, name)).st_mode)
-    files = {name for name, _, _ in found if not name.startswith(".")}
-    wanted = set()
+    for name in sorted(odd):
+        _no_link(os.path.join(where, name))
+        refuse_irregular(os.path.join(where, name), os.lstat(os.path.join(where, name)).st_mode)
     for key in _chunk_keys(grid, min(need, len(files) + 1)):  # among len(files) + 1 names one is surely missing
         if key not in files:
             raise InputError(f"{where}/{key}: chunk missing ({len(files)} chunk files, shape {list(shape)} needs {need}); "
                              "the store is damaged, build it again")
-        wanted.add(key)
     if len(files) != need:
-        extra = sorted(files - wanted)[0]
+        extra = sorted(files - set(_chunk_keys(grid, need)))[0]
         raise InputError(f"{where}/{extra}: not a chunk of this array ({len(files)} chunk files, shape {list(shape)} "
                          f"needs {need}); the store is damaged, build it again")
 
 
 def _chunk_keys(grid, count):
-    """The first ``count`` chunk names of ``grid`` in C order, one at a time (no range of the grid is built)."""
-    key = [0] * len(grid)
-    for _ in range(count):
-        yield ".".join(map(str, key))
-        for axis in reversed(range(len(grid))):
-            key[axis] += 1
-            if key[axis] < grid[axis]:
-                break
-            key[axis] = 0
+    """The first ``count`` chunk names of ``grid`` in C order; no axis is counted past ``count``, whatever the grid."""
+    ranges = [range(min(g, count)) for g in grid]  # the first count keys never reach further along any axis
+    return (".".join(map(str, key)) for key in itertools.islice(itertools.product(*ranges), count))
 
 
 def check_writable(path: str | os.PathLike) -> None:
