@@ -14,6 +14,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "cpu_features": ".cpu_kernels",
     "is_disk_full": ".atomic",
     "is_leftover": ".atomic",
+    "is_temporary_folder": ".atomic",
     "kernel_record": ".cpu_kernels",
     "lazy_exports": ".lazy",
     "locked_if": ".lock",
@@ -23,5 +24,6 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "progress_bar": ".progress",
     "remove_empty_folders": ".lock",
     "stderr_is_terminal": ".progress",
+    "temporary_folder": ".atomic",
     "warn_if_slow": ".cpu_kernels",
 })

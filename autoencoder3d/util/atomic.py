@@ -2,7 +2,9 @@
 
 Every writer in the package goes through :func:`atomic_path`, which hands out a
 temporary name in the destination folder and renames it over the destination
-only when the caller's block finished without an exception.
+only when the caller's block finished without an exception. A folder that one
+process fills over a long time (a data set's part) is written under
+:func:`temporary_folder` and renamed into place by its writer.
 """
 
 from __future__ import annotations
@@ -20,11 +22,23 @@ from ..errors import InputError
 
 # the names handed out below (tempfile's 8 random characters): .NAME.XXXXXXXX.tmp[.ext] and .NAME.XXXXXXXX.old
 _TEMPORARY_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.(tmp(\..*)?|old)$")
+# the name of a folder being filled by process PID: NAME.tmp-PID
+_TEMPORARY_FOLDER = re.compile(r"^.+\.tmp-\d+$")
 
 
 def is_leftover(name: str) -> bool:
     """True when ``name`` (a file or folder name, not a path) is one of this module's temporary names."""
     return bool(_TEMPORARY_NAME.match(name))
+
+
+def temporary_folder(path: str | os.PathLike[str]) -> str:
+    """Where this process fills the folder ``path`` before renaming it into place: ``PATH.tmp-PID``."""
+    return f"{os.fspath(path)}.tmp-{os.getpid()}"
+
+
+def is_temporary_folder(name: str) -> bool:
+    """True when ``name`` (a folder name, not a path) is one :func:`temporary_folder` hands out."""
+    return bool(_TEMPORARY_FOLDER.match(name))
 
 
 def original_name(leftover: str) -> str:

@@ -335,3 +335,28 @@ def test_array_geometry_equals_the_per_particle_one():
     np.testing.assert_allclose(relion_angles_many(rms), [relion_angles(r) for r in rms], atol=1e-9)
     with pytest.raises(ValueError):
         relion_angles_many(np.diag([1.0, 1.0, -1.0])[None])
+
+
+@pytest.mark.parametrize("damage,words", [
+    ("name", "part 00001's tomogram name 'TS_\\udcff' holds a control character or a character UTF-8 cannot encode"),
+    ("order", "volumes/.zarray: order 'F' is not C"),
+])
+def test_export_refuses_a_hostile_store_and_writes_nothing(run, trained, tmp_path, capsys, damage, words):
+    """A tomogram name no UTF-8 file can hold was a UnicodeEncodeError; an "F"-order part exported transposed volumes."""
+    from tests.data.test_dataset_trust import edit_json
+
+    store = tmp_path / "hostile.zarr"
+    shutil.copytree(trained / "plain.zarr", store)
+    record = json.loads((run / "run.json").read_text())
+    record["inputs"]["data"] = str(store)
+    (run / "run.json").write_text(json.dumps(record))
+    if damage == "name":
+        edit_json(store / ".zattrs", lambda a: a["autoencoder3d"]["parts"][1].update(name="TS_\udcff"))
+    else:
+        edit_json(store / "parts" / "00000" / "volumes" / ".zarray", lambda z: z.update(order="F"))
+    before = sorted((p, p.stat().st_mtime_ns) for p in run.rglob("*"))
+    capsys.readouterr()
+    assert cli(["export", str(run), "--format", "star,csv,imod"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0], err
+    assert sorted((p, p.stat().st_mtime_ns) for p in run.rglob("*")) == before

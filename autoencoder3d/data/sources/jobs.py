@@ -21,7 +21,7 @@ import numpy as np
 
 from ...errors import InputError
 from ...formats.star import tomo_key
-from ..store.trust import has_control_character
+from ..store.trust import UNWRITABLE, has_control_character, not_utf8
 
 MRC_SUFFIXES = (".mrc", ".rec", ".st", ".map", ".ali", ".mrc.gz", ".rec.gz")
 UUID_LIMIT = 64  # characters a store's uuid holds
@@ -64,7 +64,7 @@ def check_jobs(jobs: list[TomogramJob], source: str | os.PathLike) -> list[Tomog
     seen = {}
     for job in jobs:
         if has_control_character(job.name):
-            raise InputError(f"{source}: tomogram name {job.name!r} holds a control character; the particle lists name "
+            raise InputError(f"{source}: tomogram name {job.name!r} holds {UNWRITABLE}; the particle lists name "
                              "each particle's tomogram, and a STAR file cannot hold it")
         if job.name in seen:
             raise InputError(f"{source}: two tomograms are both named '{job.name}' ({seen[job.name]} and {job.path}); give them distinct names")
@@ -73,6 +73,9 @@ def check_jobs(jobs: list[TomogramJob], source: str | os.PathLike) -> list[Tomog
         long = next((u for u in uuids if len(str(u)) > UUID_LIMIT), None)
         if long is not None:
             raise InputError(f"{source}: particle id {long[:80]!r} of tomogram '{job.name}' is longer than {UUID_LIMIT} characters")
+        unwritable = next((u for u in uuids if not_utf8(str(u))), None)
+        if unwritable is not None:
+            raise InputError(f"{source}: particle id {unwritable[:80]!r} of tomogram '{job.name}' holds a character UTF-8 cannot encode")
     uuids = [u for job in jobs for u in (job.uuids or [])]
     if len(set(uuids)) != len(uuids):
         raise InputError(f"{source}: particle ids repeat across tomograms; remove the repeats or leave the ids out")

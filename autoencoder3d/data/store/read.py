@@ -11,7 +11,8 @@ import numpy as np
 from ...errors import InputError, brief
 from ...volume import SubvolumeSet
 from .store import is_store, read_manifest
-from .trust import check_store, strict_store
+from .strict import strict_store
+from .trust import check_store, check_uuids
 
 if TYPE_CHECKING:
     import zarr
@@ -103,6 +104,7 @@ def _open_part(path, name):
     except Exception as err:  # zarr's own errors (MetadataError, ...), numcodecs' RuntimeError, numpy's ValueError
         raise InputError(f"{folder}: unreadable store part ({type(err).__name__}: {brief(str(err), 120, quote=False)}); "
                          "build the data set again") from None
+    check_uuids(folder, [str(u) for u in arrays["uuid"]])
     return arrays
 
 

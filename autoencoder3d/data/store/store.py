@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...errors import InputError, brief
+from ...util.atomic import is_temporary_folder, temporary_folder
 from .trust import part_name
 
 if TYPE_CHECKING:
@@ -115,7 +116,8 @@ def create_store(path: str | os.PathLike, v_siz: Sequence[int], *, dtype: str = 
 def read_manifest(path: str | os.PathLike) -> dict:
     """The store's manifest, checked (InputError naming the store otherwise)."""
     path = os.fspath(path)
-    from .trust import check_manifest_fields, load_json, read_bytes
+    from .strict import read_bytes
+    from .trust import check_manifest_fields, load_json
 
     try:
         attrs = load_json(read_bytes(os.path.join(path, ".zattrs")))
@@ -162,7 +164,7 @@ class PartWriter:
         self.path = os.fspath(path)
         self.origin = origin
         self.final = part_path(path, index)
-        self.tmp = f"{self.final}.tmp-{os.getpid()}"
+        self.tmp = temporary_folder(self.final)
         self.n = int(n)
         self.tomogram = dict(tomogram)
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -216,7 +218,7 @@ class PartWriter:
 
 def part_origin(path: str | os.PathLike, index: int) -> dict | None:
     """What part ``index`` was cut from (recorded by the build: its rows and its tomogram), or None."""
-    from .trust import load_json, read_bytes
+    from .strict import load_json, read_bytes
 
     try:
         return load_json(read_bytes(os.path.join(part_path(path, index), ".zattrs"))).get("origin")
@@ -232,7 +234,7 @@ def remove_unfinished_parts(path: str | os.PathLike) -> list[str]:
     parts = os.path.join(os.fspath(path), "parts")
     removed = []
     for name in sorted(os.listdir(parts)) if os.path.isdir(parts) else []:
-        if ".tmp-" in name:
+        if is_temporary_folder(name):
             shutil.rmtree(os.path.join(parts, name), ignore_errors=True)
             removed.append(os.path.join(parts, name))
     return removed
@@ -322,6 +324,7 @@ def store_digest(path: str | os.PathLike, samples: int = 256) -> dict[str, int |
     """
     import hashlib
 
+    from .strict import read_bytes
     from .trust import check_store
 
     manifest = read_manifest(path)
@@ -336,11 +339,11 @@ def store_digest(path: str | os.PathLike, samples: int = 256) -> dict[str, int |
         for name in ("uuid", "center", "rotation"):
             for chunk in sorted(os.listdir(os.path.join(folder, name))):
                 if not chunk.startswith("."):
-                    digest.update(open(os.path.join(folder, name, chunk), "rb").read())
+                    digest.update(read_bytes(os.path.join(folder, name, chunk)))
         for row in sorted(i - start for i in chosen if start <= i < start + part["n"]):
             chunk = os.path.join(folder, "volumes", f"{row}.0.0.0")
-            if os.path.isfile(chunk):
-                digest.update(open(chunk, "rb").read())
+            if os.path.lexists(chunk):
+                digest.update(read_bytes(chunk))
         start += part["n"]
     size = total * int(np.prod(manifest["v_siz"])) * np.dtype(manifest["dtype"]).itemsize
     return {"size": size, "sha256": digest.hexdigest()}

@@ -3,54 +3,41 @@
 The store is a folder anyone may have edited, copied badly or crafted. Before
 zarr sees a part, :func:`check_store` compares every array's ``.zarray``
 against what :class:`~autoencoder3d.data.store.store.PartWriter` writes: numeric
-dtypes (text only for the uuids), no filters, no compressor or an allow-listed
-one (so no pickle or object codec ever reaches numcodecs), shapes that agree
-with the box and the manifest's counts, one file per chunk, all present
-(zarr reads a missing chunk as zeros). Part names are ``parts/NNNNN`` in order
-and no folder or file below the store's root may be a symbolic link, so
-nothing outside the store is read.
+dtypes (text only for the uuids), C order, no filters, no compressor or an
+allow-listed one (so no pickle or object codec ever reaches numcodecs), shapes
+that agree with the box and the manifest's counts, chunks no larger than the
+array, exactly one file per chunk, all present (zarr reads a missing chunk as
+zeros). Part names are ``parts/NNNNN`` in order, ``parts/`` holds no part the
+manifest does not list, and every file the store reads is a regular file, never
+a symbolic link, a named pipe or a device, so nothing outside the store is read
+and no read waits forever. No check allocates in proportion to a size the
+store declares.
 
-Reads go through :func:`strict_store`, which refuses a chunk that went missing
-or became a link after the check instead of filling zeros.
+Reads then go through :mod:`.strict`, which refuses what the check cannot
+see: a chunk that went missing or became a link or a pipe after it, and a
+compressed chunk whose header declares more bytes than a chunk holds.
 """
 
 from __future__ import annotations
 
-import errno
-import functools
 import itertools
 import math
 import os
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ...errors import InputError, brief
 from ...formats.json import load_json
-
-if TYPE_CHECKING:
-    import zarr
+from ...util.atomic import is_temporary_folder
+from .strict import read_bytes, refuse_irregular
 
 ARRAYS = ("volumes", "uuid", "center", "rotation", "center_of_mass")
 COMPRESSORS = (None, "blosc", "zstd")  # store.py writes None; blosc and zstd decode into plain bytes
 MAX_BOX = 1024
 MAX_UUID_CHARS = 256
 _PART = re.compile(r"^\d{5}$")
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-
-
-def read_bytes(path: str | os.PathLike) -> bytes:
-    """The bytes of ``path``; a symbolic link in its last component is refused (InputError)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
-    except OSError as err:
-        if err.errno == errno.ELOOP:
-            raise InputError(f"{path}: a symbolic link inside the store; a store's files must be its own") from None
-        raise
-    with os.fdopen(fd, "rb") as handle:
-        return handle.read()
 
 
 def _read_json(path, what):
@@ -65,9 +52,27 @@ def _read_json(path, what):
     return value
 
 
+_SURROGATE = "\ud800-\udfff"  # a lone surrogate (a name read with surrogateescape): no UTF-8 file can hold it
+_UNWRITABLE = re.compile(f"[\x00-\x1f\x7f-\x9f{_SURROGATE}]")
+UNWRITABLE = "a control character or a character UTF-8 cannot encode"  # what has_control_character finds, for messages
+
+
 def has_control_character(text: str) -> bool:
-    """Whether ``text`` holds a newline, tab or other control character: a STAR or CSV row cannot hold it as it is."""
-    return any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text)
+    """Whether ``text`` holds a character a STAR row cannot hold as it is: a newline, tab or other control
+    character, or a lone surrogate, which no UTF-8 file can hold."""
+    return _UNWRITABLE.search(text) is not None
+
+
+def not_utf8(text: str) -> bool:
+    """Whether ``text`` holds a lone surrogate, which no UTF-8 file (a particle list) can hold."""
+    return re.search(f"[{_SURROGATE}]", text) is not None
+
+
+def check_uuids(folder: str | os.PathLike, uuids: Sequence[str]) -> None:
+    """The part ``folder``'s particle ids all encode as UTF-8 (the particle lists hold them); InputError otherwise."""
+    if not_utf8("".join(uuids)):
+        bad = next(u for u in uuids if not_utf8(u))
+        raise InputError(f"{folder}/uuid: particle id {brief(bad)} holds a character UTF-8 cannot encode; build the data set again")
 
 
 def _count(value, low=0, high=None):
@@ -113,7 +118,7 @@ def _check_part_entry(where, index, part):
     if not isinstance(part.get("name"), str) or not part["name"]:
         raise InputError(f"{where}: part {part_name(index)} has no tomogram name")
     if has_control_character(part["name"]):
-        raise InputError(f"{where}: part {part_name(index)}'s tomogram name {brief(part['name'])} holds a control character "
+        raise InputError(f"{where}: part {part_name(index)}'s tomogram name {brief(part['name'])} holds {UNWRITABLE} "
                          "(a STAR file cannot hold it)")
     size = part.get("voxel_size")
     if size is not None and not (isinstance(size, list) and len(size) == 3 and all(
@@ -157,11 +162,36 @@ def check_store(path: str | os.PathLike, manifest: dict) -> None:
         return
     for entry in manifest["parts"]:
         check_part(path, entry["part"], entry["n"], manifest["v_siz"], manifest["dtype"])
+    _check_no_other_parts(parts, {entry["part"] for entry in manifest["parts"]})
     if signature is not None:
         _CHECKED[os.path.realpath(path)] = signature
 
 
 _CHECKED: dict[str, tuple] = {}  # store's real path -> the signature it had when it passed the check
+
+
+def _check_no_other_parts(parts, listed):
+    """``parts/`` holds the listed parts, zarr's files and the temporary folders of builds, nothing else.
+
+    Readers use the listed parts only: another part there is data the manifest leaves out.
+    """
+    try:
+        with os.scandir(parts) as entries:
+            found = sorted((entry.name, entry.is_symlink(), entry.is_dir(follow_symlinks=False)) for entry in entries)
+    except OSError as err:
+        raise InputError(f"{parts}: unreadable ({err.strerror})") from None
+    for name, link, folder in found:
+        where = os.path.join(parts, name)
+        if link:
+            raise InputError(f"{where}: a symbolic link inside the store; a store's folders and files must be its own")
+        if name in listed or (folder and is_temporary_folder(name)):
+            continue
+        if name.startswith(".") and not folder:
+            refuse_irregular(where, os.lstat(where).st_mode)
+            continue
+        what = "a part folder" if folder else "a file"
+        raise InputError(f"{where}: {what} the manifest does not list (it lists {len(listed)} part{'' if len(listed) == 1 else 's'}); "
+                         "remove it, or build the data set again")
 
 
 def _signature(path, manifest):
@@ -170,6 +200,8 @@ def _signature(path, manifest):
 
     stamps = [json.dumps(manifest, sort_keys=True, default=str)]
     try:
+        status = os.lstat(os.path.join(path, "parts"))  # a part folder added or removed
+        stamps.append(("parts", status.st_ino, status.st_mtime_ns, status.st_mode))
         for entry in manifest["parts"]:
             folder = os.path.join(path, "parts", str(entry["part"]))
             for place in [folder, os.path.join(folder, ".zattrs")] + [
@@ -190,6 +222,11 @@ def check_part(path: str | os.PathLike, name: str, n: int, v_siz: Sequence[int],
     _no_link(folder)
     if not os.path.isdir(folder):
         raise InputError(f"{folder}: missing; the store is damaged, build it again")
+    for header in (".zgroup", ".zattrs"):
+        where = os.path.join(folder, header)
+        if os.path.lexists(where):
+            _no_link(where)
+            refuse_irregular(where, os.lstat(where).st_mode)
     for array, (shape, kind) in _expected(n, v_siz, dtype).items():
         where = os.path.join(folder, array)
         _no_link(where)
@@ -223,13 +260,14 @@ def _check_header(where, meta, shape, kind):
         raise InputError(f"{header}: compressor {brief(codec)} is not one this store uses (none, blosc, zstd); refused")
     if meta.get("filters") not in (None, []):
         raise InputError(f"{header}: filters {brief(meta.get('filters'))}; a store's arrays have none; refused")
-    if meta.get("order") not in ("C", "F") or meta.get("dimension_separator", ".") != ".":
-        raise InputError(f"{header}: order {brief(meta.get('order'))} or chunk key separator "
-                         f"{brief(meta.get('dimension_separator'))} is not this store's")
+    if meta.get("order") != "C":  # zarr reads an "F" chunk transposed
+        raise InputError(f"{header}: order {brief(meta.get('order'))} is not C (row-major), the one order of this store's arrays; refused")
+    if meta.get("dimension_separator", ".") != ".":
+        raise InputError(f"{header}: chunk key separator {brief(meta.get('dimension_separator'))} is not '.'; refused")
     if meta.get("shape") != list(shape):
         raise InputError(f"{header}: shape {brief(meta.get('shape'))}, the manifest and box say {list(shape)}")
     chunks = meta.get("chunks")
-    if not (isinstance(chunks, list) and len(chunks) == len(shape) and all(_count(c, 1) for c in chunks)):
+    if not (isinstance(chunks, list) and len(chunks) == len(shape) and all(_count(c, 1, max(s, 1)) for c, s in zip(chunks, shape))):
         raise InputError(f"{header}: chunks {brief(chunks)} do not fit shape {list(shape)}")
     return chunks
 
@@ -243,26 +281,37 @@ def _fill_value_fits(value, kind):
 
 
 def _check_chunks(where, shape, chunks):
-    """Every chunk of the array is a file of its own here (zarr would read a missing one as zeros)."""
+    """Every chunk of the array is a regular file of its own here (zarr would read a missing one as zeros), and
+    every other file is zarr's; the work is in proportion to the folder, never to the shape it declares."""
     grid = [math.ceil(s / c) for s, c in zip(shape, chunks)]
+    need = math.prod(grid)
+    files, odd = set(), []
     try:
         with os.scandir(where) as entries:
-            files, links = set(), []
             for entry in entries:
-                if entry.is_symlink():
-                    links.append(entry.name)
-                else:
+                if not entry.is_file(follow_symlinks=False):  # a link, a pipe, a folder ...
+                    odd.append(entry.name)
+                elif not entry.name.startswith("."):
                     files.add(entry.name)
     except OSError as err:
         raise InputError(f"{where}: unreadable ({err.strerror})") from None
-    if links:
-        raise InputError(f"{where}/{sorted(links)[0]}: a symbolic link inside the store; a store's files must be its own")
-    # among len(files) + 1 chunk names one is surely missing, so a huge grid costs no more than the folder
-    wanted = itertools.islice(itertools.product(*(range(g) for g in grid)), len(files) + 1)
-    for key in wanted:
-        name = ".".join(map(str, key))
-        if name not in files:
-            raise InputError(f"{where}/{name}: chunk missing; the store is damaged, build it again")
+    for name in sorted(odd):
+        _no_link(os.path.join(where, name))
+        refuse_irregular(os.path.join(where, name), os.lstat(os.path.join(where, name)).st_mode)
+    for key in _chunk_keys(grid, min(need, len(files) + 1)):  # among len(files) + 1 names one is surely missing
+        if key not in files:
+            raise InputError(f"{where}/{key}: chunk missing ({len(files)} chunk files, shape {list(shape)} needs {need}); "
+                             "the store is damaged, build it again")
+    if len(files) != need:
+        extra = sorted(files - set(_chunk_keys(grid, need)))[0]
+        raise InputError(f"{where}/{extra}: not a chunk of this array ({len(files)} chunk files, shape {list(shape)} "
+                         f"needs {need}); the store is damaged, build it again")
+
+
+def _chunk_keys(grid, count):
+    """The first ``count`` chunk names of ``grid`` in C order; no axis is counted past ``count``, whatever the grid."""
+    ranges = [range(min(g, count)) for g in grid]  # the first count keys never reach further along any axis
+    return (".".join(map(str, key)) for key in itertools.islice(itertools.product(*ranges), count))
 
 
 def check_writable(path: str | os.PathLike) -> None:
@@ -275,38 +324,6 @@ def check_writable(path: str | os.PathLike) -> None:
         for entry in os.scandir(parts):
             if entry.is_symlink():
                 raise InputError(f"{entry.path}: a symbolic link inside the store; refusing to write or delete through it")
-
-
-class MissingChunk(InputError):
-    """A chunk the checked store had is gone (zarr would read zeros)."""
-
-
-@functools.lru_cache(maxsize=1)
-def _strict_class():
-    import zarr
-
-    class StrictStore(zarr.storage.DirectoryStore):
-        """Reads files without following a final symbolic link; a missing chunk is an error, not zeros."""
-
-        @staticmethod
-        def _fromfile(fn):
-            return read_bytes(fn)
-
-        def getitems(self, keys, *, contexts):
-            found = {}
-            for key in keys:
-                try:
-                    found[key] = self[key]
-                except KeyError:
-                    raise MissingChunk(f"{os.path.join(self.path, key)}: chunk missing; the store is damaged, build it again") from None
-            return found
-
-    return StrictStore
-
-
-def strict_store(folder: str | os.PathLike) -> zarr.storage.DirectoryStore:
-    """A zarr store of ``folder`` whose reads refuse a missing chunk or a symbolic link (zarr fills zeros)."""
-    return _strict_class()(folder)
 
 
 def part_name(index: int) -> str:
