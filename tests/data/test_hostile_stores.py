@@ -1,4 +1,4 @@
-"""Hostile stores the trust checks of issue 18 let through: each is one error line, never a traceback.
+"""Hostile stores: each is refused in one error line, never a traceback, a hang or a huge allocation.
 
 One store is written per module and copied for each test.
 """

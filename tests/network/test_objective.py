@@ -1,4 +1,4 @@
-"""Issue 18's training candidates: missing-wedge loss, augmented views, self-labelling rounds."""
+"""Training objectives beyond reconstruction: missing-wedge loss, augmented views, self-labelling rounds."""
 
 import json
 
