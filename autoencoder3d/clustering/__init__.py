@@ -15,6 +15,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "find_clustering": ".evaluate",
     "format_report": ".evaluate",
     "kmeans_method": ".kmeans",
+    "make_kmeans": ".kmeans",
     "load_clustering": ".evaluate",
     "load_truth": ".evaluate",
     "plot_contingency": ".evaluate",
