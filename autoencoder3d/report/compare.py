@@ -108,7 +108,8 @@ def _contingency_html(table):
         return ""
     head = "<tr><th>autoencoder \\ PCA</th>" + "".join(f"<th>{int(c)}</th>" for c in columns) + "</tr>"
     body = "".join(f"<tr><th>{int(r)}</th>" + "".join(f"<td>{int(v) or ''}</td>" for v in row) + "</tr>" for r, row in zip(rows, counts))
-    return f'<details><summary class="note">contingency table (subvolumes in each pair of clusters)</summary><table class="compare">{head}{body}</table></details>'
+    summary = '<summary class="note">contingency table (subvolumes in each pair of clusters)</summary>'
+    return f'<details>{summary}<table class="compare">{head}{body}</table></details>'
 
 
 def _duplicates_html(record):
