@@ -14,7 +14,8 @@ Writes, in --out DIR (default: clus-center/evaluation):
   contingency.png                    the same, drawn
   baseline_contingency.csv           with --baseline: the table of the PCA baseline
   baseline_contingency.png           with --baseline: the same, drawn
-  run_baseline_contingency.csv/.png  the same for the run's own PCA baseline
+  run_baseline_contingency.csv       the table of the run's own PCA baseline
+  run_baseline_contingency.png       the same, drawn
 
 Example:
   autoencoder3d evaluate example/run example/data/truth.json --baseline
