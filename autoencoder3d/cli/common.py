@@ -112,6 +112,9 @@ def add_clustering_options(parser: argparse.ArgumentParser) -> None:
                         help="Gaussian smoothing of the tomogram for pose normalization, in voxels (default: as the run's model "
                              "recorded it, else 2.0)")
     parser.add_argument("--workers", type=positive_int, default=None, help="threads for pose normalization (default: all cores)")
+    parser.add_argument("--no-baseline", dest="baseline", action="store_false",
+                        help="skip the PCA baseline (k-means with the same k and seed on a PCA of the same subvolumes, "
+                             "compared with the autoencoder's clusters in run.json and the report)")
 
 
 def setup_logging(quiet: bool = False) -> None:

@@ -2,7 +2,9 @@
 
 The clustering is the ``clus-center/kmeans.pickle`` of a run (cluster id ->
 list of subvolume uuids); the truth is the ``truth.json`` written by
-:func:`autoencoder3d.simulate.dataset.simulate_dataset`. Scores: adjusted Rand index,
+:func:`autoencoder3d.simulate.dataset.simulate_dataset`. When the run saved its PCA baseline (``clus-center/baseline-kmeans.pickle``:
+PCA + k-means of the standardized subvolumes its autoencoder read), that
+partition is scored too, as ``run_baseline``. Scores: adjusted Rand index,
 normalized mutual information, homogeneity, completeness, and purity (the
 fraction of subvolumes in their cluster's majority class: what merging the
 clusters by hand can reach at best), plus the cluster x class contingency table.
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import InputError, brief
-from ..runs.folder import MEMBERS, RunFolder
+from ..runs.folder import BASELINE_MEMBERS, MEMBERS, RunFolder
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike, NDArray
@@ -293,6 +295,13 @@ def _evaluate(pickle_path, truth, truth_path, out_dir, baseline, data, seed):
         "snr": truth.get("snr"),
         "autoencoder": _score_and_write(out_dir, "contingency", classes, clusters, "clustering"),
     }
+    run_baseline = os.path.join(os.path.dirname(os.path.abspath(pickle_path)), BASELINE_MEMBERS)
+    if os.path.isfile(run_baseline):  # the run's own baseline: the subvolumes as its autoencoder read them
+        base_uuids, base_clusters, _ = load_clustering(run_baseline)
+        cluster_of = dict(zip(base_uuids, base_clusters))
+        if set(cluster_of) == set(uuids):
+            result["run_baseline"] = _score_and_write(out_dir, "run_baseline_contingency", classes, [cluster_of[u] for u in uuids],
+                                                      "the run's PCA baseline")
     if baseline:
         volumes = _data_for(truth, truth_path, uuids, data)
         k = len(cluster_ids)
@@ -311,6 +320,8 @@ def _evaluate(pickle_path, truth, truth_path, out_dir, baseline, data, seed):
 def format_report(result: dict) -> str:
     """Scores as a short plain-text table (k: non-empty clusters)."""
     rows = [("autoencoder", result["autoencoder"])]
+    if "run_baseline" in result:
+        rows.append(("run baseline", result["run_baseline"]))
     if "baseline" in result:
         rows.append(("PCA baseline", result["baseline"]))
     lines = [f"{'':14s} {'k':>4s} {'ARI':>6s} {'NMI':>6s} {'homog':>6s} {'purity':>6s}"]

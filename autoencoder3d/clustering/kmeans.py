@@ -7,8 +7,8 @@ import logging
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +32,7 @@ class Clustering:
         members: cluster id -> list of uuids (the published ``kmeans.pickle``).
         inertia: k-means objective.
         method: ``"full"`` (KMeans) or ``"minibatch"`` (MiniBatchKMeans).
+        merged: kept cluster id -> the k-means ids merged into it (:mod:`.merge`); empty without a merge.
     """
 
     labels: np.ndarray
@@ -39,6 +40,7 @@ class Clustering:
     members: dict
     inertia: float
     method: str = "full"
+    merged: dict = field(default_factory=dict)
 
     def sizes(self) -> dict[int, int]:
         """Cluster id -> number of members."""
@@ -61,7 +63,8 @@ def kmeans_method(n_samples: int, n_clusters: int, method: str = "auto") -> str:
     return "minibatch" if n_samples * n_clusters > MINIBATCH_ABOVE else "full"
 
 
-def _kmeans(method, n_clusters, n_init, seed):
+def make_kmeans(method: str, n_clusters: int, n_init: int, seed: int | None) -> Any:
+    """An unfitted scikit-learn ``KMeans`` (``method="full"``) or ``MiniBatchKMeans`` (batches of 4096, at most 3 restarts)."""
     from sklearn.cluster import KMeans, MiniBatchKMeans
 
     if method == "minibatch":
@@ -97,7 +100,7 @@ def cluster_encodings(codes: ArrayLike, uuids: Sequence[str], n_clusters: int, *
         raise InputError(f"n_samples={len(codes)} usable subvolumes should be >= n_clusters={n_clusters}")
     with _convergence_warnings_logged(codes, n_clusters) as fitted:
         method = kmeans_method(len(codes), n_clusters, method)
-        kmeans = _kmeans(method, n_clusters, n_init, seed).fit(codes)
+        kmeans = make_kmeans(method, n_clusters, n_init, seed).fit(codes)
         labels = fitted["labels"] = kmeans.labels_.astype(int)
     members = {int(k): [] for k in range(n_clusters)}
     for uuid, label in zip(uuids, labels):
@@ -141,10 +144,11 @@ def write_cluster_pickles(clus_dir: str | os.PathLike, clustering: Clustering, d
     Args:
         clus_dir: the ``clus-center`` folder.
         clustering: a :class:`Clustering`.
-        decoded_centers: (k, n1, n2, n3) decoded cluster centres.
+        decoded_centers: (k, n1, n2, n3) decoded cluster centres, indexed by cluster id.
     """
     os.makedirs(clus_dir, exist_ok=True)
     save_pickle(os.path.join(clus_dir, MEMBERS), clustering.members)
-    ccents = {int(k): np.asarray(decoded_centers[k], dtype=np.float32) for k in range(len(decoded_centers))}
+    # one centre per cluster id: after a merge, the ids merged into another have none
+    ccents = {int(k): np.asarray(decoded_centers[k], dtype=np.float32) for k in sorted(clustering.members)}
     save_pickle(os.path.join(clus_dir, CENTERS), ccents)
     save_pickle(os.path.join(clus_dir, CENTER_CODES), np.asarray(clustering.centers, dtype=np.float32))

@@ -1,6 +1,6 @@
 """The cluster report (clus-center/index.html), its parts, the 2D maps of the codes, and the figures.
 
-Modules: :mod:`.figures`, :mod:`.maps`, :mod:`.page`, :mod:`.parts`.
+Modules: :mod:`.compare`, :mod:`.figures`, :mod:`.maps`, :mod:`.page`, :mod:`.parts`.
 Every public name below is importable from here; its module is imported on first use.
 """
 
@@ -8,6 +8,13 @@ from ..util.lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "RunOutputs": ".page",
+    "annotate_card": ".compare",
+    "card_badges": ".compare",
+    "cluster_name": ".compare",
+    "compare_section": ".compare",
+    "duplicates_of": ".compare",
+    "rln_class": ".compare",
+    "selection_data": ".compare",
     "build_report": ".page",
     "card": ".parts",
     "central_slices": ".parts",

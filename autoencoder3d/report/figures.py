@@ -62,20 +62,21 @@ def montage_name(cluster: int, size: int) -> str:
     return f"{cluster:03d}--{size}.png"
 
 
-def write_montages(fig_dir: str | os.PathLike, decoded_centers: np.ndarray, sizes: Mapping[int, int]) -> list[str]:
+def write_montages(fig_dir: str | os.PathLike, decoded_centers: np.ndarray | Mapping[int, np.ndarray], sizes: Mapping[int, int]) -> list[str]:
     """Replace ``fig_dir`` with one montage per cluster centre.
 
     Args:
         fig_dir: the ``clus-center/fig`` folder (rebuilt as a whole, atomically).
-        decoded_centers: (k, n1, n2, n3) decoded centres.
+        decoded_centers: (k, n1, n2, n3) decoded centres (cluster id = index), or cluster id -> centre.
         sizes: cluster id -> number of members.
 
     Returns:
         The file names written, in cluster order.
     """
     names = []
+    items = sorted(decoded_centers.items()) if isinstance(decoded_centers, Mapping) else enumerate(decoded_centers)
     with atomic_directory(fig_dir) as tmp:
-        for cluster, volume in enumerate(decoded_centers):
+        for cluster, volume in items:
             name = montage_name(cluster, sizes.get(cluster, 0))
             write_png16(os.path.join(tmp, name), montage_uint16(volume))
             names.append(name)

@@ -49,6 +49,7 @@ from ..formats.subvolume_pickle import load_pickle, save_pickle
 from ..prep.contrast import DEFAULT_POLARITY
 from ..runs.folder import CENTER_CODES, ENCODINGS, RunFolder
 from ..util.atomic import atomic_open
+from .compare import annotate_card, compare_section, selection_data
 from .maps import MAP_MAX_POINTS, TSNE_MAX_POINTS, cluster_colors, code_maps  # noqa: F401 - public here too
 from .parts import card, contrast_filters, health_banner, loss_html, montage_zoom, settings_html, shared_contrast
 
@@ -302,7 +303,8 @@ def build_report(run_dir: str | os.PathLike, *, n_members: int = 4, tsne: bool =
     from .figures import montage_name
 
     cards = [
-        card(k, sizes[k], colors[k], run.centers[k], members.get(k, []), montage_name(k, sizes[k]), tomograms=per_tomogram.get(k))
+        annotate_card(card(k, sizes[k], colors[k], run.centers[k], members.get(k, []), montage_name(k, sizes[k]), tomograms=per_tomogram.get(k)),
+                      k, run.record)
         for k in sorted(run.centers, key=lambda c: (-sizes[c], c))
     ]
     cards.append(contrast_filters(run.centers, sizes, shared_contrast(run.centers, sizes)))
@@ -319,9 +321,10 @@ def build_report(run_dir: str | os.PathLike, *, n_members: int = 4, tsne: bool =
         + ("; pose-normalized" if inputs.get("pose") else "")
         + f"; run {run.run_dir}"
     )
-    notes = "".join(f'<p class="note warn">{html.escape(n)}</p>' for n in run.notes)
+    notes = "".join(f'<p class="note warn">{html.escape(n)}</p>' for n in run.notes) + compare_section(record)
     zoom = montage_zoom(record.get("v_siz") or next(iter(run.centers.values())).shape if run.centers else (1, 1, 1))
     data = {"command_prefix": prefix, "storage_key": f"{run.run_dir}|{record.get('started', '')}", "maps": hover, "montage_zoom": zoom}
+    data.update(selection_data(run.run_dir, record))
     template = resources.files("autoencoder3d.report").joinpath("templates/report.html").read_text(encoding="utf-8")
     return _fill(template, {
         "VERSION": html.escape(__version__),

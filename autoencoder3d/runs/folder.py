@@ -7,7 +7,7 @@
       pose-normalized.pickle    the pose-normalized subvolumes (when POSE was True)
       model/                    the autoencoder (model-*.keras, weights, train-state.json, history.csv)
       clus-center/              the clustering: kmeans.pickle, ccents.pickle, ccents_d.pickle,
-                                encodings.pickle, fig/, mrc/, index.html, particles/ ...
+                                encodings.pickle, baseline-kmeans.pickle, fig/, mrc/, index.html, particles/ ...
       previous/                 earlier clus-center/ folders moved aside by a new clustering
       model-seg/                EDSS3D: model-seg.keras, its weights, seg.json
       .autoencoder3d.lock       held while a process writes the folder
@@ -27,7 +27,7 @@ from ..util.atomic import is_leftover, original_name
 from ..util.lock import RunFolderLock
 
 __all__ = [
-    "CENTER_CODES", "CENTERS", "CLUSTERING_FILES", "CLUSTERS_DIR", "DECODED_DIR", "ENCODINGS", "MEMBERS", "MODEL_DIR", "POSE_PICKLE",
+    "BASELINE_MEMBERS", "CENTER_CODES", "CENTERS", "CLUSTERING_FILES", "CLUSTERS_DIR", "DECODED_DIR", "ENCODINGS", "MEMBERS", "MODEL_DIR", "POSE_PICKLE",
     "PREDICTION_DIR", "PREVIOUS_DIR", "RECORD", "REPORT_PAGE", "SEG_BEST", "SEG_DIR", "SEG_MODEL", "SEG_RECORD", "RunFolder",
     "members_of", "parse_clusters", "remove_leftovers",
 ]
@@ -45,9 +45,10 @@ MEMBERS = "kmeans.pickle"          # {cluster id: [uuid, ...]}
 CENTERS = "ccents.pickle"          # {cluster id: decoded centre volume}
 CENTER_CODES = "ccents_d.pickle"   # the centres' codes, (k, 32)
 ENCODINGS = "encodings.pickle"     # every clustered subvolume's code
+BASELINE_MEMBERS = "baseline-kmeans.pickle"  # the PCA baseline's clusters, {cluster id: [uuid, ...]}
 REPORT_PAGE = "index.html"
 # what train and cluster write into clus-center/ for every clustering (other commands add the rest)
-CLUSTERING_FILES = frozenset({MEMBERS, CENTERS, CENTER_CODES, ENCODINGS, "fig", "mrc", REPORT_PAGE})
+CLUSTERING_FILES = frozenset({MEMBERS, CENTERS, CENTER_CODES, ENCODINGS, BASELINE_MEMBERS, "fig", "mrc", REPORT_PAGE})
 # in model-seg/
 SEG_MODEL = "model-seg.keras"
 SEG_BEST = "model-seg--weights--best.weights.h5"

@@ -24,6 +24,9 @@ class TrainOptions:
     (:mod:`autoencoder3d.runs.decisions`). ``loss``, ``wedge``, ``augment``,
     ``self_label`` and ``self_label_k`` choose the training objective
     (:class:`~autoencoder3d.network.objective.Objective`; off by default).
+    ``baseline`` adds the PCA baseline to the clustering
+    (:mod:`autoencoder3d.clustering.baseline`); ``merge`` lists groups of cluster
+    ids merged after k-means (:mod:`autoencoder3d.clustering.merge`).
     """
 
     epochs: int = 100
@@ -51,6 +54,8 @@ class TrainOptions:
     augment: bool = OBJECTIVE_DEFAULTS["augment"]
     self_label: int = OBJECTIVE_DEFAULTS["self_label"]
     self_label_k: int = OBJECTIVE_DEFAULTS["self_label_k"]
+    baseline: bool = True
+    merge: list = None
 
     def __post_init__(self):
         # ``distribute``: False, "mirrored" or "multiworker" (True, the old flag, is "mirrored"; False as

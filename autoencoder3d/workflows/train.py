@@ -20,14 +20,15 @@ import numpy as np
 
 from .. import __version__
 from ..box import check_subvolume_shape
+from ..clustering.merge import check_merge
 from ..data.open import data_polarity, open_data
 from ..errors import InputError
 from ..formats.mrc import read_tomogram
-from ..formats.subvolume_pickle import save_subvolumes
+from ..formats.subvolume_pickle import save_pickle, save_subvolumes
 from ..prep.contrast import DEFAULT_POLARITY
 from ..runs.decisions import decide_preparation
 from ..runs.fingerprint import fingerprint
-from ..runs.folder import RunFolder, remove_leftovers
+from ..runs.folder import BASELINE_MEMBERS, RunFolder, remove_leftovers
 from ..runs.options import TrainOptions
 from ..util.cpu_kernels import kernel_record
 from ..util.lock import RunFolderLock
@@ -145,14 +146,20 @@ def _rotations(subvolumes, options):
 def cluster_and_write(subvolumes: SubvolumeSet, encoder: keras.Model, decoder: keras.Model, n_clusters: int, out_dir: str | os.PathLike, *,
                       n_init: int = 100, seed: int | None = None, batch_size: int = 128, timings: dict[str, float] | None = None,
                       code_stats: dict[str, Any] | None = None, kmeans: str = "auto", fingerprint: dict[str, Any] | None = None,
+                      merge: list[list[int]] | None = None, baseline: bool = True, comparison: dict[str, Any] | None = None,
                       ) -> tuple[Clustering, np.ndarray]:
-    """Encode, k-means, decode the centres; write the ``clus-center`` pickles and montages.
+    """Encode, k-means, merge, decode the centres; write the ``clus-center`` pickles and montages.
 
+    ``merge``: groups of cluster ids merged after k-means (:mod:`autoencoder3d.clustering.merge`).
+    ``baseline``: also cluster by PCA + k-means (:mod:`autoencoder3d.clustering.baseline`).
+    What run.json records of the merge, the baseline and the duplicate centres
+    (:mod:`autoencoder3d.clustering.duplicates`) goes into ``comparison`` (a dict).
     What other commands wrote into the old ``clus-center`` is kept when the clusters are the same
     (and ``fingerprint``, when given, is run.json's), else moved aside with the old clustering
     (:mod:`autoencoder3d.runs.previous`).
     """
     from ..clustering.kmeans import cluster_encodings, write_cluster_pickles
+    from ..clustering.merge import merge_clusters
     from ..network.codes import CodesCollapsed, collapse_message, describe_codes, is_collapsed
     from ..network.train import decode, encode
     from ..report.figures import write_montages
@@ -171,17 +178,50 @@ def cluster_and_write(subvolumes: SubvolumeSet, encoder: keras.Model, decoder: k
     started = time.perf_counter()
     clustering = cluster_encodings(codes, subvolumes.uuids, n_clusters, n_init=n_init, seed=seed, method=kmeans)
     timings["kmeans_s"] = time.perf_counter() - started
+    comparison = {} if comparison is None else comparison
+    unmerged = clustering
+    clustering = merge_clusters(clustering, merge or [], codes)
     started = time.perf_counter()
     decoded = decode(decoder, clustering.centers, batch_size)
+    by_id = {k: decoded[k] for k in clustering.members}
+    comparison.update(_compare(subvolumes, encoder, codes, clustering, unmerged, by_id, seed, baseline, timings))
+    baseline_members = comparison.pop("baseline_members", None)
     # the folder is replaced whole: no centre or figure of an earlier clustering survives, and exports of it
     # stay only while they describe this one
     with atomic_directory(RunFolder(out_dir).clus_dir) as clus_dir:
         write_cluster_pickles(clus_dir, clustering, decoded)
-        write_montages(os.path.join(clus_dir, "fig"), decoded, clustering.sizes())
+        write_montages(os.path.join(clus_dir, "fig"), by_id, clustering.sizes())
         save_encodings(clus_dir, subvolumes.uuids, codes, clustering.labels)
+        if baseline_members is not None:
+            save_pickle(os.path.join(clus_dir, BASELINE_MEMBERS), baseline_members)
         keep_or_move(out_dir, clus_dir, fingerprint)
     timings["figures_s"] = time.perf_counter() - started
     return clustering, codes
+
+
+def _compare(subvolumes, encoder, codes, clustering, unmerged, decoded, seed, baseline, timings):
+    """run.json's ``merge``, ``duplicates`` and ``baseline`` (with ``baseline_members`` for the pickle)."""
+    from ..clustering.duplicates import duplicates_record
+    from ..clustering.merge import merge_record
+    from ..network.model import standardization
+
+    out = {}
+    if clustering.merged:
+        out["merge"] = merge_record(clustering)
+    started = time.perf_counter()
+    out["duplicates"] = duplicates_record(decoded, clustering.sizes())
+    timings["duplicates_s"] = time.perf_counter() - started
+    if baseline:
+        from ..clustering.baseline import run_baseline
+
+        started = time.perf_counter()
+        mean, std = standardization(encoder)
+        out["baseline"], out["baseline_members"] = run_baseline(
+            subvolumes.volumes, subvolumes.uuids, codes, clustering.labels, sorted(clustering.members), len(unmerged.centers),
+            seed=seed, mean=mean, std=std,
+        )
+        timings["baseline_s"] = time.perf_counter() - started
+    return out
 
 
 def _versions():
@@ -217,6 +257,7 @@ def run_train(data: str | os.PathLike, tomogram: str | os.PathLike | None, pose:
         The ``run.json`` record (a dict).
     """
     options = options or TrainOptions()
+    check_merge(options.merge or [], n_clusters)  # before any work: ids are those of k-means with N_CLUSTERS
     out_dir = os.path.abspath(out_dir)
     model_dir = RunFolder(out_dir).model_dir
     if command == "cluster":
@@ -290,7 +331,7 @@ def _fingerprint(data, tomogram, pose, subvolumes, options):
 
 def _run_train_locked(data, tomogram, pose, n_clusters, out_dir, options, command):
     started_wall, started = time.time(), time.perf_counter()
-    timings, code_stats = {}, {}
+    timings, code_stats, comparison = {}, {}, {}
     model_dir = RunFolder(out_dir).model_dir
     contrast = {}
     decide_preparation(data, options, model_dir)
@@ -314,7 +355,7 @@ def _run_train_locked(data, tomogram, pose, n_clusters, out_dir, options, comman
     clustering, _ = cluster_and_write(
         subvolumes, models[1], models[2], n_clusters, out_dir,
         n_init=options.n_init, seed=options.seed, batch_size=options.batch_size, timings=timings, code_stats=code_stats,
-        kmeans=options.kmeans, fingerprint=current,
+        kmeans=options.kmeans, fingerprint=current, merge=options.merge, baseline=options.baseline, comparison=comparison,
     )
     timings["total_s"] = time.perf_counter() - started
     record = {
@@ -339,6 +380,7 @@ def _run_train_locked(data, tomogram, pose, n_clusters, out_dir, options, comman
         "cluster_sizes": {str(k): v for k, v in clustering.sizes().items()},
         "inertia": clustering.inertia,
         "kmeans_method": clustering.method,
+        **comparison,
         "timings": timings,
         "versions": _versions(),
         "cpu_kernels": kernel_record(),

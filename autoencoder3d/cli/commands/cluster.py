@@ -14,11 +14,21 @@ Writes, in --out RUN_DIR:
   clus-center/mrc/NNN.mrc            each decoded centre as MRC (ChimeraX, IMOD)
   clus-center/index.html             the cluster report (see 'autoencoder3d report')
   pose-normalized.pickle             with POSE True: the normalized subvolumes
-  run.json                           inputs, options, seed, code statistics, timings
+  clus-center/baseline-kmeans.pickle the PCA baseline's clusters (not with --no-baseline)
+  run.json                           inputs, options, seed, code statistics, timings, the
+                                     baseline's agreement, duplicate centres, merges
+
+With --merge, each group of clusters becomes one cluster after k-means: the
+group's lowest id keeps it, its other ids disappear (no members, centre or
+files), every other cluster keeps its id, and the merged centre is decoded
+from the mean code of its members. Give the same --seed as the run so that
+k-means finds the same clusters (the report's selection panel composes the
+command).
 
 Example:
   autoencoder3d cluster data.pickle 50 --out run1
   autoencoder3d cluster data.pickle tomo.rec True 50 --out run1
+  autoencoder3d cluster data.pickle 50 --out run1 --seed 1 --merge 3,7 --merge 12,15,40
 """
 
 from __future__ import annotations
@@ -58,6 +68,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pose", action="store_true", help="pose-normalize the subvolumes against --tomogram first (same as POSE True)")
     parser.add_argument("--tomogram", default=None, help="MRC/REC tomogram (needed with --pose; same as TOMOGRAM)")
     add_clustering_options(parser)
+    parser.add_argument("--merge", action="append", default=None, metavar="IDS",
+                        help="merge these clusters after k-means into one, e.g. --merge 1,3,5 (repeatable: --merge 1,3,5 --merge 2,7); "
+                             "the lowest id keeps the merged cluster, the others disappear, every other id stays")
     add_polarity(parser, recorded=True)
     add_seed(parser)
 

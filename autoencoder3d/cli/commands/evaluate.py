@@ -4,7 +4,9 @@ CLUSTERING is a run folder of 'autoencoder3d train' (its clus-center/kmeans.pick
 is read), a clus-center folder, or a kmeans.pickle. TRUTH is the truth.json of
 'autoencoder3d simulate'. Prints the adjusted Rand index, normalized mutual
 information, homogeneity, completeness and purity. --baseline adds the same for
-k-means with the same k on PCA of the raw voxels.
+k-means with the same k on PCA of the raw voxels. The run's own PCA baseline
+(clus-center/baseline-kmeans.pickle: PCA + k-means of the standardized
+subvolumes its autoencoder read) is scored whenever the run saved it.
 
 Writes, in --out DIR (default: clus-center/evaluation):
   evaluation.json                    the scores
@@ -12,6 +14,8 @@ Writes, in --out DIR (default: clus-center/evaluation):
   contingency.png                    the same, drawn
   baseline_contingency.csv           with --baseline: the table of the PCA baseline
   baseline_contingency.png           with --baseline: the same, drawn
+  run_baseline_contingency.csv       the table of the run's own PCA baseline
+  run_baseline_contingency.png       the same, drawn
 
 Example:
   autoencoder3d evaluate example/run example/data/truth.json --baseline

@@ -21,7 +21,9 @@ Writes, in --out RUN_DIR:
   clus-center/mrc/NNN.mrc            each decoded centre as MRC (ChimeraX, IMOD)
   clus-center/index.html             the cluster report (see 'autoencoder3d report')
   pose-normalized.pickle             with POSE True: the normalized subvolumes
-  run.json                           inputs, options, seed, code statistics, timings
+  clus-center/baseline-kmeans.pickle the PCA baseline's clusters (not with --no-baseline)
+  run.json                           inputs, options, seed, code statistics, timings, the
+                                     baseline's agreement, duplicate centres
 
 Example:
   autoencoder3d train data.pickle tomo.rec True 100
@@ -125,9 +127,16 @@ def options_from_args(args: argparse.Namespace, **overrides: Any) -> TrainOption
         mixed_precision=getattr(args, "mixed_precision", None), distribute=getattr(args, "distribute", None),
         port=getattr(args, "port", None), workers=args.workers, verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2),
         **{key: getattr(args, key, default) for key, default in OBJECTIVE_DEFAULTS.items()},
+        baseline=getattr(args, "baseline", True), merge=_merge_groups(args),
     )
     values.update(overrides)
     return TrainOptions(**values)
+
+
+def _merge_groups(args):
+    from ...clustering.merge import parse_merge
+
+    return parse_merge(getattr(args, "merge", None)) or None
 
 
 def report(record: Mapping[str, Any], out_dir: str | os.PathLike) -> None:
