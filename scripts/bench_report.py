@@ -127,8 +127,8 @@ def time_report(folder):
 
 
 def browser_load_ms(page, repeats=3):
-    sys.path.insert(0, os.path.join(HERE, "..", "tests"))
-    from test_report import Chromium, find_chromium
+    sys.path.insert(0, os.path.join(HERE, ".."))
+    from tests.report.test_report import Chromium, find_chromium
 
     executable = find_chromium()
     if executable is None:
