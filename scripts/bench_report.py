@@ -127,7 +127,7 @@ def time_report(folder):
 
 
 def browser_load_ms(page, repeats=3):
-    sys.path.insert(0, os.path.join(HERE, ".."))
+    sys.path.append(os.path.join(HERE, ".."))  # after the code measured (PYTHONPATH), which it must not replace
     from tests.report.test_report import Chromium, find_chromium
 
     executable = find_chromium()
