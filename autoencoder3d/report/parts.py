@@ -41,13 +41,16 @@ ZOOMS = (1, 2, 3, 4, 6, 8)  # the page's montage-size choices
 # ---------------------------------------------------------------- images
 
 
-def png_bytes(image: ArrayLike) -> bytes:
-    """A 2D uint8 array as 8-bit grayscale PNG bytes (pypng)."""
+def png_bytes(image: ArrayLike, alpha: ArrayLike | None = None) -> bytes:
+    """A 2D uint8 array as 8-bit grayscale PNG bytes (pypng); with ``alpha`` (same shape, uint8), grey plus alpha."""
     import png
 
     image = np.ascontiguousarray(image, dtype=np.uint8)
+    if alpha is not None:
+        image = np.stack([image, np.asarray(alpha, dtype=np.uint8)], axis=-1).reshape(image.shape[0], -1)
+    height, width = image.shape[0], image.shape[1] // (2 if alpha is not None else 1)
     buffer = io.BytesIO()
-    png.Writer(width=image.shape[1], height=image.shape[0], greyscale=True, bitdepth=8, compression=6).write(buffer, image.tolist())
+    png.Writer(width=width, height=height, greyscale=True, alpha=alpha is not None, bitdepth=8, compression=6).write(buffer, image.tolist())
     return buffer.getvalue()
 
 
@@ -61,7 +64,8 @@ def montage_png(volume: ArrayLike, contrast: tuple[float, float] | None = None) 
 
     With ``contrast=None`` the slices are scaled by the volume's own min and max
     (the published scaling); with ``(low, high)`` by that shared range. The
-    gaps between slices are black either way.
+    gaps between slices are transparent (the page draws them black, whatever
+    filter the contrast puts on the grey levels).
     """
     from .figures import montage
 
@@ -70,7 +74,7 @@ def montage_png(volume: ArrayLike, contrast: tuple[float, float] | None = None) 
     low, high = contrast if contrast is not None else (image[pixels].min(), image[pixels].max())
     out = np.zeros(image.shape, dtype=np.uint8)
     out[pixels] = to_uint8(image[pixels], low, high)
-    return png_bytes(out)
+    return png_bytes(out, alpha=np.where(pixels, 255, 0))
 
 
 def montage_zoom(v_siz: Sequence[int]) -> int:
@@ -206,8 +210,9 @@ def card(k: int, size: int, color: str, center: np.ndarray, members: Sequence[tu
     return (
         f'<div class="card" id="cluster-{k}" data-cluster="{k}" data-size="{size}"{attrs}>{head}'
         f'<button type="button" class="assign">assign</button></div>{measures_line}'
-        f'<div class="montage-box"><img class="pix montage contrast" src="{data_uri(montage)}" data-filter="shared-{k}" '
-        f'style="filter:url(#shared-{k})" alt="montage of cluster {k}" title="{html.escape(fig_name)}">{bar}</div>'
+        f'<div class="montage-box"><div class="montage-frame"><img class="pix montage contrast" src="{data_uri(montage)}" '
+        f'data-filter="shared-{k}" style="filter:url(#shared-{k})" alt="montage of cluster {k}" title="{html.escape(fig_name)}"></div>'
+        f"{bar}</div>"
         f'<div class="strip-label">decoded centre, central slices</div><div class="strip">{slices}</div>'
         f"{members_html}{location}{tomograms_line(tomograms)}</div>"
     )

@@ -28,7 +28,7 @@ def _png(uri):
 
     reader = png.Reader(bytes=base64.b64decode(uri.split(",", 1)[1]))
     width, height, rows, info = reader.read()
-    return np.array([list(r) for r in rows], dtype=np.uint8), info
+    return np.array([list(r) for r in rows], dtype=np.uint8).reshape(height, width, -1)[:, :, 0], info
 
 
 def _tomogram(path):

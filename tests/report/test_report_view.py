@@ -77,11 +77,12 @@ def test_settings_are_grouped_and_nothing_recorded_is_hidden(run_with_empty):
     assert rows("timings") == {"total (s)": "1"}
 
 
-def _grey(uri):
+def _grey(uri, plane=0):
+    """The grey levels of a PNG data URI (plane 1: its alpha)."""
     import png
 
-    _, _, rows, _ = png.Reader(bytes=base64.b64decode(uri.split(",", 1)[1])).read()
-    return np.array([list(r) for r in rows], dtype=np.uint8)
+    width, height, rows, info = png.Reader(bytes=base64.b64decode(uri.split(",", 1)[1])).read()
+    return np.array([list(r) for r in rows], dtype=np.uint8).reshape(height, width, info["planes"])[:, :, plane]
 
 
 def test_shared_contrast_makes_densities_comparable(tmp_path):
@@ -140,6 +141,8 @@ def test_one_intensity_window_for_the_whole_page_by_default(tmp_path):
         slope, intercept = _filter(page, k)
         shown = np.clip(_grey(image["src"]) / 255.0 * slope + intercept, 0, 1) * 255
         inside = ~np.isnan(values)
+        if "montage" in image["class"]:  # the gaps between slices are transparent: black under any filter
+            assert np.array_equal(_grey(image["src"], plane=1) == 255, inside)
         assert np.abs(shown[inside] - to_uint8(values[inside], low, high)).max() <= 1.5
     members = [(a, volumes[a["alt"].removeprefix("member ")]) for t, a in tags if t == "img" and "member" in a.get("class", "")]
     assert len(members) == 12
@@ -203,6 +206,8 @@ def test_in_chromium_shared_contrast_zoom_and_empty_card(tmp_path, browser):
     grey = _pixel(browser, x, y)
     # shown shared by default: with cluster 0 (ball -1, outside 0.2) a tenth of the density, -0.1, is light grey: (1 - 0.1) / 1.2 of white
     assert grey[0] == grey[1] == grey[2] and abs(grey[0] - 255 * 0.9 / 1.2) <= 6, grey
+    gap = where.replace("(4 * 33 + 16.5)", "(4 * 33 + 32.5)")  # the gap right of that slice stays black under the filter
+    assert _pixel(browser, *browser.evaluate(gap)) == [0, 0, 0]
     assert browser.evaluate("document.getElementById('contrast-shown').textContent").startswith("Shown: one intensity window")
     browser.evaluate("(() => { const e = document.getElementById('contrast'); e.value = 'own'; e.dispatchEvent(new Event('change')); })()")
     x, y = browser.evaluate(where)
