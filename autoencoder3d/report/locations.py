@@ -15,7 +15,6 @@ memory-mapped, slice by slice: a few slices per tomogram whatever its size.
 from __future__ import annotations
 
 import html
-import io
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -38,7 +37,7 @@ if TYPE_CHECKING:
 MAP_MAX_PX = 256
 SLAB_SLICES = 16
 MAPS_PER_CARD = 3
-MAX_TOMOGRAMS = 24  # tomograms drawn at most (those with the most clustered subvolumes)
+MAX_TOMOGRAMS = 12  # tomograms drawn at most (those with the most clustered subvolumes)
 RINGS_UP_TO = 400   # members marked with a ring as well as a dot, per map
 DOT, RING = 2, 1    # palette indices of the marks PNG (0: transparent)
 _RING_OFFSETS = [(dr, dc) for dr in range(-2, 3) for dc in range(-2, 3) if 1.5 < math.hypot(dr, dc) <= 2.5]
@@ -102,8 +101,6 @@ def mark_pixels(centers: ArrayLike, bin_: int, size: tuple[int, int]) -> tuple[N
 
 def marks_png(rows: ArrayLike, cols: ArrayLike, size: tuple[int, int], color: str) -> bytes:
     """A transparent palette PNG of ``size`` (width, height): a dot (index DOT) on each (row, col), rings (index RING) around up to RINGS_UP_TO."""
-    import png
-
     width, height = size
     rows, cols = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
     image = np.zeros((height, width), dtype=np.uint8)
@@ -114,10 +111,7 @@ def marks_png(rows: ArrayLike, cols: ArrayLike, size: tuple[int, int], color: st
             image[r[keep], c[keep]] = RING
     image[rows, cols] = DOT
     rgb = tuple(int(color[i : i + 2], 16) for i in (1, 3, 5))
-    writer = png.Writer(width=width, height=height, palette=[(0, 0, 0, 0), rgb + (255,), rgb + (255,)], bitdepth=2, compression=9)
-    buffer = io.BytesIO()
-    writer.write(buffer, image.tolist())
-    return buffer.getvalue()
+    return png_bytes(image, palette=[(0, 0, 0, 0), rgb + (255,), rgb + (255,)])
 
 
 # ---------------------------------------------------------------- the run's tomograms

@@ -4,7 +4,8 @@
   centre in code space (code units; the k-means centre of ``ccents_d.pickle``,
   else the members' mean code).
 - **stability**: k-means is run again ``STABILITY_RESTARTS`` times on the same
-  codes with other seeds (one k-means++ start each, the run's k-means method);
+  codes with other seeds (scikit-learn's KMeans from one k-means++ seeding each,
+  the original non-greedy one);
   for each rerun, a cluster's overlap with the rerun's cluster that shares most
   of it is the Jaccard index ``|A & B| / |A | B|``; stability is the mean over
   the reruns. 1.0: every rerun finds the same cluster. Above
@@ -94,17 +95,17 @@ def stability_sample(labels: ArrayLike, max_codes: int = STABILITY_MAX_CODES, se
 
 
 def stability(codes: ArrayLike, labels: ArrayLike, *, restarts: int = STABILITY_RESTARTS, seed: int | None = 0,
-              method: str = "full", max_codes: int = STABILITY_MAX_CODES) -> dict[int, float]:
+              max_codes: int = STABILITY_MAX_CODES) -> dict[int, float]:
     """Cluster id -> mean over ``restarts`` k-means reruns (other seeds) of its best Jaccard overlap with a rerun's cluster.
 
     Args:
         codes: (N, d) encodings.
         labels: (N,) the clusters to measure.
-        restarts: k-means reruns, seeds ``seed + 1 ... seed + restarts``, one k-means++ start each.
-        method: ``"minibatch"`` reruns scikit-learn's MiniBatchKMeans (as a run clustered so), else KMeans.
+        restarts: k-means reruns (KMeans, Lloyd), seeds ``seed + 1 ... seed + restarts``, each from one
+            k-means++ seeding without the greedy local trials (as fast at 1,000 clusters as a few Lloyd steps).
         max_codes: above this many codes the reruns use :func:`stability_sample`.
     """
-    from sklearn.cluster import KMeans, MiniBatchKMeans
+    from sklearn.cluster import KMeans, kmeans_plusplus
 
     rows = stability_sample(labels, max_codes, seed)
     codes, labels = np.asarray(codes, dtype=np.float64)[rows], np.asarray(labels)[rows]
@@ -114,11 +115,9 @@ def stability(codes: ArrayLike, labels: ArrayLike, *, restarts: int = STABILITY_
     totals: dict[int, float] = {}
     base = 0 if seed is None else int(seed)
     for r in range(1, restarts + 1):
-        if method == "minibatch":
-            kmeans = MiniBatchKMeans(n_clusters=n_clusters, batch_size=4096, n_init=1, random_state=base + r)
-        else:
-            kmeans = KMeans(n_clusters=n_clusters, n_init=1, random_state=base + r)
-        for k, j in best_jaccard(labels, kmeans.fit_predict(codes)).items():
+        init, _ = kmeans_plusplus(codes, n_clusters, random_state=base + r, n_local_trials=1)
+        rerun = KMeans(n_clusters=n_clusters, init=init, n_init=1).fit_predict(codes)
+        for k, j in best_jaccard(labels, rerun).items():
             totals[k] = totals.get(k, 0.0) + j / restarts
     return totals
 
@@ -220,8 +219,7 @@ def cluster_measures(run: RunOutputs, subvolumes: SubvolumeSet | None, *, seed: 
     if run.codes is not None and run.labels is not None and len(run.codes):
         for k, value in code_spread(run.codes, run.labels, run.centers_code).items():
             measures.setdefault(k, ClusterMeasures()).spread = value
-        method = "minibatch" if run.record.get("kmeans_method") == "minibatch" else "full"
-        for k, value in stability(run.codes, run.labels, seed=seed, method=method).items():
+        for k, value in stability(run.codes, run.labels, seed=seed).items():
             measures.setdefault(k, ClusterMeasures()).stability = value
     for k, value in structure_scores(run, subvolumes, seed).items():
         measures.setdefault(k, ClusterMeasures()).structure = value

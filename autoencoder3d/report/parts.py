@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import os
 import shlex
+import struct
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -41,17 +42,42 @@ ZOOMS = (1, 2, 3, 4, 6, 8)  # the page's montage-size choices
 # ---------------------------------------------------------------- images
 
 
-def png_bytes(image: ArrayLike, alpha: ArrayLike | None = None) -> bytes:
-    """A 2D uint8 array as 8-bit grayscale PNG bytes (pypng); with ``alpha`` (same shape, uint8), grey plus alpha."""
-    import png
+def png_bytes(image: ArrayLike, alpha: ArrayLike | None = None, palette: Sequence[tuple[int, int, int, int]] | None = None) -> bytes:
+    """A 2D uint8 array as 8-bit PNG bytes: grayscale; with ``alpha`` (same shape), grey plus alpha; with
+    ``palette`` (RGBA tuples), the values are indices into it.
 
+    Every row has the same PNG filter (none, Sub or Up: whichever deflates smallest), deflated by zlib
+    (numpy and the standard library only: fast at any size).
+    """
     image = np.ascontiguousarray(image, dtype=np.uint8)
-    if alpha is not None:
-        image = np.stack([image, np.asarray(alpha, dtype=np.uint8)], axis=-1).reshape(image.shape[0], -1)
-    height, width = image.shape[0], image.shape[1] // (2 if alpha is not None else 1)
-    buffer = io.BytesIO()
-    png.Writer(width=width, height=height, greyscale=True, alpha=alpha is not None, bitdepth=8, compression=6).write(buffer, image.tolist())
-    return buffer.getvalue()
+    height, width = image.shape
+    if palette is not None:
+        kind, pixels = 3, image
+    elif alpha is not None:
+        kind, pixels = 4, np.stack([image, np.asarray(alpha, dtype=np.uint8)], axis=-1).reshape(height, 2 * width)
+    else:
+        kind, pixels = 0, image
+    chunks = [(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, kind, 0, 0, 0))]
+    if palette is not None:
+        chunks.append((b"PLTE", bytes(v for rgba in palette for v in rgba[:3])))
+        chunks.append((b"tRNS", bytes(rgba[3] for rgba in palette)))
+    chunks += [(b"IDAT", _deflated(pixels, 2 if kind == 4 else 1)), (b"IEND", b"")]
+    return b"\x89PNG\r\n\x1a\n" + b"".join(
+        struct.pack(">I", len(data)) + name + data + struct.pack(">I", zlib.crc32(name + data) & 0xFFFFFFFF) for name, data in chunks
+    )
+
+
+def _deflated(pixels, bpp):
+    """The zlib stream of PNG image data: each row behind its filter byte; the smallest of filters 0 (none), 1 (Sub), 2 (Up)."""
+    values = pixels.astype(np.int16)
+    sub, up = values.copy(), values.copy()
+    sub[:, bpp:] -= values[:, :-bpp]
+    up[1:] -= values[:-1]
+    streams = []
+    for kind, rows in enumerate((values, sub, up)):
+        raw = np.concatenate([np.full((len(rows), 1), kind, dtype=np.uint8), (rows % 256).astype(np.uint8)], axis=1)
+        streams.append(zlib.compress(raw.tobytes(), 6))
+    return min(streams, key=len)
 
 
 def data_uri(png: bytes) -> str:

@@ -90,3 +90,25 @@ def test_cards_show_and_sort_by_the_measures_and_mark_the_flat_centre(run_with_a
     assert all(0.5 * np.sqrt(32) * 0.8 < float(cards[k]["data-spread"]) < 0.5 * np.sqrt(32) * 1.2 for k in range(3))
     for option in ("stability-desc", "spread-asc", "structure-desc"):
         assert f'<option value="{option}">' in page
+
+
+# ---------------------------------------------------------------- in a browser (skipped without Chromium)
+
+from tests.report.test_report import browser  # noqa: E402,F401  (the Chromium fixture)
+
+
+def test_in_chromium_the_cards_sort_by_each_measure(run_with_a_flat_cluster, browser, tmp_path):
+    from autoencoder3d.report.page import write_report
+
+    path = write_report(run_with_a_flat_cluster, tmp_path / "page.html", tsne=False)
+    cards = _cards(open(path, encoding="utf-8").read())
+    browser.open(path)
+
+    def order(sort):
+        browser.evaluate(f"(() => {{ const e = document.getElementById('sort'); e.value = '{sort}'; e.dispatchEvent(new Event('change')); }})()")
+        return [int(c) for c in browser.evaluate("Array.from(document.querySelectorAll('#cards .card')).map(c => c.dataset.cluster)")]
+
+    assert order("structure-desc") == sorted(cards, key=lambda k: -float(cards[k]["data-structure"])) and order("structure-desc")[-1] == 2
+    assert order("spread-asc") == sorted(cards, key=lambda k: float(cards[k]["data-spread"]))
+    assert order("stability-desc") == [0, 1, 2]  # all 1.0: by id
+    assert order("size-desc") == [0, 1, 2]
