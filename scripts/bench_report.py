@@ -56,20 +56,34 @@ def fake_codes(n, k, dim, seed=0):
     return codes, truth
 
 
-def build_store(path, uuids, names, side, block=4096, seed=0):
-    """A store of len(uuids) noise boxes, one part per tomogram (names: each subvolume's tomogram, in runs)."""
+def write_tomogram_file(path, shape, seed=0):
+    """A noise tomogram of ``shape`` (x, y, z) as an MRC file, written slice by slice (float32, 10 A voxels)."""
+    import mrcfile
+
+    rng = np.random.default_rng(seed)
+    with mrcfile.new_mmap(path, shape=tuple(reversed(shape)), mrc_mode=2, overwrite=True) as mrc:
+        for z in range(shape[2]):
+            mrc.data[z] = rng.normal(0, 1, (shape[1], shape[0])).astype(np.float32)
+        mrc.voxel_size = 10.0
+
+
+def build_store(path, uuids, names, side, block=4096, seed=0, tomogram=None, shape=(512, 512, 200)):
+    """A store of len(uuids) noise boxes, one part per tomogram (names: each subvolume's tomogram, in runs).
+
+    ``tomogram``: an MRC file every part names as its tomogram (None: no file), of ``shape``.
+    """
     from autoencoder3d.data.store.store import PartWriter, create_store, finish_store
 
     rng = np.random.default_rng(seed)
     create_store(path, (side,) * 3, dtype="float16")
     runs = np.flatnonzero(np.r_[True, names[1:] != names[:-1], True])
     for part, (lo, hi) in enumerate(zip(runs[:-1], runs[1:])):
-        info = {"name": str(names[lo]), "path": None, "voxel_size": [10.0] * 3, "shape": [512, 512, 200]}
+        info = {"name": str(names[lo]), "path": tomogram, "voxel_size": [10.0] * 3, "shape": list(shape)}
         with PartWriter(path, part, hi - lo, info, v_siz=(side,) * 3, dtype="float16") as writer:
             for start in range(lo, hi, block):
                 stop = min(start + block, hi)
                 volumes = rng.normal(0, 1, (stop - start,) + (side,) * 3).astype(np.float32)
-                centres = rng.integers(0, 200, (stop - start, 3)).astype(float)
+                centres = rng.integers(0, min(shape), (stop - start, 3)).astype(float)
                 writer.write(start - lo, volumes, uuids[start:stop], centres)
     finish_store(path, len(runs) - 1)
 
@@ -80,7 +94,7 @@ def decoded_centres(k, side):
     return np.stack([np.where(grid < 1 + c * side / (3 * k), -1.0, 0.2) for c in range(k)]).astype(np.float32)
 
 
-def build_run(folder, n, k, n_tomograms, side, dim=32, store=None):
+def build_run(folder, n, k, n_tomograms, side, dim=32, store=None, tomogram_shape=None):
     from autoencoder3d.clustering.kmeans import cluster_encodings, write_cluster_pickles
     from autoencoder3d.report.page import save_encodings
 
@@ -92,7 +106,11 @@ def build_run(folder, n, k, n_tomograms, side, dim=32, store=None):
     if store is None or not os.path.isdir(store):  # --store reuses one made by an earlier run with the same --n, --tomograms, --side
         store = store or os.path.join(folder, "data.zarr")
         started = time.perf_counter()
-        build_store(store, uuids, names, side)
+        tomogram = None
+        if tomogram_shape:
+            tomogram = os.path.join(folder, "tomogram.mrc")
+            write_tomogram_file(tomogram, tomogram_shape)
+        build_store(store, uuids, names, side, tomogram=tomogram, shape=tomogram_shape or (512, 512, 200))
         timings["store_build_s"] = time.perf_counter() - started
     started = time.perf_counter()
     clustering = cluster_encodings(codes, uuids, k, n_init=3, seed=0, method="minibatch")
@@ -127,8 +145,8 @@ def time_report(folder):
 
 
 def browser_load_ms(page, repeats=3):
-    sys.path.insert(0, os.path.join(HERE, "..", "tests"))
-    from test_report import Chromium, find_chromium
+    sys.path.append(os.path.join(HERE, ".."))  # after the code measured (PYTHONPATH), which it must not replace
+    from tests.report.test_report import Chromium, find_chromium
 
     executable = find_chromium()
     if executable is None:
@@ -152,11 +170,14 @@ def main():
     parser.add_argument("--rebuild", action="store_true")
     parser.add_argument("--store", default=None, help="the data set store to use (made there when missing; default FOLDER/data.zarr)")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--tomogram-shape", default=None, metavar="X,Y,Z",
+                        help="write one noise MRC tomogram of this shape that every tomogram of the store names (the location maps read it)")
     args = parser.parse_args()
     folder = args.folder or f"/tmp/bench-report-{args.n}-{args.k}"
     result = {"n": args.n, "k": args.k, "tomograms": args.tomograms, "side": args.side, "cpus": os.cpu_count()}
     if args.rebuild or not os.path.isfile(os.path.join(folder, "run.json")):
-        result.update(build_run(folder, args.n, args.k, args.tomograms, args.side, store=args.store))
+        shape = [int(s) for s in args.tomogram_shape.split(",")] if args.tomogram_shape else None
+        result.update(build_run(folder, args.n, args.k, args.tomograms, args.side, store=args.store, tomogram_shape=shape))
     seconds, rss_mb, page = time_report(folder)
     result.update(report_s=round(seconds, 2), report_peak_rss_mb=round(rss_mb), page_bytes=os.path.getsize(page))
     load_ms, images_ok = browser_load_ms(page)

@@ -35,6 +35,28 @@ def montage(volume: np.ndarray) -> NDArray[np.float64]:
     return image
 
 
+NICE_STEPS = (1, 2, 5)  # scale bars are 1, 2 or 5 times a power of ten nanometres
+
+
+def scale_bar(pixel_angstrom: float | None, max_px: float) -> tuple[float, int] | None:
+    """The longest round scale bar (1, 2 or 5 x 10^n nm) at most ``max_px`` pixels long, for pixels of ``pixel_angstrom``.
+
+    Returns:
+        ``(bar_nm, bar_px)`` with ``bar_px = round(bar_nm * 10 / pixel_angstrom)`` (at least 1), or None when
+        the pixel size is unknown (None, zero, negative or not finite).
+    """
+    if pixel_angstrom is None or not math.isfinite(pixel_angstrom) or pixel_angstrom <= 0:
+        return None
+    best = None
+    for exponent in range(-3, 8):
+        for step in NICE_STEPS:
+            nm = step * 10.0**exponent
+            px = round(nm * 10 / pixel_angstrom)
+            if 1 <= px <= max(max_px, 1):
+                best = (float(f"{nm:.6g}"), int(px))
+    return best
+
+
 def montage_uint16(volume: ArrayLike) -> NDArray[np.uint16]:
     """The published 16-bit montage: slices scaled to [0, 1] by their min and max, ``ceil(m * 65534)``."""
     image = montage(np.asarray(volume, dtype=np.float64))

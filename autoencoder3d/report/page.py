@@ -51,7 +51,9 @@ from ..runs.folder import CENTER_CODES, ENCODINGS, RunFolder
 from ..util.atomic import atomic_open
 from .compare import annotate_card, compare_section, selection_data
 from .maps import MAP_MAX_POINTS, TSNE_MAX_POINTS, cluster_colors, code_maps  # noqa: F401 - public here too
-from .parts import card, contrast_filters, health_banner, loss_html, montage_zoom, settings_html, shared_contrast
+from .measures import FLAT_BELOW
+from .parts import card, health_banner, loss_html, montage_zoom, settings_html
+from .windows import contrast_filters, contrast_sentences, member_window, shared_contrast
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike, NDArray
@@ -224,20 +226,13 @@ def _member_picks(run, n_members):
     return picks
 
 
-def _open_data(run, subvolumes, need_volumes):
-    """The clustered SubvolumeSet: the one given, else the run's DATA (a store stays on disk), else None.
-
-    A pickle is loaded only when ``need_volumes`` (reading it is the slow part).
-    """
+def _open_data(run, subvolumes):
+    """The clustered SubvolumeSet: the one given, else the run's DATA (a store stays on disk), else None (said in the notes)."""
     if subvolumes is not None:
         return subvolumes
     if not _data_exists(run.data_path):
-        if need_volumes:
-            run.notes.append(f"subvolume data not found ({run.data_path}); member slices are not shown")
-        return None
-    from ..data.store import is_store
-
-    if not (need_volumes or is_store(run.data_path)):
+        run.notes.append(f"subvolume data not found ({run.data_path}); member slices are not shown, "
+                         "nor the centres' structure against their members' noise or where the members lie")
         return None
     return open_data(run.data_path)
 
@@ -289,27 +284,49 @@ def _script_json(obj):
     return json.dumps(obj, separators=(",", ":")).replace("</", "<\\/")
 
 
+def voxel_angstrom(record: Mapping, subvolumes: SubvolumeSet | None = None) -> float | None:
+    """The run's voxel size in Angstrom (``run.json`` ``voxel_size``, else the data's), or None when unknown."""
+    for size in (record.get("voxel_size"), getattr(subvolumes, "voxel_size", None)):
+        values = size if isinstance(size, (list, tuple)) else [size]
+        try:
+            value = float(values[0])
+        except (TypeError, ValueError, IndexError):
+            continue
+        if np.isfinite(value) and value > 0:
+            return value
+    return None
+
+
 def build_report(run_dir: str | os.PathLike, *, n_members: int = 4, tsne: bool = True, tsne_max_points: int = TSNE_MAX_POINTS,
                  map_max_points: int = MAP_MAX_POINTS, seed: int | None = 0, recompute: bool = True,
                  subvolumes: SubvolumeSet | None = None) -> str:
     """The report page of a run folder, as a string (see :func:`write_report`)."""
+    from .figures import montage_name
+    from .locations import location_maps, location_summary
+    from .measures import cluster_measures, measures_table
+
     run = read_run(run_dir, recompute=recompute)
     sizes = run.sizes()
     colors = cluster_colors(max(len(run.centers), max(run.centers, default=-1) + 1))
     picks = _member_picks(run, n_members)
-    subvolumes = _open_data(run, subvolumes, any(picks.values()))
+    subvolumes = _open_data(run, subvolumes)  # the members' slices, noise and positions
     members = _member_volumes(run, picks, subvolumes)
     per_tomogram = tomogram_counts(run.members, subvolumes)
-    from .figures import montage_name
-
+    record = run.record
+    voxel = voxel_angstrom(record, subvolumes)
+    slices = [v[:, :, v.shape[2] // 2] for p in members.values() for _, _, v in p]
+    windows = {"centres": shared_contrast(run.centers, sizes), "members": member_window(slices)}
+    measures = cluster_measures(run, subvolumes, seed=seed)
+    locations = location_maps(run, subvolumes, colors, voxel)
     cards = [
-        annotate_card(card(k, sizes[k], colors[k], run.centers[k], members.get(k, []), montage_name(k, sizes[k]), tomograms=per_tomogram.get(k)),
-                      k, run.record)
+        annotate_card(
+            card(k, sizes[k], colors[k], run.centers[k], members.get(k, []), montage_name(k, sizes[k]), tomograms=per_tomogram.get(k),
+                 member_window=windows["members"], voxel_angstrom=voxel, measures=measures.get(k), location=locations.cards.get(k, "")),
+            k, run.record)
         for k in sorted(run.centers, key=lambda c: (-sizes[c], c))
     ]
-    cards.append(contrast_filters(run.centers, sizes, shared_contrast(run.centers, sizes)))
+    cards.append(contrast_filters(run.centers, sizes, windows["centres"]))
     maps_html, hover, map_note = code_maps(run, colors, tsne=tsne, tsne_max_points=tsne_max_points, map_max_points=map_max_points, seed=seed)
-    record = run.record
     data_arg = run.data_path or "DATA"
     prefix = f"edss3d train {shlex.quote(data_arg)} --out {shlex.quote(run.run_dir)}"
     inputs = record.get("inputs") or {}
@@ -319,11 +336,15 @@ def build_report(run_dir: str | os.PathLike, *, n_members: int = 4, tsne: bool =
         + (f" from {len({t for c in per_tomogram.values() for t, _ in c})} tomograms" if per_tomogram else "")
         + f"; data {inputs.get('data')}"
         + ("; pose-normalized" if inputs.get("pose") else "")
+        + (f"; voxel size {voxel:.4g} A" if voxel else "; voxel size unknown")
         + f"; run {run.run_dir}"
     )
-    notes = "".join(f'<p class="note warn">{html.escape(n)}</p>' for n in run.notes) + compare_section(record)
+    notes = "".join(f'<p class="note warn">{html.escape(n)}</p>' for n in run.notes + ([locations.note] if locations.note else []))
+    notes += compare_section(record)
     zoom = montage_zoom(record.get("v_siz") or next(iter(run.centers.values())).shape if run.centers else (1, 1, 1))
-    data = {"command_prefix": prefix, "storage_key": f"{run.run_dir}|{record.get('started', '')}", "maps": hover, "montage_zoom": zoom}
+    said = contrast_sentences(windows["centres"], windows["members"])
+    data = {"command_prefix": prefix, "storage_key": f"{run.run_dir}|{record.get('started', '')}", "maps": hover, "montage_zoom": zoom,
+            "contrast": said, "measures": measures_table(measures)}
     data.update(selection_data(run.run_dir, record))
     template = resources.files("autoencoder3d.report").joinpath("templates/report.html").read_text(encoding="utf-8")
     return _fill(template, {
@@ -332,6 +353,10 @@ def build_report(run_dir: str | os.PathLike, *, n_members: int = 4, tsne: bool =
         "SUBTITLE": html.escape(subtitle),
         "NOTES": notes,
         "CONTRAST": html.escape(_contrast_note(record)),
+        "CONTRAST_SHOWN": html.escape(said["shared"]),
+        "LOCATIONS": html.escape(location_summary(locations.maps)),
+        "LOCATION_STYLE": locations.style,
+        "FLAT_BELOW": f"{FLAT_BELOW:g}",
         "HEALTH": health_banner(record, sizes),
         "MAX_SIZE": str(max(sizes.values(), default=0)),
         "CARDS": "\n".join(cards),

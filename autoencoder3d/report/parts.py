@@ -1,19 +1,19 @@
-"""Pieces of the cluster report page: images, cluster cards, the code-health banner, settings and loss.
+"""Pieces of the cluster report page: images, scale bars, cluster cards, the code-health banner, settings and loss.
 
-Images are inline PNG data URIs. Montages and centre slices are scaled on
-their own cluster's contrast (the published ``fig/`` scaling); for a contrast
-shared by all clusters (so densities can be compared between cards) the page
-applies, per cluster, an SVG filter with the exact linear map from the
-cluster's grey levels to the shared ones, so no second set of images is needed.
+Images are inline PNG data URIs. How their grey levels are chosen (one window
+for the whole page by default, or each image its own) is in :mod:`.windows`.
+Under every image a scale bar in nm, ``round(bar_nm * 10 / pixel_A)`` of the
+image's pixels long, or "voxel size unknown".
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import io
 import os
 import shlex
+import struct
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -21,10 +21,18 @@ import numpy as np
 
 from ..network.codes import code_health
 from ..runs.folder import RunFolder
+from .figures import scale_bar
+from .windows import contrast_filters, linear_map, own_member_window, shared_contrast, shared_map, to_uint8
+
+__all__ = [  # shared_contrast, shared_map and contrast_filters are .windows's, named here too
+    "card", "central_slices", "contrast_filters", "data_uri", "fmt", "health_banner", "loss_html", "montage_png", "montage_zoom",
+    "png_bytes", "scalebar_html", "settings_groups", "settings_html", "shared_contrast", "shared_map", "to_uint8", "tomograms_line",
+]
 
 if TYPE_CHECKING:
-    from numpy.typing import ArrayLike, NDArray
+    from numpy.typing import ArrayLike
 
+    from .measures import ClusterMeasures
     from .page import RunOutputs
 
 MONTAGE_TARGET_PX = 400  # montages are drawn at the integer zoom that makes them about this wide
@@ -34,14 +42,42 @@ ZOOMS = (1, 2, 3, 4, 6, 8)  # the page's montage-size choices
 # ---------------------------------------------------------------- images
 
 
-def png_bytes(image: ArrayLike) -> bytes:
-    """A 2D uint8 array as 8-bit grayscale PNG bytes (pypng)."""
-    import png
+def png_bytes(image: ArrayLike, alpha: ArrayLike | None = None, palette: Sequence[tuple[int, int, int, int]] | None = None) -> bytes:
+    """A 2D uint8 array as 8-bit PNG bytes: grayscale; with ``alpha`` (same shape), grey plus alpha; with
+    ``palette`` (RGBA tuples), the values are indices into it.
 
+    Every row has the same PNG filter (none, Sub or Up: whichever deflates smallest), deflated by zlib
+    (numpy and the standard library only: fast at any size).
+    """
     image = np.ascontiguousarray(image, dtype=np.uint8)
-    buffer = io.BytesIO()
-    png.Writer(width=image.shape[1], height=image.shape[0], greyscale=True, bitdepth=8, compression=6).write(buffer, image.tolist())
-    return buffer.getvalue()
+    height, width = image.shape
+    if palette is not None:
+        kind, pixels = 3, image
+    elif alpha is not None:
+        kind, pixels = 4, np.stack([image, np.asarray(alpha, dtype=np.uint8)], axis=-1).reshape(height, 2 * width)
+    else:
+        kind, pixels = 0, image
+    chunks = [(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, kind, 0, 0, 0))]
+    if palette is not None:
+        chunks.append((b"PLTE", bytes(v for rgba in palette for v in rgba[:3])))
+        chunks.append((b"tRNS", bytes(rgba[3] for rgba in palette)))
+    chunks += [(b"IDAT", _deflated(pixels, 2 if kind == 4 else 1)), (b"IEND", b"")]
+    return b"\x89PNG\r\n\x1a\n" + b"".join(
+        struct.pack(">I", len(data)) + name + data + struct.pack(">I", zlib.crc32(name + data) & 0xFFFFFFFF) for name, data in chunks
+    )
+
+
+def _deflated(pixels, bpp):
+    """The zlib stream of PNG image data: each row behind its filter byte; the smallest of filters 0 (none), 1 (Sub), 2 (Up)."""
+    values = pixels.astype(np.int16)
+    sub, up = values.copy(), values.copy()
+    sub[:, bpp:] -= values[:, :-bpp]
+    up[1:] -= values[:-1]
+    streams = []
+    for kind, rows in enumerate((values, sub, up)):
+        raw = np.concatenate([np.full((len(rows), 1), kind, dtype=np.uint8), (rows % 256).astype(np.uint8)], axis=1)
+        streams.append(zlib.compress(raw.tobytes(), 6))
+    return min(streams, key=len)
 
 
 def data_uri(png: bytes) -> str:
@@ -49,18 +85,13 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def to_uint8(image: ArrayLike, low: float, high: float) -> NDArray[np.uint8]:
-    """Grey levels 0..255 for values low..high (clipped); 0 everywhere when high <= low."""
-    scaled = (np.asarray(image, dtype=np.float64) - low) / (high - low) if high > low else np.zeros(np.shape(image))
-    return np.clip(np.round(scaled * 255), 0, 255).astype(np.uint8)
-
-
 def montage_png(volume: ArrayLike, contrast: tuple[float, float] | None = None) -> bytes:
     """The published montage (``fig/NNN--SIZE.png``) at 8 bits.
 
     With ``contrast=None`` the slices are scaled by the volume's own min and max
     (the published scaling); with ``(low, high)`` by that shared range. The
-    gaps between slices are black either way.
+    gaps between slices are transparent (the page draws them black, whatever
+    filter the contrast puts on the grey levels).
     """
     from .figures import montage
 
@@ -69,7 +100,7 @@ def montage_png(volume: ArrayLike, contrast: tuple[float, float] | None = None) 
     low, high = contrast if contrast is not None else (image[pixels].min(), image[pixels].max())
     out = np.zeros(image.shape, dtype=np.uint8)
     out[pixels] = to_uint8(image[pixels], low, high)
-    return png_bytes(out)
+    return png_bytes(out, alpha=np.where(pixels, 255, 0))
 
 
 def montage_zoom(v_siz: Sequence[int]) -> int:
@@ -95,38 +126,7 @@ def central_slices(volume: np.ndarray) -> list[tuple[str, np.ndarray]]:
     ]
 
 
-def shared_contrast(centers: Mapping[int, np.ndarray], sizes: Mapping[int, int]) -> tuple[float, float]:
-    """One (low, high) for all decoded centres of non-empty clusters: their joint min and max (fig/'s rule, shared)."""
-    chosen = [v for k, v in centers.items() if sizes.get(k, 0) > 0] or list(centers.values())
-    if not chosen:
-        return (0.0, 1.0)
-    return (float(min(np.min(v) for v in chosen)), float(max(np.max(v) for v in chosen)))
-
-
 # ---------------------------------------------------------------- cluster cards
-
-
-def shared_map(center: np.ndarray, contrast: tuple[float, float]) -> tuple[float, float]:
-    """(slope, intercept) taking a grey level g in [0, 1] on the centre's own contrast to the shared one.
-
-    Own: g = (v - min) / (max - min); shared: (v - low) / (high - low) = slope * g + intercept.
-    """
-    own_low, own_high = float(center.min()), float(center.max())
-    low, high = contrast
-    span = high - low if high > low else 1.0
-    return (own_high - own_low) / span, (own_low - low) / span
-
-
-def contrast_filters(centers: Mapping[int, np.ndarray], sizes: Mapping[int, int], contrast: tuple[float, float]) -> str:
-    """Hidden SVG with one filter per non-empty cluster: its own grey levels -> the shared contrast (clipped)."""
-    filters = []
-    for k, center in centers.items():
-        if sizes.get(k, 0) == 0:
-            continue
-        slope, intercept = shared_map(center, contrast)
-        funcs = "".join(f'<feFunc{c} type="linear" slope="{slope:.6g}" intercept="{intercept:.6g}"/>' for c in "RGB")
-        filters.append(f'<filter id="shared-{k}" color-interpolation-filters="sRGB"><feComponentTransfer>{funcs}</feComponentTransfer></filter>')
-    return f'<svg class="filters" width="0" height="0" aria-hidden="true">{"".join(filters)}</svg>'
 
 
 TOMOGRAMS_NAMED = 5  # a card names its cluster's top tomograms and sums the rest
@@ -142,48 +142,110 @@ def tomograms_line(counts: Sequence[tuple[str, int]] | None) -> str:
     return f'<div class="tomograms note" title="members per tomogram">from {len(counts)} tomogram{"s" if len(counts) > 1 else ""}: {named}{more}</div>'
 
 
+def scalebar_html(bar: tuple[float, int] | None, image_px: int) -> str:
+    """A scale bar under an image ``image_px`` pixels wide: ``bar`` = (nm, pixels) from :func:`~.figures.scale_bar`, or None.
+
+    The bar's width is its share of the image's width, so it scales with the image; without a voxel size the
+    line says "voxel size unknown".
+    """
+    if bar is None:
+        return '<div class="scalebar unknown">voxel size unknown</div>'
+    nm, px = bar
+    return (
+        f'<div class="scalebar" data-bar-nm="{nm:g}" data-bar-px="{px}" data-image-px="{image_px}">'
+        f'<i style="width:{100 * px / max(image_px, 1):.4f}%"></i><span>{nm:g} nm</span></div>'
+    )
+
+
+def _figure(img_tag, image_px, voxel_angstrom, caption):
+    bar = scalebar_html(scale_bar(voxel_angstrom, image_px / 2), image_px)
+    return f"<figure>{img_tag}{bar}<figcaption>{caption}</figcaption></figure>"
+
+
+MEASURE_TITLES = {
+    "spread": "mean distance of the members' codes to the cluster's centre, in code units (smaller: tighter)",
+    "stability": "mean best Jaccard overlap with a cluster of k-means rerun with other seeds on the same codes (1: always found again)",
+    "structure": "structure of the decoded centre in units of one member's noise (below 1: flat, no more structure than noise)",
+}
+
+
+def measures_html(measures: ClusterMeasures | None) -> tuple[str, str, str]:
+    """(data attributes of the card, the line of measures, the 'flat centre' badge or '') of one cluster."""
+    values = {name: getattr(measures, name, None) for name in MEASURE_TITLES}
+    attrs = "".join(f' data-{name}="{"" if v is None else f"{v:.6g}"}"' for name, v in values.items())
+    formats = {"spread": "{:.3g}", "stability": "{:.2f}", "structure": "{:.2g}"}
+    line = " &middot; ".join(
+        f'<span class="measure" title="{html.escape(MEASURE_TITLES[name])}">{name} '
+        f'{"not measured" if v is None else formats[name].format(v)}</span>' for name, v in values.items()
+    )
+    flat = getattr(measures, "flat", None)
+    badge = (
+        f'<span class="flat-badge" title="{html.escape(MEASURE_TITLES["structure"])}">flat centre</span>' if flat else ""
+    )
+    return attrs + f' data-flat="{"" if flat is None else int(flat)}"', f'<div class="measures">{line}</div>', badge
+
+
 def card(k: int, size: int, color: str, center: np.ndarray, members: Sequence[tuple[str, int, np.ndarray]], fig_name: str,
-         tomograms: Sequence[tuple[str, int]] | None = None) -> str:
+         tomograms: Sequence[tuple[str, int]] | None = None, *, member_window: tuple[float, float] | None = None,
+         voxel_angstrom: float | None = None, measures: ClusterMeasures | None = None, location: str = "") -> str:
     """The card of one cluster; an empty cluster gets a card that says so, without images.
 
-    ``tomograms``: [(tomogram, members from it), ...] most first, for a data set of several tomograms.
+    Args:
+        tomograms: [(tomogram, members from it), ...] most first, for a data set of several tomograms.
+        member_window: the page's shared window of member slices; their PNGs are drawn on it (each image's own
+            window is the ``data-own`` linear map). None: each on its own window.
+        voxel_angstrom: the voxel size for the scale bars (None: "voxel size unknown").
+        measures: the cluster's spread, stability and structure.
+        location: HTML of the maps of where the members lie.
     """
+    attrs, measures_line, badge = measures_html(measures)
     head = (
         f'<div class="card-head"><span class="swatch" style="background:{color}"></span>'
-        f'<span class="card-title">cluster {k}</span><span class="card-size">{size} members</span>'
+        f'<span class="card-title">cluster {k}</span><span class="card-size">{size} members</span>{badge}'
     )
     if size == 0:
         return (
-            f'<div class="card empty" id="cluster-{k}" data-cluster="{k}" data-size="0">{head}</div>'
+            f'<div class="card empty" id="cluster-{k}" data-cluster="{k}" data-size="0"{attrs}>{head}</div>'
             '<p class="empty-note">empty: k-means gave this cluster no subvolume, so there is nothing to show or select.</p></div>'
         )
     own = (float(center.min()), float(center.max()))
     slices = "".join(
-        f'<figure><img class="pix contrast" src="{data_uri(png_bytes(to_uint8(img, *own)))}" data-filter="shared-{k}" '
-        f'alt="cluster {k} centre {name}" title="decoded centre, slice {name}"><figcaption>{name}</figcaption></figure>'
+        _figure(f'<img class="pix contrast" src="{data_uri(png_bytes(to_uint8(img, *own)))}" data-filter="shared-{k}" '
+                f'style="filter:url(#shared-{k})" alt="cluster {k} centre {name}" title="decoded centre, slice {name}">',
+                img.shape[1], voxel_angstrom, name)
         for name, img in central_slices(center)
     )
     member_figs = []
     for uuid, rank, volume in members:
         img = volume[:, :, volume.shape[2] // 2]
-        lo, hi = np.percentile(img, [1, 99])
-        member_figs.append(
-            f'<figure><img class="pix member" src="{data_uri(png_bytes(to_uint8(img, lo, hi)))}" '
-            f'alt="member {html.escape(uuid)}" title="{html.escape(uuid)}: rank {rank + 1} of {size} by distance to the centre">'
-            f"<figcaption>#{rank + 1}</figcaption></figure>"
-        )
+        own_window = own_member_window(img)
+        window = member_window or own_window
+        own_map = " ".join(f"{v:.6g}" for v in linear_map(window, own_window))
+        member_figs.append(_figure(
+            f'<img class="pix member" src="{data_uri(png_bytes(to_uint8(img, *window)))}" data-own="{own_map}" '
+            f'alt="member {html.escape(uuid)}" title="{html.escape(uuid)}: rank {rank + 1} of {size} by distance to the centre">',
+            img.shape[1], voxel_angstrom, f"#{rank + 1}",
+        ))
     members_html = (
         f'<div class="strip-label">members, central z slice (rank by distance to the centre)</div><div class="strip">{"".join(member_figs)}</div>'
         if member_figs else ""
     )
+    montage = montage_png(center)
+    width = _png_width(montage)
+    bar = scalebar_html(scale_bar(voxel_angstrom, 0.6 * center.shape[1]), width)
     return (
-        f'<div class="card" id="cluster-{k}" data-cluster="{k}" data-size="{size}">{head}'
-        f'<button type="button" class="assign">assign</button></div>'
-        f'<img class="pix montage contrast" src="{data_uri(montage_png(center))}" data-filter="shared-{k}" '
-        f'alt="montage of cluster {k}" title="{html.escape(fig_name)}">'
+        f'<div class="card" id="cluster-{k}" data-cluster="{k}" data-size="{size}"{attrs}>{head}'
+        f'<button type="button" class="assign">assign</button></div>{measures_line}'
+        f'<div class="montage-box"><div class="montage-frame"><img class="pix montage contrast" src="{data_uri(montage)}" '
+        f'data-filter="shared-{k}" style="filter:url(#shared-{k})" alt="montage of cluster {k}" title="{html.escape(fig_name)}"></div>'
+        f"{bar}</div>"
         f'<div class="strip-label">decoded centre, central slices</div><div class="strip">{slices}</div>'
-        f"{members_html}{tomograms_line(tomograms)}</div>"
+        f"{members_html}{location}{tomograms_line(tomograms)}</div>"
     )
+
+
+def _png_width(png: bytes) -> int:
+    return int.from_bytes(png[16:20], "big")  # the IHDR chunk's width
 
 
 # ---------------------------------------------------------------- what the reader must know first

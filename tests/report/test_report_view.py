@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pytest
 
+from autoencoder3d.report.figures import montage
 from autoencoder3d.report.page import build_report
 from autoencoder3d.report.parts import data_uri
 from tests.report.test_report import SIZES, make_run, parse
@@ -76,15 +77,15 @@ def test_settings_are_grouped_and_nothing_recorded_is_hidden(run_with_empty):
     assert rows("timings") == {"total (s)": "1"}
 
 
-def _grey(uri):
+def _grey(uri, plane=0):
+    """The grey levels of a PNG data URI (plane 1: its alpha)."""
     import png
 
-    _, _, rows, _ = png.Reader(bytes=base64.b64decode(uri.split(",", 1)[1])).read()
-    return np.array([list(r) for r in rows], dtype=np.uint8)
+    width, height, rows, info = png.Reader(bytes=base64.b64decode(uri.split(",", 1)[1])).read()
+    return np.array([list(r) for r in rows], dtype=np.uint8).reshape(height, width, info["planes"])[:, :, plane]
 
 
 def test_shared_contrast_makes_densities_comparable(tmp_path):
-    from autoencoder3d.report.figures import montage
     from autoencoder3d.report.parts import montage_png, shared_contrast
 
     root = make_run(tmp_path / "run", [10, 10])
@@ -101,15 +102,62 @@ def test_shared_contrast_makes_densities_comparable(tmp_path):
     shared = []
     for k in (0, 1):
         assert montages[f"montage of cluster {k}"]["data-filter"] == f"shared-{k}"
-        slope, intercept = map(float, re.search(
-            rf'<filter id="shared-{k}" color-interpolation-filters="sRGB"><feComponentTransfer><feFuncR type="linear" '
-            r'slope="([^"]+)" intercept="([^"]+)"/>', page).groups())
+        slope, intercept = _filter(page, k)
         mapped = np.clip(own[k] / 255.0 * slope + intercept, 0, 1) * 255  # what the browser's filter draws
         expected = _grey(data_uri(montage_png(centres[k], contrast))).astype(float)
         voxels = ~np.isnan(montage(centres[k]))  # not the gaps between slices
         assert np.abs(mapped[voxels] - expected[voxels]).max() <= 1.5
         shared.append(expected[voxels])
     assert shared[0].max() == 255 and np.ptp(shared[1]) < 0.2 * np.ptp(shared[0])
+
+
+def _filter(page, k):
+    return map(float, re.search(
+        rf'<filter id="shared-{k}" color-interpolation-filters="sRGB"><feComponentTransfer><feFuncR type="linear" '
+        r'slope="([^"]+)" intercept="([^"]+)"/>', page).groups())
+
+
+def test_one_intensity_window_for_the_whole_page_by_default(tmp_path):
+    """Every centre image (montage, slices) shows through one window, every member slice through one, and the page says which."""
+    from autoencoder3d.report.parts import central_slices
+    from autoencoder3d.report.windows import to_uint8
+
+    root = make_run(tmp_path / "run", [6, 9, 5], n=16)
+    centres = pickle.load(open(os.path.join(root, "clus-center", "ccents.pickle"), "rb"))
+    volumes = {u: e["v"] for u, e in pickle.load(open(os.path.join(root, "data.pickle"), "rb"))["vs"].items()}
+    page = build_report(root, tsne=False)
+    tags = parse(page)
+    assert re.search(r'<select id="contrast"><option value="shared" selected>', page)
+    low, high = min(float(c.min()) for c in centres.values()), max(float(c.max()) for c in centres.values())
+    centre_images = [a for t, a in tags if t == "img" and "contrast" in a.get("class", "")]
+    assert len(centre_images) == 3 * 4
+    for image in centre_images:
+        k = int(re.search(r"cluster (\d+)", image["alt"]).group(1))
+        assert image["style"] == f"filter:url(#shared-{k})"  # shown shared without any script
+        if "montage" in image["class"]:
+            values = montage(centres[k])
+        else:
+            values = dict(central_slices(centres[k]))[image["alt"].rsplit(" ", 1)[1]]
+        slope, intercept = _filter(page, k)
+        shown = np.clip(_grey(image["src"]) / 255.0 * slope + intercept, 0, 1) * 255
+        inside = ~np.isnan(values)
+        if "montage" in image["class"]:  # the gaps between slices are transparent: black under any filter
+            assert np.array_equal(_grey(image["src"], plane=1) == 255, inside)
+        assert np.abs(shown[inside] - to_uint8(values[inside], low, high)).max() <= 1.5
+    members = [(a, volumes[a["alt"].removeprefix("member ")]) for t, a in tags if t == "img" and "member" in a.get("class", "")]
+    assert len(members) == 12
+    slices = [v[:, :, v.shape[2] // 2] for _, v in members]
+    m_low, m_high = np.percentile(np.concatenate([s.ravel() for s in slices]), [1, 99])
+    for (image, _), values in zip(members, slices):
+        assert np.array_equal(_grey(image["src"]), to_uint8(values, m_low, m_high))  # one window, in the data's units
+        # the other choice, each image its own 1st-99th percentile, is the linear map data-own names
+        slope, intercept = map(float, image["data-own"].split())
+        own_low, own_high = np.percentile(values, [1, 99])
+        inside = (values > max(own_low, m_low)) & (values < min(own_high, m_high))
+        own = np.clip(_grey(image["src"]) / 255.0 * slope + intercept, 0, 1) * 255
+        assert np.abs(own[inside] - to_uint8(values[inside], own_low, own_high)).max() <= 2.5
+    said = f"Shown: one intensity window for the whole page: centres {low:.4g} (black) to {high:.4g} (white), member slices {m_low:.4g} to {m_high:.4g}"
+    assert said in page
 
 
 @pytest.mark.parametrize("box,zoom", [(32, 2), (16, 6), (64, 1)])
@@ -155,11 +203,18 @@ def test_in_chromium_shared_contrast_zoom_and_empty_card(tmp_path, browser):
         " return [window.scrollX + r.left + (4 * 33 + 16.5) * s, window.scrollY + r.top + (2 * 33 + 16.5) * s]; })()"
     )
     x, y = browser.evaluate(where)
-    assert _pixel(browser, x, y) == [0, 0, 0]  # its own contrast: the darkest of the cluster is black
-    browser.evaluate("(() => { const e = document.getElementById('contrast'); e.value = 'shared'; e.dispatchEvent(new Event('change')); })()")
-    x, y = browser.evaluate(where)
     grey = _pixel(browser, x, y)
-    # shared with cluster 0 (ball -1, outside 0.2): a tenth of the density, -0.1, is light grey: (1 - 0.1) / 1.2 of white
+    # shown shared by default: with cluster 0 (ball -1, outside 0.2) a tenth of the density, -0.1, is light grey: (1 - 0.1) / 1.2 of white
     assert grey[0] == grey[1] == grey[2] and abs(grey[0] - 255 * 0.9 / 1.2) <= 6, grey
+    gap = where.replace("(4 * 33 + 16.5)", "(4 * 33 + 32.5)")  # the gap right of that slice stays black under the filter
+    assert _pixel(browser, *browser.evaluate(gap)) == [0, 0, 0]
+    assert browser.evaluate("document.getElementById('contrast-shown').textContent").startswith("Shown: one intensity window")
+    browser.evaluate("(() => { const e = document.getElementById('contrast'); e.value = 'own'; e.dispatchEvent(new Event('change')); })()")
+    x, y = browser.evaluate(where)
+    assert _pixel(browser, x, y) == [0, 0, 0]  # its own contrast: the darkest of the cluster is black
+    assert browser.evaluate("document.getElementById('contrast-shown').textContent").startswith("Shown: each cluster's centre on its own")
+    # a member slice on its own window: the filter made from its data-own map
+    assert browser.evaluate("document.querySelector('img.member').style.filter") == 'url("#own-member-0")'
+    assert browser.evaluate("document.querySelectorAll('svg.filters filter[id^=own-member]').length") == 2 * 4
     browser.evaluate("(() => { const e = document.getElementById('zoom'); e.value = '3'; e.dispatchEvent(new Event('change')); })()")
     assert browser.evaluate("document.querySelector('.card[data-cluster=\"1\"] img.montage').getBoundingClientRect().width") == 3 * 198

@@ -1,0 +1,231 @@
+"""Per-cluster measures a scientist can rank clusters by: spread, stability, and the structure of the decoded centre.
+
+- **spread**: the mean Euclidean distance of the members' codes to the cluster's
+  centre in code space (code units; the k-means centre of ``ccents_d.pickle``,
+  else the members' mean code).
+- **stability**: k-means is run again ``STABILITY_RESTARTS`` times on the same
+  codes with other seeds (scikit-learn's KMeans from one k-means++ seeding each,
+  the original non-greedy one);
+  for each rerun, a cluster's overlap with the rerun's cluster that shares most
+  of it is the Jaccard index ``|A & B| / |A | B|``; stability is the mean over
+  the reruns. 1.0: every rerun finds the same cluster. Above
+  ``STABILITY_MAX_CODES`` codes the reruns use a sample (every cluster keeps at
+  least ``STABILITY_MIN_PER_CLUSTER`` members, or all of them).
+- **structure**: how much structure the decoded centre has, in units of the
+  noise of one of its members (see :func:`structure_score`); a centre below
+  ``FLAT_BELOW`` is marked *flat*: no more structure than noise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, NDArray
+
+    from ..volume import SubvolumeSet
+    from .page import RunOutputs
+
+STABILITY_RESTARTS = 3
+STABILITY_MAX_CODES = 20_000
+STABILITY_MIN_PER_CLUSTER = 20
+MEASURE_MEMBERS = 16   # members read per cluster to measure their noise
+MEASURE_MAX_VOLUMES = 16_000  # ... and at most this many in all (at least MEASURE_MIN_MEMBERS per cluster)
+MEASURE_MIN_MEMBERS = 3
+FLAT_BELOW = 1.0
+
+
+@dataclass
+class ClusterMeasures:
+    """The measures of one cluster (None where they cannot be measured)."""
+
+    spread: float | None = None
+    stability: float | None = None
+    structure: float | None = None
+
+    @property
+    def flat(self) -> bool | None:
+        """True when the decoded centre has no more structure than noise (structure below FLAT_BELOW)."""
+        return None if self.structure is None else bool(self.structure < FLAT_BELOW)
+
+
+# ---------------------------------------------------------------- in code space
+
+
+def code_spread(codes: ArrayLike, labels: ArrayLike, centers_code: ArrayLike | None = None) -> dict[int, float]:
+    """Cluster id -> mean distance of its members' codes to its centre (``centers_code[k]``, else their mean)."""
+    codes, labels = np.asarray(codes, dtype=np.float64), np.asarray(labels)
+    centers = None if centers_code is None else np.asarray(centers_code, dtype=np.float64)
+    spread = {}
+    for k in np.unique(labels):
+        own = codes[labels == k]
+        usable = centers is not None and centers.ndim == 2 and 0 <= k < len(centers) and centers.shape[1] == codes.shape[1]
+        centre = centers[k] if usable else own.mean(axis=0)
+        spread[int(k)] = float(np.linalg.norm(own - centre, axis=1).mean())
+    return spread
+
+
+def best_jaccard(labels: ArrayLike, other: ArrayLike) -> dict[int, float]:
+    """Cluster id of ``labels`` -> the largest Jaccard index ``|A & B| / |A | B|`` with any cluster B of ``other``."""
+    labels, other = np.asarray(labels), np.asarray(other)
+    ids, a = np.unique(labels, return_inverse=True)
+    _, b = np.unique(other, return_inverse=True)
+    nb = int(b.max()) + 1 if len(b) else 0
+    both = np.bincount(a * nb + b, minlength=len(ids) * nb).reshape(len(ids), nb).astype(np.float64)
+    union = both.sum(axis=1, keepdims=True) + both.sum(axis=0, keepdims=True) - both
+    return {int(k): float((both[i] / np.maximum(union[i], 1)).max()) for i, k in enumerate(ids)}
+
+
+def stability_sample(labels: ArrayLike, max_codes: int = STABILITY_MAX_CODES, seed: int | None = 0) -> NDArray[np.int64]:
+    """Rows the stability reruns use: all of them up to ``max_codes``, else a random sample keeping every cluster represented."""
+    labels = np.asarray(labels)
+    if len(labels) <= max_codes:
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in np.unique(labels):
+        own = np.flatnonzero(labels == k)
+        take = min(len(own), max(STABILITY_MIN_PER_CLUSTER, round(len(own) * max_codes / len(labels))))
+        rows.append(rng.choice(own, take, replace=False))
+    return np.sort(np.concatenate(rows))
+
+
+def stability(codes: ArrayLike, labels: ArrayLike, *, restarts: int = STABILITY_RESTARTS, seed: int | None = 0,
+              max_codes: int = STABILITY_MAX_CODES) -> dict[int, float]:
+    """Cluster id -> mean over ``restarts`` k-means reruns (other seeds) of its best Jaccard overlap with a rerun's cluster.
+
+    Args:
+        codes: (N, d) encodings.
+        labels: (N,) the clusters to measure.
+        restarts: k-means reruns (KMeans, Lloyd), seeds ``seed + 1 ... seed + restarts``, each from one
+            k-means++ seeding without the greedy local trials (as fast at 1,000 clusters as a few Lloyd steps).
+        max_codes: above this many codes the reruns use :func:`stability_sample`.
+    """
+    from sklearn.cluster import KMeans, kmeans_plusplus
+
+    rows = stability_sample(labels, max_codes, seed)
+    codes, labels = np.asarray(codes, dtype=np.float64)[rows], np.asarray(labels)[rows]
+    n_clusters = min(len(np.unique(labels)), len(np.unique(codes, axis=0)))
+    if n_clusters < 2:
+        return {int(k): 1.0 for k in np.unique(labels)}
+    totals: dict[int, float] = {}
+    base = 0 if seed is None else int(seed)
+    for r in range(1, restarts + 1):
+        init, _ = kmeans_plusplus(codes, n_clusters, random_state=base + r, n_local_trials=1)
+        rerun = KMeans(n_clusters=n_clusters, init=init, n_init=1).fit_predict(codes)
+        for k, j in best_jaccard(labels, rerun).items():
+            totals[k] = totals.get(k, 0.0) + j / restarts
+    return totals
+
+
+# ---------------------------------------------------------------- the decoded centre against its members' noise
+
+
+def _shells(shape):
+    """Each voxel's radial shell (distance to the box centre, rounded) and which voxels lie in the inscribed sphere."""
+    grid = np.indices(shape, dtype=np.float64)
+    middle = (np.asarray(shape, dtype=np.float64) - 1) / 2
+    radius = np.sqrt(sum((g - m) ** 2 for g, m in zip(grid, middle)))
+    shell = np.rint(radius).astype(np.int64)
+    return shell, radius <= min(shape) / 2
+
+
+def _binned(volumes):
+    """2 x 2 x 2 block means of (m, n1, n2, n3) volumes (odd edges dropped)."""
+    m, *sides = volumes.shape
+    cut = [s - s % 2 for s in sides]
+    if min(cut) < 2:
+        return volumes
+    v = volumes[:, : cut[0], : cut[1], : cut[2]]
+    return v.reshape(m, cut[0] // 2, 2, cut[1] // 2, 2, cut[2] // 2, 2).mean(axis=(2, 4, 6))
+
+
+def structure_score(center: ArrayLike, members: ArrayLike) -> float | None:
+    """The decoded centre's structure in units of its members' noise; below 1: no more structure than one member's noise.
+
+    Two views, the larger counts:
+
+    - binned: the standard deviation over the box of the centre in 2 x 2 x 2
+      voxel blocks, divided by the members' noise in such blocks (the root mean
+      square over blocks of the standard deviation across members, each member
+      less its own mean);
+    - radial: the centre's radial profile (mean over 1-voxel shells around the
+      box centre, inside the inscribed sphere, less the sphere's mean), each shell
+      divided by the standard deviation across members of the same shell of
+      theirs (each less its own sphere mean); the root mean square over shells.
+
+    A single member of pure noise scores about 1 in both views, so a centre
+    below 1 would be lost in the noise of one of its members.
+
+    Returns:
+        The score, or None with fewer than MEASURE_MIN_MEMBERS members, other shapes, or members without noise.
+    """
+    center = np.asarray(center, dtype=np.float64)
+    members = np.asarray(members, dtype=np.float64)
+    if len(members) < MEASURE_MIN_MEMBERS or members.shape[1:] != center.shape or center.ndim != 3:
+        return None
+    scores = []
+    binned_c, binned_m = _binned(center[None])[0], _binned(members)
+    deviation = binned_m - binned_m.mean(axis=(1, 2, 3), keepdims=True)
+    noise = float(np.sqrt(np.mean(deviation.var(axis=0, ddof=1))))
+    if noise > 0:
+        scores.append(float(binned_c.std()) / noise)
+    shell, inside = _shells(center.shape)
+    shell = shell[inside]
+    counts = np.bincount(shell)
+    used = counts > 0
+
+    def profile(volume):
+        values = volume[inside]
+        return (np.bincount(shell, weights=values, minlength=len(counts))[used] / counts[used]) - values.mean()
+
+    spread = np.std([profile(v) for v in members], axis=0, ddof=1)
+    z = profile(center)[spread > 0] / spread[spread > 0]
+    if len(z):
+        scores.append(float(np.sqrt(np.mean(z**2))))
+    return max(scores) if scores else None
+
+
+def _measure_rows(run, subvolumes, seed):
+    """Cluster id -> rows of ``subvolumes`` of up to MEASURE_MEMBERS members drawn at random (fewer for very many clusters)."""
+    index = {u: i for i, u in enumerate(subvolumes.uuids)}
+    per = max(MEASURE_MIN_MEMBERS, min(MEASURE_MEMBERS, MEASURE_MAX_VOLUMES // max(len(run.members), 1)))
+    rng = np.random.default_rng(seed)
+    rows = {}
+    for k in sorted(run.members):
+        own = np.array([index[u] for u in run.members[k] if u in index], dtype=np.int64)
+        rows[k] = np.sort(rng.choice(own, min(per, len(own)), replace=False)) if len(own) else own
+    return rows
+
+
+def structure_scores(run: RunOutputs, subvolumes: SubvolumeSet | None, seed: int | None = 0) -> dict[int, float | None]:
+    """Cluster id -> :func:`structure_score` of its decoded centre against up to MEASURE_MEMBERS of its members (read by index)."""
+    if subvolumes is None:
+        return {}
+    scores = {}
+    for k, rows in _measure_rows(run, subvolumes, seed).items():
+        if k in run.centers and len(rows) >= MEASURE_MIN_MEMBERS:
+            scores[k] = structure_score(run.centers[k], subvolumes.volumes[rows])
+    return scores
+
+
+def cluster_measures(run: RunOutputs, subvolumes: SubvolumeSet | None, *, seed: int | None = 0) -> dict[int, ClusterMeasures]:
+    """Every cluster's :class:`ClusterMeasures`: spread and stability from the codes, structure from the centre and members."""
+    measures = {k: ClusterMeasures() for k in run.centers}
+    if run.codes is not None and run.labels is not None and len(run.codes):
+        for k, value in code_spread(run.codes, run.labels, run.centers_code).items():
+            measures.setdefault(k, ClusterMeasures()).spread = value
+        for k, value in stability(run.codes, run.labels, seed=seed).items():
+            measures.setdefault(k, ClusterMeasures()).stability = value
+    for k, value in structure_scores(run, subvolumes, seed).items():
+        measures.setdefault(k, ClusterMeasures()).structure = value
+    return measures
+
+
+def measures_table(measures: Mapping[int, ClusterMeasures]) -> dict[str, dict[str, float | bool | None]]:
+    """The measures as plain JSON-able values, by cluster id (a string)."""
+    return {str(k): {"spread": m.spread, "stability": m.stability, "structure": m.structure, "flat": m.flat} for k, m in sorted(measures.items())}
