@@ -88,13 +88,3 @@ def test_jax_distribute_trains_one_model_on_two_devices_with_every_batch_split_e
     assert len(history) == 2 and all(math.isfinite(float(row[key])) for row in history for key in ("loss", "val_loss")), history
     assert all((run / "clus-center" / name).is_file() for name in CLUSTER_FILES)
     assert len(record["cluster_sizes"]) == 3
-
-
-def test_jax_refuses_distribute_multiworker_in_one_line_and_writes_nothing(tmp_path, data):
-    env = dict(os.environ, KERAS_BACKEND="jax", TF_CONFIG='{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 0}}')
-    command = [sys.executable, "-c", NO_TENSORFLOW, "train", data, "None", "False", "3", "--out", str(tmp_path / "run"),
-               "--distribute", "multiworker"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
-    assert result.returncode == 2, result.stderr[-3000:]
-    assert "--distribute multiworker needs Keras's TensorFlow backend" in result.stderr and "Traceback" not in result.stderr
-    assert not (tmp_path / "run").exists()
