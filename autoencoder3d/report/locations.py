@@ -232,12 +232,16 @@ def _card_map(k, tmap, css_class, centers, size, color):
     )
 
 
-def location_summary(maps: Mapping[str, TomogramMap]) -> str:
-    """One sentence on how the maps were drawn (for the section's text), or ''."""
+def location_summary(maps: Mapping[str, TomogramMap], polarity: str | None = None) -> str:
+    """One sentence on how the maps were drawn (for the section's text), or ''.
+
+    ``polarity``: the run's recorded contrast polarity (``"dark"`` or ``"bright"``), said as the maps show it.
+    """
     if not maps:
         return ""
+    dense = {"dark": " (dense matter dark, as recorded)", "bright": " (dense matter bright, as recorded)"}.get(polarity or "", "")
     return (
         f"Location maps of {len(maps)} tomogram{'s' if len(maps) > 1 else ''}: each is the mean of up to {SLAB_SLICES} z slices "
-        "spread over the z range of its picks, binned to at most "
+        f"spread over the z range of its picks{dense}, binned to at most "
         f"{MAP_MAX_PX} pixels; a dot marks the pixel holding each member's centre (with a ring when there are few)."
     )
