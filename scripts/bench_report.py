@@ -30,7 +30,13 @@ slices or per-tomogram counts (it could not read a store). The page grows with
 k (one card per cluster), not with N. Building the 10^6-subvolume store took
 995 s and MiniBatchKMeans 26 s (k=100) and 85 s (k=1000).
 
+With the per-cluster measures, scale bars and location maps (``--tomogram-shape
+1024,1024,200``: every tomogram of the store names one noise MRC file) see
+docs/report.md: at 10^5 subvolumes, 13-17 s and a 2.3 MB page for k=100,
+24-28 s and a 7.5 MB page (Chromium load 1.7 s) for k=1000.
+
 Usage: python scripts/bench_report.py [--n 1000000] [--k 100] [--tomograms 20] [--side 8] [--folder DIR] [--json OUT.json]
+       [--tomogram-shape X,Y,Z]
 The folder is kept and reused (pass --rebuild to make it again).
 """
 

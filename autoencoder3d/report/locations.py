@@ -1,13 +1,13 @@
 """Where each cluster's members lie: a projection of their tomogram with the members' centres marked.
 
-Each tomogram is drawn once (a CSS background, a few KB) as the mean of up to
+Each tomogram is drawn once (a CSS background, tens of KB) as the mean of up to
 ``SLAB_SLICES`` z slices spread evenly over the z range of its picks (5th to 95th
 percentile of their z, widened by half a box), binned ``bin x bin`` voxels a
 pixel so that the image is at most ``MAP_MAX_PX`` wide or high; grey levels are
 the 1st-99th percentile of the projection, as the data record them (dense matter
 dark or bright, as the run's polarity says). x runs to the right and y up, as in
 IMOD's 3dmod. A card lays a transparent PNG of its members' marks over the
-tomograms holding most of them: a dot on the pixel holding each member's centre
+``MAPS_PER_CARD`` tomograms holding most of them (fewer beyond 200 clusters): a dot on the pixel holding each member's centre
 and, for up to ``RINGS_UP_TO`` members, a ring around it. The tomogram is read
 memory-mapped, slice by slice: a few slices per tomogram whatever its size.
 """
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 MAP_MAX_PX = 256
 SLAB_SLICES = 16
 MAPS_PER_CARD = 3
+MAX_CARD_MAPS = 600  # maps on all cards together: fewer per card beyond 200 clusters (at least one)
 MAX_TOMOGRAMS = 12  # tomograms drawn at most (those with the most clustered subvolumes)
 RINGS_UP_TO = 400   # members marked with a ring as well as a dot, per map
 DOT, RING = 2, 1    # palette indices of the marks PNG (0: transparent)
@@ -76,7 +77,7 @@ def project_slab(tomogram: Tomogram, z_lo: int, z_hi: int, *, max_px: int = MAP_
     nx, ny, nz = tomogram.shape
     z_lo, z_hi = max(0, int(z_lo)), min(nz - 1, int(z_hi))
     z_hi = max(z_hi, z_lo)
-    bin_ = map_bin((nx, ny), max_px)
+    bin_ = min(map_bin((nx, ny), max_px), nx, ny)
     wx, wy = max(nx // bin_, 1), max(ny // bin_, 1)
     zs = np.unique(np.rint(np.linspace(z_lo, z_hi, min(slices, z_hi - z_lo + 1))).astype(np.int64))
     total = np.zeros((wx, wy))
@@ -187,11 +188,12 @@ def location_maps(run: RunOutputs, subvolumes: SubvolumeSet | None, colors: Sequ
     style = "".join(f".tomo-{i}{{background-image:url({data_uri(png_bytes(m.image))})}}" for i, m in enumerate(maps.values()))
     css_class = {name: f"tomo-{i}" for i, name in enumerate(maps)}
     cards = {}
+    per_card = max(1, min(MAPS_PER_CARD, MAX_CARD_MAPS // max(1, sum(1 for v in run.members.values() if v))))
     for k, uuids in run.members.items():
         rows = np.array([index[u] for u in uuids if u in index], dtype=np.int64)
         rows = rows[np.all(np.isfinite(centers[rows, :2]), axis=1)] if len(rows) else rows
         counts = {n: int(c) for n, c in zip(*np.unique(names[rows], return_counts=True))} if len(rows) else {}
-        shown = sorted((n for n in counts if n in maps), key=lambda n: (-counts[n], n))[:MAPS_PER_CARD]
+        shown = sorted((n for n in counts if n in maps), key=lambda n: (-counts[n], n))[:per_card]
         cards[k] = "".join(
             _card_map(k, maps[n], css_class[n], centers[rows[names[rows] == n]], len(uuids), colors[k]) for n in shown
         )
@@ -230,12 +232,16 @@ def _card_map(k, tmap, css_class, centers, size, color):
     )
 
 
-def location_summary(maps: Mapping[str, TomogramMap]) -> str:
-    """One sentence on how the maps were drawn (for the section's text), or ''."""
+def location_summary(maps: Mapping[str, TomogramMap], polarity: str | None = None) -> str:
+    """One sentence on how the maps were drawn (for the section's text), or ''.
+
+    ``polarity``: the run's recorded contrast polarity (``"dark"`` or ``"bright"``), said as the maps show it.
+    """
     if not maps:
         return ""
+    dense = {"dark": " (dense matter dark, as recorded)", "bright": " (dense matter bright, as recorded)"}.get(polarity or "", "")
     return (
         f"Location maps of {len(maps)} tomogram{'s' if len(maps) > 1 else ''}: each is the mean of up to {SLAB_SLICES} z slices "
-        "spread over the z range of its picks, binned to at most "
+        f"spread over the z range of its picks{dense}, binned to at most "
         f"{MAP_MAX_PX} pixels; a dot marks the pixel holding each member's centre (with a ring when there are few)."
     )

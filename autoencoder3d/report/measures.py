@@ -36,6 +36,7 @@ STABILITY_MIN_PER_CLUSTER = 20
 MEASURE_MEMBERS = 16   # members read per cluster to measure their noise
 MEASURE_MAX_VOLUMES = 16_000  # ... and at most this many in all (at least MEASURE_MIN_MEMBERS per cluster)
 MEASURE_MIN_MEMBERS = 3
+MEASURE_READ_BYTES = 256 * 2**20  # members are read in batches of about this many bytes (a store: one read per batch)
 FLAT_BELOW = 1.0
 
 
@@ -108,7 +109,7 @@ def stability(codes: ArrayLike, labels: ArrayLike, *, restarts: int = STABILITY_
     from sklearn.cluster import KMeans, kmeans_plusplus
 
     rows = stability_sample(labels, max_codes, seed)
-    codes, labels = np.asarray(codes, dtype=np.float64)[rows], np.asarray(labels)[rows]
+    codes, labels = np.asarray(codes, dtype=np.float32)[rows], np.asarray(labels)[rows]
     n_clusters = min(len(np.unique(labels)), len(np.unique(codes, axis=0)))
     if n_clusters < 2:
         return {int(k): 1.0 for k in np.unique(labels)}
@@ -206,10 +207,19 @@ def structure_scores(run: RunOutputs, subvolumes: SubvolumeSet | None, seed: int
     """Cluster id -> :func:`structure_score` of its decoded centre against up to MEASURE_MEMBERS of its members (read by index)."""
     if subvolumes is None:
         return {}
-    scores = {}
-    for k, rows in _measure_rows(run, subvolumes, seed).items():
-        if k in run.centers and len(rows) >= MEASURE_MIN_MEMBERS:
-            scores[k] = structure_score(run.centers[k], subvolumes.volumes[rows])
+    wanted = {k: rows for k, rows in _measure_rows(run, subvolumes, seed).items() if k in run.centers and len(rows) >= MEASURE_MIN_MEMBERS}
+    per_batch = max(1, MEASURE_READ_BYTES // (4 * int(np.prod(subvolumes.volumes.shape[1:]))))
+    scores, batch = {}, []
+    for k in [*wanted, None]:
+        if k is not None and sum(len(wanted[c]) for c in batch) + len(wanted[k]) <= per_batch:
+            batch.append(k)
+            continue
+        if batch:  # one read of the batch's rows, in order
+            rows = np.unique(np.concatenate([wanted[c] for c in batch]))
+            volumes = subvolumes.volumes[rows]
+            for c in batch:
+                scores[c] = structure_score(run.centers[c], volumes[np.searchsorted(rows, wanted[c])])
+        batch = [k]
     return scores
 
 
@@ -228,4 +238,8 @@ def cluster_measures(run: RunOutputs, subvolumes: SubvolumeSet | None, *, seed: 
 
 def measures_table(measures: Mapping[int, ClusterMeasures]) -> dict[str, dict[str, float | bool | None]]:
     """The measures as plain JSON-able values, by cluster id (a string)."""
-    return {str(k): {"spread": m.spread, "stability": m.stability, "structure": m.structure, "flat": m.flat} for k, m in sorted(measures.items())}
+    def plain(value):
+        return None if value is None or not np.isfinite(value) else float(value)
+
+    return {str(k): {"spread": plain(m.spread), "stability": plain(m.stability), "structure": plain(m.structure), "flat": m.flat}
+            for k, m in sorted(measures.items())}

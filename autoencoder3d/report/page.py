@@ -46,7 +46,7 @@ from .. import __version__
 from ..data.open import open_data
 from ..errors import InputError
 from ..formats.subvolume_pickle import load_pickle, save_pickle
-from ..prep.contrast import DEFAULT_POLARITY
+from ..prep.contrast import DEFAULT_POLARITY, recorded_polarity
 from ..runs.folder import CENTER_CODES, ENCODINGS, RunFolder
 from ..util.atomic import atomic_open
 from .compare import annotate_card, compare_section, selection_data
@@ -354,7 +354,7 @@ def build_report(run_dir: str | os.PathLike, *, n_members: int = 4, tsne: bool =
         "NOTES": notes,
         "CONTRAST": html.escape(_contrast_note(record)),
         "CONTRAST_SHOWN": html.escape(said["shared"]),
-        "LOCATIONS": html.escape(location_summary(locations.maps)),
+        "LOCATIONS": html.escape(location_summary(locations.maps, recorded_polarity((record.get("contrast") or {}).get("used")))),
         "LOCATION_STYLE": locations.style,
         "FLAT_BELOW": f"{FLAT_BELOW:g}",
         "HEALTH": health_banner(record, sizes),

@@ -46,7 +46,7 @@ def png_bytes(image: ArrayLike, alpha: ArrayLike | None = None, palette: Sequenc
     """A 2D uint8 array as 8-bit PNG bytes: grayscale; with ``alpha`` (same shape), grey plus alpha; with
     ``palette`` (RGBA tuples), the values are indices into it.
 
-    Every row has the same PNG filter (none, Sub or Up: whichever deflates smallest), deflated by zlib
+    Every row has the same PNG filter (none, Sub or Up: whichever deflates smallest; none for a palette), deflated by zlib
     (numpy and the standard library only: fast at any size).
     """
     image = np.ascontiguousarray(image, dtype=np.uint8)
@@ -61,20 +61,22 @@ def png_bytes(image: ArrayLike, alpha: ArrayLike | None = None, palette: Sequenc
     if palette is not None:
         chunks.append((b"PLTE", bytes(v for rgba in palette for v in rgba[:3])))
         chunks.append((b"tRNS", bytes(rgba[3] for rgba in palette)))
-    chunks += [(b"IDAT", _deflated(pixels, 2 if kind == 4 else 1)), (b"IEND", b"")]
+    chunks += [(b"IDAT", _deflated(pixels, 2 if kind == 4 else 1, filters=(0,) if kind == 3 else (0, 1, 2))), (b"IEND", b"")]
     return b"\x89PNG\r\n\x1a\n" + b"".join(
         struct.pack(">I", len(data)) + name + data + struct.pack(">I", zlib.crc32(name + data) & 0xFFFFFFFF) for name, data in chunks
     )
 
 
-def _deflated(pixels, bpp):
-    """The zlib stream of PNG image data: each row behind its filter byte; the smallest of filters 0 (none), 1 (Sub), 2 (Up)."""
+def _deflated(pixels, bpp, filters=(0, 1, 2)):
+    """The zlib stream of PNG image data: each row behind its filter byte; the smallest of ``filters`` (0 none, 1 Sub, 2 Up)."""
     values = pixels.astype(np.int16)
-    sub, up = values.copy(), values.copy()
-    sub[:, bpp:] -= values[:, :-bpp]
-    up[1:] -= values[:-1]
     streams = []
-    for kind, rows in enumerate((values, sub, up)):
+    for kind in filters:
+        rows = values.copy()
+        if kind == 1:
+            rows[:, bpp:] -= values[:, :-bpp]
+        elif kind == 2:
+            rows[1:] -= values[:-1]
         raw = np.concatenate([np.full((len(rows), 1), kind, dtype=np.uint8), (rows % 256).astype(np.uint8)], axis=1)
         streams.append(zlib.compress(raw.tobytes(), 6))
     return min(streams, key=len)
@@ -175,8 +177,7 @@ def measures_html(measures: ClusterMeasures | None) -> tuple[str, str, str]:
     attrs = "".join(f' data-{name}="{"" if v is None else f"{v:.6g}"}"' for name, v in values.items())
     formats = {"spread": "{:.3g}", "stability": "{:.2f}", "structure": "{:.2g}"}
     line = " &middot; ".join(
-        f'<span class="measure" title="{html.escape(MEASURE_TITLES[name])}">{name} '
-        f'{"not measured" if v is None else formats[name].format(v)}</span>' for name, v in values.items()
+        f'<span class="measure">{name} {"not measured" if v is None else formats[name].format(v)}</span>' for name, v in values.items()
     )
     flat = getattr(measures, "flat", None)
     badge = (

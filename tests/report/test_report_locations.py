@@ -89,6 +89,16 @@ def test_the_location_map_marks_exactly_the_members_centres(located_run, monkeyp
     assert projection.shape == (height, width)
     dense = projection[height - 1 - 20 // bin_, 30 // bin_]
     assert dense == 0 and np.median(projection) > 100
+    assert "spread over the z range of its picks, binned" in page  # make_run records no polarity
+
+
+def test_the_maps_say_the_polarity_the_run_recorded(located_run):
+    root, _ = located_run
+    path = os.path.join(root, "run.json")
+    record = json.load(open(path))
+    record["contrast"] = {"asked": "auto", "used": "bright"}
+    json.dump(record, open(path, "w"))
+    assert "z range of its picks (dense matter bright, as recorded), binned" in build_report(root, tsne=False)
 
 
 def test_a_data_set_maps_each_tomogram_and_says_which_cannot_be_drawn(located_run, tmp_path):
