@@ -22,7 +22,7 @@ import os
 import shutil
 
 from ..errors import InputError
-from ..formats.json import load_json
+from ..formats.json import read_json
 from ..util.atomic import is_leftover, original_name
 from ..util.lock import RunFolderLock
 
@@ -154,13 +154,7 @@ class RunFolder:
         path = self.record_path
         if missing_ok and not os.path.lexists(path):
             return {}
-        try:
-            with open(path, encoding="utf-8") as handle:
-                record = load_json(handle.read())
-        except OSError as err:
-            raise InputError(f"{path}: cannot read ({err.strerror}); is {self.path} a finished 'autoencoder3d train' run?") from None
-        except (ValueError, UnicodeDecodeError) as err:
-            raise InputError(f"{path}: not valid JSON ({err}); run 'autoencoder3d cluster' again to rewrite it") from None
+        record = read_json(path, "run record (run.json of a finished 'autoencoder3d train')")
         if not isinstance(record, dict):
             raise InputError(f"{path}: not a run record (a JSON object); run 'autoencoder3d cluster' again to rewrite it")
         return record
