@@ -19,6 +19,8 @@ Usage:
   python scripts/bench_science.py --json out.json  # also write the rows
   python scripts/bench_science.py --objectives --json rows.json   # the training objectives, 3 seeds,
                                                    # simulated and real crops (scripts/science_candidates.py)
+  python scripts/bench_science.py --flips --json rows.json   # flip-invariant clustering vs plain, PCA and the
+                                                   # autoencoder, 3 seeds, simulated and real crops (scripts/science_flips.py)
   python scripts/bench_science.py --precisions float32,bfloat16 --seeds 0,1,2
                                                    # codes and clusters per precision, interleaved
 
@@ -212,14 +214,19 @@ def parse_args(argv=None):
                         help="the training objectives: the default, each training candidate (wedge loss, augmented views, self-labelling) and "
                              "their combination, for each of --seeds, on a held-out simulation (--snrs' first SNR) and the real "
                              "crops, with PCA raw / PCA pose; rows appended to --json as they come (a rerun skips them)")
-    parser.add_argument("--seeds", default="0,1,2", help="--objectives and --precisions: training seeds (default 0,1,2)")
-    parser.add_argument("--sim-seed", type=int, default=1, help="--objectives: the held-out simulation's seed (default 1)")
+    parser.add_argument("--flips", action="store_true",
+                        help="clustering invariant to pose normalization's four proper sign flips (canonical flips, flip-aware "
+                             "k-means, codes averaged over flips) against plain clustering, for PCA and the autoencoder, for each "
+                             "of --seeds, on the held-out simulation and the real crops (scripts/science_flips.py); rows appended "
+                             "to --json as they come (a rerun skips them)")
+    parser.add_argument("--seeds", default="0,1,2", help="--objectives, --flips and --precisions: training seeds (default 0,1,2)")
+    parser.add_argument("--sim-seed", type=int, default=1, help="--objectives, --flips: the held-out simulation's seed (default 1)")
     parser.add_argument("--combo", default="loss=wedge,augment=1",
                         help="--objectives: the combination to measure (default wedge loss + augmented views, the two that "
                              "helped in a 10-epoch development run on another simulation seed)")
-    parser.add_argument("--datasets", default="simulated,real", help="--objectives: simulated, real or both (default both)")
+    parser.add_argument("--datasets", default="simulated,real", help="--objectives, --flips: simulated, real or both (default both)")
     parser.add_argument("--methods", default=None,
-                        help="--objectives: only these methods, in this order (comma-separated words each method's name starts "
+                        help="--objectives, --flips: only these methods, in this order (comma-separated words each method's name starts "
                              "with, e.g. 'default,augmented,combination'; default all)")
     parser.add_argument("--precisions", help="compare these precisions instead (e.g. float32,bfloat16): "
                         "first SNR, pose-normalized, one training per seed and precision, interleaved")
@@ -278,6 +285,10 @@ def main(argv=None):
     args = parse_args(argv)
     if args.objectives:
         return objectives(args)
+    if args.flips:
+        from science_flips import flips
+
+        return flips(args)
     if args.precisions:
         return precision_main(args)
     work = tempfile.mkdtemp(prefix="bench-science-data-")

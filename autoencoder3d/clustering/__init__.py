@@ -1,6 +1,7 @@
 """k-means of the codes, and scoring a clustering against ground truth.
 
-Modules: :mod:`.baseline`, :mod:`.duplicates`, :mod:`.evaluate`, :mod:`.kmeans`, :mod:`.merge`.
+Modules: :mod:`.baseline`, :mod:`.duplicates`, :mod:`.evaluate`, :mod:`.flip_kmeans`,
+:mod:`.kmeans`, :mod:`.merge`.
 Every public name below is importable from here; its module is imported on first use.
 """
 
@@ -8,6 +9,7 @@ from ..util.lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "Clustering": ".kmeans",
+    "FlipClustering": ".flip_kmeans",
     "ari": ".baseline",
     "baseline_clusters": ".evaluate",
     "check_merge": ".merge",
@@ -20,6 +22,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "evaluate_clustering": ".evaluate",
     "find_clustering": ".evaluate",
     "find_duplicates": ".duplicates",
+    "flip_aware_kmeans": ".flip_kmeans",
     "format_report": ".evaluate",
     "kmeans_labels": ".baseline",
     "kmeans_method": ".kmeans",

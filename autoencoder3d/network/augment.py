@@ -20,20 +20,10 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-PROPER_FLIPS = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=np.int64)
+from ..prep.flips import PROPER_FLIPS, apply_flip
+
 MAX_SHIFT_FRACTION = 1 / 16  # largest roll, as a fraction of the box edge (1 voxel at 16^3, 2 at 32^3)
 NOISE_STD = 0.3  # added noise, in standardized units (the data's own standard deviation is 1)
-
-
-def flip_matrix(signs: Sequence[int] | np.ndarray) -> NDArray[np.float64]:
-    """The 3x3 rotation ``diag(signs)`` (a proper rotation for every row of :data:`PROPER_FLIPS`)."""
-    return np.diag(np.asarray(signs, dtype=np.float64))
-
-
-def apply_flip(volume: np.ndarray, signs: Sequence[int] | np.ndarray) -> np.ndarray:
-    """``volume`` mirrored about its centre along each axis whose sign is -1."""
-    axes = tuple(a for a, s in enumerate(signs) if s < 0)
-    return np.flip(volume, axis=axes) if axes else volume
 
 
 def draw_views(rng: np.random.Generator, n: int, shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:

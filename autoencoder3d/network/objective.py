@@ -29,6 +29,7 @@ import numpy as np
 from keras import layers
 from numpy.typing import ArrayLike, NDArray
 
+from ..prep.flips import flip_matrix
 from . import augment
 from .batches import batch_count
 from .objective_options import OBJECTIVE_DEFAULTS, Objective  # noqa: F401 - the objective's public names
@@ -153,7 +154,7 @@ class ObjectiveBatches(keras.utils.PyDataset):
             batch["view_b"] = x
         if self.objective.loss == "wedge":
             rotation = np.tile(np.eye(3), (len(chosen), 1, 1)) if self.rotations is None else self.rotations[chosen]
-            rotation = np.einsum("bij,bjk->bik", rotation, np.stack([augment.flip_matrix(f) for f in flips]))
+            rotation = np.einsum("bij,bjk->bik", rotation, np.stack([flip_matrix(f) for f in flips]))
             batch["mask"] = wedge_masks(x.shape[1:], rotation, self.objective.wedge)
         if self.objective.self_label:
             batch["label"] = self.labels[chosen] if self.labels is not None else np.full(len(chosen), -1, np.int32)

@@ -1,6 +1,6 @@
 """Preparing subvolumes: contrast polarity, particle picking (Difference of Gaussian), pose normalization.
 
-Modules: :mod:`.contrast`, :mod:`.pick`, :mod:`.pick_preview`, :mod:`.pose`.
+Modules: :mod:`.contrast`, :mod:`.flips`, :mod:`.pick`, :mod:`.pick_preview`, :mod:`.pose`.
 Every public name below is importable from here; its module is imported on first use.
 """
 
@@ -9,12 +9,17 @@ from ..util.lazy import lazy_exports
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "PickPreview": ".pick_preview",
     "Picks": ".pick",
+    "apply_flip": ".flips",
     "box_fits": ".pick",
+    "canonical_flips": ".flips",
     "choose_slabs": ".pick_preview",
     "decide_polarity": ".contrast",
     "detect_polarity": ".contrast",
     "dog_pick": ".pick",
     "extract_boxes": ".pick",
+    "flip_each": ".flips",
+    "flip_matrix": ".flips",
+    "flipped_copies": ".flips",
     "inverted_mass": ".pose",
     "make_uuids": ".pick",
     "normalize_one": ".pose",

@@ -12,6 +12,7 @@ from autoencoder3d.network.objective import Objective
 from autoencoder3d.network.self_label import LABELS_FILE, SelfLabelRounds, pseudo_labels, round_epochs
 from autoencoder3d.network.train import train_autoencoder
 from autoencoder3d.network.wedge_loss import masked_fourier_mse, masked_fourier_mse_numpy, wedge_masks
+from autoencoder3d.prep.flips import PROPER_FLIPS, apply_flip, flip_matrix
 from autoencoder3d.runs.fingerprint import fingerprint
 from autoencoder3d.runs.options import TrainOptions
 from autoencoder3d.simulate.dataset import wedge_mask as simulated_wedge_mask
@@ -61,15 +62,15 @@ def test_the_mask_follows_the_pose_rotation_of_the_resampled_volume():
 
 
 def test_views_are_proper_rotations_that_keep_shape_and_dtype():
-    assert all(np.linalg.det(augment.flip_matrix(f)) == 1 for f in augment.PROPER_FLIPS)
-    assert len({tuple(f) for f in augment.PROPER_FLIPS}) == 4
+    assert all(np.linalg.det(flip_matrix(f)) == 1 for f in PROPER_FLIPS)
+    assert len({tuple(f) for f in PROPER_FLIPS}) == 4
     rng = np.random.default_rng(0)
     volumes = rng.normal(size=(5, 16, 16, 16)).astype(np.float32)
     flips, shifts = augment.draw_views(augment.batch_rng(0, 0, 0), 5, (16, 16, 16))
     view = augment.geometric_view(volumes, flips, shifts)
     assert view.shape == volumes.shape and view.dtype == np.float32
     assert np.abs(shifts).max() <= 1
-    back = [augment.apply_flip(np.roll(v, tuple(-s), axis=(0, 1, 2)), f) for v, f, s in zip(view, flips, shifts)]
+    back = [apply_flip(np.roll(v, tuple(-s), axis=(0, 1, 2)), f) for v, f, s in zip(view, flips, shifts)]
     np.testing.assert_array_equal(np.stack(back), volumes)  # a flip about the centre undone by itself
     again = augment.draw_views(augment.batch_rng(0, 0, 0), 5, (16, 16, 16))
     assert np.array_equal(again[0], flips) and np.array_equal(again[1], shifts)  # same (seed, epoch, batch), same views
@@ -81,9 +82,9 @@ def test_a_flip_turns_the_wedge_mask_with_it():
     (An odd edge: an even one has a Nyquist plane, where -k is not on the grid.)"""
     rng = np.random.default_rng(2)
     rotation = rotation_matrix(rng)
-    for signs in augment.PROPER_FLIPS:
-        mask = wedge_masks((9, 9, 9), (rotation @ augment.flip_matrix(signs))[None], 60.0)[0]
-        flipped_mask = np.roll(augment.apply_flip(wedge_masks((9, 9, 9), rotation[None], 60.0)[0], signs),
+    for signs in PROPER_FLIPS:
+        mask = wedge_masks((9, 9, 9), (rotation @ flip_matrix(signs))[None], 60.0)[0]
+        flipped_mask = np.roll(apply_flip(wedge_masks((9, 9, 9), rotation[None], 60.0)[0], signs),
                                tuple(1 if s < 0 else 0 for s in signs), axis=(0, 1, 2))  # k -> -k on the flipped axes
         assert np.array_equal(mask, flipped_mask)
 
