@@ -18,8 +18,8 @@ pose-normalized. For each data set and seed it measures:
   flips, flip-aware k-means;
 - ``autoencoder on canonical flips``: a model trained and encoding on the
   canonically flipped subvolumes, k-means;
-- ``autoencoder with flip views, flip-aware k-means`` (only when asked with
-  ``--methods``): a model trained with ``--augment`` (its views are the flips),
+- ``autoencoder with flip views, flip-aware k-means`` (only when ``--methods``
+  names ``views``): a model trained with ``--augment`` (its views are the flips),
   flip-aware k-means on its codes of the four flips.
 
 The seed is both the training seed and the k-means seed. Rows are appended to
@@ -38,6 +38,17 @@ CANONICAL_MODEL = ("autoencoder on canonical flips",)
 VIEWS_MODEL = ("autoencoder with flip views, flip-aware k-means",)
 METHODS = PCA_METHODS + DEFAULT_MODEL + CANONICAL_MODEL
 ALL_METHODS = METHODS + VIEWS_MODEL
+
+
+def chosen_methods(words):
+    """The methods whose names start with one of the comma-separated ``words`` (all of METHODS when None), once each;
+    the word ``views`` adds the model trained with flip views."""
+    if not words:
+        return METHODS
+    words = words.split(",")
+    chosen = [m for word in words if word != "views" for m in METHODS if m.startswith(word)]
+    chosen += list(VIEWS_MODEL) if "views" in words else []
+    return tuple(dict.fromkeys(chosen))
 
 
 def n_init(k):
@@ -185,7 +196,9 @@ def flips(args):
     datasets, ks_of = {}, {}
     names = args.datasets.split(",")
     if "simulated" in names:
-        data = sc.shuffled(sc.simulated_subvolumes(os.path.join(work, "sim"), args.snrs[0], args.box, args.copies, args.sim_seed))
+        parts = [sc.simulated_subvolumes(os.path.join(work, f"sim{i}"), args.snrs[0], args.box, args.copies, args.sim_seed + 100 * i)
+                 for i in range(args.sim_tomograms)]
+        data = sc.shuffled(tuple(np.concatenate(arrays) for arrays in zip(*parts)))
         datasets["simulated"], ks_of["simulated"] = data + (args.ks,), tuple(args.ks)
     if "real" in names:
         data = sc.shuffled(sc.real_subvolumes(args.box, 10.0 * 32 / args.box))
@@ -193,10 +206,11 @@ def flips(args):
         datasets["real"] = data + (list(ks_of["real"]),)
     for name, data in datasets.items():
         print(f"{name}: {len(data[0])} subvolumes of {data[0].shape[1:]}, labels {np.bincount(data[2]).tolist()}", flush=True)
-    wanted = METHODS if not args.methods else tuple(m for word in args.methods.split(",") for m in ALL_METHODS if m.startswith(word))
+    wanted = chosen_methods(args.methods)
     rows = measure(datasets, wanted, args)
     shutil.rmtree(work, ignore_errors=True)
-    print(f"\n{args.box}^3 boxes (32 nm), {args.copies} per class, {args.epochs} epochs, batch {args.batch_size}, seeds {args.seeds}, "
+    print(f"\n{args.box}^3 boxes (32 nm), {args.copies} per class and tomogram, {args.sim_tomograms} simulated tomogram(s), "
+          f"{args.epochs} epochs, batch {args.batch_size}, seeds {args.seeds}, "
           f"simulation seed {args.sim_seed} at SNR {args.snrs[0]:g}; {time.perf_counter() - started:.0f} s this run. "
           "Cells: mean ± sd over seeds.\n")
     print(sc.table([r for r in rows if r["method"] in wanted and r["dataset"] in datasets], ks_of))
