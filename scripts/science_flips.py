@@ -19,7 +19,7 @@ pose-normalized. For each data set and seed it measures:
 - ``autoencoder on canonical flips``: a model trained and encoding on the
   canonically flipped subvolumes, k-means;
 - ``autoencoder with flip views, flip-aware k-means`` (only when ``--methods``
-  names ``views``): a model trained with ``--augment`` (its views are the flips),
+  names ``views``; the groups are ``PCA``, ``model``, ``canonical``, ``views``): a model trained with ``--augment`` (its views are the flips),
   flip-aware k-means on its codes of the four flips.
 
 The seed is both the training seed and the k-means seed. Rows are appended to
@@ -41,14 +41,15 @@ ALL_METHODS = METHODS + VIEWS_MODEL
 
 
 def chosen_methods(words):
-    """The methods whose names start with one of the comma-separated ``words`` (all of METHODS when None), once each;
-    the word ``views`` adds the model trained with flip views."""
+    """The methods of the comma-separated groups in ``words`` (``PCA``, ``model``: the default model's three rows,
+    ``canonical``, ``views``), in that order; all but ``views`` when None."""
+    groups = {"PCA": PCA_METHODS, "model": DEFAULT_MODEL, "canonical": CANONICAL_MODEL, "views": VIEWS_MODEL}
     if not words:
         return METHODS
-    words = words.split(",")
-    chosen = [m for word in words if word != "views" for m in METHODS if m.startswith(word)]
-    chosen += list(VIEWS_MODEL) if "views" in words else []
-    return tuple(dict.fromkeys(chosen))
+    unknown = [w for w in words.split(",") if w not in groups]
+    if unknown:
+        raise SystemExit(f"--methods {words}: unknown {', '.join(unknown)}; choose from {', '.join(groups)}")
+    return tuple(m for name, methods in groups.items() if name in words.split(",") for m in methods)
 
 
 def n_init(k):
