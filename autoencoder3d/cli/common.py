@@ -107,6 +107,13 @@ def add_clustering_options(parser: argparse.ArgumentParser) -> None:
         help="k-means algorithm: full (scikit-learn KMeans, as published), minibatch (MiniBatchKMeans, for hundreds of "
              "thousands of subvolumes) or auto (minibatch above 4 million subvolumes x clusters) (default auto)",
     )
+    parser.add_argument(
+        "--flips", choices=["off", "average", "match"], default="off",
+        help="how clustering treats the four proper sign flips that pose normalization leaves open (a structure turned 180 "
+             "degrees about x, y or z): off (the codes as they are, as published), average (each subvolume's codes averaged "
+             "over its four flips) or match (each subvolume joins the centre it matches best in any of its flips, and centres "
+             "average their members in the matched flips); the PCA baseline is clustered the same way (default off)",
+    )
     parser.add_argument("--batch-size", type=positive_int, default=128, help="batch size for training and encoding (default 128)")
     parser.add_argument("--smooth-sigma", type=non_negative_float, default=None,
                         help="Gaussian smoothing of the tomogram for pose normalization, in voxels (default: as the run's model "

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..prep.flips import flipped_views
+from .flip_kmeans import clustered_features
 from .kmeans import kmeans_method, make_kmeans
 
 if TYPE_CHECKING:
@@ -38,16 +40,19 @@ BATCH = 256
 """Subvolumes read and projected at a time."""
 N_INIT = 10
 """k-means restarts of the baseline and of every stability run (the autoencoder's own clustering keeps --n-init)."""
+FLIP_METHOD = {"off": "", "average": "the four flips' PCA features averaged, then ", "match": "flip-aware "}
 STABILITY_SEEDS = 3
 """k-means runs, with seeds seed, seed+1, seed+2, whose mean pairwise ARI is a partition's stability."""
 
 
-def pca_features(volumes: Volumes, n_components: int, *, mean: float = 0.0, std: float = 1.0, seed: int = 0,
+def pca_features(volumes: Volumes | Sequence[Volumes], n_components: int, *, mean: float = 0.0, std: float = 1.0, seed: int = 0,
                  fit_max_values: int = FIT_MAX_VALUES, batch: int = BATCH) -> tuple[NDArray[np.float32], dict[str, Any]]:
     """PCA of ``(volumes - mean) / std`` (flattened), fitted on a bounded sample, every row projected in batches.
 
     Args:
-        volumes: ``(N, n1, n2, n3)`` array, or a store's volumes read by index.
+        volumes: ``(N, n1, n2, n3)`` array, or a store's volumes read by index; or a list of such views of the
+            same subvolumes (e.g. their four flips): the PCA is fitted on the sampled rows of every view, and
+            the features are ``(views, N, components)``.
         n_components: at most this many components (fewer when there are fewer samples or voxels).
         mean, std: the standardization the encoder applies.
         seed: which subvolumes the sample holds.
@@ -55,22 +60,25 @@ def pca_features(volumes: Volumes, n_components: int, *, mean: float = 0.0, std:
         batch: subvolumes read at a time.
 
     Returns:
-        ((N, components) float32 features, facts: components, fitted_on, explained_variance).
+        ((N, components) float32 features, or (views, N, components) for a list of views;
+        facts: components, fitted_on, explained_variance).
     """
-    n = len(volumes)
-    voxels = int(np.prod(volumes.shape[1:]))
-    n_fit = min(n, max(n_components + 1, fit_max_values // max(voxels, 1)))
+    views = list(volumes) if isinstance(volumes, (list, tuple)) else [volumes]
+    n = len(views[0])
+    voxels = int(np.prod(views[0].shape[1:]))
+    n_fit = min(n, max(n_components + 1, fit_max_values // max(voxels * len(views), 1)))
     rows = np.arange(n) if n_fit == n else np.sort(np.random.default_rng(seed).choice(n, n_fit, replace=False))
-    sample = np.concatenate([_read(volumes, rows[lo:lo + batch], mean, std) for lo in range(0, n_fit, batch)])
-    components = max(1, min(n_components, n_fit, voxels))
+    sample = np.concatenate([_read(view, rows[lo:lo + batch], mean, std) for view in views for lo in range(0, n_fit, batch)])
+    components = max(1, min(n_components, len(sample), voxels))
     center, axes, explained = _fit_pca(sample, components, seed)
     del sample
-    features = np.empty((n, len(axes)), dtype=np.float32)
-    for lo in range(0, n, batch):
-        index = np.arange(lo, min(lo + batch, n))
-        features[index] = (_read(volumes, index, mean, std) - center) @ axes.T
+    features = np.empty((len(views), n, len(axes)), dtype=np.float32)
+    for v, view in enumerate(views):
+        for lo in range(0, n, batch):
+            index = np.arange(lo, min(lo + batch, n))
+            features[v, index] = (_read(view, index, mean, std) - center) @ axes.T
     facts = {"components": int(len(axes)), "fitted_on": int(n_fit), "explained_variance": round(explained, 4)}
-    return features, facts
+    return (features if isinstance(volumes, (list, tuple)) else features[0]), facts
 
 
 GRAM_MAX = 2048
@@ -130,14 +138,23 @@ def ari(a: ArrayLike, b: ArrayLike) -> float:
 
 
 def stability(features: ArrayLike, k: int, seed: int, *, first: ArrayLike | None = None, runs: int = STABILITY_SEEDS,
-              n_init: int = N_INIT) -> float:
+              n_init: int = N_INIT, flips: str = "off") -> float:
     """Mean ARI between the partitions of k-means runs with seeds ``seed .. seed + runs - 1``.
 
     ``first``: the labels of the run with ``seed`` when already computed.
+    ``flips``: with ``off``, ``features`` are ``(N, D)``; otherwise ``(4, N, D)``, clustered as
+    :func:`~autoencoder3d.clustering.flip_kmeans.clustered_features` does.
     """
-    labelings = [np.asarray(first) if first is not None else kmeans_labels(features, k, seed, n_init=n_init)]
-    labelings += [kmeans_labels(features, k, seed + i, n_init=n_init) for i in range(1, runs)]
+    labelings = [np.asarray(first) if first is not None else labels_under(features, k, seed, flips, n_init)]
+    labelings += [labels_under(features, k, seed + i, flips, n_init) for i in range(1, runs)]
     return float(np.mean([ari(a, b) for a, b in itertools.combinations(labelings, 2)]))
+
+
+def labels_under(features: ArrayLike, k: int, seed: int, flips: str = "off", n_init: int = N_INIT) -> NDArray[np.int64]:
+    """k-means labels of ``features``: ``(N, D)`` with ``flips`` off, else ``(4, N, D)`` clustered under that flip mode."""
+    if flips == "off" and np.ndim(features) == 2:
+        return kmeans_labels(features, k, seed, n_init=n_init)
+    return clustered_features(features, flips, k, seed, n_init, lambda rows: kmeans_labels(rows, k, seed, n_init=n_init))[1]
 
 
 def contingency_table(rows: ArrayLike, columns: ArrayLike, row_ids: Sequence[int], column_ids: Sequence[int]) -> NDArray[np.int64]:
@@ -159,18 +176,22 @@ def compare_partitions(autoencoder: ArrayLike, baseline: ArrayLike, autoencoder_
 
 
 def run_baseline(volumes: Volumes, uuids: Sequence[str], codes: ArrayLike, labels: ArrayLike, label_ids: Sequence[int], k: int, *,
-                 seed: int | None = None, mean: float = 0.0, std: float = 1.0) -> tuple[dict[str, Any], dict[int, list[str]]]:
+                 seed: int | None = None, mean: float = 0.0, std: float = 1.0, flips: str = "off",
+                 ) -> tuple[dict[str, Any], dict[int, list[str]]]:
     """The PCA baseline of a clustering, compared with it.
 
     Args:
         volumes: the clustered subvolumes, as the encoder reads them (before its standardization).
         uuids: their ids, in the same order.
         codes: their (N, d) codes; the PCA keeps ``d`` components (fewer when there are fewer samples or voxels).
+            With ``flips`` other than off, the codes of their four flips, (4, N, d).
         labels: the autoencoder's cluster of each subvolume (after any merge).
         label_ids: the autoencoder's cluster ids (the contingency table's rows, empty clusters included).
         k: k-means clusters of the baseline (the run's N_CLUSTERS).
         seed: the run's seed (0 when None).
         mean, std: the encoder's standardization.
+        flips: how the run treated the four proper flips (:data:`~autoencoder3d.clustering.flip_kmeans.FLIP_MODES`);
+            the baseline treats them the same way: its PCA is fitted on the sampled subvolumes in all four flips.
 
     Returns:
         (record for run.json, baseline members {cluster: [uuids]}).
@@ -182,23 +203,26 @@ def run_baseline(volumes: Volumes, uuids: Sequence[str], codes: ArrayLike, label
     codes = np.asarray(codes, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     small = len(volumes) * int(np.prod(volumes.shape[1:])) <= SMALL_DATA
+    views = volumes if flips == "off" else flipped_views(volumes)
     with threadpool_limits(1) if small else contextlib.nullcontext():
-        features, facts = pca_features(volumes, codes.shape[1], mean=mean, std=std, seed=seed)
-    base = kmeans_labels(features, k, seed)
+        features, facts = pca_features(views, codes.shape[-1], mean=mean, std=std, seed=seed)
+    base = labels_under(features, k, seed, flips)
     members = {c: [] for c in range(k)}
     for uuid, label in zip(uuids, base):
         members[int(label)].append(str(uuid))
     record = {
-        "method": f"k-means (k={k}, {N_INIT} starts, seed {seed}) on PCA ({facts['components']} components, fitted on "
-                  f"{facts['fitted_on']} subvolumes) of the standardized subvolumes the autoencoder read",
+        "method": f"{FLIP_METHOD[flips]}k-means (k={k}, {N_INIT} starts, seed {seed}) on PCA ({facts['components']} components, "
+                  f"fitted on {facts['fitted_on']} subvolumes{'' if flips == 'off' else ' in their four flips'}) of the standardized "
+                  "subvolumes the autoencoder read",
+        "flips": flips,
         **facts,
         "k": int(k),
         "seed": seed,
         "sizes": {str(c): len(v) for c, v in members.items()},
         **compare_partitions(labels, base, list(label_ids), list(range(k))),
         "stability": {
-            "autoencoder": round(stability(codes, k, seed), 4),
-            "baseline": round(stability(features, k, seed, first=base), 4),
+            "autoencoder": round(stability(codes, k, seed, flips=flips), 4),
+            "baseline": round(stability(features, k, seed, first=base, flips=flips), 4),
             "runs": STABILITY_SEEDS,
             "n_init": N_INIT,
         },

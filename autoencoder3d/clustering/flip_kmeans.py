@@ -12,10 +12,15 @@ features, drawn from ``seed``) is kept.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+if TYPE_CHECKING:
+    from .kmeans import Clustering
 
 MAX_ITER = 100
 
@@ -81,3 +86,78 @@ def flip_aware_kmeans(features: ArrayLike, n_clusters: int, seed: int = 0, n_ini
         if best is None or result.inertia < best.inertia:
             best = result
     return best
+
+
+FLIP_MODES = ("off", "average", "match")
+"""How a clustering treats the four proper flips: ``off`` (the codes of the subvolumes as they are, as published),
+``average`` (each subvolume's codes averaged over its four flips), ``match`` (:func:`flip_aware_kmeans` of the codes
+of the four flips)."""
+
+
+def check_flip_mode(mode: str) -> str:
+    """``mode`` when it is one of :data:`FLIP_MODES`; else one error line."""
+    from ..errors import InputError
+
+    if mode not in FLIP_MODES:
+        raise InputError(f"--flips {mode}: choose from {', '.join(FLIP_MODES)}")
+    return mode
+
+
+def clustered_features(features: ArrayLike, mode: str, k: int, seed: int | None, n_init: int,
+                       plain: Callable[[np.ndarray], NDArray[np.int64]]) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.int64]]:
+    """Cluster ``features`` ``(4, N, D)`` (the four flips; only the first is read when ``mode`` is off).
+
+    ``plain(rows)`` is the k-means labels of ``(N, D)`` rows, for ``off`` and ``average``.
+
+    Returns:
+        (the (N, D) features the clusters are made of: as they are, averaged, or each in its matched flip;
+        labels (N,); each subvolume's flip, an index into PROPER_FLIPS (all 0 unless ``match``)).
+    """
+    features = np.asarray(features, dtype=np.float64)
+    mode = check_flip_mode(mode)
+    none = np.zeros(features.shape[1], dtype=np.int64)
+    if mode == "off":
+        return features[0], plain(features[0]), none
+    if mode == "average":
+        rows = features.mean(axis=0)
+        return rows, plain(rows), none
+    result = flip_aware_kmeans(features, k, seed=0 if seed is None else int(seed), n_init=n_init)
+    return features[result.flips, np.arange(features.shape[1])], result.labels, result.flips
+
+
+def cluster_flipped_encodings(codes: ArrayLike, uuids: Sequence[str], n_clusters: int, mode: str, *, n_init: int = 100,
+                              seed: int | None = None, method: str = "auto") -> tuple[Clustering, NDArray[np.float64], NDArray[np.int64]]:
+    """The run's clustering of the codes of the four flips ``(4, N, D)`` under ``mode`` (see :data:`FLIP_MODES`).
+
+    ``off`` and ``average`` are :func:`~autoencoder3d.clustering.kmeans.cluster_encodings` of the codes as they are
+    or averaged; ``match`` is :func:`flip_aware_kmeans` (method ``"flip-aware"``).
+
+    Returns:
+        (the clustering, the (N, D) codes it is made of, each subvolume's matched flip).
+    """
+    from ..errors import InputError
+    from .kmeans import Clustering, cluster_encodings
+
+    codes = np.asarray(codes, dtype=np.float64)
+    if check_flip_mode(mode) != "match":
+        rows = codes[0] if mode == "off" else codes.mean(axis=0)
+        return cluster_encodings(rows, uuids, n_clusters, n_init=n_init, seed=seed, method=method), rows, np.zeros(len(rows), np.int64)
+    if not 1 <= n_clusters <= codes.shape[1]:
+        raise InputError(f"n_samples={codes.shape[1]} usable subvolumes should be >= n_clusters={n_clusters}")
+    result = flip_aware_kmeans(codes, n_clusters, seed=0 if seed is None else int(seed), n_init=n_init)
+    members = {k: [] for k in range(n_clusters)}
+    for uuid, label in zip(uuids, result.labels):
+        members[int(label)].append(uuid)
+    matched = codes[result.flips, np.arange(codes.shape[1])]
+    clustering = Clustering(labels=result.labels, centers=result.centers, members=members, inertia=result.inertia, method="flip-aware")
+    return clustering, matched, result.flips
+
+
+def flips_record(mode: str, matched: ArrayLike) -> dict:
+    """What run.json records of a clustering under the flips: the mode and, with ``match``, how many subvolumes each flip matched."""
+    from ..prep.flips import PROPER_FLIPS
+
+    record = {"mode": mode, "flips": [[int(s) for s in signs] for signs in PROPER_FLIPS]}
+    if mode == "match":
+        record["matched"] = np.bincount(np.asarray(matched, dtype=np.int64), minlength=len(PROPER_FLIPS)).tolist()
+    return record

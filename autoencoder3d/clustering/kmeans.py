@@ -31,7 +31,7 @@ class Clustering:
         centers: cluster centres in encoding space (k, encoding_dim).
         members: cluster id -> list of uuids (the published ``kmeans.pickle``).
         inertia: k-means objective.
-        method: ``"full"`` (KMeans) or ``"minibatch"`` (MiniBatchKMeans).
+        method: ``"full"`` (KMeans), ``"minibatch"`` (MiniBatchKMeans) or ``"flip-aware"`` (:mod:`.flip_kmeans`).
         merged: kept cluster id -> the k-means ids merged into it (:mod:`.merge`); empty without a merge.
     """
 

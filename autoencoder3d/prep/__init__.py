@@ -7,6 +7,7 @@ Every public name below is importable from here; its module is imported on first
 from ..util.lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "FlippedVolumes": ".flips",
     "PickPreview": ".pick_preview",
     "Picks": ".pick",
     "apply_flip": ".flips",
@@ -20,6 +21,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "flip_each": ".flips",
     "flip_matrix": ".flips",
     "flipped_copies": ".flips",
+    "flipped_views": ".flips",
     "inverted_mass": ".pose",
     "make_uuids": ".pick",
     "normalize_one": ".pose",

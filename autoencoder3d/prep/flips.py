@@ -16,9 +16,13 @@ turned), iterated until no subvolume changes its flip.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+if TYPE_CHECKING:
+    from ..volume import Volumes
 
 PROPER_FLIPS = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=np.int64)
 CANONICAL_ROUNDS = 20  # enough to settle: measured runs stop changing after 3 to 8 rounds
@@ -76,3 +80,34 @@ def canonical_flips(volumes: ArrayLike, rounds: int = CANONICAL_ROUNDS) -> NDArr
             break
         choice = best
     return choice
+
+
+class FlippedVolumes:
+    """``volumes`` (an array, or a store's volumes read by index) seen in one proper flip; read by index like them.
+
+    Nothing is copied up front: each read flips the subvolumes it returns.
+    """
+
+    ndim = 4
+
+    def __init__(self, volumes: Volumes, signs: Sequence[int] | np.ndarray) -> None:
+        self.volumes = volumes
+        self.signs = tuple(int(s) for s in signs)
+        self.shape = tuple(volumes.shape)
+        self.dtype = np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.volumes)
+
+    def __getitem__(self, index: object) -> np.ndarray:
+        block = np.asarray(self.volumes[index], dtype=np.float32)
+        return np.ascontiguousarray(apply_flip(block, (1,) * (block.ndim - 3) + self.signs))
+
+    def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
+        whole = self[np.arange(len(self))]
+        return whole if dtype is None else whole.astype(dtype)
+
+
+def flipped_views(volumes: Volumes) -> list[FlippedVolumes]:
+    """``volumes`` in each of the four proper flips, the identity first (views read on demand)."""
+    return [FlippedVolumes(volumes, signs) for signs in PROPER_FLIPS]

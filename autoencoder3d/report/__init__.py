@@ -51,6 +51,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "plot_history": ".figures",
     "png_bytes": ".parts",
     "project_slab": ".locations",
+    "read_encodings": ".page",
     "read_run": ".page",
     "rln_class": ".compare",
     "save_encodings": ".page",

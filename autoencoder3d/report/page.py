@@ -67,25 +67,35 @@ log = logging.getLogger("autoencoder3d")
 # ---------------------------------------------------------------- encodings
 
 
-def save_encodings(clus_dir: str | os.PathLike, uuids: Sequence[str], codes: ArrayLike, labels: ArrayLike) -> None:
+def save_encodings(clus_dir: str | os.PathLike, uuids: Sequence[str], codes: ArrayLike, labels: ArrayLike,
+                   flips: ArrayLike | None = None) -> None:
     """Save every subvolume's encoding and cluster as ``clus-center/encodings.pickle`` (atomically).
 
     Args:
         clus_dir: the ``clus-center`` folder.
         uuids: the N subvolume ids.
-        codes: (N, encoding_dim) encodings, same order.
+        codes: (N, encoding_dim) encodings the clusters are made of, same order.
         labels: (N,) cluster ids, same order.
+        flips: (N,) with ``--flips match``, the flip (index into PROPER_FLIPS) each subvolume matched its centre in.
     """
     record = {
         "uuids": [str(u) for u in uuids],
         "codes": np.asarray(codes, dtype=np.float32),
         "labels": np.asarray(labels, dtype=np.int64),
     }
+    if flips is not None:
+        record["flips"] = np.asarray(flips, dtype=np.int64)
     save_pickle(os.path.join(clus_dir, ENCODINGS), record)
 
 
 def load_encodings(clus_dir: str | os.PathLike) -> tuple[list[str], NDArray[np.float32], NDArray[np.int_]] | None:
     """Read ``clus-center/encodings.pickle``: (uuids, codes, labels), or None when it is missing."""
+    read = read_encodings(clus_dir)
+    return None if read is None else read[:3]
+
+
+def read_encodings(clus_dir: str | os.PathLike) -> tuple[list[str], NDArray[np.float32], NDArray[np.int_], NDArray[np.int_] | None] | None:
+    """``clus-center/encodings.pickle`` as (uuids, codes, labels, matched flips or None), or None when it is missing."""
     path = os.path.join(clus_dir, ENCODINGS)
     if not os.path.isfile(path):
         return None
@@ -94,11 +104,14 @@ def load_encodings(clus_dir: str | os.PathLike) -> tuple[list[str], NDArray[np.f
         uuids = [str(u) for u in record["uuids"]]
         codes = np.asarray(record["codes"], dtype=np.float32)
         labels = np.asarray(record["labels"], dtype=int)
+        flips = np.asarray(record["flips"], dtype=int) if "flips" in record else None
     except (TypeError, KeyError, ValueError):
         raise InputError(f"{path}: expected a dict with 'uuids', 'codes' and 'labels'") from None
     if codes.ndim != 2 or len(codes) != len(uuids) or labels.shape != (len(uuids),):
         raise InputError(f"{path}: 'uuids', 'codes' and 'labels' do not have matching lengths")
-    return uuids, codes, labels
+    if flips is not None and (flips.shape != (len(uuids),) or not np.isin(flips, range(4)).all()):
+        raise InputError(f"{path}: 'flips' must hold one flip (0 to 3) per subvolume")
+    return uuids, codes, labels, flips
 
 
 # ---------------------------------------------------------------- reading the run
@@ -116,6 +129,8 @@ class RunOutputs:
         centers_code: (k, d) centres in encoding space, or None.
         uuids, codes, labels: every subvolume's id, encoding and cluster (None if unknown).
         data_path: the subvolume pickle or store the clusters were computed from.
+        flips: uuid -> the flip (index into PROPER_FLIPS) it matched its centre in (``--flips match``), or None;
+            member images are shown turned by it, in their centre's frame.
         notes: problems worth telling the reader (shown on the page).
     """
 
@@ -128,6 +143,7 @@ class RunOutputs:
     codes: np.ndarray = None
     labels: np.ndarray = None
     data_path: str = None
+    flips: dict = None
     notes: list = field(default_factory=list)
 
     def sizes(self) -> dict[int, int]:
@@ -161,14 +177,15 @@ def read_run(run_dir: str | os.PathLike, *, recompute: bool = True) -> RunOutput
         run.data_path = folder.pose_pickle
     else:
         run.data_path = (record.get("inputs") or {}).get("data")
-    encodings = load_encodings(clus_dir)
+    encodings = read_encodings(clus_dir)
     if encodings is not None:
         uuid_set = {u for v in members.values() for u in v}
         if set(encodings[0]) != uuid_set:
             run.notes.append(f"{ENCODINGS} does not match kmeans.pickle (different subvolumes); not used")
             encodings = None
     if encodings is not None:
-        run.uuids, run.codes, _ = encodings
+        run.uuids, run.codes, _, flips = encodings
+        run.flips = None if flips is None else dict(zip(run.uuids, flips.tolist()))
     elif recompute:
         _recompute_encodings(run)
     if run.uuids is not None:
@@ -248,6 +265,10 @@ def _member_volumes(run, picks, subvolumes):
         run.notes.append(f"{len(missing)} member subvolumes are not in {run.data_path} (e.g. {missing[0]}); not shown")
     rows = np.array(sorted(index[u] for u in wanted if u in index), dtype=np.int64)
     volumes = dict(zip(rows.tolist(), subvolumes.volumes[rows])) if len(rows) else {}
+    if run.flips:  # each member in the flip it matched its centre in
+        from ..prep.flips import PROPER_FLIPS, apply_flip
+
+        volumes = {i: apply_flip(v, PROPER_FLIPS[run.flips.get(subvolumes.uuids[i], 0)]) for i, v in volumes.items()}
     return {k: [(u, r, volumes[index[u]]) for u, r in p if u in index] for k, p in picks.items()}
 
 

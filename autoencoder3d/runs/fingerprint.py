@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .options import TrainOptions
 
 # options that do not change the trained model: how k-means runs, speed, verbosity, reuse
-NOT_MODEL_OPTIONS = {"n_init", "kmeans", "seed", "deterministic", "retrain", "workers", "verbose", "port", "baseline", "merge"}
+NOT_MODEL_OPTIONS = {"n_init", "kmeans", "flips", "seed", "deterministic", "retrain", "workers", "verbose", "port", "baseline", "merge"}
 # what atomic.py names its temporary files and folders: .NAME.XXXXXXXX.tmp[.ext] and .NAME.XXXXXXXX.old
 _LEFTOVER = re.compile(r"^\..+\.[a-z0-9_]{8}\.(tmp(\..*)?|old)$")
 SAMPLE_BLOCKS = 256

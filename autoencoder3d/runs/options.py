@@ -24,6 +24,8 @@ class TrainOptions:
     (:mod:`autoencoder3d.runs.decisions`). ``loss``, ``wedge``, ``augment``,
     ``self_label`` and ``self_label_k`` choose the training objective
     (:class:`~autoencoder3d.network.objective.Objective`; off by default).
+    ``flips`` says how clustering treats pose normalization's four proper flips
+    (:data:`~autoencoder3d.clustering.flip_kmeans.FLIP_MODES`; off as published).
     ``baseline`` adds the PCA baseline to the clustering
     (:mod:`autoencoder3d.clustering.baseline`); ``merge`` lists groups of cluster
     ids merged after k-means (:mod:`autoencoder3d.clustering.merge`).
@@ -38,6 +40,7 @@ class TrainOptions:
     validation_split: float = 0.1
     n_init: int = 100
     kmeans: str = "auto"
+    flips: str = "off"
     published: bool = False
     polarity: str = None
     smooth_sigma: float = None

@@ -147,21 +147,25 @@ def cluster_and_write(subvolumes: SubvolumeSet, encoder: keras.Model, decoder: k
                       n_init: int = 100, seed: int | None = None, batch_size: int = 128, timings: dict[str, float] | None = None,
                       code_stats: dict[str, Any] | None = None, kmeans: str = "auto", fingerprint: dict[str, Any] | None = None,
                       merge: list[list[int]] | None = None, baseline: bool = True, comparison: dict[str, Any] | None = None,
-                      ) -> tuple[Clustering, np.ndarray]:
+                      flips: str = "off") -> tuple[Clustering, np.ndarray]:
     """Encode, k-means, merge, decode the centres; write the ``clus-center`` pickles and montages.
 
     ``merge``: groups of cluster ids merged after k-means (:mod:`autoencoder3d.clustering.merge`).
     ``baseline``: also cluster by PCA + k-means (:mod:`autoencoder3d.clustering.baseline`).
+    ``flips``: how the four proper flips are treated (:data:`~autoencoder3d.clustering.flip_kmeans.FLIP_MODES`);
+    the returned codes are those the clusters are made of (averaged, or each in its matched flip).
     What run.json records of the merge, the baseline and the duplicate centres
     (:mod:`autoencoder3d.clustering.duplicates`) goes into ``comparison`` (a dict).
     What other commands wrote into the old ``clus-center`` is kept when the clusters are the same
     (and ``fingerprint``, when given, is run.json's), else moved aside with the old clustering
     (:mod:`autoencoder3d.runs.previous`).
     """
-    from ..clustering.kmeans import cluster_encodings, write_cluster_pickles
+    from ..clustering.flip_kmeans import cluster_flipped_encodings, flips_record
+    from ..clustering.kmeans import write_cluster_pickles
     from ..clustering.merge import merge_clusters
     from ..network.codes import CodesCollapsed, collapse_message, describe_codes, is_collapsed
     from ..network.train import decode, encode
+    from ..prep.flips import flipped_views
     from ..report.figures import write_montages
     from ..report.page import save_encodings
     from ..runs.previous import keep_or_move
@@ -169,29 +173,34 @@ def cluster_and_write(subvolumes: SubvolumeSet, encoder: keras.Model, decoder: k
 
     timings = {} if timings is None else timings
     code_stats = {} if code_stats is None else code_stats
-    started = time.perf_counter()
-    codes = encode(encoder, subvolumes.volumes, batch_size)
-    timings["encode_s"] = time.perf_counter() - started
-    code_stats.update(describe_codes(codes, n_clusters))
-    if is_collapsed(code_stats):  # never write one cluster as if it were a clustering
-        raise CodesCollapsed(collapse_message(code_stats, len(codes)))
-    started = time.perf_counter()
-    clustering = cluster_encodings(codes, subvolumes.uuids, n_clusters, n_init=n_init, seed=seed, method=kmeans)
-    timings["kmeans_s"] = time.perf_counter() - started
     comparison = {} if comparison is None else comparison
+    started = time.perf_counter()
+    views = [subvolumes.volumes] if flips == "off" else flipped_views(subvolumes.volumes)
+    flipped_codes = np.stack([encode(encoder, view, batch_size) for view in views])
+    timings["encode_s"] = time.perf_counter() - started
+    code_stats.update(describe_codes(flipped_codes[0], n_clusters))
+    if is_collapsed(code_stats):  # never write one cluster as if it were a clustering
+        raise CodesCollapsed(collapse_message(code_stats, len(flipped_codes[0])))
+    started = time.perf_counter()
+    clustering, codes, matched = cluster_flipped_encodings(flipped_codes, subvolumes.uuids, n_clusters, flips, n_init=n_init,
+                                                           seed=seed, method=kmeans)
+    timings["kmeans_s"] = time.perf_counter() - started
+    if flips != "off":
+        comparison["flips"] = flips_record(flips, matched)
     unmerged = clustering
     clustering = merge_clusters(clustering, merge or [], codes)
     started = time.perf_counter()
     decoded = decode(decoder, clustering.centers, batch_size)
     by_id = {k: decoded[k] for k in clustering.members}
-    comparison.update(_compare(subvolumes, encoder, codes, clustering, unmerged, by_id, seed, baseline, timings))
+    comparison.update(_compare(subvolumes, encoder, codes if flips == "off" else flipped_codes, clustering, unmerged, by_id, seed,
+                               baseline, timings, flips))
     baseline_members = comparison.pop("baseline_members", None)
     # the folder is replaced whole: no centre or figure of an earlier clustering survives, and exports of it
     # stay only while they describe this one
     with atomic_directory(RunFolder(out_dir).clus_dir) as clus_dir:
         write_cluster_pickles(clus_dir, clustering, decoded)
         write_montages(os.path.join(clus_dir, "fig"), by_id, clustering.sizes())
-        save_encodings(clus_dir, subvolumes.uuids, codes, clustering.labels)
+        save_encodings(clus_dir, subvolumes.uuids, codes, clustering.labels, flips=matched if flips == "match" else None)
         if baseline_members is not None:
             save_pickle(os.path.join(clus_dir, BASELINE_MEMBERS), baseline_members)
         keep_or_move(out_dir, clus_dir, fingerprint)
@@ -199,7 +208,7 @@ def cluster_and_write(subvolumes: SubvolumeSet, encoder: keras.Model, decoder: k
     return clustering, codes
 
 
-def _compare(subvolumes, encoder, codes, clustering, unmerged, decoded, seed, baseline, timings):
+def _compare(subvolumes, encoder, codes, clustering, unmerged, decoded, seed, baseline, timings, flips):
     """run.json's ``merge``, ``duplicates`` and ``baseline`` (with ``baseline_members`` for the pickle)."""
     from ..clustering.duplicates import duplicates_record
     from ..clustering.merge import merge_record
@@ -218,7 +227,7 @@ def _compare(subvolumes, encoder, codes, clustering, unmerged, decoded, seed, ba
         mean, std = standardization(encoder)
         out["baseline"], out["baseline_members"] = run_baseline(
             subvolumes.volumes, subvolumes.uuids, codes, clustering.labels, sorted(clustering.members), len(unmerged.centers),
-            seed=seed, mean=mean, std=std,
+            seed=seed, mean=mean, std=std, flips=flips,
         )
         timings["baseline_s"] = time.perf_counter() - started
     return out
@@ -356,6 +365,7 @@ def _run_train_locked(data, tomogram, pose, n_clusters, out_dir, options, comman
         subvolumes, models[1], models[2], n_clusters, out_dir,
         n_init=options.n_init, seed=options.seed, batch_size=options.batch_size, timings=timings, code_stats=code_stats,
         kmeans=options.kmeans, fingerprint=current, merge=options.merge, baseline=options.baseline, comparison=comparison,
+        flips=options.flips,
     )
     timings["total_s"] = time.perf_counter() - started
     record = {

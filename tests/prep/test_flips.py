@@ -56,3 +56,18 @@ def test_canonical_flips_start_from_the_identity(rounds):
         assert canonical_flips(volumes, rounds=0).tolist() == [0, 0, 0]
     else:
         assert canonical_flips(volumes, rounds=1).shape == (3,)
+
+
+def test_flipped_volumes_read_by_index_like_the_volumes_they_view():
+    from autoencoder3d.prep.flips import FlippedVolumes, flipped_views
+
+    rng = np.random.default_rng(3)
+    volumes = np.stack([asymmetric(rng) for _ in range(6)])
+    views = flipped_views(volumes)
+    assert [v.signs for v in views] == [tuple(s) for s in PROPER_FLIPS.tolist()]
+    view = FlippedVolumes(volumes, PROPER_FLIPS[2])
+    assert len(view) == 6 and view.shape == volumes.shape
+    assert np.array_equal(view[4], apply_flip(volumes[4], PROPER_FLIPS[2]))
+    assert np.array_equal(view[[5, 1, 1]], np.stack([apply_flip(volumes[i], PROPER_FLIPS[2]) for i in (5, 1, 1)]))
+    assert np.array_equal(view[1:3], flipped_copies(volumes)[2, 1:3])
+    assert np.array_equal(np.asarray(view), flipped_copies(volumes)[2])

@@ -122,7 +122,7 @@ def options_from_args(args: argparse.Namespace, **overrides: Any) -> TrainOption
         epochs=getattr(args, "epochs", 100), batch_size=args.batch_size, encoding_dim=getattr(args, "encoding_dim", 32),
         l1=getattr(args, "l1", 1e-4), published=getattr(args, "published", False), polarity=getattr(args, "polarity", None),
         patience=getattr(args, "patience", 20), learning_rate=getattr(args, "learning_rate", 0.001),
-        validation_split=getattr(args, "validation_split", 0.1), n_init=args.n_init, kmeans=args.kmeans, smooth_sigma=args.smooth_sigma,
+        validation_split=getattr(args, "validation_split", 0.1), n_init=args.n_init, kmeans=args.kmeans, flips=args.flips, smooth_sigma=args.smooth_sigma,
         seed=args.seed, deterministic=args.seed is not None, retrain=getattr(args, "retrain", False),
         mixed_precision=getattr(args, "mixed_precision", None), distribute=getattr(args, "distribute", None),
         port=getattr(args, "port", None), workers=args.workers, verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2),

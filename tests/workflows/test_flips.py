@@ -1,0 +1,69 @@
+"""A clustering under --flips match, through the real pipeline with an untrained encoder: what it writes and what the report reads."""
+
+import json
+
+import numpy as np
+import pytest
+
+from autoencoder3d.prep.flips import PROPER_FLIPS, apply_flip
+from autoencoder3d.runs.folder import RunFolder
+from autoencoder3d.volume import SubvolumeSet
+
+pytestmark = pytest.mark.slow  # builds and runs a network
+
+
+def flipped_set(n=24, side=8, seed=0):
+    rng = np.random.default_rng(seed)
+    template = np.zeros((side,) * 3, np.float32)
+    template[1:4, 1:5, 1:3] = 2.0
+    template[6, 5, 6] = 3.0
+    volumes = np.stack([apply_flip(template, PROPER_FLIPS[i % 4]) + rng.normal(0, 0.2, template.shape) for i in range(n)])
+    return SubvolumeSet(uuids=[f"s{i}" for i in range(n)], volumes=volumes.astype(np.float32), centers=np.zeros((n, 3)))
+
+
+def test_match_writes_the_flips_and_the_report_turns_members_into_their_centres_frame(tmp_path):
+    import keras
+
+    from autoencoder3d.network.model import build_autoencoder
+    from autoencoder3d.report.page import read_encodings, read_run
+    from autoencoder3d.workflows.train import cluster_and_write
+
+    keras.utils.set_random_seed(0)
+    subvolumes = flipped_set()
+    _, encoder, decoder, _ = build_autoencoder(subvolumes.v_siz, encoding_dim=8)
+    comparison = {}
+    clustering, codes = cluster_and_write(subvolumes, encoder, decoder, 3, str(tmp_path), n_init=2, seed=0, batch_size=8,
+                                          comparison=comparison, flips="match")
+    assert clustering.method == "flip-aware" and codes.shape == (24, 8)
+    assert comparison["flips"]["mode"] == "match" and sum(comparison["flips"]["matched"]) == 24
+    assert comparison["baseline"]["flips"] == "match"
+    uuids, saved, labels, matched = read_encodings(RunFolder(tmp_path).clus_dir)
+    assert np.allclose(saved, codes, atol=1e-6) and np.array_equal(labels, clustering.labels) and matched.shape == (24,)
+    record = {"command": "train", "inputs": {"data": "none", "tomogram": None, "pose": False, "n_clusters": 3},
+              "v_siz": list(subvolumes.v_siz), "voxel_size": None}
+    (tmp_path / "run.json").write_text(json.dumps(record))
+    run = read_run(str(tmp_path))
+    assert run.flips == dict(zip(uuids, matched.tolist()))
+    from autoencoder3d.report.page import _member_volumes
+
+    picks = {0: [(uuids[5], 0)]}
+    shown = _member_volumes(run, picks, subvolumes)[0][0][2]
+    assert np.array_equal(shown, apply_flip(subvolumes.volumes[5], PROPER_FLIPS[matched[5]]))
+
+
+def test_off_writes_no_flips_and_clusters_the_codes_as_they_are(tmp_path):
+    import keras
+
+    from autoencoder3d.network.model import build_autoencoder
+    from autoencoder3d.network.train import encode
+    from autoencoder3d.report.page import read_encodings
+    from autoencoder3d.workflows.train import cluster_and_write
+
+    keras.utils.set_random_seed(0)
+    subvolumes = flipped_set()
+    _, encoder, decoder, _ = build_autoencoder(subvolumes.v_siz, encoding_dim=8)
+    comparison = {}
+    _, codes = cluster_and_write(subvolumes, encoder, decoder, 3, str(tmp_path), n_init=2, seed=0, batch_size=8, comparison=comparison)
+    assert "flips" not in comparison and comparison["baseline"]["flips"] == "off"
+    assert np.allclose(codes, encode(encoder, subvolumes.volumes, 8), atol=1e-6)
+    assert read_encodings(RunFolder(tmp_path).clus_dir)[3] is None
