@@ -54,7 +54,8 @@ def _add_build(sub):
     build.add_argument("--partial", choices=("drop", "fill"), default="drop", help="boxes that leave the tomogram: drop (default) or fill")
     build.add_argument("--workers", type=positive_int, default=1,
                        help="tomograms extracted at once, one process each (default 1); SIGTERM or Ctrl-C stops them all at once")
-    build.add_argument("--block", type=positive_int, default=256, help="subvolumes cut and written at a time per worker (default 256)")
+    build.add_argument("--block", type=positive_int, default=256,
+                       help="subvolumes cut and written at a time per worker (default 256, rounded down to whole chunks of the store)")
     return build
 
 
