@@ -109,7 +109,7 @@ class StoreVolumes:
 
     def _check_finite(self, block, indices):
         """A NaN or infinite voxel is refused where it is read (training would report it as a diverged loss)."""
-        finite = np.isfinite(block.reshape(len(block), -1)).all(axis=1)
+        finite = np.isfinite(block.reshape(len(block), -1)).all(axis=1) if len(block) else np.ones(0, bool)
         if not finite.all():
             index = int(indices[np.flatnonzero(~finite)[0]])
             part = int(np.searchsorted(self._starts, index, side="right") - 1)
