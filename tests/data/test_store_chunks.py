@@ -11,6 +11,7 @@ from autoencoder3d.data.store import store as store_module
 from autoencoder3d.data.store.store import read_manifest, store_digest, store_from_set
 from autoencoder3d.errors import InputError
 from autoencoder3d.volume import SubvolumeSet
+from tests.data.test_dataset_build import project  # noqa: F401 - a fixture
 from tests.data.test_dataset_trust import edit_json, manifest_of, refused
 
 SIDE = 8
@@ -173,3 +174,14 @@ def test_a_non_finite_voxel_in_a_chunk_is_refused_where_it_is_read(chunked):
     assert np.isfinite(opened.volumes[[13 + 8, 13 + 10, 0]]).all()  # its chunk, other rows
     with pytest.raises(InputError, match="subvolume 9 of part 00001 holds NaN or infinite voxels"):
         opened.volumes[[1, 13 + 9]]
+
+
+def test_a_build_writes_several_subvolumes_per_chunk_whatever_its_block(project, tmp_path, four_per_chunk):  # noqa: F811
+    from tests.data.test_dataset_build import BOX, assert_rows_right, build, write_table
+
+    store_module.CHUNK_BYTES = 4 * BOX**3 * 4  # 4 subvolumes of 16^3 per chunk (restored by the fixture)
+    assert build(tmp_path / "ds.zarr", "--table", write_table(project, tmp_path / "picks.csv"), "--block", 6) == 0
+    manifest = read_manifest(tmp_path / "ds.zarr")
+    assert manifest["version"] == 2 and manifest["chunk_subvolumes"] == 4
+    assert len(os.listdir(tmp_path / "ds.zarr" / "parts" / "00000" / "volumes")) - 1 == 5  # 18 subvolumes
+    assert_rows_right(tmp_path / "ds.zarr", project, project[2])
