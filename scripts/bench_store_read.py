@@ -14,8 +14,8 @@ like tomogram noise), written once in each layout, this measures
    as a fraction of the cold sequential rate of the same files;
 3. training samples/s through the training pipeline (``training_dataset``,
    2 read threads) from memory and from the layout-2 store (its files evicted
-   from the page cache before every store epoch), interleaved, after one
-   warm-up epoch of each.
+   from the page cache before every store epoch), interleaved (which goes
+   first alternates), after one traced warm-up step.
 
 The machine's load average is recorded before and after. Results: WORKDIR/reads.json and lines on stdout.
 
@@ -105,8 +105,10 @@ def training_rates(store, volumes, samples, batch, rounds):
     models.trainer.compile(optimizer=published_optimizer(), loss="mse")
     rates = {"memory": [], "store": []}
     files = chunk_files(store)
-    for epoch in range(rounds + 1):  # the first round warms up (tracing) and is not counted
-        for name in ("memory", "store"):
+    warm = ArrayBatches(volumes[:batch], np.arange(batch), batch, shuffle=True)
+    models.trainer.fit(training_dataset(warm, 0, 1, READ_THREADS), steps_per_epoch=1, epochs=1, verbose=0, shuffle=False)  # tracing
+    for epoch in range(rounds):
+        for name in ("memory", "store")[:: 1 if epoch % 2 == 0 else -1]:  # alternate which goes first: drift in load hits both alike
             source = volumes[:samples] if name == "memory" else open_store(store).volumes
             batches = ArrayBatches(source, np.arange(samples), batch, shuffle=True, seed=1, epoch=epoch)
             if name == "store":
@@ -114,12 +116,11 @@ def training_rates(store, volumes, samples, batch, rounds):
             started = time.perf_counter()
             models.trainer.fit(training_dataset(batches, epoch, epoch + 1, READ_THREADS), steps_per_epoch=len(batches),
                                epochs=epoch + 1, initial_epoch=epoch, verbose=0, shuffle=False)
-            if epoch:
-                rates[name].append(samples / (time.perf_counter() - started))
+            rates[name].append(samples / (time.perf_counter() - started))
     return {name: float(np.mean(values)) for name, values in rates.items()} | {"rounds": rates}
 
 
-def run(work, n=3000, box=32, batch=128, train_samples=256, rounds=2):
+def run(work, n=3000, box=32, batch=128, train_samples=256, rounds=3):
     from autoencoder3d.data.store.store import store_from_set
     from autoencoder3d.volume import SubvolumeSet
 
