@@ -10,8 +10,10 @@ like tomogram noise), written once in each layout, this measures
 2. an epoch of training batches (128) read from each store in the order
    training takes them (:func:`~autoencoder3d.network.batches.epoch_order`:
    a permutation for layout 1; chunk order and a shuffle buffer for layout 2),
-   one thread, cold and warm, in subvolumes/s and MB/s, and cold batch reads
-   as a fraction of the cold sequential rate of the same files;
+   as training reads them (``ArrayBatches`` batches through ``stream``), in
+   this thread and with training's 2 threads reading ahead, cold and warm, in
+   subvolumes/s and MB/s, and cold batch reads as a fraction of the cold
+   sequential rate of the same files;
 3. training samples/s through the training pipeline (``training_dataset``,
    2 read threads) from memory and from the layout-2 store (its files evicted
    from the page cache before every store epoch), interleaved (which goes
@@ -76,19 +78,21 @@ def sequential_mb_s(files):
     return total / (time.perf_counter() - started) / 1e6
 
 
-def epoch_reads(store, batch, seed=0):
-    """(subvolumes/s, MB/s) reading one epoch of training batches from a freshly opened store, one thread."""
+def epoch_reads(store, batch, seed=0, threads=0):
+    """(subvolumes/s, MB/s) reading one epoch of training batches from a freshly opened store: in this thread
+    (``threads`` 0), or as training reads them, ``threads`` threads reading ahead (:func:`~autoencoder3d.network.batches.stream`)."""
     from autoencoder3d.data.store.read import open_store
-    from autoencoder3d.network.batches import epoch_order
+    from autoencoder3d.network.batches import stream
+    from autoencoder3d.network.train import ArrayBatches
 
     volumes = open_store(store).volumes
-    order = epoch_order(np.arange(len(volumes)), seed, 0, volumes=volumes, batch_size=batch)
+    batches = ArrayBatches(volumes, np.arange(len(volumes)), batch, shuffle=True, seed=seed)
     started = time.perf_counter()
-    for lo in range(0, len(order), batch):
-        volumes[np.sort(order[lo : lo + batch])]
+    for _ in stream(batches, [0], threads):
+        pass
     seconds = time.perf_counter() - started
     per = int(np.prod(volumes.shape[1:])) * volumes.stored_dtype.itemsize
-    return len(order) / seconds, len(order) * per / seconds / 1e6
+    return len(volumes) / seconds, len(volumes) * per / seconds / 1e6
 
 
 def training_rates(store, volumes, samples, batch, rounds):
@@ -142,7 +146,11 @@ def run(work, n=3000, box=32, batch=128, train_samples=256, rounds=3):
         drop_cache(files)
         row["batches_cold_per_s"], row["batches_cold_mb_s"] = epoch_reads(store, batch)
         row["batches_warm_per_s"], row["batches_warm_mb_s"] = epoch_reads(store, batch)
+        drop_cache(files)
+        row["batches_2threads_cold_per_s"], row["batches_2threads_cold_mb_s"] = epoch_reads(store, batch, threads=2)
+        row["batches_2threads_warm_per_s"], row["batches_2threads_warm_mb_s"] = epoch_reads(store, batch, threads=2)
         row["cold_over_sequential"] = row["batches_cold_mb_s"] / row["sequential_cold_mb_s"]
+        row["cold_2threads_over_sequential"] = row["batches_2threads_cold_mb_s"] / row["sequential_cold_mb_s"]
         result[f"layout{version}"] = row
         print(f"layout {version}: {json.dumps(row)}", flush=True)
     if train_samples:

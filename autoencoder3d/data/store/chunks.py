@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import os
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -89,7 +90,7 @@ class ChunkCache:
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, key: tuple, read: callable) -> np.ndarray:
+    def get(self, key: tuple, read: Callable[[], np.ndarray]) -> np.ndarray:
         """The chunk ``key``, from the cache or from ``read()`` (then kept)."""
         with self._lock:
             found = self._chunks.get(key)
