@@ -38,9 +38,10 @@ def epoch_order(indices: ArrayLike, seed: int, epoch: int, *, shuffle: bool = Tr
                 batch_size: int = 1) -> np.ndarray:
     """The order in which an epoch takes the samples ``indices``: the one owner of batch order.
 
-    Without ``shuffle``: ``indices`` as given. In memory, and from a store of
-    one subvolume per chunk: a permutation drawn from ``(seed, epoch)``. From a
-    store of several subvolumes per chunk (``volumes`` has ``chunk_ids``): its
+    Without ``shuffle``: ``indices`` as given. In memory, from a store of one
+    subvolume per chunk, and from a store whose chunks of ``indices`` all fit
+    in one shuffle buffer: a permutation drawn from ``(seed, epoch)``. From a
+    larger store of several subvolumes per chunk (``volumes`` has ``chunk_ids``): its
     chunks in an order drawn from ``(seed, epoch)``, cut into windows of a few
     chunks (the shuffle buffer: about :data:`SHUFFLE_BATCHES` batches, at most
     :data:`SHUFFLE_BYTES`), and the samples of each window in an order drawn
@@ -53,16 +54,17 @@ def epoch_order(indices: ArrayLike, seed: int, epoch: int, *, shuffle: bool = Tr
     if not shuffle:
         return indices
     per_chunk = int(getattr(volumes, "subvolumes_per_chunk", 1))
-    if per_chunk <= 1 or len(indices) == 0:
-        rng = np.random.default_rng([int(seed), int(epoch)])
-        return indices[rng.permutation(len(indices))]
-    rng = np.random.default_rng([int(seed), int(epoch), per_chunk])
-    chunks, inverse = np.unique(volumes.chunk_ids(indices), return_inverse=True)
-    place = np.empty(len(chunks), dtype=np.int64)
-    place[rng.permutation(len(chunks))] = np.arange(len(chunks))  # chunk c comes place[c]-th this epoch
-    wanted = -(-SHUFFLE_BATCHES * int(batch_size) // per_chunk)
-    window = max(1, min(wanted, SHUFFLE_BYTES // max(1, int(volumes.chunk_bytes))))
-    return indices[np.lexsort((rng.random(len(indices)), place[inverse.ravel()] // window))]
+    if per_chunk > 1 and len(indices):
+        chunks, inverse = np.unique(volumes.chunk_ids(indices), return_inverse=True)
+        wanted = -(-SHUFFLE_BATCHES * int(batch_size) // per_chunk)
+        window = max(1, min(wanted, SHUFFLE_BYTES // max(1, int(volumes.chunk_bytes))))
+        if len(chunks) > window:  # a buffer that holds every chunk is a whole shuffle: the order from memory, below
+            rng = np.random.default_rng([int(seed), int(epoch), per_chunk])
+            place = np.empty(len(chunks), dtype=np.int64)
+            place[rng.permutation(len(chunks))] = np.arange(len(chunks))  # chunk c comes place[c]-th this epoch
+            return indices[np.lexsort((rng.random(len(indices)), place[inverse.ravel()] // window))]
+    rng = np.random.default_rng([int(seed), int(epoch)])
+    return indices[rng.permutation(len(indices))]
 
 
 def batch_count(n: int, batch_size: int, multiple_of: int = 1, even: bool = False) -> int:

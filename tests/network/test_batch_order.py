@@ -48,6 +48,14 @@ def test_a_chunked_store_order_is_a_permutation_per_epoch_drawn_from_seed_and_ep
     assert len(set(first.tolist())) == window // 16 and not np.array_equal(np.sort(first), first)
 
 
+def test_a_store_that_fits_one_buffer_is_shuffled_as_in_memory():
+    """Its training then takes the batches it would take from memory (a small store and its pickle train alike)."""
+    indices = np.arange(120)  # 8 chunks of 16, a buffer of 4 batches of 32: all of them
+    np.testing.assert_array_equal(epoch_order(indices, 2, 1, volumes=ChunkedVolumes(16), batch_size=32), epoch_order(indices, 2, 1))
+    assert not np.array_equal(epoch_order(np.arange(200), 2, 1, volumes=ChunkedVolumes(16), batch_size=32),
+                              epoch_order(np.arange(200), 2, 1))
+
+
 def test_the_buffer_is_bounded_in_bytes():
     volumes = ChunkedVolumes(2, chunk_bytes=16 << 20)  # chunks of 2 subvolumes of 8 MiB: at most 2 chunks a window
     order = epoch_order(np.arange(64), 0, 0, volumes=volumes, batch_size=32)
