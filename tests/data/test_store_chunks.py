@@ -185,3 +185,25 @@ def test_a_build_writes_several_subvolumes_per_chunk_whatever_its_block(project,
     assert manifest["version"] == 2 and manifest["chunk_subvolumes"] == 4
     assert len(os.listdir(tmp_path / "ds.zarr" / "parts" / "00000" / "volumes")) - 1 == 5  # 18 subvolumes
     assert_rows_right(tmp_path / "ds.zarr", project, project[2])
+
+
+@pytest.mark.parametrize("damage", [None, "missing", "short"])
+def test_a_few_subvolumes_of_a_chunk_are_read_alone(tmp_path, monkeypatch, damage):
+    """Scattered indices (a report's, an export's) read their own bytes, not 16 subvolumes for one."""
+    from autoencoder3d.data.store import chunks
+
+    monkeypatch.setattr(store_module, "CHUNK_BYTES", 16 * SIDE**3 * 4)
+    subvolumes = a_set((40, 10))
+    store_from_set(tmp_path / "d.zarr", subvolumes)
+    volumes = open_store(tmp_path / "d.zarr").volumes
+    monkeypatch.setattr(chunks.PartChunks, "read", lambda self, chunk: pytest.fail("a whole chunk was read"))
+    chunk = tmp_path / "d.zarr" / "parts" / "00000" / "volumes" / "2.0.0.0"
+    if damage:
+        os.remove(chunk)
+        if damage == "short":
+            chunk.write_bytes(b"x" * 100)
+        with pytest.raises(InputError, match={"missing": "2.0.0.0: chunk missing", "short": "2.0.0.0: 100 bytes"}[damage]):
+            volumes[[1, 33]]
+        return
+    indices = [33, 1, 33, 45, 17]
+    np.testing.assert_array_equal(volumes[indices], subvolumes.volumes[indices])

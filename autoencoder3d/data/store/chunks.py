@@ -8,7 +8,9 @@ through zarr and :func:`~.strict.strict_store`. Either way a chunk that went
 missing after the check is an error, never zeros.
 
 :class:`ChunkCache` keeps the chunks read last (bounded in bytes), so the
-batches of a shuffle buffer that share chunks read each of them once.
+batches of a shuffle buffer that share chunks read each of them once. A read
+that wants only a few subvolumes of a chunk not kept (scattered indices: a
+report's or an export's) reads just their bytes (:meth:`PartChunks.read_rows`).
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...errors import InputError, brief
-from .strict import MissingChunk, read_bytes
+from .strict import MissingChunk, open_regular
 
 if TYPE_CHECKING:
     import zarr
 
 CACHE_BYTES = 128 << 20  # chunks kept after they are read, per opened store
+FEW = 8  # fewer than 1/FEW of a chunk's subvolumes wanted: only theirs are read
 
 
 class PartChunks:
@@ -68,17 +71,40 @@ class PartChunks:
             except (OSError, ValueError, KeyError, RuntimeError, TypeError) as err:
                 raise InputError(f"{self.folder}: cannot read subvolumes {lo} to {hi - 1} "
                                  f"({brief(str(err), 120, quote=False)})") from None
+        with self._open(chunk) as handle:
+            data = handle.read()
+        self._check_size(chunk, len(data))
+        return np.frombuffer(data, dtype=self.stored_dtype).reshape((self.per_chunk,) + self.row_shape)[: hi - lo]
+
+    def read_rows(self, chunk: int, rows: np.ndarray) -> np.ndarray:
+        """Subvolumes ``rows`` (numbered within the chunk) of chunk ``chunk``, in the stored dtype: from an
+        uncompressed chunk only their bytes are read, from a compressed one the whole chunk."""
+        if not self.raw:
+            return self.read(chunk)[rows]
+        unique, inverse = np.unique(rows, return_inverse=True)
+        size = self.chunk_bytes // self.per_chunk
+        out = np.empty((len(unique),) + self.row_shape, dtype=self.stored_dtype)
+        with self._open(chunk) as handle:
+            self._check_size(chunk, os.fstat(handle.fileno()).st_size)
+            for k, row in enumerate(unique):
+                data = os.pread(handle.fileno(), size, int(row) * size)
+                self._check_size(chunk, self.chunk_bytes if len(data) == size else len(data))
+                out[k] = np.frombuffer(data, dtype=self.stored_dtype).reshape(self.row_shape)
+        return out[inverse.ravel()]
+
+    def _open(self, chunk):
         path = self.chunk_path(chunk)
         try:
-            data = read_bytes(path)
+            return os.fdopen(open_regular(path), "rb")
         except (FileNotFoundError, NotADirectoryError):
             raise MissingChunk(f"{path}: chunk missing; the store is damaged, build it again") from None
         except OSError as err:
             raise InputError(f"{path}: unreadable ({err.strerror})") from None
-        if len(data) != self.chunk_bytes:  # zarr 2 stores the last chunk whole, too
-            raise InputError(f"{path}: {len(data)} bytes, a chunk of this array holds {self.chunk_bytes}; "
+
+    def _check_size(self, chunk, size):
+        if size != self.chunk_bytes:  # zarr 2 stores the last chunk whole, too
+            raise InputError(f"{self.chunk_path(chunk)}: {size} bytes, a chunk of this array holds {self.chunk_bytes}; "
                              "the store is damaged, build it again")
-        return np.frombuffer(data, dtype=self.stored_dtype).reshape((self.per_chunk,) + self.row_shape)[: hi - lo]
 
 
 class ChunkCache:
@@ -89,6 +115,14 @@ class ChunkCache:
         self._chunks: collections.OrderedDict = collections.OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+
+    def peek(self, key: tuple) -> np.ndarray | None:
+        """The chunk ``key`` if it is kept, else None."""
+        with self._lock:
+            found = self._chunks.get(key)
+            if found is not None:
+                self._chunks.move_to_end(key)
+            return found
 
     def get(self, key: tuple, read: Callable[[], np.ndarray]) -> np.ndarray:
         """The chunk ``key``, from the cache or from ``read()`` (then kept)."""

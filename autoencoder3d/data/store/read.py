@@ -10,7 +10,7 @@ import numpy as np
 
 from ...errors import InputError, brief
 from ...volume import SubvolumeSet
-from .chunks import ChunkCache, PartChunks
+from .chunks import FEW, ChunkCache, PartChunks
 from .store import is_store, read_manifest
 from .strict import strict_store
 from .trust import check_store, check_uuids
@@ -28,7 +28,8 @@ class StoreVolumes:
     indices are grouped by chunk and each chunk is read once, whole
     (:class:`~.chunks.PartChunks`); with several subvolumes per chunk the
     chunks read last are kept (:class:`~.chunks.ChunkCache`), so batches drawn
-    from a few chunks at a time (:meth:`chunk_ids`) read each chunk once.
+    from a few chunks at a time (:meth:`chunk_ids`) read each chunk once; a few
+    subvolumes of a chunk not kept are read alone (scattered indices).
     """
 
     ndim = 4
@@ -81,10 +82,18 @@ class StoreVolumes:
         whole = self._read(np.arange(len(self)))
         return whole if dtype is None else whole.astype(dtype)
 
-    def _chunk(self, part, chunk):
+    def _rows(self, part, chunk, rows):
+        """Subvolumes ``rows`` of a part's chunk: from the kept chunks, by their bytes alone when few
+        of a chunk not kept are wanted, else from the whole chunk (then kept)."""
+        chunks = self._parts[part]
         if self._cache is None:
-            return self._parts[part].read(chunk)
-        return self._cache.get((part, chunk), lambda: self._parts[part].read(chunk))
+            return chunks.read(chunk)[rows]
+        kept = self._cache.peek((part, chunk))
+        if kept is not None:
+            return kept[rows]
+        if len(np.unique(rows)) * FEW < chunks.per_chunk:
+            return chunks.read_rows(chunk, rows)
+        return self._cache.get((part, chunk), lambda: chunks.read(chunk))[rows]
 
     def _read(self, indices):
         n = len(self)
@@ -103,7 +112,7 @@ class StoreVolumes:
             cuts = np.concatenate([[0], np.flatnonzero(np.diff(chunks)) + 1, [len(local)]])
             for a, b in zip(cuts[:-1], cuts[1:]):
                 chunk = int(chunks[a])
-                out[order[lo + a : lo + b]] = self._chunk(part, chunk)[local[a:b] - chunk * per]
+                out[order[lo + a : lo + b]] = self._rows(part, chunk, local[a:b] - chunk * per)
         self._check_finite(out, indices)
         return out
 
