@@ -30,6 +30,7 @@ Usage:
   python scripts/bench_dataset.py WORKDIR                       # 20k and 200k, 16^3 (hours on 2 cores)
   python scripts/bench_dataset.py WORKDIR --sizes 2000,20000    # quicker
   python scripts/bench_dataset.py WORKDIR --same                # the store-vs-pickle clusters only
+  python scripts/bench_dataset.py WORKDIR --reads               # store layouts 1 and 2: disk, batch and training rates
 Results: WORKDIR/bench.json and a Markdown table on stdout.
 """
 
@@ -416,7 +417,12 @@ def main():
     parser.add_argument("--large-steps", type=int, default=100)
     parser.add_argument("--same", action="store_true", help="only the store-vs-pickle clusters")
     parser.add_argument("--same-epochs", type=int, default=3)
+    parser.add_argument("--reads", action="store_true", help="only store read rates by layout (scripts/bench_store_read.py)")
+    parser.add_argument("--n", type=int, default=3000, help="--reads: subvolumes (of --box, default 32 there)")
+    parser.add_argument("--train-samples", type=int, default=256, help="--reads: samples per training epoch (0: none)")
     args = parser.parse_args()
+    if args.reads:  # scripts/bench_store_read.py
+        return __import__("bench_store_read").run(args.work, args.n, 32 if "--box" not in sys.argv else args.box, args.batch, args.train_samples)
     os.makedirs(args.work, exist_ok=True)
     results = {}
     if args.same:

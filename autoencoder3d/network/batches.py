@@ -7,7 +7,8 @@ than a step on 2 busy cores (README, "Training speed on a CPU"). Here one
 generator runs through every remaining epoch and ``fit`` takes it with
 ``steps_per_epoch``, so the iterator lives as long as the fit. The batches are ArrayBatches' own, epoch by epoch
 (each epoch's order drawn from ``(seed, epoch)``), so a resumed run still sees
-exactly the batches of an uninterrupted one.
+exactly the batches of an uninterrupted one. :func:`epoch_order` is that
+order, for every batch class.
 """
 
 from __future__ import annotations
@@ -24,10 +25,46 @@ import numpy as np
 
 if TYPE_CHECKING:
     import tensorflow as tf
+    from numpy.typing import ArrayLike
 
     from .train import ArrayBatches
 
 READ_AHEAD = 8  # batches read ahead from an on-disk store (as ArrayBatches' max_queue_size)
+SHUFFLE_BATCHES = 4  # a store's shuffle buffer holds the chunks of about this many batches ...
+SHUFFLE_BYTES = 32 << 20  # ... and at most this many bytes of them (at least one chunk)
+
+
+def epoch_order(indices: ArrayLike, seed: int, epoch: int, *, shuffle: bool = True, volumes: object = None,
+                batch_size: int = 1) -> np.ndarray:
+    """The order in which an epoch takes the samples ``indices``: the one owner of batch order.
+
+    Without ``shuffle``: ``indices`` as given. In memory, from a store of one
+    subvolume per chunk, and from a store whose chunks of ``indices`` all fit
+    in one shuffle buffer: a permutation drawn from ``(seed, epoch)``. From a
+    larger store of several subvolumes per chunk (``volumes`` has ``chunk_ids``): its
+    chunks in an order drawn from ``(seed, epoch)``, cut into windows of a few
+    chunks (the shuffle buffer: about :data:`SHUFFLE_BATCHES` batches, at most
+    :data:`SHUFFLE_BYTES`), and the samples of each window in an order drawn
+    from the same generator; so batches read a few chunks at a time, each once.
+
+    Either way the order is a permutation of ``indices`` and depends on
+    ``(seed, epoch)`` alone, so a resumed run sees the batches of an uninterrupted one.
+    """
+    indices = np.asarray(indices)
+    if not shuffle:
+        return indices
+    per_chunk = int(getattr(volumes, "subvolumes_per_chunk", 1))
+    if per_chunk > 1 and len(indices):
+        chunks, inverse = np.unique(volumes.chunk_ids(indices), return_inverse=True)
+        wanted = -(-SHUFFLE_BATCHES * int(batch_size) // per_chunk)
+        window = max(1, min(wanted, SHUFFLE_BYTES // max(1, int(volumes.chunk_bytes))))
+        if len(chunks) > window:  # a buffer that holds every chunk is a whole shuffle: the order from memory, below
+            rng = np.random.default_rng([int(seed), int(epoch), per_chunk])
+            place = np.empty(len(chunks), dtype=np.int64)
+            place[rng.permutation(len(chunks))] = np.arange(len(chunks))  # chunk c comes place[c]-th this epoch
+            return indices[np.lexsort((rng.random(len(indices)), place[inverse.ravel()] // window))]
+    rng = np.random.default_rng([int(seed), int(epoch)])
+    return indices[rng.permutation(len(indices))]
 
 
 def batch_count(n: int, batch_size: int, multiple_of: int = 1, even: bool = False) -> int:

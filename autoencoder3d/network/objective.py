@@ -31,7 +31,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ..prep.flips import flip_matrix
 from . import augment
-from .batches import batch_count
+from .batches import batch_count, epoch_order
 from .objective_options import OBJECTIVE_DEFAULTS, Objective  # noqa: F401 - the objective's public names
 from .self_label import HEAD_NAME, SelfLabelRounds
 from .wedge_loss import masked_fourier_mse, wedge_masks
@@ -130,9 +130,7 @@ class ObjectiveBatches(keras.utils.PyDataset):
         self._order = self._order_for_epoch()
 
     def _order_for_epoch(self):
-        if not self.shuffle:
-            return self.indices
-        return self.indices[np.random.default_rng([self.seed, self.epoch]).permutation(len(self.indices))]
+        return epoch_order(self.indices, self.seed, self.epoch, shuffle=self.shuffle, volumes=self.volumes, batch_size=self.batch_size)
 
     def __len__(self):
         return batch_count(len(self.indices), self.batch_size, self.multiple_of, self.even)

@@ -32,7 +32,7 @@ from ..errors import InputError
 from ..formats.json import load_json, write_json
 from ..util.atomic import atomic_open, atomic_path
 from ..util.cpu_kernels import warn_if_slow
-from .batches import batch_count, training_dataset, validation_dataset
+from .batches import batch_count, epoch_order, training_dataset, validation_dataset
 from .checkpoints import load_checked_model, load_checked_weights, read_resume_state, write_resume_point, write_weights
 from .collapse_guard import CollapseGuard
 from .data_parallel import check_even_split
@@ -80,8 +80,10 @@ class ArrayBatches(keras.utils.PyDataset):
 
     With ``mean`` and ``std`` the batches are standardized, ``(x - mean) / std``.
 
-    The sample order is reshuffled every epoch from ``(seed, epoch)``, so a
-    resumed run sees the same batches as an uninterrupted one. With
+    The sample order is reshuffled every epoch from ``(seed, epoch)``
+    (:func:`~.batches.epoch_order`; from a store of several subvolumes per chunk,
+    chunk by chunk through a shuffle buffer), so a resumed run sees the same
+    batches as an uninterrupted one. With
     ``multiple_of`` > 1 (several replicas), batches are trimmed to a multiple of
     it so that each splits evenly; with ``even`` too (JAX), a last batch of fewer
     samples than that is left out (:func:`~.batches.batch_count`).
@@ -102,10 +104,7 @@ class ArrayBatches(keras.utils.PyDataset):
         self._order = self._order_for_epoch()
 
     def _order_for_epoch(self):
-        if not self.shuffle:
-            return self.indices
-        rng = np.random.default_rng([self.seed, self.epoch])
-        return self.indices[rng.permutation(len(self.indices))]
+        return epoch_order(self.indices, self.seed, self.epoch, shuffle=self.shuffle, volumes=self.volumes, batch_size=self.batch_size)
 
     @property
     def num_batches(self) -> int:

@@ -18,15 +18,18 @@ from autoencoder3d.volume import SubvolumeSet
 SIDE = 8
 
 
-def make_store(path, n=(3, 4)):
-    """A real store of two tomograms (``n`` subvolumes each), written by the package's own writer."""
+def make_store(path, n=(3, 4), version=1):
+    """A real store of two tomograms (``n`` subvolumes each), written by the package's own writer.
+
+    ``version`` 1 (one subvolume per chunk) by default: the refusals below name its chunk files.
+    """
     total = sum(n)
     rng = np.random.default_rng(0)
     subvolumes = SubvolumeSet(
         uuids=[f"p{i}" for i in range(total)], volumes=rng.normal(size=(total, SIDE, SIDE, SIDE)).astype(np.float32) + 3,
         centers=rng.integers(8, 50, (total, 3)).astype(float),
         tomograms=np.array(["TS_01"] * n[0] + ["TS_02"] * n[1], dtype=object))
-    store_from_set(path, subvolumes)
+    store_from_set(path, subvolumes, version=version)
     return str(path), subvolumes
 
 

@@ -1,10 +1,11 @@
-"""Build one data set (an on-disk store) from many tomograms; convert a pickle; describe a store.
+"""Build one data set (an on-disk store) from many tomograms; convert a pickle or an older store; describe a store.
 
   autoencoder3d dataset build OUT.zarr --table picks.csv [--tomogram-dir DIR]
   autoencoder3d dataset build OUT.zarr --relion tomograms.star particles.star
   autoencoder3d dataset build OUT.zarr --copick config.json --object ribosome --user alice --voxel-spacing 10 --tomo-type wbp
   autoencoder3d dataset build OUT.zarr --pick TOMO1.mrc TOMO2.mrc ...   (or --pick-list FILE)
   autoencoder3d dataset convert subvolumes.pickle OUT.zarr [--tomogram tomo.rec]
+  autoencoder3d dataset convert OLD.zarr OUT.zarr          (an older store in the current layout)
   autoencoder3d dataset info OUT.zarr
 
 Writes:
@@ -54,7 +55,8 @@ def _add_build(sub):
     build.add_argument("--partial", choices=("drop", "fill"), default="drop", help="boxes that leave the tomogram: drop (default) or fill")
     build.add_argument("--workers", type=positive_int, default=1,
                        help="tomograms extracted at once, one process each (default 1); SIGTERM or Ctrl-C stops them all at once")
-    build.add_argument("--block", type=positive_int, default=256, help="subvolumes cut and written at a time per worker (default 256)")
+    build.add_argument("--block", type=positive_int, default=256,
+                       help="subvolumes cut and written at a time per worker (default 256, rounded down to whole chunks of the store)")
     return build
 
 
@@ -62,14 +64,16 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(title="jobs", metavar="JOB", dest="job")
     sub.required = True
     parsers = [_add_build(sub)]
-    convert = sub.add_parser("convert", help="write a subvolume pickle as a store (same order)",
-                             description="Write the published subvolume pickle as a one-tomogram store, in its order.")
-    convert.add_argument("pickle", metavar="PICKLE", help="subvolume pickle (published format)")
+    convert = sub.add_parser("convert", help="write a subvolume pickle, or an older store, as a store (same order)",
+                             description="Write the published subvolume pickle as a one-tomogram store, in its order; or rewrite "
+                                         "a store (e.g. one of one subvolume per chunk) in the current layout, with the same subvolumes.")
+    convert.add_argument("pickle", metavar="PICKLE|STORE", help="subvolume pickle (published format), or a store to rewrite")
     convert.add_argument("out", metavar="OUT.zarr", help="the store folder to write (must not exist)")
     convert.add_argument("--overwrite", action="store_true",
                          help="replace OUT.zarr if it is a store (the new store takes its place only when complete)")
-    convert.add_argument("--tomogram", metavar="TOMOGRAM", help="the tomogram the subvolumes come from (name, voxel size)")
-    convert.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="storage type (default float32)")
+    convert.add_argument("--tomogram", metavar="TOMOGRAM", help="the tomogram the subvolumes come from (name, voxel size); a pickle only")
+    convert.add_argument("--dtype", choices=("float32", "float16"), default=None,
+                         help="storage type of a pickle's subvolumes (default float32); a store keeps its own")
     info = sub.add_parser("info", help="one line per tomogram of a store, and the totals",
                           description="Print one line per tomogram of a store (name, subvolumes, voxel size) and the totals.")
     info.add_argument("store", metavar="STORE", help="a store made by 'autoencoder3d dataset build'")
@@ -118,14 +122,28 @@ def _build(args):
           f"in {manifest['build_seconds']:.1f} s")
 
 
+def _convert(args):
+    from ...data.store.convert import convert_pickle, convert_store
+    from ...data.store.store import is_store
+    from ...errors import InputError
+
+    if is_store(args.pickle):
+        given = [name for name, value in (("--tomogram", args.tomogram), ("--dtype", args.dtype)) if value is not None]
+        if given:
+            raise InputError(f"{' and '.join(given)}: for a pickle; a store keeps its tomograms and storage type")
+        manifest = convert_store(args.pickle, args.out, overwrite=args.overwrite)
+        print(f"wrote {args.out}: {manifest['n_subvolumes']} subvolumes from {args.pickle}, "
+              f"{manifest['chunk_subvolumes']} per chunk")
+        return
+    manifest = convert_pickle(args.pickle, args.out, args.tomogram, args.dtype or "float32", overwrite=args.overwrite)
+    print(f"wrote {args.out}: {manifest['n_subvolumes']} subvolumes from {args.pickle}")
+
+
 def main(args: argparse.Namespace) -> int:
     if args.job == "build":
         _build(args)
     elif args.job == "convert":
-        from ...data.store.convert import convert_pickle
-
-        manifest = convert_pickle(args.pickle, args.out, args.tomogram, args.dtype, overwrite=args.overwrite)
-        print(f"wrote {args.out}: {manifest['n_subvolumes']} subvolumes from {args.pickle}")
+        _convert(args)
     else:
         from ...data.store.convert import describe_store
 

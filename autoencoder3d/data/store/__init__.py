@@ -2,7 +2,8 @@
 
 - :mod:`.store`: the store's layout, creating it, writing one tomogram's part.
 - :mod:`.read`: opening a store as a :class:`~autoencoder3d.volume.SubvolumeSet`
-  whose volumes are read from disk on demand.
+  whose volumes are read from disk on demand, whole chunks at a time (:mod:`.chunks`).
+- :mod:`.convert`: a pickle, or a store of an earlier layout, written as a store.
 """
 
 from .read import StoreVolumes, open_store

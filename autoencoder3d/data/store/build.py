@@ -210,9 +210,14 @@ def extract_part(out: str | os.PathLike, index: int, job: TomogramJob, options: 
             rows = pose["rows"]
         info = {"name": job.name, "path": job.path, "voxel_size": [float(v) for v in tomogram.voxel_size],
                 "shape": list(tomogram.shape), **job.info, "polarity": polarity, "dropped": counts}
+        from .store import read_manifest
+        from .trust import subvolumes_per_chunk
+
+        per_chunk = subvolumes_per_chunk(read_manifest(out))
+        block = max(1, options.block // per_chunk) * per_chunk  # whole chunks at a time
         with PartWriter(out, index, len(rows), info, v_siz=(options.box,) * 3, dtype=options.dtype, origin=origin) as part:
-            for lo in range(0, len(rows), options.block):
-                chosen = rows[lo : lo + options.block]
+            for lo in range(0, len(rows), block):
+                chosen = rows[lo : lo + block]
                 volumes = _cut(tomogram, idx[chosen], options)
                 rotations = centers_of_mass = None
                 if pose is not None:

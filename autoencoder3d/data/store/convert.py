@@ -1,4 +1,4 @@
-"""The published pickle as a store, and a store's contents in a few lines."""
+"""The published pickle as a store, a store in the current layout, and a store's contents in a few lines."""
 
 from __future__ import annotations
 
@@ -48,6 +48,73 @@ def convert_pickle(pickle: str | os.PathLike, out: str | os.PathLike, tomogram: 
         _remove_stale_temporaries(out)
         with atomic_directory(out) as tmp:
             return store_from_set(tmp, subvolumes, tomogram=info, dtype=dtype)
+
+
+def convert_store(source: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False) -> dict:
+    """Rewrite the store ``source`` in the current layout (:data:`~.store.VERSION`) as ``out``.
+
+    The subvolumes, their order, ids, centres, poses, each part's record and
+    the manifest stay as they are (each part's small arrays and attributes are
+    copied byte for byte, its subvolumes rewritten in chunks of the current
+    size), so the new store has the same :func:`~.store.store_digest` as an
+    uncompressed source. ``out`` may be ``source`` itself with ``overwrite``:
+    the new store replaces it only when complete.
+
+    Returns:
+        the new store's manifest.
+    """
+    from ...util.atomic import atomic_directory
+    from ...util.lock import RunFolderLock
+    from .read import open_store
+    from .store import store_out
+
+    out = store_out(out)
+    subvolumes = open_store(source)  # checked whole
+    _check_out(out, overwrite)
+    with RunFolderLock(out, what="store", elsewhere="OUT"):
+        _check_out(out, overwrite)
+        _remove_stale_temporaries(out)
+        with atomic_directory(out) as tmp:
+            return _rewrite(os.fspath(source), tmp, subvolumes)
+
+
+def _rewrite(source, out, subvolumes):
+    import zarr
+
+    from .store import VERSION, _write_manifest, chunk_subvolumes_for
+    from .trust import volume_chunks
+
+    manifest = dict(subvolumes.manifest)
+    per_chunk = chunk_subvolumes_for(manifest["v_siz"], manifest["dtype"])
+    zarr.open_group(out, mode="a").require_group("parts")
+    start = 0
+    for part in manifest["parts"]:
+        old, new = os.path.join(source, "parts", part["part"]), os.path.join(out, "parts", part["part"])
+        for name in ("", "uuid", "center", "rotation", "center_of_mass"):  # "": the part's .zgroup and .zattrs
+            _copy_files(os.path.join(old, name), os.path.join(new, name))
+        n = int(part["n"])
+        array = zarr.open_array(os.path.join(new, "volumes"), mode="w", shape=(n, *manifest["v_siz"]), dtype=manifest["dtype"],
+                                chunks=volume_chunks(n, per_chunk, manifest["v_siz"]), compressor=None)
+        step = per_chunk * max(1, 256 // per_chunk)
+        for lo in range(0, n, step):
+            hi = min(lo + step, n)
+            array[lo:hi] = subvolumes.volumes[start + lo : start + hi]
+        start += n
+    manifest.update(version=VERSION, chunk_subvolumes=per_chunk)
+    _write_manifest(out, manifest)
+    return manifest
+
+
+def _copy_files(old, new):
+    """Copy the plain files of the folder ``old`` (a checked store's: no links, no pipes) into ``new``, byte for byte."""
+    from .strict import read_bytes
+
+    os.makedirs(new, exist_ok=True)
+    with os.scandir(old) as entries:
+        names = sorted(entry.name for entry in entries if entry.is_file(follow_symlinks=False))
+    for name in names:
+        with open(os.path.join(new, name), "wb") as handle:
+            handle.write(read_bytes(os.path.join(old, name)))
 
 
 def _check_out(out, overwrite):

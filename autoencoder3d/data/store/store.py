@@ -4,7 +4,7 @@ Layout (zarr v2, no compression: tomogram noise does not compress)::
 
     NAME.zarr/                    root group; attrs["autoencoder3d"] = manifest
         parts/00000/              one group per tomogram, written by one worker
-            volumes   (n, n1, n2, n3) float32 or float16, one subvolume per chunk
+            volumes   (n, n1, n2, n3) float32 or float16, chunk_subvolumes subvolumes per chunk
             uuid      (n,)   text
             center    (n, 3) float64, voxel x, y, z in that tomogram
             rotation  (n, 3, 3) float64, pose-normalization rotation (NaN: none)
@@ -22,8 +22,14 @@ is complete, so a killed build leaves whole parts and at most one temporary
 folder, which the next build removes. The manifest lists the complete parts in
 order; the data set's sample order is part by part, then row by row.
 
-One subvolume per chunk lets training read shuffled batches straight from disk
-(random reads of single subvolumes; see ``scripts/bench_dataset.py``).
+A chunk of ``volumes`` holds ``chunk_subvolumes`` consecutive subvolumes (the
+manifest says how many; about 2 MiB of them, at least one), so a data set of a
+million subvolumes is tens of thousands of files, and a reader takes whole
+chunks at the disk's sequential speed. Training reads them in a shuffled chunk
+order with a shuffle buffer across several chunks
+(:func:`~autoencoder3d.network.batches.epoch_order`). A version-1 store, one
+subvolume per chunk and no ``chunk_subvolumes``, is read as before;
+``autoencoder3d dataset convert`` rewrites one in this layout.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ import numpy as np
 
 from ...errors import InputError, brief
 from ...util.atomic import is_temporary_folder, temporary_folder
-from .trust import part_name
+from .trust import part_name, subvolumes_per_chunk, volume_chunks
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -46,7 +52,8 @@ if TYPE_CHECKING:
     from ...volume import SubvolumeSet
 
 FORMAT = "autoencoder3d-dataset"
-VERSION = 1
+VERSION = 2  # 1: one subvolume per chunk; 2: chunk_subvolumes per chunk
+CHUNK_BYTES = 2 << 20  # about this many bytes of subvolumes per chunk
 MANIFEST_KEY = "autoencoder3d"
 DTYPES = ("float32", "float16")
 UUID_DTYPE = "<U64"
@@ -82,9 +89,17 @@ def _zarr():
     return zarr
 
 
+def chunk_subvolumes_for(v_siz: Sequence[int], dtype: str) -> int:
+    """Subvolumes per chunk of a new store: as many as fill :data:`CHUNK_BYTES`, at least one."""
+    return max(1, CHUNK_BYTES // (int(np.prod(v_siz)) * np.dtype(dtype).itemsize))
+
+
 def create_store(path: str | os.PathLike, v_siz: Sequence[int], *, dtype: str = "float32", pose: bool = False,
-                 polarity: str | None = None, sources: dict | None = None) -> dict:
+                 polarity: str | None = None, sources: dict | None = None, version: int = VERSION) -> dict:
     """Start a store at ``path`` (or reopen an unfinished one made with the same settings).
+
+    A new store has the layout ``version`` (1 only to write what older
+    versions wrote); a reopened one keeps its own.
 
     Returns:
         the manifest (a dict).
@@ -108,7 +123,10 @@ def create_store(path: str | os.PathLike, v_siz: Sequence[int], *, dtype: str = 
         return manifest
     group = _zarr().open_group(path, mode="a")  # not "w", which would delete the writer's lock file
     group.require_group("parts")
-    manifest = {"format": FORMAT, "version": VERSION, **settings, "sources": sources or {}, "parts": [], "complete": False}
+    if version not in (1, VERSION):
+        raise ValueError(f"store layout version {version}: this autoencoder3d writes 1 or {VERSION}")
+    layout = {"chunk_subvolumes": chunk_subvolumes_for(settings["v_siz"], dtype)} if version >= 2 else {}
+    manifest = {"format": FORMAT, "version": version, **layout, **settings, "sources": sources or {}, "parts": [], "complete": False}
     group.attrs[MANIFEST_KEY] = manifest
     return manifest
 
@@ -156,7 +174,8 @@ class PartWriter:
     """Writes one tomogram's subvolumes into a store, block by block, as one part.
 
     Use as a context manager; the part appears under its final name only when
-    the block ends without an exception (then :meth:`commit` has run).
+    the block ends without an exception (then :meth:`commit` has run). Its
+    chunks hold as many subvolumes as the store's manifest says.
     """
 
     def __init__(self, path: str | os.PathLike, index: int, n: int, tomogram: Mapping[str, object], *, v_siz: Sequence[int],
@@ -171,7 +190,8 @@ class PartWriter:
         zarr = _zarr()
         group = zarr.open_group(self.tmp, mode="w")
         v_siz = tuple(int(s) for s in v_siz)
-        self.volumes = group.create_dataset("volumes", shape=(self.n,) + v_siz, chunks=(1,) + v_siz, dtype=dtype, compressor=None)
+        chunks = volume_chunks(self.n, subvolumes_per_chunk(read_manifest(path)), v_siz)
+        self.volumes = group.create_dataset("volumes", shape=(self.n,) + v_siz, chunks=chunks, dtype=dtype, compressor=None)
         self.uuid = group.create_dataset("uuid", shape=(self.n,), dtype=UUID_DTYPE, chunks=(max(1, self.n),), compressor=None)
         self.center = group.create_dataset("center", shape=(self.n, 3), dtype="f8", chunks=(max(1, self.n), 3), compressor=None)
         self.rotation = group.create_dataset("rotation", shape=(self.n, 3, 3), dtype="f8", chunks=(max(1, self.n), 3, 3),
@@ -270,7 +290,7 @@ def finish_store(path: str | os.PathLike, n_parts: int) -> dict:
 
 
 def store_from_set(path: str | os.PathLike, subvolumes: SubvolumeSet, *, tomogram: dict | None = None, dtype: str = "float32",
-                   block: int = 256) -> dict:
+                   block: int = 256, version: int = VERSION) -> dict:
     """Write a :class:`~autoencoder3d.volume.SubvolumeSet` as a new store, one part per tomogram.
 
     Subvolumes keep their order when the set's tomograms come in runs (a
@@ -279,13 +299,16 @@ def store_from_set(path: str | os.PathLike, subvolumes: SubvolumeSet, *, tomogra
     Args:
         tomogram: dict for a set without per-subvolume tomogram names
             (name, path, voxel_size, shape); by default named after the source.
+        version: the store's layout (:func:`create_store`).
 
     Returns:
         the finished manifest.
     """
     names = _tomogram_runs(subvolumes, tomogram)
     pose = any(subvolumes.pose_of(i)[0] is not None for i in range(len(subvolumes)))
-    create_store(path, subvolumes.v_siz, dtype=dtype, pose=pose)
+    manifest = create_store(path, subvolumes.v_siz, dtype=dtype, pose=pose, version=version)
+    per_chunk = subvolumes_per_chunk(manifest)
+    block = max(1, block // per_chunk) * per_chunk  # whole chunks at a time
     remove_unfinished_parts(path)
     for index, (info, rows) in enumerate(names):
         with PartWriter(path, index, len(rows), info, v_siz=subvolumes.v_siz, dtype=dtype) as part:
@@ -321,6 +344,9 @@ def store_digest(path: str | os.PathLike, samples: int = 256) -> dict[str, int |
 
     Quick at any size, and different whenever the subvolumes, their order or a
     sampled volume differ (like the tomogram's sampled digest in :mod:`..runfolder`).
+    The digest is of the contents, not of the layout: a store with several
+    subvolumes per chunk hashes what the same store with one per chunk (version
+    1, uncompressed) hashes, so ``dataset convert`` keeps a store's digest.
     """
     import hashlib
 
@@ -330,7 +356,8 @@ def store_digest(path: str | os.PathLike, samples: int = 256) -> dict[str, int |
     manifest = read_manifest(path)
     if manifest.get("complete"):
         check_store(path, manifest)
-    digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode())
+    content = {k: v for k, v in manifest.items() if k != "chunk_subvolumes"}
+    digest = hashlib.sha256(json.dumps({**content, "version": 1}, sort_keys=True).encode())
     total = int(manifest.get("n_subvolumes", 0))
     chosen = set(np.linspace(0, max(total - 1, 0), min(samples, total)).astype(np.int64).tolist()) if total else set()
     start = 0
@@ -340,10 +367,32 @@ def store_digest(path: str | os.PathLike, samples: int = 256) -> dict[str, int |
             for chunk in sorted(os.listdir(os.path.join(folder, name))):
                 if not chunk.startswith("."):
                     digest.update(read_bytes(os.path.join(folder, name, chunk)))
-        for row in sorted(i - start for i in chosen if start <= i < start + part["n"]):
-            chunk = os.path.join(folder, "volumes", f"{row}.0.0.0")
-            if os.path.lexists(chunk):
-                digest.update(read_bytes(chunk))
+        rows = sorted(i - start for i in chosen if start <= i < start + part["n"])
+        if subvolumes_per_chunk(manifest) == 1:
+            for row in rows:
+                chunk = os.path.join(folder, "volumes", f"{row}.0.0.0")
+                if os.path.lexists(chunk):
+                    digest.update(read_bytes(chunk))
+        else:
+            for volume in _stored_rows(folder, rows):
+                digest.update(volume.tobytes())
         start += part["n"]
     size = total * int(np.prod(manifest["v_siz"])) * np.dtype(manifest["dtype"]).itemsize
     return {"size": size, "sha256": digest.hexdigest()}
+
+
+def _stored_rows(folder, rows):
+    """The subvolumes ``rows`` of the part ``folder`` as stored (dtype and bytes), those of chunks that are there."""
+    from .chunks import PartChunks
+    from .strict import strict_store
+
+    if not rows:
+        return
+    chunks = PartChunks(folder, _zarr().open_array(strict_store(folder), path="volumes", mode="r"))
+    for chunk in sorted({row // chunks.per_chunk for row in rows}):
+        if not os.path.lexists(chunks.chunk_path(chunk)):
+            continue
+        data = chunks.read(chunk)
+        for row in rows:
+            if row // chunks.per_chunk == chunk:
+                yield data[row - chunk * chunks.per_chunk]

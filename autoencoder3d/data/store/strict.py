@@ -31,15 +31,24 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 def read_bytes(path: str | os.PathLike) -> bytes:
     """The bytes of the regular file ``path``; a symbolic link in its last component, a named pipe,
     a device or a folder is refused (InputError), and nothing waits on a pipe's writer."""
+    with os.fdopen(open_regular(path), "rb") as handle:
+        return handle.read()
+
+
+def open_regular(path: str | os.PathLike) -> int:
+    """A read-only descriptor of the regular file ``path``, refused (InputError) as :func:`read_bytes` refuses."""
     try:
         fd = os.open(path, os.O_RDONLY | _NOFOLLOW | os.O_NONBLOCK)
     except OSError as err:
         if err.errno == errno.ELOOP:
             raise InputError(f"{path}: a symbolic link inside the store; a store's files must be its own") from None
         raise
-    with os.fdopen(fd, "rb") as handle:
+    try:
         refuse_irregular(path, os.fstat(fd).st_mode)
-        return handle.read()
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def refuse_irregular(path: str | os.PathLike, mode: int) -> None:

@@ -6,7 +6,8 @@ against what :class:`~autoencoder3d.data.store.store.PartWriter` writes: numeric
 dtypes (text only for the uuids), C order, no filters, no compressor or an
 allow-listed one (so no pickle or object codec ever reaches numcodecs), shapes
 that agree with the box and the manifest's counts, chunks no larger than the
-array, exactly one file per chunk, all present (zarr reads a missing chunk as
+array, subvolume chunks of exactly the manifest's number of subvolumes (one in
+a version-1 store; a bounded number of bytes in any), exactly one file per chunk, all present (zarr reads a missing chunk as
 zeros). Part names are ``parts/NNNNN`` in order, ``parts/`` holds no part the
 manifest does not list, and every file the store reads is a regular file, never
 a symbolic link, a named pipe or a device, so nothing outside the store is read
@@ -37,6 +38,7 @@ ARRAYS = ("volumes", "uuid", "center", "rotation", "center_of_mass")
 COMPRESSORS = (None, "blosc", "zstd")  # store.py writes None; blosc and zstd decode into plain bytes
 MAX_BOX = 1024
 MAX_UUID_CHARS = 256
+MAX_CHUNK_BYTES = 256 << 20  # a chunk of several subvolumes is read whole: bounded, whatever the manifest says
 _PART = re.compile(r"^\d{5}$")
 
 
@@ -90,6 +92,8 @@ def check_manifest_fields(path: str | os.PathLike, manifest: dict) -> None:
         raise InputError(f"{where}: box {brief(v_siz)} is not three sizes from 1 to {MAX_BOX}")
     if manifest.get("dtype") not in ("float32", "float16"):
         raise InputError(f"{where}: dtype {brief(manifest.get('dtype'))} is not float32 or float16")
+    if manifest["version"] >= 2:
+        _check_chunk_subvolumes(where, manifest.get("chunk_subvolumes"), v_siz, manifest["dtype"])
     parts = manifest.get("parts")
     if not isinstance(parts, list):
         raise InputError(f"{where}: parts is {brief(parts)}, not a list")
@@ -105,6 +109,27 @@ def check_manifest_fields(path: str | os.PathLike, manifest: dict) -> None:
         total = sum(p["n"] for p in parts)
         if manifest.get("n_subvolumes") != total:
             raise InputError(f"{where}: says {brief(manifest.get('n_subvolumes'))} subvolumes, its parts hold {total}")
+
+
+def subvolumes_per_chunk(manifest: dict) -> int:
+    """How many subvolumes one chunk of a part's ``volumes`` holds: one in a version-1 store, the
+    manifest's ``chunk_subvolumes`` from version 2 (checked by :func:`check_manifest_fields`)."""
+    return 1 if manifest.get("version", 1) < 2 else int(manifest["chunk_subvolumes"])
+
+
+def volume_chunks(n: int, per_chunk: int, v_siz: Sequence[int]) -> list[int]:
+    """The chunk shape of the ``volumes`` of a part of ``n`` subvolumes: ``per_chunk`` subvolumes, fewer
+    when the part holds fewer (a chunk is never larger than its array), at least one."""
+    return [max(1, min(int(per_chunk), int(n))), *(int(s) for s in v_siz)]
+
+
+def _check_chunk_subvolumes(where, count, v_siz, dtype):
+    if not _count(count, 1):
+        raise InputError(f"{where}: chunk_subvolumes {brief(count)} is not a positive integer")
+    size = count * math.prod(v_siz) * np.dtype(dtype).itemsize
+    if count > 1 and size > MAX_CHUNK_BYTES:
+        raise InputError(f"{where}: chunk_subvolumes {count} makes chunks of {size / 2**20:.0f} MiB, more than the "
+                         f"{MAX_CHUNK_BYTES >> 20} MiB a chunk may hold; refused")
 
 
 def _check_part_entry(where, index, part):
@@ -160,8 +185,9 @@ def check_store(path: str | os.PathLike, manifest: dict) -> None:
     signature = _signature(path, manifest)
     if signature is not None and _CHECKED.get(os.path.realpath(path)) == signature:
         return
+    per_chunk = subvolumes_per_chunk(manifest)
     for entry in manifest["parts"]:
-        check_part(path, entry["part"], entry["n"], manifest["v_siz"], manifest["dtype"])
+        check_part(path, entry["part"], entry["n"], manifest["v_siz"], manifest["dtype"], per_chunk=per_chunk)
     _check_no_other_parts(parts, {entry["part"] for entry in manifest["parts"]})
     if signature is not None:
         _CHECKED[os.path.realpath(path)] = signature
@@ -214,8 +240,9 @@ def _signature(path, manifest):
     return tuple(stamps)
 
 
-def check_part(path: str | os.PathLike, name: str, n: int, v_siz: Sequence[int], dtype: str) -> None:
-    """One part: folders, ``.zarray`` of every array, and all its chunk files."""
+def check_part(path: str | os.PathLike, name: str, n: int, v_siz: Sequence[int], dtype: str, *, per_chunk: int = 1) -> None:
+    """One part: folders, ``.zarray`` of every array, and all its chunk files (``per_chunk``: the
+    manifest's subvolumes per chunk, :func:`subvolumes_per_chunk`)."""
     if not _PART.match(name):
         raise InputError(f"{path}: part name {brief(name)} is not five digits")
     folder = os.path.join(path, "parts", name)
@@ -232,8 +259,11 @@ def check_part(path: str | os.PathLike, name: str, n: int, v_siz: Sequence[int],
         _no_link(where)
         meta = _read_json(os.path.join(where, ".zarray"), "array header")
         chunks = _check_header(where, meta, shape, kind)
-        if array == "volumes" and tuple(chunks) != (1, *v_siz):
-            raise InputError(f"{where}/.zarray: chunks {brief(chunks)}, not one subvolume per chunk {[1, *v_siz]}")
+        if array == "volumes" and chunks != volume_chunks(n, per_chunk, v_siz):
+            if per_chunk == 1:
+                raise InputError(f"{where}/.zarray: chunks {brief(chunks)}, not one subvolume per chunk {[1, *v_siz]}")
+            raise InputError(f"{where}/.zarray: chunks {brief(chunks)}, not the manifest's {per_chunk} subvolumes per chunk "
+                             f"{volume_chunks(n, per_chunk, v_siz)}; refused")
         _check_chunks(where, shape, chunks)
 
 
