@@ -55,6 +55,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "encode_rows": ".self_label",
     "end_data_parallel": ".data_parallel",
     "end_together": ".distribute",
+    "epoch_order": ".batches",
     "expand_nodelist": ".distribute",
     "finished_record": ".train",
     "format_duration": ".train_estimate",
