@@ -53,6 +53,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "device_words": ".train_estimate",
     "draw_views": ".augment",
     "encode": ".train",
+    "encode_blocks": ".encoding",
     "encode_rows": ".self_label",
     "end_data_parallel": ".data_parallel",
     "end_together": ".distribute",
