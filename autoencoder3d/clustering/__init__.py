@@ -37,6 +37,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "rotations": ".duplicates",
     "run_baseline": ".baseline",
     "scores": ".evaluate",
+    "too_many_codes": ".kmeans",
     "stability": ".baseline",
     "true_classes": ".evaluate",
     "write_cluster_pickles": ".kmeans",
