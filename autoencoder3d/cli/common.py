@@ -105,7 +105,8 @@ def add_clustering_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kmeans", choices=["auto", "full", "minibatch"], default="auto",
         help="k-means algorithm: full (scikit-learn KMeans, as published), minibatch (MiniBatchKMeans, for hundreds of "
-             "thousands of subvolumes) or auto (minibatch above 4 million subvolumes x clusters) (default auto)",
+             "thousands of subvolumes) or auto (minibatch above 100,000 subvolumes or 4 million subvolumes x clusters) "
+             "(default auto)",
     )
     parser.add_argument(
         "--flips", choices=["off", "average", "match"], default="off",

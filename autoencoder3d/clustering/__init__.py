@@ -46,6 +46,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "run_baseline": ".baseline",
     "scores": ".evaluate",
     "stability": ".baseline",
+    "too_many_codes": ".kmeans",
     "true_classes": ".evaluate",
     "write_cluster_pickles": ".kmeans",
     "write_contingency_csv": ".evaluate",

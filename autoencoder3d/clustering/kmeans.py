@@ -54,13 +54,28 @@ MINIBATCH_SIZE = 4096
 KMEANS_METHODS = ("auto", "full", "minibatch")
 
 
-def kmeans_method(n_samples: int, n_clusters: int, method: str = "auto") -> str:
-    """``"full"`` (the published KMeans) or ``"minibatch"`` (MiniBatchKMeans) for this many codes and clusters."""
+MINIBATCH_CODES = 100_000
+"""Above this many codes MiniBatchKMeans runs whatever the number of clusters: KMeans(n_init=100) passes over
+every code in every iteration of every restart, so its time grows with N, while MiniBatchKMeans's per-step
+cost does not."""
+
+
+def too_many_codes(n_samples: int, minibatch_codes: int = MINIBATCH_CODES) -> bool:
+    """Whether ``n_samples`` codes are too many for the full KMeans, whatever the number of clusters."""
+    return int(n_samples) > int(minibatch_codes)
+
+
+def kmeans_method(n_samples: int, n_clusters: int, method: str = "auto", *, minibatch_codes: int = MINIBATCH_CODES) -> str:
+    """``"full"`` (the published KMeans) or ``"minibatch"`` (MiniBatchKMeans) for this many codes and clusters.
+
+    ``"auto"`` is MiniBatchKMeans above ``MINIBATCH_ABOVE`` codes x clusters or above ``minibatch_codes`` codes.
+    """
     if method not in KMEANS_METHODS:
         raise InputError(f"--kmeans {method}: choose from {', '.join(KMEANS_METHODS)}")
     if method != "auto":
         return method
-    return "minibatch" if n_samples * n_clusters > MINIBATCH_ABOVE else "full"
+    large = n_samples * n_clusters > MINIBATCH_ABOVE or too_many_codes(n_samples, minibatch_codes)
+    return "minibatch" if large else "full"
 
 
 def make_kmeans(method: str, n_clusters: int, n_init: int, seed: int | None) -> Any:
@@ -73,11 +88,12 @@ def make_kmeans(method: str, n_clusters: int, n_init: int, seed: int | None) -> 
 
 
 def cluster_encodings(codes: ArrayLike, uuids: Sequence[str], n_clusters: int, *, n_init: int = 100, seed: int | None = None,
-                      method: str = "auto") -> Clustering:
+                      method: str = "auto", minibatch_codes: int = MINIBATCH_CODES) -> Clustering:
     """k-means of the encodings, as published (scikit-learn KMeans, ``n_init=100``) up to a size.
 
-    Above ``MINIBATCH_ABOVE`` samples x clusters (``method="auto"``), scikit-learn's
-    MiniBatchKMeans (batches of 4096, at most 3 restarts) replaces it.
+    Above ``MINIBATCH_ABOVE`` samples x clusters, or above ``minibatch_codes`` samples
+    (``method="auto"``), scikit-learn's MiniBatchKMeans (batches of 4096, at most 3
+    restarts, seeded by ``seed``) replaces it.
 
     Args:
         codes: (N, encoding_dim) encodings.
@@ -86,6 +102,7 @@ def cluster_encodings(codes: ArrayLike, uuids: Sequence[str], n_clusters: int, *
         n_init: k-means restarts (published: 100).
         seed: random state, for reproducible clusters.
         method: ``"auto"``, ``"full"`` (always KMeans) or ``"minibatch"``.
+        minibatch_codes: ``"auto"`` takes MiniBatchKMeans above this many samples (default :data:`MINIBATCH_CODES`).
 
     Returns:
         :class:`Clustering`; cluster ids are plain ints 0..k-1.
@@ -99,7 +116,7 @@ def cluster_encodings(codes: ArrayLike, uuids: Sequence[str], n_clusters: int, *
     if len(codes) < n_clusters:
         raise InputError(f"n_samples={len(codes)} usable subvolumes should be >= n_clusters={n_clusters}")
     with _convergence_warnings_logged(codes, n_clusters) as fitted:
-        method = kmeans_method(len(codes), n_clusters, method)
+        method = kmeans_method(len(codes), n_clusters, method, minibatch_codes=minibatch_codes)
         kmeans = make_kmeans(method, n_clusters, n_init, seed).fit(codes)
         labels = fitted["labels"] = kmeans.labels_.astype(int)
     members = {int(k): [] for k in range(n_clusters)}

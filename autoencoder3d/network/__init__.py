@@ -1,9 +1,9 @@
 """The autoencoder: model, training objective and losses, batches, training with resume points, checkpoints, codes.
 
 Modules: :mod:`.augment`, :mod:`.batches`, :mod:`.checkpoints`, :mod:`.codes`,
-:mod:`.collapse_guard`, :mod:`.data_parallel`, :mod:`.distribute`, :mod:`.model`, :mod:`.objective`,
-:mod:`.objective_options`, :mod:`.self_label`, :mod:`.train`, :mod:`.train_estimate`,
-:mod:`.wedge_loss`.
+:mod:`.collapse_guard`, :mod:`.data_parallel`, :mod:`.distribute`, :mod:`.encoding`, :mod:`.model`,
+:mod:`.objective`, :mod:`.objective_options`, :mod:`.self_label`, :mod:`.train`,
+:mod:`.train_estimate`, :mod:`.wedge_loss`.
 Every public name below is importable from here; its module is imported on first use.
 """
 
@@ -29,6 +29,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "at_epoch": ".batches",
     "batch_count": ".batches",
     "batch_rng": ".augment",
+    "block_rows": ".encoding",
     "build_autoencoder": ".model",
     "build_core_decoder": ".model",
     "build_core_encoder": ".model",
@@ -52,6 +53,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "device_words": ".train_estimate",
     "draw_views": ".augment",
     "encode": ".train",
+    "encode_blocks": ".encoding",
     "encode_rows": ".self_label",
     "end_data_parallel": ".data_parallel",
     "end_together": ".distribute",

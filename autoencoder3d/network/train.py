@@ -36,6 +36,7 @@ from .batches import batch_count, epoch_order, training_dataset, validation_data
 from .checkpoints import load_checked_model, load_checked_weights, read_resume_state, write_resume_point, write_weights
 from .collapse_guard import CollapseGuard
 from .data_parallel import check_even_split
+from .encoding import encode_blocks
 from .model import CodeSettings, build_autoencoder
 from .objective import Objective, build_objective_trainer, objective_training
 from .train_estimate import TrainingTimeEstimate
@@ -422,12 +423,12 @@ def training_info(checkpoint: ResumableCheckpoint, initial_epoch: int, n_train: 
 
 
 def encode(encoder: keras.Model, volumes: Volumes, batch_size: int = 128) -> np.ndarray:
-    """Encodings ``(N, encoding_dim)`` of float32 volumes ``(N, n1, n2, n3)``.
+    """Encodings ``(N, encoding_dim)`` of float32 volumes ``(N, n1, n2, n3)`` (an array or a store's volumes).
 
-    Batches are cut from ``volumes`` one at a time (no whole-array copy).
+    Read in blocks of whole batches, the next block read ahead from a store
+    (:func:`~.encoding.encode_blocks`): memory holds the codes and two blocks.
     """
-    batches = ArrayBatches(volumes, np.arange(len(volumes)), batch_size, shuffle=False)
-    return encoder.predict(batches, verbose=0)
+    return encode_blocks(encoder, volumes, batch_size)
 
 
 def decode(decoder: keras.Model, codes: ArrayLike, batch_size: int = 128) -> np.ndarray:

@@ -1,0 +1,80 @@
+"""Encoding every subvolume of a data set in blocks read from it.
+
+The subvolumes are read ``volumes[lo:hi]``, one block of consecutive rows at a
+time (a store stays on disk; for an array in memory a block is a view, not a
+copy), and each block is encoded batch by batch with the encoder's compiled
+prediction step. Only the codes, ``(N, encoding_dim)``, grow with N: memory
+holds at most two blocks (the one being encoded and, from an on-disk store,
+the next, read by one thread meanwhile).
+
+A block is a whole number of batches, so the batches are those of encoding
+the whole array at once, and so are the codes, bit for bit.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import keras
+
+    from ..volume import Volumes
+
+BLOCK_BYTES = 1 << 27
+"""Float32 bytes of subvolumes read at a time (128 MiB: 1024 subvolumes of 32^3), rounded down to whole batches."""
+
+
+def block_rows(volumes: Volumes, batch_size: int, block_bytes: int = BLOCK_BYTES) -> int:
+    """Rows of a block: as many whole batches as fit in ``block_bytes`` of float32, at least one batch."""
+    per = 4 * max(1, int(np.prod(volumes.shape[1:])))
+    return max(1, int(block_bytes) // per // batch_size) * batch_size
+
+
+def encode_blocks(encoder: keras.Model, volumes: Volumes, batch_size: int = 128, *, block: int | None = None) -> np.ndarray:
+    """Codes ``(N, encoding_dim)`` of ``volumes`` (an array or a store's volumes), read block by block.
+
+    Args:
+        encoder: the encoder (its standardization is inside it).
+        volumes: ``(N, n1, n2, n3)``; indexed only by ``volumes[lo:hi]``.
+        batch_size: subvolumes per prediction step.
+        block: rows read at a time (rounded down to whole batches; default :func:`block_rows`).
+    """
+    batch_size = max(1, int(batch_size))
+    n = len(volumes)
+    block = block_rows(volumes, batch_size) if block is None else max(1, int(block) // batch_size) * batch_size
+    spans = [(lo, min(lo + block, n)) for lo in range(0, n, block)]
+    codes = None
+    on_disk = not isinstance(volumes, np.ndarray)
+    with ThreadPoolExecutor(1, thread_name_prefix="autoencoder3d-encode-read") as pool:
+        read = (lambda span: pool.submit(_read, volumes, *span)) if on_disk else (lambda span: _Ready(_read(volumes, *span)))
+        pending = read(spans[0]) if spans else None
+        for i, (lo, hi) in enumerate(spans):
+            rows = pending.result()
+            pending = read(spans[i + 1]) if i + 1 < len(spans) else None  # the next block is read while this one is encoded
+            for start in range(0, hi - lo, batch_size):
+                out = np.asarray(encoder.predict_on_batch(rows[start : start + batch_size, ..., None]))
+                if codes is None:
+                    codes = np.empty((n,) + out.shape[1:], dtype=out.dtype)
+                codes[lo + start : lo + start + len(out)] = out
+            del rows
+    if codes is None:  # no subvolumes
+        codes = np.empty((0,) + tuple(encoder.output_shape[1:]), dtype=np.float32)
+    return codes
+
+
+def _read(volumes, lo, hi):
+    rows = volumes[lo:hi]
+    return rows if rows.dtype == np.float32 else np.asarray(rows, dtype=np.float32)
+
+
+class _Ready:
+    """A result already at hand, read like a future."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
