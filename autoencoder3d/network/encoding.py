@@ -2,8 +2,7 @@
 
 The subvolumes are read ``volumes[lo:hi]``, one block of consecutive rows at a
 time (a store stays on disk; for an array in memory a block is a view, not a
-copy), and each block is encoded batch by batch with the encoder's compiled
-prediction step. Only the codes, ``(N, encoding_dim)``, grow with N: memory
+copy), and each block is encoded batch by batch by the encoder's ``predict``. Only the codes, ``(N, encoding_dim)``, grow with N: memory
 holds at most two blocks (the one being encoded and, from an on-disk store,
 the next, read by one thread meanwhile).
 
@@ -54,11 +53,12 @@ def encode_blocks(encoder: keras.Model, volumes: Volumes, batch_size: int = 128,
         for i, (lo, hi) in enumerate(spans):
             rows = pending.result()
             pending = read(spans[i + 1]) if i + 1 < len(spans) else None  # the next block is read while this one is encoded
-            for start in range(0, hi - lo, batch_size):
-                out = np.asarray(encoder.predict_on_batch(rows[start : start + batch_size, ..., None]))
-                if codes is None:
-                    codes = np.empty((n,) + out.shape[1:], dtype=out.dtype)
-                codes[lo + start : lo + start + len(out)] = out
+            # predict, not predict_on_batch: under a distribution strategy it splits an uneven last batch
+            # across the replicas and returns exactly one code per subvolume
+            out = np.asarray(encoder.predict(rows[..., None], batch_size=batch_size, verbose=0))
+            if codes is None:
+                codes = np.empty((n,) + out.shape[1:], dtype=out.dtype)
+            codes[lo:hi] = out
             del rows
     if codes is None:  # no subvolumes
         codes = np.empty((0,) + tuple(encoder.output_shape[1:]), dtype=np.float32)
