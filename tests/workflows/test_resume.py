@@ -32,6 +32,20 @@ def data(tmp_path):
     return str(path)
 
 
+@pytest.fixture
+def store(data, tmp_path, monkeypatch):
+    """The same 40 subvolumes as a store of 4 per chunk (10 chunks): batches come chunk by chunk through a
+    shuffle buffer (:func:`~autoencoder3d.network.batches.epoch_order`), whose order depends on (seed, epoch) alone."""
+    from autoencoder3d.data.store import store as store_module
+    from autoencoder3d.data.store.store import read_manifest, store_from_set
+    from autoencoder3d.formats.subvolume_pickle import load_subvolumes
+
+    monkeypatch.setattr(store_module, "CHUNK_BYTES", 4 * 16**3 * 4)
+    store_from_set(tmp_path / "data.zarr", load_subvolumes(data))
+    assert read_manifest(tmp_path / "data.zarr")["chunk_subvolumes"] == 4
+    return str(tmp_path / "data.zarr")
+
+
 def start(data, out, *extra):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")
     command = [sys.executable, "-m", "autoencoder3d", "train", data, "None", "False", "3", "--out", str(out), *RUN, *extra]
@@ -79,18 +93,20 @@ def outputs(out):
     return clusters, weights
 
 
-def test_killed_runs_end_with_the_bytes_of_an_uninterrupted_run(data, tmp_path):
+def test_killed_runs_end_with_the_bytes_of_an_uninterrupted_run(store, tmp_path):
+    """On a chunked store (a killed run on a pickle is resumed in tests/workflows/test_jax_backend.py and
+    tests/network/test_train.py)."""
     reference, killed = tmp_path / "reference", tmp_path / "killed"
-    status, err = finish(start(data, reference))
+    status, err = finish(start(store, reference))
     assert status == 0, err
     # SIGKILL during the second epoch
-    kill_after_epoch(start(data, killed), killed, 1, signal.SIGKILL, delay=0.2)
+    kill_after_epoch(start(store, killed), killed, 1, signal.SIGKILL, delay=0.2)
     # SIGTERM (what SLURM sends before preemption): one line, status 143, resumable
-    status, err = kill_after_epoch(start(data, killed), killed, 2, signal.SIGTERM)
+    status, err = kill_after_epoch(start(store, killed), killed, 2, signal.SIGTERM)
     assert status == 143, err
     ours = [line for line in err.splitlines() if line.startswith("autoencoder3d")]
     assert len(ours) == 1 and "terminated (SIGTERM)" in ours[0] and "Traceback" not in err, err
-    status, err = finish(start(data, killed))
+    status, err = finish(start(store, killed))
     assert status == 0, err
     expected, got = outputs(reference), outputs(killed)
     assert got[0] == expected[0], "cluster files differ"
