@@ -359,6 +359,8 @@ SETTINGS_LAYOUT = [
     ("training", "options", "workers", "workers"),
     ("clustering", "inputs", "n_clusters", "clusters"),
     ("clustering", "options", "n_init", "k-means restarts"),
+    ("clustering", None, "kmeans_method", "k-means algorithm"),
+    ("clustering", "options", "flips", "pose flips (off, average, match)"),
     ("clustering", None, "seed", "seed"),
     ("clustering", None, "inertia", "k-means inertia"),
     ("clustering", "codes", "active_code_units", "active code units"),
