@@ -258,18 +258,7 @@ def objectives(args):
 
     started = time.perf_counter()
     work = tempfile.mkdtemp(prefix="bench-objectives-data-")
-    datasets, ks_of = {}, {}
-    names = args.datasets.split(",")
-    if "simulated" in names:
-        data = sc.shuffled(sc.simulated_subvolumes(os.path.join(work, "sim"), args.snrs[0], args.box, args.copies, args.sim_seed))
-        datasets["simulated"] = data + (args.ks,)
-        ks_of["simulated"] = tuple(args.ks)
-    if "real" in names:
-        data = sc.shuffled(sc.real_subvolumes(args.box, 10.0 * 32 / args.box))
-        ks_of["real"] = (len(set(data[2].tolist())), 20)
-        datasets["real"] = data + (list(ks_of["real"]),)
-    for name, data in datasets.items():
-        print(f"{name}: {len(data[0])} subvolumes of {data[0].shape[1:]}, labels {np.bincount(data[2]).tolist()}", flush=True)
+    datasets, ks_of = sc.evaluation_datasets(args, work)
     methods = dict(sc.METHODS)
     methods["combination: " + args.combo] = combo_fields(args.combo)
     if args.methods:

@@ -139,6 +139,28 @@ def simulated_subvolumes(sim_dir, snr, box, copies, seed):
     return posed.volumes, rotations, np.asarray(classes), raw
 
 
+def evaluation_datasets(args, work):
+    """The data sets named by ``args.datasets`` as {name: (volumes, rotations, labels, raw, ks)} and {name: (k, many)}.
+
+    ``simulated``: ``args.sim_tomograms`` (default 1) held-out simulations (seeds sim_seed, sim_seed + 100, ...)
+    pooled; ``real``: the real crops with their proxy labels. Each in a fixed random order.
+    """
+    datasets, ks_of = {}, {}
+    names = args.datasets.split(",")
+    if "simulated" in names:
+        parts = [simulated_subvolumes(os.path.join(work, f"sim{i}"), args.snrs[0], args.box, args.copies, args.sim_seed + 100 * i)
+                 for i in range(getattr(args, "sim_tomograms", 1))]
+        datasets["simulated"] = shuffled(tuple(np.concatenate(arrays) for arrays in zip(*parts))) + (args.ks,)
+        ks_of["simulated"] = tuple(args.ks)
+    if "real" in names:
+        data = shuffled(real_subvolumes(args.box, 10.0 * 32 / args.box))
+        ks_of["real"] = (len(set(data[2].tolist())), 20)
+        datasets["real"] = data + (list(ks_of["real"]),)
+    for name, data in datasets.items():
+        print(f"{name}: {len(data[0])} subvolumes of {data[0].shape[1:]}, labels {np.bincount(data[2]).tolist()}", flush=True)
+    return datasets, ks_of
+
+
 def shuffled(data, seed=0):
     """The same samples in a fixed random order (so the last 10 % held out for validation mixes all labels)."""
     order = np.random.default_rng(seed).permutation(len(data[0]))

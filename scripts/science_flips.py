@@ -27,7 +27,6 @@ The seed is both the training seed and the k-means seed. Rows are appended to
 """
 
 import json
-import os
 import time
 
 import numpy as np
@@ -194,19 +193,7 @@ def flips(args):
 
     started = time.perf_counter()
     work = tempfile.mkdtemp(prefix="bench-flips-data-")
-    datasets, ks_of = {}, {}
-    names = args.datasets.split(",")
-    if "simulated" in names:
-        parts = [sc.simulated_subvolumes(os.path.join(work, f"sim{i}"), args.snrs[0], args.box, args.copies, args.sim_seed + 100 * i)
-                 for i in range(args.sim_tomograms)]
-        data = sc.shuffled(tuple(np.concatenate(arrays) for arrays in zip(*parts)))
-        datasets["simulated"], ks_of["simulated"] = data + (args.ks,), tuple(args.ks)
-    if "real" in names:
-        data = sc.shuffled(sc.real_subvolumes(args.box, 10.0 * 32 / args.box))
-        ks_of["real"] = (len(set(data[2].tolist())), 20)
-        datasets["real"] = data + (list(ks_of["real"]),)
-    for name, data in datasets.items():
-        print(f"{name}: {len(data[0])} subvolumes of {data[0].shape[1:]}, labels {np.bincount(data[2]).tolist()}", flush=True)
+    datasets, ks_of = sc.evaluation_datasets(args, work)
     wanted = chosen_methods(args.methods)
     rows = measure(datasets, wanted, args)
     shutil.rmtree(work, ignore_errors=True)
