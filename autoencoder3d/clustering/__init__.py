@@ -48,6 +48,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "stability": ".baseline",
     "too_many_codes": ".kmeans",
     "true_classes": ".evaluate",
+    "unflipped_rows": ".flip_kmeans",
     "write_cluster_pickles": ".kmeans",
     "write_contingency_csv": ".evaluate",
 })

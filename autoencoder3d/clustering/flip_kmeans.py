@@ -103,6 +103,11 @@ def check_flip_mode(mode: str) -> str:
     return mode
 
 
+def unflipped_rows(features: np.ndarray, mode: str) -> np.ndarray:
+    """The (N, D) rows plain k-means clusters under ``off`` (the identity flip) or ``average`` (the mean of the four)."""
+    return features[0] if mode == "off" else features.mean(axis=0)
+
+
 def clustered_features(features: ArrayLike, mode: str, k: int, seed: int | None, n_init: int,
                        plain: Callable[[np.ndarray], NDArray[np.int64]]) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.int64]]:
     """Cluster ``features`` ``(4, N, D)`` (the four flips; only the first is read when ``mode`` is off).
@@ -115,12 +120,9 @@ def clustered_features(features: ArrayLike, mode: str, k: int, seed: int | None,
     """
     features = np.asarray(features, dtype=np.float64)
     mode = check_flip_mode(mode)
-    none = np.zeros(features.shape[1], dtype=np.int64)
-    if mode == "off":
-        return features[0], plain(features[0]), none
-    if mode == "average":
-        rows = features.mean(axis=0)
-        return rows, plain(rows), none
+    if mode != "match":
+        rows = unflipped_rows(features, mode)
+        return rows, plain(rows), np.zeros(len(rows), dtype=np.int64)
     result = flip_aware_kmeans(features, k, seed=0 if seed is None else int(seed), n_init=n_init)
     return features[result.flips, np.arange(features.shape[1])], result.labels, result.flips
 
@@ -140,7 +142,7 @@ def cluster_flipped_encodings(codes: ArrayLike, uuids: Sequence[str], n_clusters
 
     codes = np.asarray(codes, dtype=np.float64)
     if check_flip_mode(mode) != "match":
-        rows = codes[0] if mode == "off" else codes.mean(axis=0)
+        rows = unflipped_rows(codes, mode)
         return cluster_encodings(rows, uuids, n_clusters, n_init=n_init, seed=seed, method=method), rows, np.zeros(len(rows), np.int64)
     if not 1 <= n_clusters <= codes.shape[1]:
         raise InputError(f"n_samples={codes.shape[1]} usable subvolumes should be >= n_clusters={n_clusters}")
