@@ -15,9 +15,14 @@ in float32 and in mixed bfloat16. It prints samples/s, achieved TFLOP/s
 ``ArrayBatches`` feed to the in-memory feed (below 1: the input pipeline, not
 the GPU, sets the pace).
 
+``--profile`` (Keras's JAX backend, any device) prints instead where a step's
+time goes: per layer, XLA's FLOPs and bytes per subvolume, and the output
+layer's variants (``scripts/gpu_profile.py``).
+
 Usage:
   KERAS_BACKEND=tensorflow python scripts/bench_gpu.py [--boxes 32,64] [--batches 128,512] [--json OUT]
   KERAS_BACKEND=jax python scripts/bench_gpu.py ...
+  KERAS_BACKEND=jax python scripts/bench_gpu.py --profile --boxes 32 --batches 128 [--precisions mixed_bfloat16]
 """
 
 import argparse
@@ -90,17 +95,21 @@ def main(argv=None):
     parser.add_argument("--samples", type=int, default=4096, help="subvolumes per epoch (default 4096)")
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs after the warm-up (default 3)")
     parser.add_argument("--json", help="write the rows here (after every row)")
+    parser.add_argument("--profile", action="store_true", help="where a step's time goes (KERAS_BACKEND=jax)")
+    parser.add_argument("--precisions", default="float32,mixed_bfloat16", help="Keras policies (default float32,mixed_bfloat16)")
     args = parser.parse_args(argv)
     import keras
 
     header = {"backend": keras.backend.backend(), "keras": keras.__version__, "device": device_name()}
     print(f"backend {header['backend']} (Keras {header['keras']}) on {header['device']}", flush=True)
+    if args.profile:
+        return profile(args, header)
     print("| box | batch | precision | feed | samples/s | TFLOP/s | ArrayBatches / in-memory |\n|---|---|---|---|---|---|---|", flush=True)
     rows = []
     for box in (int(b) for b in args.boxes.split(",")):
         n_samples = max(512, args.samples * (32 // box) ** 3 if box <= 32 else args.samples // (box // 32) ** 3)
         for batch_size in (int(b) for b in args.batches.split(",")):
-            for policy in ("float32", "mixed_bfloat16"):
+            for policy in args.precisions.split(","):
                 pair = {}
                 for feed in ("in-memory", "ArrayBatches"):
                     row = measure(box, batch_size, policy, feed, n_samples, args.epochs)
@@ -111,6 +120,19 @@ def main(argv=None):
                             json.dump({**header, "rows": rows}, handle, indent=1)
                     ratio = f"{row['samples_per_s'] / pair['in-memory']['samples_per_s']:.2f}" if feed == "ArrayBatches" else ""
                     print(f"| {box} | {batch_size} | {policy} | {feed} | {row['samples_per_s']} | {row['tflops']} | {ratio} |", flush=True)
+
+
+def profile(args, header):
+    from gpu_profile import print_profile
+
+    results = []
+    for box in (int(b) for b in args.boxes.split(",")):
+        for batch_size in (int(b) for b in args.batches.split(",")):
+            for policy in args.precisions.split(","):
+                results.append(print_profile(box, batch_size, policy))
+                if args.json:
+                    with open(args.json, "w") as handle:
+                        json.dump({**header, "profiles": results}, handle, indent=1)
 
 
 if __name__ == "__main__":
