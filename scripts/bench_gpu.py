@@ -15,6 +15,10 @@ in float32 and in mixed bfloat16. It prints samples/s, achieved TFLOP/s
 ``ArrayBatches`` feed to the in-memory feed (below 1: the input pipeline, not
 the GPU, sets the pace).
 
+``--feed`` (any machine) measures instead how fast the CPU prepares ``train``'s
+standardized batches: in one thread as before (through whole float64 arrays)
+and now, and through the threads that feed ``fit``.
+
 ``--profile`` (Keras's JAX backend, any device) prints instead where a step's
 time goes: per layer, XLA's FLOPs and bytes per subvolume, and the output
 layer's variants (``scripts/gpu_profile.py``).
@@ -22,6 +26,7 @@ layer's variants (``scripts/gpu_profile.py``).
 Usage:
   KERAS_BACKEND=tensorflow python scripts/bench_gpu.py [--boxes 32,64] [--batches 128,512] [--json OUT]
   KERAS_BACKEND=jax python scripts/bench_gpu.py ...
+  python scripts/bench_gpu.py --feed --boxes 32 --batches 128
   KERAS_BACKEND=jax python scripts/bench_gpu.py --profile --boxes 32 --batches 128 [--precisions mixed_bfloat16]
 """
 
@@ -95,6 +100,7 @@ def main(argv=None):
     parser.add_argument("--samples", type=int, default=4096, help="subvolumes per epoch (default 4096)")
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs after the warm-up (default 3)")
     parser.add_argument("--json", help="write the rows here (after every row)")
+    parser.add_argument("--feed", action="store_true", help="how fast the CPU prepares the batches (no model)")
     parser.add_argument("--profile", action="store_true", help="where a step's time goes (KERAS_BACKEND=jax)")
     parser.add_argument("--precisions", default="float32,mixed_bfloat16", help="Keras policies (default float32,mixed_bfloat16)")
     args = parser.parse_args(argv)
@@ -104,6 +110,8 @@ def main(argv=None):
     print(f"backend {header['backend']} (Keras {header['keras']}) on {header['device']}", flush=True)
     if args.profile:
         return profile(args, header)
+    if args.feed:
+        return feed_table(args, header)
     print("| box | batch | precision | feed | samples/s | TFLOP/s | ArrayBatches / in-memory |\n|---|---|---|---|---|---|---|", flush=True)
     rows = []
     for box in (int(b) for b in args.boxes.split(",")):
@@ -120,6 +128,61 @@ def main(argv=None):
                             json.dump({**header, "rows": rows}, handle, indent=1)
                     ratio = f"{row['samples_per_s'] / pair['in-memory']['samples_per_s']:.2f}" if feed == "ArrayBatches" else ""
                     print(f"| {box} | {batch_size} | {policy} | {feed} | {row['samples_per_s']} | {row['tflops']} | {ratio} |", flush=True)
+
+
+def feed_rates(box, batch_size, n_samples, rounds=3, mean=0.3, std=2.0):
+    """Samples/s of train's standardized batches from memory, ways interleaved over ``rounds``; no model."""
+    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+
+    from autoencoder3d.network.batches import batch_rows
+    from autoencoder3d.network.train import ArrayBatches
+
+    volumes = np.random.default_rng(0).normal(size=(n_samples, box, box, box)).astype(np.float32)
+    batches = ArrayBatches(volumes, np.arange(n_samples), batch_size, shuffle=True, mean=mean, std=std)
+
+    def before():  # the standardization of earlier versions, on the same rows
+        for i in range(len(batches)):
+            rows = volumes[batch_rows(batches._order, i, batch_size)][..., None]
+            ((rows.astype(np.float64) - mean) / std).astype(np.float32)
+
+    def one_thread():
+        for i in range(len(batches)):
+            batches[i]
+
+    def fit_threads(batches=batches):  # as fit takes a PyDataset under JAX: Keras's ordered enqueuer, READ_THREADS threads
+        adapter = PyDatasetAdapter(batches, shuffle=False)
+        adapter.on_epoch_begin()
+        for _ in adapter.get_numpy_iterator():
+            pass
+        adapter.on_epoch_end()
+
+    ways = {"before: one thread, whole float64 arrays": before, "now: one thread": one_thread,
+            "now: fit's threads (PyDataset workers)": fit_threads,
+            "now: fit without threads": lambda: fit_threads(unthreaded)}
+    unthreaded = ArrayBatches(volumes, np.arange(n_samples), batch_size, shuffle=True, mean=mean, std=std)
+    unthreaded.workers = 1
+    seconds = dict.fromkeys(ways, 0.0)
+    for _ in range(rounds):
+        for name, way in ways.items():
+            started = time.perf_counter()
+            way()
+            seconds[name] += time.perf_counter() - started
+    return {name: n_samples * rounds / s for name, s in seconds.items()}
+
+
+def feed_table(args, header):
+    rows = []
+    print("| box | batch | way | samples/s | x before |\n|---|---|---|---|---|")
+    for box in (int(b) for b in args.boxes.split(",")):
+        for batch_size in (int(b) for b in args.batches.split(",")):
+            rates = feed_rates(box, batch_size, max(8 * batch_size, args.samples * (32 // box) ** 3 if box <= 32 else args.samples))
+            base = next(iter(rates.values()))
+            for name, rate in rates.items():
+                rows.append({"box": box, "batch_size": batch_size, "way": name, "samples_per_s": round(rate, 1)})
+                print(f"| {box} | {batch_size} | {name} | {rate:,.0f} | x{rate / base:.2f} |", flush=True)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({**header, "feed": rows}, handle, indent=1)
 
 
 def profile(args, header):

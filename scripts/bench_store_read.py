@@ -100,9 +100,9 @@ def training_rates(store, volumes, samples, batch, rounds):
     import keras
 
     from autoencoder3d.data.store.read import open_store
-    from autoencoder3d.network.batches import training_dataset
+    from autoencoder3d.network.batches import READ_THREADS, training_dataset
     from autoencoder3d.network.model import build_autoencoder
-    from autoencoder3d.network.train import READ_THREADS, ArrayBatches, published_optimizer
+    from autoencoder3d.network.train import ArrayBatches, published_optimizer
 
     keras.utils.set_random_seed(0)
     models = build_autoencoder(volumes.shape[1:], 32, mean=0.0, std=1.0)

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from .train import ArrayBatches
 
 READ_AHEAD = 8  # batches read ahead from an on-disk store (as ArrayBatches' max_queue_size)
+READ_THREADS = 2  # threads preparing batches ahead of the training steps
+STANDARDIZE_BYTES = 1 << 18  # float64 scratch of the standardization: small enough to stay in the CPU's cache
 SHUFFLE_BATCHES = 4  # a store's shuffle buffer holds the chunks of about this many batches ...
 SHUFFLE_BYTES = 32 << 20  # ... and at most this many bytes of them (at least one chunk)
 
@@ -65,6 +67,36 @@ def epoch_order(indices: ArrayLike, seed: int, epoch: int, *, shuffle: bool = Tr
             return indices[np.lexsort((rng.random(len(indices)), place[inverse.ravel()] // window))]
     rng = np.random.default_rng([int(seed), int(epoch)])
     return indices[rng.permutation(len(indices))]
+
+
+def batch_rows(order: np.ndarray, i: int, batch_size: int, multiple_of: int = 1) -> np.ndarray:
+    """The sorted rows of batch ``i`` of an epoch's ``order``, trimmed to a multiple of ``multiple_of`` (replicas)."""
+    chosen = order[i * batch_size : (i + 1) * batch_size]
+    keep = max(multiple_of, len(chosen) - len(chosen) % multiple_of)
+    return np.sort(chosen[:keep])
+
+
+def standardized(batch: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """``(batch - mean) / std`` computed in float64 and rounded to float32, in place when ``batch`` is float32.
+
+    The same numbers as ``((batch.astype(np.float64) - mean) / std).astype(np.float32)``,
+    so that rescaled data give the same batches, but computed a few
+    subvolumes at a time through a float64 scratch that stays in the CPU's
+    cache: about twice as fast, which matters when a GPU takes thousands of
+    subvolumes a second.
+    """
+    mean, std = float(mean), float(std)
+    if mean == 0.0 and std == 1.0:
+        return np.asarray(batch, dtype=np.float32)
+    out = batch if isinstance(batch, np.ndarray) and batch.dtype == np.float32 else np.array(batch, dtype=np.float32)
+    rows = max(1, STANDARDIZE_BYTES // (8 * max(1, out[0].size))) if len(out) else 1
+    scratch = np.empty((rows,) + out.shape[1:], dtype=np.float64)
+    for lo in range(0, len(out), rows):
+        part = scratch[: len(out[lo : lo + rows])]
+        np.subtract(batch[lo : lo + rows], mean, out=part, dtype=np.float64)
+        np.divide(part, std, out=part)
+        out[lo : lo + rows] = part
+    return out
 
 
 def batch_count(n: int, batch_size: int, multiple_of: int = 1, even: bool = False) -> int:
@@ -120,26 +152,21 @@ def stream(batches: ArrayBatches, epochs: Iterable[int], threads: int = 0) -> It
             yield pending.popleft().result()
 
 
-def _threads(batches, read_threads):
-    return read_threads if not isinstance(batches.volumes, np.ndarray) else 0  # an on-disk store
-
-
-def training_dataset(batches: ArrayBatches, first_epoch: int, end_epoch: int, read_threads: int = 2) -> tf.data.Dataset:
+def training_dataset(batches: ArrayBatches, first_epoch: int, end_epoch: int, read_threads: int = READ_THREADS) -> tf.data.Dataset:
     """``tf.data`` pipeline of ``(x, x)`` batches for epochs ``first_epoch`` .. ``end_epoch - 1``.
 
-    Pass it to ``fit`` with ``steps_per_epoch=len(batches)``.
+    ``read_threads`` threads read and standardize the batches ahead (from
+    memory or a store). Pass it to ``fit`` with ``steps_per_epoch=len(batches)``.
     """
-    threads = _threads(batches, read_threads)
-    return _dataset(batches, lambda: stream(batches, range(first_epoch, end_epoch), threads))
+    return _dataset(batches, lambda: stream(batches, range(first_epoch, end_epoch), read_threads))
 
 
-def validation_dataset(batches: ArrayBatches, read_threads: int = 2) -> tf.data.Dataset:
+def validation_dataset(batches: ArrayBatches, read_threads: int = READ_THREADS) -> tf.data.Dataset:
     """The validation batches in their one fixed order, again for every evaluation (no end).
 
     Pass it to ``fit`` with ``validation_steps=len(batches)``.
     """
-    threads = _threads(batches, read_threads)
-    return _dataset(batches, lambda: stream(batches, itertools.repeat(batches.epoch), threads))
+    return _dataset(batches, lambda: stream(batches, itertools.repeat(batches.epoch), read_threads))
 
 
 def _dataset(batches, make_generator):

@@ -31,7 +31,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ..prep.flips import flip_matrix
 from . import augment
-from .batches import batch_count, epoch_order
+from .batches import READ_AHEAD, READ_THREADS, batch_count, batch_rows, epoch_order, standardized
 from .objective_options import OBJECTIVE_DEFAULTS, Objective  # noqa: F401 - the objective's public names
 from .self_label import HEAD_NAME, SelfLabelRounds
 from .wedge_loss import masked_fourier_mse, wedge_masks
@@ -122,7 +122,7 @@ class ObjectiveBatches(keras.utils.PyDataset):
     def __init__(self, volumes: Volumes, indices: ArrayLike, batch_size: int, objective: Objective, *,
                  shuffle: bool, seed: int = 0, epoch: int = 0, multiple_of: int = 1, mean: float = 0.0, std: float = 1.0,
                  rotations: np.ndarray | None = None, labels: NDArray[np.int32] | None = None, views: bool = False, even: bool = False):
-        super().__init__()
+        super().__init__(workers=READ_THREADS, max_queue_size=READ_AHEAD)  # threads prepare the next batches
         self.volumes, self.indices, self.batch_size = volumes, np.asarray(indices), int(batch_size)
         self.objective, self.shuffle, self.seed, self.epoch = objective, shuffle, int(seed), int(epoch)
         self.multiple_of, self.mean, self.std, self.even = int(multiple_of), float(mean), float(std), bool(even)
@@ -136,10 +136,8 @@ class ObjectiveBatches(keras.utils.PyDataset):
         return batch_count(len(self.indices), self.batch_size, self.multiple_of, self.even)
 
     def __getitem__(self, i):
-        chosen = self._order[i * self.batch_size : (i + 1) * self.batch_size]
-        keep = max(self.multiple_of, len(chosen) - len(chosen) % self.multiple_of)
-        chosen = np.sort(chosen[:keep])
-        x = ((np.asarray(self.volumes[chosen], dtype=np.float64) - self.mean) / self.std).astype(np.float32)
+        chosen = batch_rows(self._order, i, self.batch_size, self.multiple_of)
+        x = standardized(self.volumes[chosen], self.mean, self.std)
         flips = np.ones((len(chosen), 3), dtype=np.int64)
         batch = {"view": x, "target": x}
         if self.views:

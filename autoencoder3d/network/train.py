@@ -32,7 +32,7 @@ from ..errors import InputError
 from ..formats.json import load_json, write_json
 from ..util.atomic import atomic_open, atomic_path
 from ..util.cpu_kernels import warn_if_slow
-from .batches import batch_count, epoch_order, training_dataset, validation_dataset
+from .batches import READ_AHEAD, READ_THREADS, batch_count, batch_rows, epoch_order, standardized, training_dataset, validation_dataset
 from .checkpoints import load_checked_model, load_checked_weights, read_resume_state, write_resume_point, write_weights
 from .collapse_guard import CollapseGuard
 from .data_parallel import check_even_split
@@ -54,7 +54,6 @@ BEST_WEIGHTS = "model-autoencoder--weights--best.weights.h5"
 LAST_WEIGHTS = "checkpoint-last.weights.h5"
 STATE_FILE = "train-state.json"
 HISTORY_CSV = "history.csv"
-READ_THREADS = 2  # threads reading batches ahead from an on-disk store
 
 
 def model_path(model_dir: str | os.PathLike, name: str) -> str:
@@ -92,8 +91,8 @@ class ArrayBatches(keras.utils.PyDataset):
 
     def __init__(self, volumes: Volumes, indices: ArrayLike, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0,
                  multiple_of: int = 1, mean: float = 0.0, std: float = 1.0, even: bool = False):
-        # volumes on disk: threads read the next batches while the model trains (order kept)
-        super().__init__(**({} if isinstance(volumes, np.ndarray) else {"workers": READ_THREADS, "max_queue_size": 8}))
+        # threads read and standardize the next batches while the model trains (order kept)
+        super().__init__(workers=READ_THREADS, max_queue_size=READ_AHEAD)
         self.volumes = volumes
         self.mean, self.std = float(mean), float(std)
         self.indices = np.asarray(indices)
@@ -115,12 +114,7 @@ class ArrayBatches(keras.utils.PyDataset):
         return self.num_batches
 
     def __getitem__(self, i):
-        chosen = self._order[i * self.batch_size : (i + 1) * self.batch_size]
-        keep = max(self.multiple_of, len(chosen) - len(chosen) % self.multiple_of)
-        chosen = np.sort(chosen[:keep])
-        batch = self.volumes[chosen][..., None]
-        if self.mean != 0.0 or self.std != 1.0:  # in float64, so that rescaled data give the same batches
-            batch = ((batch.astype(np.float64) - self.mean) / self.std).astype(np.float32)
+        batch = standardized(self.volumes[batch_rows(self._order, i, self.batch_size, self.multiple_of)], self.mean, self.std)[..., None]
         return batch, batch
 
     def on_epoch_end(self) -> None:
