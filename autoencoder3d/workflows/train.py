@@ -165,7 +165,7 @@ def cluster_and_write(subvolumes: SubvolumeSet, encoder: keras.Model, decoder: k
     from ..clustering.merge import merge_clusters
     from ..network.codes import CodesCollapsed, collapse_message, describe_codes, is_collapsed
     from ..network.train import decode, encode
-    from ..prep.flips import flipped_views
+    from ..prep.flips import PROPER_FLIPS
     from ..report.figures import write_montages
     from ..report.page import save_encodings
     from ..runs.previous import keep_or_move
@@ -175,8 +175,8 @@ def cluster_and_write(subvolumes: SubvolumeSet, encoder: keras.Model, decoder: k
     code_stats = {} if code_stats is None else code_stats
     comparison = {} if comparison is None else comparison
     started = time.perf_counter()
-    views = [subvolumes.volumes] if flips == "off" else flipped_views(subvolumes.volumes)
-    flipped_codes = np.stack([encode(encoder, view, batch_size) for view in views])
+    # every block of subvolumes is read once and encoded in each flip (only the identity when off)
+    flipped_codes = encode(encoder, subvolumes.volumes, batch_size, flips=PROPER_FLIPS[:1] if flips == "off" else PROPER_FLIPS)
     timings["encode_s"] = time.perf_counter() - started
     code_stats.update(describe_codes(flipped_codes[0], n_clusters))
     if is_collapsed(code_stats):  # never write one cluster as if it were a clustering

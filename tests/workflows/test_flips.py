@@ -67,3 +67,37 @@ def test_off_writes_no_flips_and_clusters_the_codes_as_they_are(tmp_path):
     assert "flips" not in comparison and comparison["baseline"]["flips"] == "off"
     assert np.allclose(codes, encode(encoder, subvolumes.volumes, 8), atol=1e-6)
     assert read_encodings(RunFolder(tmp_path).clus_dir)[3] is None
+
+
+class CountingReads:
+    """A store's volumes as the clustering sees them (read by index), counting how often each row is read."""
+
+    def __init__(self, volumes):
+        self.volumes, self.shape, self.reads = volumes, volumes.shape, np.zeros(len(volumes), np.int64)
+
+    def __len__(self):
+        return len(self.volumes)
+
+    def __getitem__(self, key):
+        self.reads[np.arange(len(self.volumes))[key]] += 1
+        return self.volumes[key]
+
+
+def test_average_reads_each_subvolume_once_and_averages_the_codes_of_each_flipped_view(tmp_path):
+    import keras
+
+    from autoencoder3d.network.model import build_autoencoder
+    from autoencoder3d.network.train import encode
+    from autoencoder3d.prep.flips import flipped_views
+    from autoencoder3d.workflows.train import cluster_and_write
+
+    keras.utils.set_random_seed(0)
+    subvolumes = flipped_set()
+    counted = CountingReads(subvolumes.volumes)
+    on_disk = SubvolumeSet(uuids=subvolumes.uuids, volumes=counted, centers=subvolumes.centers)
+    _, encoder, decoder, _ = build_autoencoder(subvolumes.v_siz, encoding_dim=8)
+    _, codes = cluster_and_write(on_disk, encoder, decoder, 3, str(tmp_path), n_init=2, seed=0, batch_size=8, baseline=False,
+                                 flips="average")
+    np.testing.assert_array_equal(counted.reads, np.ones(len(subvolumes)))  # once, not once per flip
+    each_view = np.stack([encode(encoder, view, 8) for view in flipped_views(subvolumes.volumes)])
+    np.testing.assert_array_equal(codes, each_view.astype(np.float64).mean(axis=0))
