@@ -87,9 +87,9 @@ def pca_of_flips(volumes, seed, components=32):
 
 def codes_of_flips(encoder, volumes):
     from autoencoder3d.network.train import encode
-    from autoencoder3d.prep.flips import flipped_copies
+    from autoencoder3d.prep.flips import PROPER_FLIPS
 
-    return np.stack([encode(encoder, flipped) for flipped in flipped_copies(volumes)])
+    return encode(encoder, volumes, flips=PROPER_FLIPS)
 
 
 def trained_encoder(volumes, rotations, fields, args, seed):

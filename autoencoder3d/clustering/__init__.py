@@ -1,7 +1,7 @@
 """k-means of the codes, and scoring a clustering against ground truth.
 
 Modules: :mod:`.baseline`, :mod:`.duplicates`, :mod:`.evaluate`, :mod:`.flip_kmeans`,
-:mod:`.kmeans`, :mod:`.merge`.
+:mod:`.kmeans`, :mod:`.merge`, :mod:`.stability`.
 Every public name below is importable from here; its module is imported on first use.
 """
 
@@ -12,10 +12,12 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "FlipClustering": ".flip_kmeans",
     "ari": ".baseline",
     "baseline_clusters": ".evaluate",
+    "best_jaccard": ".stability",
     "check_flip_mode": ".flip_kmeans",
     "check_merge": ".merge",
     "cluster_encodings": ".kmeans",
     "cluster_flipped_encodings": ".flip_kmeans",
+    "cluster_stability": ".stability",
     "clustered_features": ".flip_kmeans",
     "compare_partitions": ".baseline",
     "contingency": ".evaluate",
@@ -46,6 +48,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "run_baseline": ".baseline",
     "scores": ".evaluate",
     "stability": ".baseline",
+    "stability_sample": ".stability",
     "too_many_codes": ".kmeans",
     "true_classes": ".evaluate",
     "unflipped_rows": ".flip_kmeans",

@@ -416,13 +416,16 @@ def training_info(checkpoint: ResumableCheckpoint, initial_epoch: int, n_train: 
     }
 
 
-def encode(encoder: keras.Model, volumes: Volumes, batch_size: int = 128) -> np.ndarray:
+def encode(encoder: keras.Model, volumes: Volumes, batch_size: int = 128, *,
+           flips: Sequence[Sequence[int]] | np.ndarray | None = None) -> np.ndarray:
     """Encodings ``(N, encoding_dim)`` of float32 volumes ``(N, n1, n2, n3)`` (an array or a store's volumes).
 
     Read in blocks of whole batches, the next block read ahead from a store
     (:func:`~.encoding.encode_blocks`): memory holds the codes and two blocks.
+    ``flips``: sign triples (rows of :data:`~autoencoder3d.prep.flips.PROPER_FLIPS`); the codes of the
+    subvolumes in each, ``(len(flips), N, encoding_dim)``, every block read once.
     """
-    return encode_blocks(encoder, volumes, batch_size)
+    return encode_blocks(encoder, volumes, batch_size, flips=flips)
 
 
 def decode(decoder: keras.Model, codes: ArrayLike, batch_size: int = 128) -> np.ndarray:

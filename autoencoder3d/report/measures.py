@@ -3,14 +3,11 @@
 - **spread**: the mean Euclidean distance of the members' codes to the cluster's
   centre in code space (code units; the k-means centre of ``ccents_d.pickle``,
   else the members' mean code).
-- **stability**: k-means is run again ``STABILITY_RESTARTS`` times on the same
-  codes with other seeds (scikit-learn's KMeans from one k-means++ seeding each,
-  the original non-greedy one);
-  for each rerun, a cluster's overlap with the rerun's cluster that shares most
-  of it is the Jaccard index ``|A & B| / |A | B|``; stability is the mean over
-  the reruns. 1.0: every rerun finds the same cluster. Above
-  ``STABILITY_MAX_CODES`` codes the reruns use a sample (every cluster keeps at
-  least ``STABILITY_MIN_PER_CLUSTER`` members, or all of them).
+- **stability**: how often the run's own clusterer, rerun with other seeds,
+  finds the cluster again (mean best Jaccard overlap); measured when the run
+  clusters (:mod:`autoencoder3d.clustering.stability`, flip-aware under
+  ``--flips match``) and read from ``encodings.pickle``; None when the run
+  recorded none.
 - **structure**: how much structure the decoded centre has, in units of the
   noise of one of its members (see :func:`structure_score`); a centre below
   ``FLAT_BELOW`` is marked *flat*: no more structure than noise.
@@ -25,14 +22,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from numpy.typing import ArrayLike, NDArray
+    from numpy.typing import ArrayLike
 
     from ..volume import SubvolumeSet
     from .page import RunOutputs
 
-STABILITY_RESTARTS = 3
-STABILITY_MAX_CODES = 20_000
-STABILITY_MIN_PER_CLUSTER = 20
 MEASURE_MEMBERS = 16   # members read per cluster to measure their noise
 MEASURE_MAX_VOLUMES = 16_000  # ... and at most this many in all (at least MEASURE_MIN_MEMBERS per cluster)
 MEASURE_MIN_MEMBERS = 3
@@ -68,59 +62,6 @@ def code_spread(codes: ArrayLike, labels: ArrayLike, centers_code: ArrayLike | N
         centre = centers[k] if usable else own.mean(axis=0)
         spread[int(k)] = float(np.linalg.norm(own - centre, axis=1).mean())
     return spread
-
-
-def best_jaccard(labels: ArrayLike, other: ArrayLike) -> dict[int, float]:
-    """Cluster id of ``labels`` -> the largest Jaccard index ``|A & B| / |A | B|`` with any cluster B of ``other``."""
-    labels, other = np.asarray(labels), np.asarray(other)
-    ids, a = np.unique(labels, return_inverse=True)
-    _, b = np.unique(other, return_inverse=True)
-    nb = int(b.max()) + 1 if len(b) else 0
-    both = np.bincount(a * nb + b, minlength=len(ids) * nb).reshape(len(ids), nb).astype(np.float64)
-    union = both.sum(axis=1, keepdims=True) + both.sum(axis=0, keepdims=True) - both
-    return {int(k): float((both[i] / np.maximum(union[i], 1)).max()) for i, k in enumerate(ids)}
-
-
-def stability_sample(labels: ArrayLike, max_codes: int = STABILITY_MAX_CODES, seed: int | None = 0) -> NDArray[np.int64]:
-    """Rows the stability reruns use: all of them up to ``max_codes``, else a random sample keeping every cluster represented."""
-    labels = np.asarray(labels)
-    if len(labels) <= max_codes:
-        return np.arange(len(labels))
-    rng = np.random.default_rng(seed)
-    rows = []
-    for k in np.unique(labels):
-        own = np.flatnonzero(labels == k)
-        take = min(len(own), max(STABILITY_MIN_PER_CLUSTER, round(len(own) * max_codes / len(labels))))
-        rows.append(rng.choice(own, take, replace=False))
-    return np.sort(np.concatenate(rows))
-
-
-def stability(codes: ArrayLike, labels: ArrayLike, *, restarts: int = STABILITY_RESTARTS, seed: int | None = 0,
-              max_codes: int = STABILITY_MAX_CODES) -> dict[int, float]:
-    """Cluster id -> mean over ``restarts`` k-means reruns (other seeds) of its best Jaccard overlap with a rerun's cluster.
-
-    Args:
-        codes: (N, d) encodings.
-        labels: (N,) the clusters to measure.
-        restarts: k-means reruns (KMeans, Lloyd), seeds ``seed + 1 ... seed + restarts``, each from one
-            k-means++ seeding without the greedy local trials (as fast at 1,000 clusters as a few Lloyd steps).
-        max_codes: above this many codes the reruns use :func:`stability_sample`.
-    """
-    from sklearn.cluster import KMeans, kmeans_plusplus
-
-    rows = stability_sample(labels, max_codes, seed)
-    codes, labels = np.asarray(codes, dtype=np.float32)[rows], np.asarray(labels)[rows]
-    n_clusters = min(len(np.unique(labels)), len(np.unique(codes, axis=0)))
-    if n_clusters < 2:
-        return {int(k): 1.0 for k in np.unique(labels)}
-    totals: dict[int, float] = {}
-    base = 0 if seed is None else int(seed)
-    for r in range(1, restarts + 1):
-        init, _ = kmeans_plusplus(codes, n_clusters, random_state=base + r, n_local_trials=1)
-        rerun = KMeans(n_clusters=n_clusters, init=init, n_init=1).fit_predict(codes)
-        for k, j in best_jaccard(labels, rerun).items():
-            totals[k] = totals.get(k, 0.0) + j / restarts
-    return totals
 
 
 # ---------------------------------------------------------------- the decoded centre against its members' noise
@@ -224,13 +165,14 @@ def structure_scores(run: RunOutputs, subvolumes: SubvolumeSet | None, seed: int
 
 
 def cluster_measures(run: RunOutputs, subvolumes: SubvolumeSet | None, *, seed: int | None = 0) -> dict[int, ClusterMeasures]:
-    """Every cluster's :class:`ClusterMeasures`: spread and stability from the codes, structure from the centre and members."""
+    """Every cluster's :class:`ClusterMeasures`: spread from the codes, stability as the run recorded it, structure from the centre and members."""
     measures = {k: ClusterMeasures() for k in run.centers}
     if run.codes is not None and run.labels is not None and len(run.codes):
         for k, value in code_spread(run.codes, run.labels, run.centers_code).items():
             measures.setdefault(k, ClusterMeasures()).spread = value
-        for k, value in stability(run.codes, run.labels, seed=seed).items():
-            measures.setdefault(k, ClusterMeasures()).stability = value
+    for k, value in (run.stability or {}).items():
+        if k in measures:
+            measures[k].stability = value
     for k, value in structure_scores(run, subvolumes, seed).items():
         measures.setdefault(k, ClusterMeasures()).structure = value
     return measures

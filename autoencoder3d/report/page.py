@@ -68,7 +68,7 @@ log = logging.getLogger("autoencoder3d")
 
 
 def save_encodings(clus_dir: str | os.PathLike, uuids: Sequence[str], codes: ArrayLike, labels: ArrayLike,
-                   flips: ArrayLike | None = None) -> None:
+                   flips: ArrayLike | None = None, stability: Mapping[int, float] | None = None) -> None:
     """Save every subvolume's encoding and cluster as ``clus-center/encodings.pickle`` (atomically).
 
     Args:
@@ -77,6 +77,8 @@ def save_encodings(clus_dir: str | os.PathLike, uuids: Sequence[str], codes: Arr
         codes: (N, encoding_dim) encodings the clusters are made of, same order.
         labels: (N,) cluster ids, same order.
         flips: (N,) with ``--flips match``, the flip (index into PROPER_FLIPS) each subvolume matched its centre in.
+        stability: cluster id -> its stability, measured when the run clustered
+            (:func:`autoencoder3d.clustering.stability.cluster_stability`).
     """
     record = {
         "uuids": [str(u) for u in uuids],
@@ -85,6 +87,8 @@ def save_encodings(clus_dir: str | os.PathLike, uuids: Sequence[str], codes: Arr
     }
     if flips is not None:
         record["flips"] = np.asarray(flips, dtype=np.int64)
+    if stability is not None:
+        record["stability"] = {int(k): float(v) for k, v in stability.items()}
     save_pickle(os.path.join(clus_dir, ENCODINGS), record)
 
 
@@ -94,8 +98,9 @@ def load_encodings(clus_dir: str | os.PathLike) -> tuple[list[str], NDArray[np.f
     return None if read is None else read[:3]
 
 
-def read_encodings(clus_dir: str | os.PathLike) -> tuple[list[str], NDArray[np.float32], NDArray[np.int_], NDArray[np.int_] | None] | None:
-    """``clus-center/encodings.pickle`` as (uuids, codes, labels, matched flips or None), or None when it is missing."""
+def read_encodings(clus_dir: str | os.PathLike,
+                   ) -> tuple[list[str], NDArray[np.float32], NDArray[np.int_], NDArray[np.int_] | None, dict[int, float] | None] | None:
+    """``clus-center/encodings.pickle`` as (uuids, codes, labels, matched flips or None, stability by cluster or None), or None when missing."""
     path = os.path.join(clus_dir, ENCODINGS)
     if not os.path.isfile(path):
         return None
@@ -105,13 +110,14 @@ def read_encodings(clus_dir: str | os.PathLike) -> tuple[list[str], NDArray[np.f
         codes = np.asarray(record["codes"], dtype=np.float32)
         labels = np.asarray(record["labels"], dtype=int)
         flips = np.asarray(record["flips"], dtype=int) if "flips" in record else None
-    except (TypeError, KeyError, ValueError):
-        raise InputError(f"{path}: expected a dict with 'uuids', 'codes' and 'labels'") from None
+        stability = {int(k): float(v) for k, v in record["stability"].items()} if "stability" in record else None
+    except (TypeError, KeyError, ValueError, AttributeError):
+        raise InputError(f"{path}: expected a dict with 'uuids', 'codes' and 'labels' (and 'stability' by cluster id)") from None
     if codes.ndim != 2 or len(codes) != len(uuids) or labels.shape != (len(uuids),):
         raise InputError(f"{path}: 'uuids', 'codes' and 'labels' do not have matching lengths")
     if flips is not None and (flips.shape != (len(uuids),) or not np.isin(flips, range(4)).all()):
         raise InputError(f"{path}: 'flips' must hold one flip (0 to 3) per subvolume")
-    return uuids, codes, labels, flips
+    return uuids, codes, labels, flips, stability
 
 
 # ---------------------------------------------------------------- reading the run
@@ -131,6 +137,7 @@ class RunOutputs:
         data_path: the subvolume pickle or store the clusters were computed from.
         flips: uuid -> the flip (index into PROPER_FLIPS) it matched its centre in (``--flips match``), or None;
             member images are shown turned by it, in their centre's frame.
+        stability: cluster id -> its stability as the run measured it when it clustered, or None.
         notes: problems worth telling the reader (shown on the page).
     """
 
@@ -144,6 +151,7 @@ class RunOutputs:
     labels: np.ndarray = None
     data_path: str = None
     flips: dict = None
+    stability: dict = None
     notes: list = field(default_factory=list)
 
     def sizes(self) -> dict[int, int]:
@@ -184,10 +192,12 @@ def read_run(run_dir: str | os.PathLike, *, recompute: bool = True) -> RunOutput
             run.notes.append(f"{ENCODINGS} does not match kmeans.pickle (different subvolumes); not used")
             encodings = None
     if encodings is not None:
-        run.uuids, run.codes, _, flips = encodings
+        run.uuids, run.codes, _, flips, run.stability = encodings
         run.flips = None if flips is None else dict(zip(run.uuids, flips.tolist()))
     elif recompute:
         _recompute_encodings(run)
+    if run.uuids is not None and run.stability is None:
+        run.notes.append("the run recorded no stability of its clusters (it is measured when 'train' or 'cluster' clusters)")
     if run.uuids is not None:
         cluster_of = {u: k for k, v in members.items() for u in v}
         run.labels = np.array([cluster_of[u] for u in run.uuids], dtype=int)

@@ -166,7 +166,8 @@ def _figure(img_tag, image_px, voxel_angstrom, caption):
 
 MEASURE_TITLES = {
     "spread": "mean distance of the members' codes to the cluster's centre, in code units (smaller: tighter)",
-    "stability": "mean best Jaccard overlap with a cluster of k-means rerun with other seeds on the same codes (1: always found again)",
+    "stability": "mean best Jaccard overlap with a cluster of the run's k-means (flip-aware under --flips match) rerun with other seeds "
+                 "on the same codes (1: always found again)",
     "structure": "structure of the decoded centre in units of one member's noise (below 1: flat, no more structure than noise)",
 }
 

@@ -154,6 +154,7 @@ def cluster_and_write(subvolumes: SubvolumeSet, encoder: keras.Model, decoder: k
     ``baseline``: also cluster by PCA + k-means (:mod:`autoencoder3d.clustering.baseline`).
     ``flips``: how the four proper flips are treated (:data:`~autoencoder3d.clustering.flip_kmeans.FLIP_MODES`);
     the returned codes are those the clusters are made of (averaged, or each in its matched flip).
+    Each cluster's stability (:mod:`autoencoder3d.clustering.stability`) is saved with the encodings.
     What run.json records of the merge, the baseline and the duplicate centres
     (:mod:`autoencoder3d.clustering.duplicates`) goes into ``comparison`` (a dict).
     What other commands wrote into the old ``clus-center`` is kept when the clusters are the same
@@ -163,9 +164,10 @@ def cluster_and_write(subvolumes: SubvolumeSet, encoder: keras.Model, decoder: k
     from ..clustering.flip_kmeans import cluster_flipped_encodings, flips_record
     from ..clustering.kmeans import write_cluster_pickles
     from ..clustering.merge import merge_clusters
+    from ..clustering.stability import cluster_stability
     from ..network.codes import CodesCollapsed, collapse_message, describe_codes, is_collapsed
     from ..network.train import decode, encode
-    from ..prep.flips import flipped_views
+    from ..prep.flips import PROPER_FLIPS
     from ..report.figures import write_montages
     from ..report.page import save_encodings
     from ..runs.previous import keep_or_move
@@ -175,8 +177,8 @@ def cluster_and_write(subvolumes: SubvolumeSet, encoder: keras.Model, decoder: k
     code_stats = {} if code_stats is None else code_stats
     comparison = {} if comparison is None else comparison
     started = time.perf_counter()
-    views = [subvolumes.volumes] if flips == "off" else flipped_views(subvolumes.volumes)
-    flipped_codes = np.stack([encode(encoder, view, batch_size) for view in views])
+    # every block of subvolumes is read once and encoded in each flip (only the identity when off)
+    flipped_codes = encode(encoder, subvolumes.volumes, batch_size, flips=PROPER_FLIPS[:1] if flips == "off" else PROPER_FLIPS)
     timings["encode_s"] = time.perf_counter() - started
     code_stats.update(describe_codes(flipped_codes[0], n_clusters))
     if is_collapsed(code_stats):  # never write one cluster as if it were a clustering
@@ -190,6 +192,10 @@ def cluster_and_write(subvolumes: SubvolumeSet, encoder: keras.Model, decoder: k
     unmerged = clustering
     clustering = merge_clusters(clustering, merge or [], codes)
     started = time.perf_counter()
+    # by the run's own clusterer, on the codes it clustered (those of the four flips are not kept)
+    stability = cluster_stability(flipped_codes, clustering.labels, flips, seed=seed)
+    timings["stability_s"] = time.perf_counter() - started
+    started = time.perf_counter()
     decoded = decode(decoder, clustering.centers, batch_size)
     by_id = {k: decoded[k] for k in clustering.members}
     comparison.update(_compare(subvolumes, encoder, codes if flips == "off" else flipped_codes, clustering, unmerged, by_id, seed,
@@ -200,7 +206,8 @@ def cluster_and_write(subvolumes: SubvolumeSet, encoder: keras.Model, decoder: k
     with atomic_directory(RunFolder(out_dir).clus_dir) as clus_dir:
         write_cluster_pickles(clus_dir, clustering, decoded)
         write_montages(os.path.join(clus_dir, "fig"), by_id, clustering.sizes())
-        save_encodings(clus_dir, subvolumes.uuids, codes, clustering.labels, flips=matched if flips == "match" else None)
+        save_encodings(clus_dir, subvolumes.uuids, codes, clustering.labels, flips=matched if flips == "match" else None,
+                       stability=stability)
         if baseline_members is not None:
             save_pickle(os.path.join(clus_dir, BASELINE_MEMBERS), baseline_members)
         keep_or_move(out_dir, clus_dir, fingerprint)

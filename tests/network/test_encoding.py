@@ -10,6 +10,7 @@ from autoencoder3d.data.store.store import store_from_set  # noqa: E402
 from autoencoder3d.network.encoding import block_rows, encode_blocks  # noqa: E402
 from autoencoder3d.network.model import build_autoencoder  # noqa: E402
 from autoencoder3d.network.train import encode  # noqa: E402
+from autoencoder3d.prep.flips import PROPER_FLIPS, flipped_views  # noqa: E402
 from autoencoder3d.volume import SubvolumeSet  # noqa: E402
 
 
@@ -52,14 +53,57 @@ def test_blocks_are_read_as_consecutive_slices_and_only_once(encoder_and_volumes
     np.testing.assert_array_equal(codes, encode_blocks(encoder, volumes, 8, block=16))
 
 
-def test_a_store_gives_the_codes_of_its_array(encoder_and_volumes, tmp_path):
-    encoder, volumes = encoder_and_volumes
+class CountingReads:
+    """Volumes read like a store (by slice), counting how often each row is read."""
+
+    def __init__(self, volumes):
+        self.volumes, self.shape, self.reads = volumes, volumes.shape, np.zeros(len(volumes), np.int64)
+
+    def __len__(self):
+        return len(self.volumes)
+
+    def __getitem__(self, key):
+        self.reads[np.arange(len(self.volumes))[key]] += 1
+        return self.volumes[key]
+
+
+def stored(volumes, folder):
     n = len(volumes)
     subvolumes = SubvolumeSet(uuids=[f"p{i}" for i in range(n)], volumes=volumes, centers=np.zeros((n, 3)),
                               tomograms=np.array(["TS_01"] * 20 + ["TS_02"] * (n - 20), dtype=object))
-    store_from_set(tmp_path / "d.zarr", subvolumes)
-    stored = open_data(tmp_path / "d.zarr")
-    np.testing.assert_array_equal(encode_blocks(encoder, stored.volumes, 8, block=16), encode_blocks(encoder, volumes, 8))
+    store_from_set(folder / "d.zarr", subvolumes)
+    return open_data(folder / "d.zarr")
+
+
+def test_a_store_gives_the_codes_of_its_array(encoder_and_volumes, tmp_path):
+    encoder, volumes = encoder_and_volumes
+    np.testing.assert_array_equal(encode_blocks(encoder, stored(volumes, tmp_path).volumes, 8, block=16), encode_blocks(encoder, volumes, 8))
+
+
+def each_view_encoded(encoder, volumes, block):
+    """The codes of every flipped view of ``volumes`` encoded on its own, (4, N, c)."""
+    return np.stack([encode_blocks(encoder, view, 8, block=block) for view in flipped_views(volumes)])
+
+
+def test_codes_in_the_flips_are_those_of_each_flipped_view_bit_for_bit(encoder_and_volumes, tmp_path):
+    encoder, volumes = encoder_and_volumes
+    for block in (16, 1000):
+        np.testing.assert_array_equal(encode_blocks(encoder, volumes, 8, block=block, flips=PROPER_FLIPS),
+                                      each_view_encoded(encoder, volumes, block))
+    on_disk = stored(volumes, tmp_path).volumes
+    both = encode_blocks(encoder, on_disk, 8, block=16, flips=PROPER_FLIPS)
+    np.testing.assert_array_equal(both, each_view_encoded(encoder, on_disk, 16))
+    np.testing.assert_array_equal(both[0], encode_blocks(encoder, volumes, 8))  # the identity first
+    np.testing.assert_array_equal(encode(encoder, volumes, 8, flips=PROPER_FLIPS[2:]), both[2:])  # any flips, in their order
+    assert encode_blocks(encoder, volumes[:0], 8, flips=PROPER_FLIPS).shape == (4, 0, 6)
+
+
+def test_the_flips_read_each_row_once(encoder_and_volumes):
+    encoder, volumes = encoder_and_volumes
+    counted = CountingReads(volumes)
+    codes = encode_blocks(encoder, counted, 8, block=16, flips=PROPER_FLIPS)
+    assert codes.shape == (4, len(volumes), 6)
+    np.testing.assert_array_equal(counted.reads, np.ones(len(volumes)))  # not once per flip
 
 
 def test_block_size_is_whole_batches_within_the_bytes():

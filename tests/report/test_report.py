@@ -23,9 +23,10 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
+from autoencoder3d.clustering.stability import cluster_stability
 from autoencoder3d.errors import InputError
 from autoencoder3d.formats.subvolume_pickle import save_pickle
-from autoencoder3d.report.page import build_report, load_encodings, read_run, save_encodings, write_report
+from autoencoder3d.report.page import build_report, load_encodings, read_encodings, read_run, save_encodings, write_report
 
 pytestmark = pytest.mark.slow  # trains a network or runs whole commands
 
@@ -68,7 +69,7 @@ def make_run(root, sizes, n=32, encoding_dim=32, seed=0, pose=False, texture=Fal
     save_pickle(os.path.join(clus, "kmeans.pickle"), members)
     save_pickle(os.path.join(clus, "ccents.pickle"), centers)
     save_pickle(os.path.join(clus, "ccents_d.pickle"), centers_code)
-    save_encodings(clus, uuids, np.array(codes), labels)
+    save_encodings(clus, uuids, np.array(codes), labels, stability=cluster_stability(np.array(codes), labels))  # as the run records it
     with open(os.path.join(root, "model", "history.csv"), "w") as handle:
         handle.write("epoch,loss,val_loss,learning_rate\n1,0.9,0.95,0.001\n2,0.5,0.6,0.001\n3,0.4,0.45,0.001\n")
     record = {
@@ -170,6 +171,9 @@ def test_encodings_round_trip(tmp_path):
     save_encodings(tmp_path, ["a", "b", "c"], codes, [0, 1, 0])
     uuids, got, labels = load_encodings(tmp_path)
     assert uuids == ["a", "b", "c"] and np.array_equal(got, codes) and list(labels) == [0, 1, 0]
+    assert read_encodings(tmp_path)[3:] == (None, None)
+    save_encodings(tmp_path, ["a", "b", "c"], codes, [0, 1, 0], stability={0: 0.5, np.int64(1): np.float32(1.0)})
+    assert read_encodings(tmp_path)[4] == {0: 0.5, 1: 1.0}
     assert load_encodings(tmp_path / "nowhere") is None
 
 

@@ -1,4 +1,4 @@
-"""Per-cluster measures: spread in code space, stability across k-means reruns, and the mark on flat centres."""
+"""Per-cluster measures: spread in code space, stability as the run recorded it, and the mark on flat centres."""
 
 import os
 import pickle
@@ -7,33 +7,9 @@ import re
 import numpy as np
 import pytest
 
-from autoencoder3d.report.measures import FLAT_BELOW, best_jaccard, code_spread, stability, stability_sample, structure_score
-from autoencoder3d.report.page import build_report
+from autoencoder3d.report.measures import FLAT_BELOW, code_spread, structure_score
+from autoencoder3d.report.page import build_report, read_encodings, save_encodings
 from tests.report.test_report import make_run, parse
-
-
-def _blobs(rng, n_per, centres, spread=0.3):
-    codes = np.concatenate([rng.normal(c, spread, (n_per, len(c))) for c in centres])
-    return codes, np.repeat(np.arange(len(centres)), n_per)
-
-
-def test_stability_is_one_for_well_separated_blobs_and_low_for_a_random_split():
-    rng = np.random.default_rng(0)
-    centres = rng.normal(0, 1, (5, 8)) * 20
-    codes, labels = _blobs(rng, 60, centres)
-    assert stability(codes, labels, seed=0) == {k: 1.0 for k in range(5)}
-    one_blob = rng.normal(0, 1, (300, 8))
-    random_split = rng.integers(0, 3, 300)
-    scores = stability(one_blob, random_split, seed=0)
-    assert set(scores) == {0, 1, 2} and max(scores.values()) < 0.6, scores
-
-
-def test_jaccard_and_the_sample_of_many_codes():
-    # cluster 0 = {0, 1, 2}, 1 = {3, 4}; other: {0, 1}, {2, 3, 4}: J(0, a) = 2/3, J(1, b) = 2/3
-    assert best_jaccard([0, 0, 0, 1, 1], [5, 5, 7, 7, 7]) == {0: pytest.approx(2 / 3), 1: pytest.approx(2 / 3)}
-    labels = np.r_[np.zeros(5000, int), np.ones(7, int)]
-    rows = stability_sample(labels, max_codes=500, seed=0)
-    assert len(rows) < 600 and np.sum(labels[rows] == 1) == 7  # a small cluster keeps all its members
 
 
 def test_spread_is_the_mean_distance_to_the_centre():
@@ -90,6 +66,19 @@ def test_cards_show_and_sort_by_the_measures_and_mark_the_flat_centre(run_with_a
     assert all(0.5 * np.sqrt(32) * 0.8 < float(cards[k]["data-spread"]) < 0.5 * np.sqrt(32) * 1.2 for k in range(3))
     for option in ("stability-desc", "spread-asc", "structure-desc"):
         assert f'<option value="{option}">' in page
+
+
+def test_the_page_shows_the_stability_the_run_recorded_and_says_when_there_is_none(tmp_path):
+    root = make_run(tmp_path / "run", [6, 7, 8], n=16)
+    clus = os.path.join(root, "clus-center")
+    uuids, codes, labels, _, _ = read_encodings(clus)
+    save_encodings(clus, uuids, codes, labels, stability={0: 0.25, 1: 0.5, 2: 0.75})
+    cards = _cards(build_report(root, tsne=False))
+    assert [float(cards[k]["data-stability"]) for k in range(3)] == [0.25, 0.5, 0.75]  # read, not measured again
+    save_encodings(clus, uuids, codes, labels)
+    page = build_report(root, tsne=False)
+    assert all(_cards(page)[k]["data-stability"] == "" for k in range(3)) and "stability not measured" in page
+    assert "the run recorded no stability of its clusters" in page
 
 
 # ---------------------------------------------------------------- in a browser (skipped without Chromium)

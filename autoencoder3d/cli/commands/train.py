@@ -16,7 +16,7 @@ Writes, in --out RUN_DIR:
   clus-center/kmeans.pickle          cluster id -> list of subvolume uuids
   clus-center/ccents.pickle          cluster id -> decoded cluster centre
   clus-center/ccents_d.pickle        the cluster centres in code space
-  clus-center/encodings.pickle       every subvolume's uuid, code and cluster
+  clus-center/encodings.pickle       every subvolume's uuid, code and cluster; each cluster's stability
   clus-center/fig/NNN--SIZE.png      16-bit slice montage of each centre
   clus-center/mrc/NNN.mrc            each decoded centre as MRC (ChimeraX, IMOD)
   clus-center/index.html             the cluster report (see 'autoencoder3d report')
