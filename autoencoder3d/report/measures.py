@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -164,8 +164,28 @@ def structure_scores(run: RunOutputs, subvolumes: SubvolumeSet | None, seed: int
     return scores
 
 
-def cluster_measures(run: RunOutputs, subvolumes: SubvolumeSet | None, *, seed: int | None = 0) -> dict[int, ClusterMeasures]:
-    """Every cluster's :class:`ClusterMeasures`: spread from the codes, stability as the run recorded it, structure from the centre and members."""
+def fill_stability(run: RunOutputs, measure: Callable[..., Mapping[int, float]] | None, seed: int | None = 0) -> None:
+    """Give a run that recorded no stability (clustered by an earlier version) one measured now, or a note why not.
+
+    ``measure(codes, labels, seed=...)`` reruns k-means on the saved codes (the
+    CLI passes :func:`autoencoder3d.clustering.stability.cluster_stability`). A run
+    clustered with ``--flips match`` is left unmeasured: the codes of its four
+    flips were not kept, and plain reruns of its matched codes would overstate it.
+    """
+    if run.stability is not None or run.codes is None or run.labels is None:
+        return
+    if measure is not None and run.flips is None:
+        run.stability = {int(k): float(v) for k, v in measure(run.codes, run.labels, seed=seed).items()}
+        run.notes.append("the run recorded no stability of its clusters: measured now, by k-means reruns on its saved codes")
+    else:
+        run.notes.append("the run recorded no stability of its clusters (it is measured when 'train' or 'cluster' clusters)")
+
+
+def cluster_measures(run: RunOutputs, subvolumes: SubvolumeSet | None, *, seed: int | None = 0,
+                     measure_stability: Callable[..., Mapping[int, float]] | None = None) -> dict[int, ClusterMeasures]:
+    """Every cluster's :class:`ClusterMeasures`: spread from the codes, stability as the run recorded it
+    (or measured now by ``measure_stability``: :func:`fill_stability`), structure from the centre and members."""
+    fill_stability(run, measure_stability, seed)
     measures = {k: ClusterMeasures() for k in run.centers}
     if run.codes is not None and run.labels is not None and len(run.codes):
         for k, value in code_spread(run.codes, run.labels, run.centers_code).items():

@@ -35,7 +35,7 @@ import logging
 import os
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import TYPE_CHECKING
@@ -196,8 +196,6 @@ def read_run(run_dir: str | os.PathLike, *, recompute: bool = True) -> RunOutput
         run.flips = None if flips is None else dict(zip(run.uuids, flips.tolist()))
     elif recompute:
         _recompute_encodings(run)
-    if run.uuids is not None and run.stability is None:
-        run.notes.append("the run recorded no stability of its clusters (it is measured when 'train' or 'cluster' clusters)")
     if run.uuids is not None:
         cluster_of = {u: k for k, v in members.items() for u in v}
         run.labels = np.array([cluster_of[u] for u in run.uuids], dtype=int)
@@ -330,7 +328,7 @@ def voxel_angstrom(record: Mapping, subvolumes: SubvolumeSet | None = None) -> f
 
 def build_report(run_dir: str | os.PathLike, *, n_members: int = 4, tsne: bool = True, tsne_max_points: int = TSNE_MAX_POINTS,
                  map_max_points: int = MAP_MAX_POINTS, seed: int | None = 0, recompute: bool = True,
-                 subvolumes: SubvolumeSet | None = None) -> str:
+                 subvolumes: SubvolumeSet | None = None, measure_stability: Callable[..., Mapping[int, float]] | None = None) -> str:
     """The report page of a run folder, as a string (see :func:`write_report`)."""
     from .figures import montage_name
     from .locations import location_maps, location_summary
@@ -347,7 +345,7 @@ def build_report(run_dir: str | os.PathLike, *, n_members: int = 4, tsne: bool =
     voxel = voxel_angstrom(record, subvolumes)
     slices = [v[:, :, v.shape[2] // 2] for p in members.values() for _, _, v in p]
     windows = {"centres": shared_contrast(run.centers, sizes), "members": member_window(slices)}
-    measures = cluster_measures(run, subvolumes, seed=seed)
+    measures = cluster_measures(run, subvolumes, seed=seed, measure_stability=measure_stability)
     locations = location_maps(run, subvolumes, colors, voxel)
     cards = [
         annotate_card(
@@ -401,7 +399,8 @@ def build_report(run_dir: str | os.PathLike, *, n_members: int = 4, tsne: bool =
 
 def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, *, n_members: int = 4, tsne: bool = True,
                  tsne_max_points: int = TSNE_MAX_POINTS, map_max_points: int = MAP_MAX_POINTS, seed: int | None = 0,
-                 recompute: bool = True, subvolumes: SubvolumeSet | None = None, lock: bool = True) -> str | os.PathLike:
+                 recompute: bool = True, subvolumes: SubvolumeSet | None = None, lock: bool = True,
+                 measure_stability: Callable[..., Mapping[int, float]] | None = None) -> str | os.PathLike:
     """Write the cluster report of a finished run as one self-contained HTML page, atomically.
 
     Args:
@@ -419,6 +418,8 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
             reading the data pickle again).
         lock: without ``out``, hold the run folder's lock while reading and writing
             (``train`` passes False: it holds it already).
+        measure_stability: measures the clusters' stability of a run that recorded
+            none (:func:`autoencoder3d.report.measures.fill_stability`).
 
     Returns:
         The path of the page.
@@ -432,7 +433,7 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     with locked_if(run_dir, lock and not out, advice="wait for it to finish, or write the page elsewhere with --out"):
         page = build_report(
             run_dir, n_members=n_members, tsne=tsne, tsne_max_points=tsne_max_points,
-            map_max_points=map_max_points, seed=seed, recompute=recompute, subvolumes=subvolumes,
+            map_max_points=map_max_points, seed=seed, recompute=recompute, subvolumes=subvolumes, measure_stability=measure_stability,
         )
         out = out or RunFolder(run_dir).report_page
         with atomic_open(out, "wb") as handle:

@@ -79,6 +79,15 @@ def test_the_page_shows_the_stability_the_run_recorded_and_says_when_there_is_no
     page = build_report(root, tsne=False)
     assert all(_cards(page)[k]["data-stability"] == "" for k in range(3)) and "stability not measured" in page
     assert "the run recorded no stability of its clusters" in page
+    # a run from an earlier version: the CLI measures it now by reruns on the saved codes (three far blobs: 1.0)
+    from autoencoder3d.clustering.stability import cluster_stability
+
+    page = build_report(root, tsne=False, measure_stability=cluster_stability)
+    assert [float(_cards(page)[k]["data-stability"]) for k in range(3)] == [1.0, 1.0, 1.0] and "measured now" in page
+    # ... but not one clustered with --flips match: its four flips' codes are gone
+    save_encodings(clus, uuids, codes, labels, flips=np.zeros(len(uuids), dtype=int))
+    page = build_report(root, tsne=False, measure_stability=cluster_stability)
+    assert all(_cards(page)[k]["data-stability"] == "" for k in range(3)) and "measured now" not in page
 
 
 # ---------------------------------------------------------------- in a browser (skipped without Chromium)

@@ -37,11 +37,13 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from ...clustering.stability import cluster_stability
     from ...report.page import write_report
 
     path = write_report(
         args.run_dir, args.out, n_members=max(args.members, 0), tsne=not args.no_tsne,
         tsne_max_points=max(args.tsne_max_points, 5), map_max_points=max(args.map_max_points, 5), seed=args.seed,
+        measure_stability=cluster_stability,  # for a run clustered before stability was recorded
     )
     print(f"wrote {path}")
     return 0
