@@ -132,26 +132,7 @@ class Conv3D(layers.Conv3D):
     It keeps the name Conv3D because Keras keys a layer's weights in weight
     files by its class name: resume points and best weights written with
     Keras's Conv3D load into it, and back.
-
-    ``float32_output=True`` computes in the layer's policy (bfloat16 under
-    mixed precision) and hands its output on as float32, for the loss: the
-    network's last layer then runs in half precision like the others.
     """
-
-    def __init__(self, *args: Any, float32_output: bool = False, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.float32_output = bool(float32_output)
-
-    def call(self, inputs: Any) -> Any:
-        outputs = super().call(inputs)
-        return ops.cast(outputs, "float32") if self.float32_output else outputs
-
-    def compute_output_spec(self, inputs: Any) -> Any:
-        spec = super().compute_output_spec(inputs)
-        return keras.KerasTensor(spec.shape, dtype="float32") if self.float32_output else spec
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "float32_output": self.float32_output}
 
     def _taps_apply(self):
         return (self.filters == 1 and self.groups == 1 and self.padding == "same" and self.data_format == "channels_last"
@@ -228,7 +209,7 @@ def build_core_decoder(shape: Sequence[int] = (32, 32, 32), encoding_dim: int = 
     x = conv_block(x, filters, "dec1")
     x = layers.UpSampling3D(2, name="dec2_up")(x)
     x = conv_block(x, filters, "dec2")
-    outputs = Conv3D(1, KERNEL, padding="same", float32_output=True, name="reconstruction")(x)
+    outputs = Conv3D(1, KERNEL, padding="same", dtype="float32", name="reconstruction")(x)
     return keras.Model(code, outputs, name="core_decoder")
 
 

@@ -63,17 +63,3 @@ def test_the_models_reconstruct_with_it_and_old_conv3d_weights_load_into_it(tmp_
     again = load_model(tmp_path / "new.keras")
     assert type(again.get_layer("reconstruction")) is TapSumConv3D and again.get_layer("reconstruction").__module__ == "autoencoder3d.network.model"
     np.testing.assert_array_equal(again.predict(x, verbose=0), taps.predict(x, verbose=0))
-
-
-def test_under_mixed_bfloat16_it_computes_in_bfloat16_and_hands_on_float32():
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
-        layer = TapSumConv3D(1, 3, padding="same", float32_output=True)
-        plain = TapSumConv3D(1, 3, padding="same")
-        x = np.random.default_rng(4).normal(size=(2, 6, 8, 10, 4)).astype(np.float32)
-        y, y_plain = layer(x), plain(x)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-    assert layer.compute_dtype == "bfloat16" and layer.variable_dtype == "float32"
-    assert keras.backend.standardize_dtype(y.dtype) == "float32" and keras.backend.standardize_dtype(y_plain.dtype) == "bfloat16"
-    assert TapSumConv3D.from_config(layer.get_config()).float32_output
