@@ -8,7 +8,7 @@ either
 
 - from memory as one array (Keras's own input pipeline), or
 - by ``ArrayBatches``, the batches ``autoencoder3d train`` really uses (the
-  shuffled order per epoch, cut from a numpy array),
+  shuffled order per epoch, cut from a numpy array and standardized),
 
 in float32 and in mixed bfloat16. It prints samples/s, achieved TFLOP/s
 (forward + backward counted as 3x the forward FLOPs) and the ratio of the
@@ -75,7 +75,8 @@ def measure(box, batch_size, policy, feed, n_samples, epochs):
     trainer = build_autoencoder((box,) * 3).trainer
     trainer.compile(optimizer=published_optimizer(), loss="mse")
     if feed == "ArrayBatches":
-        data = ArrayBatches(volumes, np.arange(n_samples), batch_size, shuffle=True)
+        # standardized, as train's batches are (the network's input is (v - mean) / std of the training set)
+        data = ArrayBatches(volumes, np.arange(n_samples), batch_size, shuffle=True, mean=0.1, std=1.1)
         run = lambda n: trainer.fit(data, epochs=n, verbose=0)  # noqa: E731
     else:
         x = volumes[..., None]
@@ -134,7 +135,7 @@ def feed_rates(box, batch_size, n_samples, rounds=3, mean=0.3, std=2.0):
     """Samples/s of train's standardized batches from memory, ways interleaved over ``rounds``; no model."""
     from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
 
-    from autoencoder3d.network.batches import batch_rows
+    from autoencoder3d.network.batches import READ_AHEAD, READ_THREADS, batch_rows
     from autoencoder3d.network.train import ArrayBatches
 
     volumes = np.random.default_rng(0).normal(size=(n_samples, box, box, box)).astype(np.float32)
@@ -149,7 +150,7 @@ def feed_rates(box, batch_size, n_samples, rounds=3, mean=0.3, std=2.0):
         for i in range(len(batches)):
             batches[i]
 
-    def fit_threads(batches=batches):  # as fit takes a PyDataset under JAX: Keras's ordered enqueuer, READ_THREADS threads
+    def fit_threads(batches=batches):  # as fit takes a PyDataset under JAX (with workers: Keras's ordered enqueuer)
         adapter = PyDatasetAdapter(batches, shuffle=False)
         adapter.on_epoch_begin()
         for _ in adapter.get_numpy_iterator():
@@ -157,10 +158,10 @@ def feed_rates(box, batch_size, n_samples, rounds=3, mean=0.3, std=2.0):
         adapter.on_epoch_end()
 
     ways = {"before: one thread, whole float64 arrays": before, "now: one thread": one_thread,
-            "now: fit's threads (PyDataset workers)": fit_threads,
-            "now: fit without threads": lambda: fit_threads(unthreaded)}
-    unthreaded = ArrayBatches(volumes, np.arange(n_samples), batch_size, shuffle=True, mean=mean, std=std)
-    unthreaded.workers = 1
+            "now: as fit takes them from memory (no threads)": fit_threads,
+            "now: as fit with Keras's threads (as from a store)": lambda: fit_threads(threaded)}
+    threaded = ArrayBatches(volumes, np.arange(n_samples), batch_size, shuffle=True, mean=mean, std=std)
+    threaded.workers, threaded.max_queue_size = READ_THREADS, READ_AHEAD
     seconds = dict.fromkeys(ways, 0.0)
     for _ in range(rounds):
         for name, way in ways.items():

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..prep.flips import flipped_views
+from ..prep.flips import PROPER_FLIPS, apply_flip
 from .flip_kmeans import clustered_features
 from .kmeans import kmeans_method, make_kmeans
 
@@ -45,40 +45,51 @@ STABILITY_SEEDS = 3
 """k-means runs, with seeds seed, seed+1, seed+2, whose mean pairwise ARI is a partition's stability."""
 
 
-def pca_features(volumes: Volumes | Sequence[Volumes], n_components: int, *, mean: float = 0.0, std: float = 1.0, seed: int = 0,
-                 fit_max_values: int = FIT_MAX_VALUES, batch: int = BATCH) -> tuple[NDArray[np.float32], dict[str, Any]]:
+def pca_features(volumes: Volumes, n_components: int, *, mean: float = 0.0, std: float = 1.0, seed: int = 0,
+                 fit_max_values: int = FIT_MAX_VALUES, batch: int = BATCH,
+                 flips: Sequence[Sequence[int]] | np.ndarray | None = None) -> tuple[NDArray[np.float32], dict[str, Any]]:
     """PCA of ``(volumes - mean) / std`` (flattened), fitted on a bounded sample, every row projected in batches.
 
     Args:
-        volumes: ``(N, n1, n2, n3)`` array, or a store's volumes read by index; or a list of such views of the
-            same subvolumes (e.g. their four flips): the PCA is fitted on the sampled rows of every view, and
-            the features are ``(views, N, components)``.
+        volumes: ``(N, n1, n2, n3)`` array, or a store's volumes read by index.
         n_components: at most this many components (fewer when there are fewer samples or voxels).
         mean, std: the standardization the encoder applies.
         seed: which subvolumes the sample holds.
         fit_max_values: the sample holds at most this many voxel values (at least ``n_components + 1`` subvolumes).
         batch: subvolumes read at a time.
+        flips: sign triples (rows of :data:`~autoencoder3d.prep.flips.PROPER_FLIPS`): the PCA is fitted on
+            the sampled subvolumes in every one of these flips and each subvolume is projected in each,
+            every row read once; the features are then ``(len(flips), N, components)``.
 
     Returns:
-        ((N, components) float32 features, or (views, N, components) for a list of views;
+        ((N, components) float32 features, or (flips, N, components);
         facts: components, fitted_on, explained_variance).
     """
-    views = list(volumes) if isinstance(volumes, (list, tuple)) else [volumes]
-    n = len(views[0])
-    voxels = int(np.prod(views[0].shape[1:]))
-    n_fit = min(n, max(n_components + 1, fit_max_values // max(voxels * len(views), 1)))
+    signs = [None] if flips is None else [(1, *(int(s) for s in row)) for row in flips]
+    n = len(volumes)
+    shape = tuple(volumes.shape[1:])
+    voxels = int(np.prod(shape))
+    n_fit = min(n, max(n_components + 1, fit_max_values // max(voxels * len(signs), 1)))
     rows = np.arange(n) if n_fit == n else np.sort(np.random.default_rng(seed).choice(n, n_fit, replace=False))
-    sample = np.concatenate([_read(view, rows[lo:lo + batch], mean, std) for view in views for lo in range(0, n_fit, batch)])
+    sample = np.empty((len(signs), n_fit, voxels), dtype=np.float32)  # flip-major, as the flips' rows one after another
+    for lo in range(0, n_fit, batch):
+        sample[:, lo:lo + batch] = _read_flipped(volumes, rows[lo:lo + batch], mean, std, signs, shape)
+    sample = sample.reshape(len(signs) * n_fit, voxels)
     components = max(1, min(n_components, len(sample), voxels))
     center, axes, explained = _fit_pca(sample, components, seed)
     del sample
-    features = np.empty((len(views), n, len(axes)), dtype=np.float32)
-    for v, view in enumerate(views):
-        for lo in range(0, n, batch):
-            index = np.arange(lo, min(lo + batch, n))
-            features[v, index] = (_read(view, index, mean, std) - center) @ axes.T
+    features = np.empty((len(signs), n, len(axes)), dtype=np.float32)
+    for lo in range(0, n, batch):
+        index = np.arange(lo, min(lo + batch, n))
+        features[:, index] = (_read_flipped(volumes, index, mean, std, signs, shape) - center) @ axes.T
     facts = {"components": int(len(axes)), "fitted_on": int(n_fit), "explained_variance": round(explained, 4)}
-    return (features if isinstance(volumes, (list, tuple)) else features[0]), facts
+    return (features[0] if flips is None else features), facts
+
+
+def _read_flipped(volumes, index, mean, std, signs, shape):
+    """``(len(signs), len(index), voxels)``: the rows read once, standardized, in each flip."""
+    block = _read(volumes, index, mean, std).reshape((len(index),) + shape)
+    return np.stack([(block if flip is None else apply_flip(block, flip)).reshape(len(index), -1) for flip in signs])
 
 
 GRAM_MAX = 2048
@@ -203,9 +214,8 @@ def run_baseline(volumes: Volumes, uuids: Sequence[str], codes: ArrayLike, label
     codes = np.asarray(codes, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     small = len(volumes) * int(np.prod(volumes.shape[1:])) <= SMALL_DATA
-    views = volumes if flips == "off" else flipped_views(volumes)
     with threadpool_limits(1) if small else contextlib.nullcontext():
-        features, facts = pca_features(views, codes.shape[-1], mean=mean, std=std, seed=seed)
+        features, facts = pca_features(volumes, codes.shape[-1], mean=mean, std=std, seed=seed, flips=None if flips == "off" else PROPER_FLIPS)
     base = labels_under(features, k, seed, flips)
     members = {c: [] for c in range(k)}
     for uuid, label in zip(uuids, base):

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .train import ArrayBatches
 
 READ_AHEAD = 8  # batches read ahead from an on-disk store (as ArrayBatches' max_queue_size)
-READ_THREADS = 2  # threads preparing batches ahead of the training steps
+READ_THREADS = 2  # threads reading batches ahead from an on-disk store
 STANDARDIZE_BYTES = 1 << 18  # float64 scratch of the standardization: small enough to stay in the CPU's cache
 SHUFFLE_BATCHES = 4  # a store's shuffle buffer holds the chunks of about this many batches ...
 SHUFFLE_BYTES = 32 << 20  # ... and at most this many bytes of them (at least one chunk)
@@ -152,13 +152,30 @@ def stream(batches: ArrayBatches, epochs: Iterable[int], threads: int = 0) -> It
             yield pending.popleft().result()
 
 
+def reading_threads(volumes: object, threads: int = READ_THREADS) -> int:
+    """Threads that read batches ahead: ``threads`` from an on-disk store, none from memory.
+
+    From memory a batch is cut and standardized faster in the one thread that
+    asks for it: on 2 cores, Keras's threaded enqueuer delivered 0.94x (32^3) and
+    0.77x (16^3) the batches/s of no threads (``scripts/bench_gpu.py --feed``).
+    """
+    return 0 if isinstance(volumes, np.ndarray) else int(threads)
+
+
+def loader_options(volumes: object) -> dict[str, int]:
+    """``PyDataset`` options of a batch class over ``volumes``: threads read ahead from an on-disk store only."""
+    threads = reading_threads(volumes)
+    return {"workers": threads, "max_queue_size": READ_AHEAD} if threads else {}
+
+
 def training_dataset(batches: ArrayBatches, first_epoch: int, end_epoch: int, read_threads: int = READ_THREADS) -> tf.data.Dataset:
     """``tf.data`` pipeline of ``(x, x)`` batches for epochs ``first_epoch`` .. ``end_epoch - 1``.
 
-    ``read_threads`` threads read and standardize the batches ahead (from
-    memory or a store). Pass it to ``fit`` with ``steps_per_epoch=len(batches)``.
+    From an on-disk store ``read_threads`` threads read the batches ahead
+    (:func:`reading_threads`). Pass it to ``fit`` with ``steps_per_epoch=len(batches)``.
     """
-    return _dataset(batches, lambda: stream(batches, range(first_epoch, end_epoch), read_threads))
+    threads = reading_threads(batches.volumes, read_threads)
+    return _dataset(batches, lambda: stream(batches, range(first_epoch, end_epoch), threads))
 
 
 def validation_dataset(batches: ArrayBatches, read_threads: int = READ_THREADS) -> tf.data.Dataset:
@@ -166,7 +183,8 @@ def validation_dataset(batches: ArrayBatches, read_threads: int = READ_THREADS) 
 
     Pass it to ``fit`` with ``validation_steps=len(batches)``.
     """
-    return _dataset(batches, lambda: stream(batches, itertools.repeat(batches.epoch), read_threads))
+    threads = reading_threads(batches.volumes, read_threads)
+    return _dataset(batches, lambda: stream(batches, itertools.repeat(batches.epoch), threads))
 
 
 def _dataset(batches, make_generator):

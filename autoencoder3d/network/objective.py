@@ -31,7 +31,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ..prep.flips import flip_matrix
 from . import augment
-from .batches import READ_AHEAD, READ_THREADS, batch_count, batch_rows, epoch_order, standardized
+from .batches import batch_count, batch_rows, epoch_order, loader_options, standardized
 from .objective_options import OBJECTIVE_DEFAULTS, Objective  # noqa: F401 - the objective's public names
 from .self_label import HEAD_NAME, SelfLabelRounds
 from .wedge_loss import masked_fourier_mse, wedge_masks
@@ -122,7 +122,7 @@ class ObjectiveBatches(keras.utils.PyDataset):
     def __init__(self, volumes: Volumes, indices: ArrayLike, batch_size: int, objective: Objective, *,
                  shuffle: bool, seed: int = 0, epoch: int = 0, multiple_of: int = 1, mean: float = 0.0, std: float = 1.0,
                  rotations: np.ndarray | None = None, labels: NDArray[np.int32] | None = None, views: bool = False, even: bool = False):
-        super().__init__(workers=READ_THREADS, max_queue_size=READ_AHEAD)  # threads prepare the next batches
+        super().__init__(**loader_options(volumes))  # threads read ahead from an on-disk store (order kept)
         self.volumes, self.indices, self.batch_size = volumes, np.asarray(indices), int(batch_size)
         self.objective, self.shuffle, self.seed, self.epoch = objective, shuffle, int(seed), int(epoch)
         self.multiple_of, self.mean, self.std, self.even = int(multiple_of), float(mean), float(std), bool(even)

@@ -32,7 +32,7 @@ from ..errors import InputError
 from ..formats.json import load_json, write_json
 from ..util.atomic import atomic_open, atomic_path
 from ..util.cpu_kernels import warn_if_slow
-from .batches import READ_AHEAD, READ_THREADS, batch_count, batch_rows, epoch_order, standardized, training_dataset, validation_dataset
+from .batches import READ_THREADS, batch_count, batch_rows, epoch_order, loader_options, standardized, training_dataset, validation_dataset
 from .checkpoints import load_checked_model, load_checked_weights, read_resume_state, write_resume_point, write_weights
 from .collapse_guard import CollapseGuard
 from .data_parallel import check_even_split
@@ -91,8 +91,7 @@ class ArrayBatches(keras.utils.PyDataset):
 
     def __init__(self, volumes: Volumes, indices: ArrayLike, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0,
                  multiple_of: int = 1, mean: float = 0.0, std: float = 1.0, even: bool = False):
-        # threads read and standardize the next batches while the model trains (order kept)
-        super().__init__(workers=READ_THREADS, max_queue_size=READ_AHEAD)
+        super().__init__(**loader_options(volumes))  # threads read ahead from an on-disk store (order kept)
         self.volumes = volumes
         self.mean, self.std = float(mean), float(std)
         self.indices = np.asarray(indices)
