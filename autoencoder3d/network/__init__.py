@@ -79,6 +79,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "model_path": ".train",
     "noisy": ".augment",
     "objective_training": ".objective",
+    "on_accelerator": ".batches",
     "pseudo_labels": ".self_label",
     "published_optimizer": ".train",
     "read_resume_state": ".checkpoints",

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .train import ArrayBatches
 
 READ_AHEAD = 8  # batches read ahead from an on-disk store (as ArrayBatches' max_queue_size)
-READ_THREADS = 2  # threads reading batches ahead from an on-disk store
+READ_THREADS = 2  # threads preparing batches ahead, from an on-disk store or for a GPU
 STANDARDIZE_BYTES = 1 << 18  # float64 scratch of the standardization: small enough to stay in the CPU's cache
 SHUFFLE_BATCHES = 4  # a store's shuffle buffer holds the chunks of about this many batches ...
 SHUFFLE_BYTES = 32 << 20  # ... and at most this many bytes of them (at least one chunk)
@@ -153,17 +153,30 @@ def stream(batches: ArrayBatches, epochs: Iterable[int], threads: int = 0) -> It
 
 
 def reading_threads(volumes: object, threads: int = READ_THREADS) -> int:
-    """Threads that read batches ahead: ``threads`` from an on-disk store, none from memory.
+    """Threads that prepare batches ahead: ``threads`` from an on-disk store or for a GPU, else none.
 
-    From memory a batch is cut and standardized faster in the one thread that
-    asks for it: on 2 cores, Keras's threaded enqueuer delivered 0.94x (32^3) and
-    0.77x (16^3) the batches/s of no threads (``scripts/bench_gpu.py --feed``).
+    A GPU step leaves the CPU waiting, and threads cut and standardize the next
+    batches meanwhile (at 15,000 subvolumes/s of 32^3 one thread would need
+    all of a step's time for its batch). On a CPU the training uses every
+    core, and from memory Keras's threaded enqueuer delivered 0.94x (32^3) and
+    0.77x (16^3) the batches/s of none (2 cores, ``scripts/bench_gpu.py --feed``).
     """
-    return 0 if isinstance(volumes, np.ndarray) else int(threads)
+    return int(threads) if not isinstance(volumes, np.ndarray) or on_accelerator() else 0
+
+
+def on_accelerator() -> bool:
+    """Whether Keras trains on a GPU or TPU (any device of its backend that is not a CPU)."""
+    import keras
+
+    try:
+        devices = keras.distribution.list_devices()
+    except Exception:  # noqa: BLE001 - a backend without the call: train as on a CPU
+        return False
+    return any(not str(device).lower().startswith("cpu") for device in devices)
 
 
 def loader_options(volumes: object) -> dict[str, int]:
-    """``PyDataset`` options of a batch class over ``volumes``: threads read ahead from an on-disk store only."""
+    """``PyDataset`` options of a batch class over ``volumes``: threads as :func:`reading_threads` says."""
     threads = reading_threads(volumes)
     return {"workers": threads, "max_queue_size": READ_AHEAD} if threads else {}
 
@@ -171,8 +184,8 @@ def loader_options(volumes: object) -> dict[str, int]:
 def training_dataset(batches: ArrayBatches, first_epoch: int, end_epoch: int, read_threads: int = READ_THREADS) -> tf.data.Dataset:
     """``tf.data`` pipeline of ``(x, x)`` batches for epochs ``first_epoch`` .. ``end_epoch - 1``.
 
-    From an on-disk store ``read_threads`` threads read the batches ahead
-    (:func:`reading_threads`). Pass it to ``fit`` with ``steps_per_epoch=len(batches)``.
+    From an on-disk store, or for a GPU, ``read_threads`` threads prepare the
+    batches ahead (:func:`reading_threads`). Pass it to ``fit`` with ``steps_per_epoch=len(batches)``.
     """
     threads = reading_threads(batches.volumes, read_threads)
     return _dataset(batches, lambda: stream(batches, range(first_epoch, end_epoch), threads))

@@ -122,7 +122,7 @@ class ObjectiveBatches(keras.utils.PyDataset):
     def __init__(self, volumes: Volumes, indices: ArrayLike, batch_size: int, objective: Objective, *,
                  shuffle: bool, seed: int = 0, epoch: int = 0, multiple_of: int = 1, mean: float = 0.0, std: float = 1.0,
                  rotations: np.ndarray | None = None, labels: NDArray[np.int32] | None = None, views: bool = False, even: bool = False):
-        super().__init__(**loader_options(volumes))  # threads read ahead from an on-disk store (order kept)
+        super().__init__(**loader_options(volumes))  # threads prepare batches ahead from a store or for a GPU (order kept)
         self.volumes, self.indices, self.batch_size = volumes, np.asarray(indices), int(batch_size)
         self.objective, self.shuffle, self.seed, self.epoch = objective, shuffle, int(seed), int(epoch)
         self.multiple_of, self.mean, self.std, self.even = int(multiple_of), float(mean), float(std), bool(even)

@@ -91,7 +91,7 @@ class ArrayBatches(keras.utils.PyDataset):
 
     def __init__(self, volumes: Volumes, indices: ArrayLike, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0,
                  multiple_of: int = 1, mean: float = 0.0, std: float = 1.0, even: bool = False):
-        super().__init__(**loader_options(volumes))  # threads read ahead from an on-disk store (order kept)
+        super().__init__(**loader_options(volumes))  # threads prepare batches ahead from a store or for a GPU (order kept)
         self.volumes = volumes
         self.mean, self.std = float(mean), float(std)
         self.indices = np.asarray(indices)

@@ -36,3 +36,14 @@ def test_batch_rows_are_sorted_and_trimmed_to_the_replicas():
     np.testing.assert_array_equal(batch_rows(order, 2, 4), [4, 5])
     np.testing.assert_array_equal(batch_rows(order, 1, 4, multiple_of=3), [2, 6, 8])  # 4 rows trimmed to 3
     np.testing.assert_array_equal(batch_rows(order, 2, 4, multiple_of=3), [4, 5])  # fewer than a multiple: kept
+
+
+def test_threads_prepare_batches_from_a_store_or_for_a_gpu_but_not_from_memory_on_a_cpu(monkeypatch):
+    from autoencoder3d.network.batches import READ_THREADS, loader_options, on_accelerator, reading_threads
+
+    in_memory, on_disk = np.zeros((2, 4, 4, 4), np.float32), object()
+    assert not on_accelerator()  # the test machine trains on its CPU
+    assert reading_threads(in_memory) == 0 and loader_options(in_memory) == {}
+    assert reading_threads(on_disk) == READ_THREADS and loader_options(on_disk)["workers"] == READ_THREADS
+    monkeypatch.setattr(batches, "on_accelerator", lambda: True)
+    assert reading_threads(in_memory) == READ_THREADS and loader_options(in_memory)["workers"] == READ_THREADS
