@@ -42,15 +42,15 @@ class TrainOptions:
     kmeans: str = "auto"
     flips: str = "off"
     published: bool = False
-    polarity: str = None
-    smooth_sigma: float = None
-    seed: int = None
+    polarity: str | None = None
+    smooth_sigma: float | None = None
+    seed: int | None = None
     retrain: bool = False
-    mixed_precision: str = None
-    distribute: str = False
-    port: int = None
+    mixed_precision: str | None = None
+    distribute: str | bool = False
+    port: int | None = None
     deterministic: bool = False
-    workers: int = None
+    workers: int | None = None
     verbose: int = 1
     loss: str = OBJECTIVE_DEFAULTS["loss"]
     wedge: float = OBJECTIVE_DEFAULTS["wedge"]
@@ -58,7 +58,7 @@ class TrainOptions:
     self_label: int = OBJECTIVE_DEFAULTS["self_label"]
     self_label_k: int = OBJECTIVE_DEFAULTS["self_label_k"]
     baseline: bool = True
-    merge: list = None
+    merge: list[list[int]] | None = None
 
     def __post_init__(self):
         # ``distribute``: False, "mirrored" or "multiworker" (True, the old flag, is "mirrored"; False as
