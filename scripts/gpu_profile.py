@@ -29,11 +29,9 @@ def _require_jax():
 
 def _trainer(box, policy, output_layer="ours"):
     import keras
+    from bench_train import _trainer as trainer_with
 
-    from autoencoder3d.network import model as model_module
-    from autoencoder3d.network.train import published_optimizer
-
-    ours = model_module.Conv3D
+    from autoencoder3d.network.model import Conv3D as ours
 
     class HalfPrecisionOutput(ours):  # computes in the policy's precision, hands float32 to the loss
         def call(self, inputs):
@@ -43,20 +41,11 @@ def _trainer(box, policy, output_layer="ours"):
             return keras.KerasTensor(super().compute_output_spec(inputs).shape, dtype="float32")
 
     choices = {
-        "ours": ours,
+        "ours": None,
         "ours, in the policy's precision": lambda *a, dtype=None, **k: HalfPrecisionOutput(*a, **k),
         "Keras Conv3D": keras.layers.Conv3D,
     }
-    keras.mixed_precision.set_global_policy(policy)
-    model_module.Conv3D = choices[output_layer]  # the reconstruction layer only; the conv blocks use keras.layers.Conv3D
-    try:
-        keras.utils.set_random_seed(0)
-        trainer = model_module.build_autoencoder((box,) * 3).trainer
-    finally:
-        model_module.Conv3D = ours
-        keras.mixed_precision.set_global_policy("float32")
-    trainer.compile(optimizer=published_optimizer(), loss="mse")
-    return trainer
+    return trainer_with(box, choices[output_layer], policy)
 
 
 def _median_seconds(call, repeats):

@@ -80,3 +80,17 @@ def elongated_particle(shape, center, axes, radii):
     local = grid @ axes / np.asarray(radii)
     inside = (local**2).sum(axis=1) <= 1.0
     return -inside.reshape(shape).astype(np.float32)
+
+
+class CountingReads:
+    """A store's volumes as readers see them (by slice or index), counting how often each row is read."""
+
+    def __init__(self, volumes):
+        self.volumes, self.shape, self.reads = volumes, volumes.shape, np.zeros(len(volumes), np.int64)
+
+    def __len__(self):
+        return len(self.volumes)
+
+    def __getitem__(self, key):
+        self.reads[np.arange(len(self.volumes))[key]] += 1
+        return self.volumes[key]

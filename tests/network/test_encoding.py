@@ -12,6 +12,7 @@ from autoencoder3d.network.model import build_autoencoder  # noqa: E402
 from autoencoder3d.network.train import encode  # noqa: E402
 from autoencoder3d.prep.flips import PROPER_FLIPS, flipped_views  # noqa: E402
 from autoencoder3d.volume import SubvolumeSet  # noqa: E402
+from tests.conftest import CountingReads  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -51,20 +52,6 @@ def test_blocks_are_read_as_consecutive_slices_and_only_once(encoder_and_volumes
     codes = encode_blocks(encoder, sliced, 8, block=16)
     assert sliced.reads == [(0, 16), (16, 32), (32, 37)]
     np.testing.assert_array_equal(codes, encode_blocks(encoder, volumes, 8, block=16))
-
-
-class CountingReads:
-    """Volumes read like a store (by slice), counting how often each row is read."""
-
-    def __init__(self, volumes):
-        self.volumes, self.shape, self.reads = volumes, volumes.shape, np.zeros(len(volumes), np.int64)
-
-    def __len__(self):
-        return len(self.volumes)
-
-    def __getitem__(self, key):
-        self.reads[np.arange(len(self.volumes))[key]] += 1
-        return self.volumes[key]
 
 
 def stored(volumes, folder):

@@ -8,6 +8,7 @@ import pytest
 from autoencoder3d.prep.flips import PROPER_FLIPS, apply_flip
 from autoencoder3d.runs.folder import RunFolder
 from autoencoder3d.volume import SubvolumeSet
+from tests.conftest import CountingReads
 
 pytestmark = pytest.mark.slow  # builds and runs a network
 
@@ -82,20 +83,6 @@ def test_off_writes_no_flips_and_clusters_the_codes_as_they_are(tmp_path):
     from autoencoder3d.clustering.stability import cluster_stability
 
     assert stability == cluster_stability(saved, labels, seed=0)  # plain k-means reruns of the codes it saved, as the run clustered them
-
-
-class CountingReads:
-    """A store's volumes as the clustering sees them (read by index), counting how often each row is read."""
-
-    def __init__(self, volumes):
-        self.volumes, self.shape, self.reads = volumes, volumes.shape, np.zeros(len(volumes), np.int64)
-
-    def __len__(self):
-        return len(self.volumes)
-
-    def __getitem__(self, key):
-        self.reads[np.arange(len(self.volumes))[key]] += 1
-        return self.volumes[key]
 
 
 def test_average_reads_each_subvolume_once_and_averages_the_codes_of_each_flipped_view(tmp_path):
