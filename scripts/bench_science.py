@@ -227,7 +227,7 @@ def parse_args(argv=None):
     parser.add_argument("--sim-tomograms", type=int, default=1,
                         help="--flips: simulate this many tomograms (seeds sim-seed, sim-seed+100, ...) and pool their "
                              "subvolumes, for a data set larger than one tomogram holds (default 1)")
-    parser.add_argument("--datasets", default="simulated,real", help="--objectives, --flips: simulated, real or both (default both)")
+    parser.add_argument("--datasets", default="simulated,real", help="--objectives, --flips: simulated, real or simulated,real (default both)")
     parser.add_argument("--methods", default=None,
                         help="--objectives, --flips: only these methods, in this order (comma-separated words each method's name starts "
                              "with, e.g. 'default,augmented,combination'; default all)")

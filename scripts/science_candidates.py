@@ -147,6 +147,9 @@ def evaluation_datasets(args, work):
     """
     datasets, ks_of = {}, {}
     names = args.datasets.split(",")
+    unknown = set(names) - {"simulated", "real"}
+    if unknown:
+        raise SystemExit(f"--datasets {args.datasets}: name simulated, real or simulated,real (not {', '.join(sorted(unknown))})")
     if "simulated" in names:
         parts = [simulated_subvolumes(os.path.join(work, f"sim{i}"), args.snrs[0], args.box, args.copies, args.sim_seed + 100 * i)
                  for i in range(getattr(args, "sim_tomograms", 1))]
