@@ -76,19 +76,21 @@ def batch_rows(order: np.ndarray, i: int, batch_size: int, multiple_of: int = 1)
     return np.sort(chosen[:keep])
 
 
-def standardized(batch: np.ndarray, mean: float, std: float) -> np.ndarray:
-    """``(batch - mean) / std`` computed in float64 and rounded to float32, in place when ``batch`` is float32.
+def standardized(batch: ArrayLike, mean: float, std: float) -> np.ndarray:
+    """``(batch - mean) / std`` computed in float64 and rounded to float32, as a new array
+    (with mean 0 and std 1: ``batch`` itself, as float32).
 
     The same numbers as ``((batch.astype(np.float64) - mean) / std).astype(np.float32)``,
     so that rescaled data give the same batches, but computed a few
     subvolumes at a time through a float64 scratch that stays in the CPU's
-    cache: about twice as fast, which matters when a GPU takes thousands of
-    subvolumes a second.
+    cache: about 1.6 times as fast at 32^3, which matters when a GPU takes
+    thousands of subvolumes a second.
     """
+    batch = np.asarray(batch)
     mean, std = float(mean), float(std)
     if mean == 0.0 and std == 1.0:
         return np.asarray(batch, dtype=np.float32)
-    out = batch if isinstance(batch, np.ndarray) and batch.dtype == np.float32 else np.array(batch, dtype=np.float32)
+    out = np.empty(batch.shape, dtype=np.float32)
     rows = max(1, STANDARDIZE_BYTES // (8 * max(1, out[0].size))) if len(out) else 1
     scratch = np.empty((rows,) + out.shape[1:], dtype=np.float64)
     for lo in range(0, len(out), rows):
