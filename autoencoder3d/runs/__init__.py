@@ -23,4 +23,5 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "refuse_if_different": ".fingerprint",
     "remove_leftovers": ".folder",
     "same_clustering": ".previous",
+    "written_files": ".folder",
 })

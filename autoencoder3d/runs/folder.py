@@ -29,7 +29,7 @@ from ..util.lock import RunFolderLock
 __all__ = [
     "BASELINE_MEMBERS", "CENTER_CODES", "CENTERS", "CLUSTERING_FILES", "CLUSTERS_DIR", "DECODED_DIR", "ENCODINGS", "MEMBERS", "MODEL_DIR", "POSE_PICKLE",
     "PREDICTION_DIR", "PREVIOUS_DIR", "RECORD", "REPORT_PAGE", "SEG_BEST", "SEG_DIR", "SEG_MODEL", "SEG_RECORD", "RunFolder",
-    "members_of", "parse_clusters", "remove_leftovers",
+    "members_of", "parse_clusters", "remove_leftovers", "written_files",
 ]
 
 RECORD = "run.json"
@@ -53,6 +53,40 @@ CLUSTERING_FILES = frozenset({MEMBERS, CENTERS, CENTER_CODES, ENCODINGS, BASELIN
 SEG_MODEL = "model-seg.keras"
 SEG_BEST = "model-seg--weights--best.weights.h5"
 SEG_RECORD = "seg.json"
+_MODEL_FILES = (
+    ("model-autoencoder.keras", "the trained autoencoder (Keras 3 format)"),
+    ("model-encoder.keras", "its encoder: subvolume -> code"),
+    ("model-decoder.keras", "its decoder: code -> subvolume"),
+    ("model-autoencoder--weights--best.weights.h5", "best-weights checkpoint"),
+    ("history.csv", "loss and validation loss per epoch"),
+    ("loss.png", "the same, plotted"),
+)
+_CLUSTERING_NOTES = (
+    (f"{CLUSTERS_DIR}/{MEMBERS}", "cluster id -> list of subvolume uuids"),
+    (f"{CLUSTERS_DIR}/{CENTERS}", "cluster id -> decoded cluster centre"),
+    (f"{CLUSTERS_DIR}/{CENTER_CODES}", "the cluster centres in code space"),
+    (f"{CLUSTERS_DIR}/{ENCODINGS}", "every subvolume's uuid, code and cluster; each cluster's stability"),
+    (f"{CLUSTERS_DIR}/fig/NNN--SIZE.png", "16-bit slice montage of each centre"),
+    (f"{CLUSTERS_DIR}/mrc/NNN.mrc", "each decoded centre as MRC (ChimeraX, IMOD)"),
+    (f"{CLUSTERS_DIR}/{REPORT_PAGE}", "the cluster report (see 'autoencoder3d report')"),
+    (POSE_PICKLE, "with POSE True: the normalized subvolumes"),
+    (f"{CLUSTERS_DIR}/{BASELINE_MEMBERS}", "the PCA baseline's clusters (not with --no-baseline)"),
+    (RECORD, "inputs, options, seed, code statistics, timings, the baseline's agreement, duplicate centres, merges"),
+)
+
+
+def written_files(training: bool) -> str:
+    """The files 'train' (``training``) or 'cluster' writes in a run folder, one per line, for their --help."""
+    import textwrap
+
+    notes = [(f"{MODEL_DIR}/{name}", note) for name, note in _MODEL_FILES] if training else []
+    lines = []
+    for path, note in notes + list(_CLUSTERING_NOTES):
+        first = f"  {path:<34} " if len(path) < 35 else f"  {path}   "
+        lines.append(textwrap.fill(note, 90, initial_indent=first, subsequent_indent=" " * 37))
+    return "\n".join(lines)
+
+
 _SWEPT = (MODEL_DIR, CLUSTERS_DIR)  # subfolders searched for the leftovers of killed writes
 
 

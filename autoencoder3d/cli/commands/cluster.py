@@ -6,17 +6,7 @@ published positional form of 'train' (DATA TOMOGRAM POSE N_CLUSTERS) or the
 short one (DATA N_CLUSTERS, optionally with --tomogram and --pose).
 
 Writes, in --out RUN_DIR:
-  clus-center/kmeans.pickle          cluster id -> list of subvolume uuids
-  clus-center/ccents.pickle          cluster id -> decoded cluster centre
-  clus-center/ccents_d.pickle        the cluster centres in code space
-  clus-center/encodings.pickle       every subvolume's uuid, code and cluster; each cluster's stability
-  clus-center/fig/NNN--SIZE.png      16-bit slice montage of each centre
-  clus-center/mrc/NNN.mrc            each decoded centre as MRC (ChimeraX, IMOD)
-  clus-center/index.html             the cluster report (see 'autoencoder3d report')
-  pose-normalized.pickle             with POSE True: the normalized subvolumes
-  clus-center/baseline-kmeans.pickle the PCA baseline's clusters (not with --no-baseline)
-  run.json                           inputs, options, seed, code statistics, timings, the
-                                     baseline's agreement, duplicate centres, merges
+WRITTEN_FILES
 
 With --merge, each group of clusters becomes one cluster after k-means: the
 group's lowest id keeps it, its other ids disappear (no members, centre or
@@ -35,7 +25,11 @@ from __future__ import annotations
 
 import argparse
 
+from ...runs.folder import written_files
 from ..common import add_clustering_options, add_out, add_polarity, add_seed, boolean, optional_path, positive_int
+
+# the files a run folder holds are described by their owner, the run folder
+__doc__ = __doc__.replace("WRITTEN_FILES", written_files(training=False))
 
 
 class ClusterPositionals(argparse.Action):

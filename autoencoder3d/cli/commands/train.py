@@ -7,23 +7,7 @@ from its last epoch when started again. At the start it says how long the
 whole training will take at the measured speed of its first batches.
 
 Writes, in --out RUN_DIR:
-  model/model-autoencoder.keras      the trained autoencoder (Keras 3 format)
-  model/model-encoder.keras          its encoder: subvolume -> code
-  model/model-decoder.keras          its decoder: code -> subvolume
-  model/model-autoencoder--weights--best.weights.h5   best-weights checkpoint
-  model/history.csv                  loss and validation loss per epoch
-  model/loss.png                     the same, plotted
-  clus-center/kmeans.pickle          cluster id -> list of subvolume uuids
-  clus-center/ccents.pickle          cluster id -> decoded cluster centre
-  clus-center/ccents_d.pickle        the cluster centres in code space
-  clus-center/encodings.pickle       every subvolume's uuid, code and cluster; each cluster's stability
-  clus-center/fig/NNN--SIZE.png      16-bit slice montage of each centre
-  clus-center/mrc/NNN.mrc            each decoded centre as MRC (ChimeraX, IMOD)
-  clus-center/index.html             the cluster report (see 'autoencoder3d report')
-  pose-normalized.pickle             with POSE True: the normalized subvolumes
-  clus-center/baseline-kmeans.pickle the PCA baseline's clusters (not with --no-baseline)
-  run.json                           inputs, options, seed, code statistics, timings, the
-                                     baseline's agreement, duplicate centres
+WRITTEN_FILES
 
 Example:
   autoencoder3d train data.pickle tomo.rec True 100
@@ -39,10 +23,15 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ...network.objective_options import OBJECTIVE_DEFAULTS
+from ...runs.folder import written_files
 from ..common import add_clustering_options, add_out, add_polarity, add_seed, boolean, fraction, optional_path, positive_float, positive_int
 
 if TYPE_CHECKING:
     from ...runs.options import TrainOptions
+
+
+# the files a run folder holds are described by their owner, the run folder
+__doc__ = __doc__.replace("WRITTEN_FILES", written_files(training=True))
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
