@@ -151,13 +151,9 @@ def write_table(path, tomograms, n, box, seed=0):
 
 def _drop_cache(paths):
     """Evict ``paths`` from the page cache (no root needed: their pages are clean after the sync)."""
-    os.sync()
-    for path in paths:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
+    from bench_store_read import drop_cache
+
+    drop_cache(paths, everything=False)
 
 
 def _store_files(store):
