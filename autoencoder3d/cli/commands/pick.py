@@ -79,7 +79,7 @@ def main(args: argparse.Namespace) -> int:
     check_box_option(args.box)
     value, unit = parse_sigma(args.sigma1)
     tomogram = read_tomogram(args.tomogram)
-    sigma1 = sigma_in_voxels(value, unit, tomogram.voxel_size, tomogram.path)
+    sigma1 = sigma_in_voxels(value, unit, tomogram.voxel_size, tomogram.path, tomogram.shape)
     polarity, _ = resolve_polarity(args.polarity, tomogram.data, tomogram.path)
     logging.getLogger("autoencoder3d").info(
         "%s: %s voxels, voxel size %g A; sigma1 %.3g voxels, sigma2 %.3g, peaks closer than %.3g voxels merged, polarity %s",
