@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 
 from ..prep.contrast import DEFAULT_POLARITY, POLARITIES
@@ -23,12 +24,20 @@ def boolean(text: str) -> bool:
 
 
 def positive_int(text: str) -> int:
+    return _int_from(text, 1, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    return _int_from(text, 0, "an integer >= 0")
+
+
+def _int_from(text, smallest, expected):
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value < 1 or str(value) != str(text).strip().lstrip("+"):
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        value = smallest - 1
+    if value < smallest or str(value) != str(text).strip().lstrip("+"):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
 
 
@@ -46,8 +55,12 @@ def fraction(text: str) -> float:
     return _float_where(text, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 
 
+def finite_float(text: str) -> float:
+    return _float_where(text, math.isfinite, "a number")
+
+
 def positive_float(text: str) -> float:
-    return _float_where(text, lambda v: v > 0, "a positive number")
+    return _float_where(text, lambda v: 0 < v < float("inf"), "a positive number")
 
 
 def non_negative_float(text: str) -> float:

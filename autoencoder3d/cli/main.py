@@ -72,7 +72,11 @@ def run(prog: str, names: Iterable[str], argv: Sequence[str] | None = None) -> i
             setup_logging(args.quiet)  # inside: messages go to the stderr the filter leaves to Python
             status = args._run(args)
     except InputError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {one_line(str(err))}", file=sys.stderr)
+        return 2
+    except MemoryError as err:
+        print(f"{prog}: error: not enough memory ({one_line(str(err)) or 'an allocation failed'}); "
+              "give smaller inputs or options, or run on a machine with more memory; finished outputs are intact", file=sys.stderr)
         return 2
     except OSError as err:
         if err.errno != errno.ENOSPC:
@@ -88,6 +92,11 @@ def run(prog: str, names: Iterable[str], argv: Sequence[str] | None = None) -> i
     finally:
         signal.signal(signal.SIGTERM, previous)
     return status or 0
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: a library's message quoted in an error may hold line breaks."""
+    return " ".join(text.split())
 
 
 def _terminate(signum, frame):

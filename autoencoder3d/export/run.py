@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..runs.folder import CENTERS, RunFolder
+from ..runs.folder import RunFolder
 from .angles import relion_angles
 from .geometry import pose_position
 from .many import particles_from_rows, store_particles, store_placements, store_unit_notes, write_imod_models, write_store_lists
@@ -51,11 +51,11 @@ def _tomogram_info(run_dir, run, tomogram, note):
     return path, shape, voxel_size
 
 
-def _write_centres(clus_dir, selected, voxel_size, note):
+def _write_centres(run_dir, selected, voxel_size, note):
     from ..formats.mrc import write_mrc
-    from ..formats.subvolume_pickle import load_pickle
 
-    ccents = load_pickle(os.path.join(clus_dir, CENTERS))
+    folder = RunFolder(run_dir)
+    clus_dir, ccents = folder.clus_dir, folder.centers()
     if voxel_size is None:
         note("voxel size unknown (no tomogram, or 0 in its header): cluster-centre MRCs carry voxel size 0")
     written = []
@@ -64,7 +64,7 @@ def _write_centres(clus_dir, selected, voxel_size, note):
             note(f"cluster {cid}: no decoded centre in ccents.pickle")
             continue
         out = os.path.join(clus_dir, "mrc", f"{cid:03d}.mrc")
-        write_mrc(out, np.asarray(ccents[cid], dtype=np.float32), voxel_size)
+        write_mrc(out, ccents[cid], voxel_size)
         written.append(out)
     return written
 
@@ -262,11 +262,11 @@ def _export_one(run_dir, run, formats, clustering, written, note, *, tomogram, t
                            ts_angpix=ts_angpix, tomograms_star=tomograms_star)
     if not (tomo_path or tomo_name or tomograms_star) and formats & {"star", "imod", "copick"}:
         note("no tomogram known: the particle lists name it 'tomogram'; give --tomo-name (or --tomogram)")
-    if "mrc" in formats:
-        written["mrc"] = _write_centres(clus_dir, selected, place.voxel_size, note)
     rows = []
-    if formats & {"star", "csv", "imod", "copick"}:
+    if formats & {"star", "csv", "imod", "copick"}:  # read before any file is written: a refusal changes nothing
         rows, with_angles = particle_rows(run_dir, run["inputs"], members, selected, note)
+    if "mrc" in formats:
+        written["mrc"] = _write_centres(run_dir, selected, place.voxel_size, note)
     if formats & {"star", "csv", "imod"}:
         particle_dir = os.path.join(clus_dir, "particles")
         groups = [(f"{cid:03d}", [r for r in rows if r[0] == cid]) for cid in selected]
@@ -288,16 +288,18 @@ def _export_many(run_dir, run, store, formats, clustering, written, note, *, ts_
 
     members, selected, chosen = clustering
     clus_dir = RunFolder(run_dir).clus_dir
+    lists = formats & {"star", "csv", "imod", "copick"}
+    if lists:  # the store is read before any file is written: a refusal changes nothing
+        subvolumes = open_data(store)
+        order = list(subvolumes.tomogram_table or dict.fromkeys(subvolumes.tomograms))
+        particles = store_particles(subvolumes, members, selected, order, note)
+        present = set(particles.tomogram)
+        names = [n for n in order if n in present]
+        places = store_placements(subvolumes, names, tomograms_star=tomograms_star, ts_angpix=ts_angpix, note=note)
     if "mrc" in formats:  # train records the store's voxel size when all its tomograms share one
-        written["mrc"] = _write_centres(clus_dir, selected, run.get("voxel_size"), note)
-    if not formats & {"star", "csv", "imod", "copick"}:
+        written["mrc"] = _write_centres(run_dir, selected, run.get("voxel_size"), note)
+    if not lists:
         return None, {}
-    subvolumes = open_data(store)
-    order = list(subvolumes.tomogram_table or dict.fromkeys(subvolumes.tomograms))
-    particles = store_particles(subvolumes, members, selected, order, note)
-    present = set(particles.tomogram)
-    names = [n for n in order if n in present]
-    places = store_placements(subvolumes, names, tomograms_star=tomograms_star, ts_angpix=ts_angpix, note=note)
     particle_dir = os.path.join(clus_dir, "particles")
     last = "all" if chosen is None else "selected"
     with_angles = bool(np.isfinite(particles.angles).any())

@@ -55,7 +55,11 @@ def _split(line):
 def content_lines(path: str | os.PathLike[str], what: str) -> list[str]:
     """The stripped non-blank lines of a text file, ``#`` comments left out; InputError naming ``what`` if unreadable or empty."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
+        with open(path, "rb") as handle:
+            start = handle.read(2)
+        # the byte-order mark of spreadsheet exports (Excel's CSV UTF-8 and Unicode text) is no part of the first column
+        encoding = "utf-16" if start in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+        with open(path, encoding=encoding, errors="replace") as handle:
             lines = [ln.strip() for ln in handle if ln.strip() and not ln.lstrip().startswith("#")]
     except OSError as err:
         raise InputError(f"{path}: cannot read {what} ({err.strerror})") from None

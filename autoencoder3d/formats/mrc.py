@@ -8,6 +8,7 @@ voxel size.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import warnings
 from collections.abc import Iterator, Sequence
@@ -47,12 +48,14 @@ def read_tomogram(path: str | os.PathLike[str]) -> Tomogram:
             raise InputError(f"{path}: not a readable MRC file ({err})") from None
     data = handle.data
     if data is None:
+        why = _why_no_data(handle.header, path)
         handle.close()
-        raise InputError(f"{path}: not a readable MRC file (no valid header or data)")
+        raise InputError(f"{path}: not a readable MRC file ({why})")
     if data.ndim != 3 or min(data.shape) < 2:
         handle.close()
+        shape = " x ".join(str(n) for n in data.shape[::-1])  # x first
         raise InputError(
-            f"{path}: is a {data.ndim}D image of shape {data.shape}, not a 3D tomogram "
+            f"{path}: is a {data.ndim}D image of {shape} voxels, not a 3D tomogram "
             "(micrographs and single images cannot be used)"
         )
     if data.dtype.kind not in "iuf":
@@ -63,9 +66,33 @@ def read_tomogram(path: str | os.PathLike[str]) -> Tomogram:
         mapping = _axis_map(handle.header)
         handle.close()
         raise InputError(f"{path}: MRC axis order mapc/mapr/maps = {mapping} is not a permutation of 1, 2, 3")
-    vs = handle.voxel_size  # cella / (mx, my, mz): already along x, y, z whatever the storage order
-    voxel_size = (float(vs.x), float(vs.y), float(vs.z))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # mx = 0 divides by zero: no voxel size
+        vs = handle.voxel_size  # cella / (mx, my, mz): already along x, y, z whatever the storage order
+    voxel_size = tuple(float(v) if math.isfinite(v) else 0.0 for v in (vs.x, vs.y, vs.z))
     return Tomogram(data=data.transpose(2, 1, 0).transpose(order), voxel_size=voxel_size, path=path, _handle=handle)
+
+
+_MODE_BYTES = {0: 1, 1: 2, 2: 4, 6: 2, 12: 2}  # the real-valued modes
+_OTHER_MODES = {3: "complex 16-bit", 4: "complex 32-bit", 101: "4-bit"}
+
+
+def _why_no_data(header, path):
+    """Why mrcfile found no data block: the mode, the sizes, or a file shorter than its header says."""
+    mode, size = int(header.mode), [int(header.nx), int(header.ny), int(header.nz)]
+    if mode in _OTHER_MODES:
+        return f"mode {mode}, {_OTHER_MODES[mode]} data, is not supported: real-valued volumes only (modes 0, 1, 2, 6, 12)"
+    if mode not in _MODE_BYTES:
+        return f"mode {mode} is no MRC data type: not an MRC file, or its header is damaged"
+    if min(size) < 1:
+        return f"its header gives the size {size[0]} x {size[1]} x {size[2]}, not three positive numbers: the header is damaged"
+    needed = 1024 + max(int(header.nsymbt), 0) + size[0] * size[1] * size[2] * _MODE_BYTES[mode]
+    compressed = path.endswith((".gz", ".bz2"))
+    if not compressed and os.path.getsize(path) >= needed:
+        return "no valid header or data"
+    held = "its data ends before that" if compressed else f"the file holds {os.path.getsize(path)}"
+    return (f"its header says {size[0]} x {size[1]} x {size[2]} voxels of mode {mode}, {needed} bytes with the header, "
+            f"but {held}: cut short (copy it again) or a damaged header")
 
 
 def _axis_map(header):

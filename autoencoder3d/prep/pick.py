@@ -96,7 +96,10 @@ def parse_sigma(text: str) -> tuple[float, str]:
     return value, found
 
 
-def sigma_in_voxels(value: float, unit: str, voxel_size: float | Sequence[float], path: str | os.PathLike[str] = "tomogram") -> float:
+def sigma_in_voxels(
+    value: float, unit: str, voxel_size: float | Sequence[float], path: str | os.PathLike[str] = "tomogram",
+    shape: Sequence[int] | None = None,
+) -> float:
     """Convert a sigma given in ``unit`` ('nm', 'A' or 'vox') to voxels.
 
     A sigma in voxels is used as given. A sigma in nm or A is divided by the
@@ -104,13 +107,28 @@ def sigma_in_voxels(value: float, unit: str, voxel_size: float | Sequence[float]
     :data:`MIN_SIGMA1` voxels when smaller, as the published default is. Each
     change to what was asked is logged as one warning line with the asked
     value, the value used, why, and how to ask for another.
+
+    Raises:
+        InputError: the voxel size is unknown (for nm or A), or the sigma is
+            more than half the smallest side of a tomogram of ``shape`` (no
+            particle that wide fits in it; its Gaussian would not either).
     """
-    if unit == "vox":
-        return float(value)
+    sigma = float(value) if unit == "vox" else _converted_sigma(value, unit, voxel_size, path)
+    if shape is not None and sigma > min(shape) / 2:
+        raise InputError(
+            f"{path}: --sigma1 {value:g}{'' if unit == 'vox' else unit} is {sigma:.3g} voxels, more than half the tomogram's "
+            f"smallest side ({min(shape)} voxels), so no particle that wide fits in it; give a sigma1 of about 0.55 x the "
+            "particle's radius"
+        )
+    return sigma
+
+
+def _converted_sigma(value, unit, voxel_size, path):
     vs = np.asarray(voxel_size, dtype=float).ravel()
     if vs.size == 0 or np.any(vs <= 0) or not np.all(np.isfinite(vs)):
+        shown = ", ".join(f"{v:g}" for v in vs)
         raise InputError(
-            f"{path}: the header's voxel size is {tuple(vs)}, so a sigma in {unit} cannot be converted to voxels; "
+            f"{path}: the header's voxel size is ({shown}), so a sigma in {unit} cannot be converted to voxels; "
             "give --sigma1 in voxels (e.g. --sigma1 5) or fix the header (e.g. IMOD alterheader -del)"
         )
     asked = f"{value:g}{unit}"
@@ -289,7 +307,8 @@ def extract_boxes(
         outside the tomogram) and ``'partial'`` (box leaves it, dropped) numbers.
 
     Raises:
-        InputError: when no box is left.
+        InputError: when no box is left, or a box holds NaN or infinite voxels
+            (which every reader of subvolumes refuses).
     """
     from ..formats.coords import inside
 
@@ -319,6 +338,7 @@ def extract_boxes(
             hi = np.minimum(start + box, shape)
             part = np.asarray(tomogram.data[tuple(slice(a, b) for a, b in zip(lo, hi))], dtype=np.float64)
             volumes[k] = cut_box(tomogram.data, start, box, float(part.mean()))
+    _refuse_non_finite(tomogram.path, volumes, idx[sel])
     if partial == "drop":
         counts["dropped"] = counts["outside"] + counts["partial"]
     else:
@@ -335,6 +355,17 @@ def extract_boxes(
         voxel_size=tuple(tomogram.voxel_size) if tomogram.voxel_size is not None else None,
     )
     return subvolumes, counts
+
+
+def _refuse_non_finite(path, volumes, centers):
+    """Every reader refuses a subvolume with NaN or infinite voxels, so none is written."""
+    bad = ~np.isfinite(volumes.reshape(len(volumes), -1)).all(axis=1)
+    if bad.any():
+        first = ", ".join(str(int(c)) for c in centers[np.flatnonzero(bad)[0]])
+        raise InputError(
+            f"{path}: {int(bad.sum())} of the {len(volumes)} boxes hold NaN or infinite voxels (the first at x, y, z = {first}); "
+            "replace the tomogram's non-finite values (e.g. by its mean) or leave those coordinates out"
+        )
 
 
 def write_pick_tables(

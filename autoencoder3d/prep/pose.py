@@ -169,6 +169,15 @@ def _check_centers(subvolumes, shape, path):
         )
 
 
+def _check_sigma(sigma, box, path):
+    """A Gaussian wider than the box flattens it (and smoothing the tomogram that widely takes hours)."""
+    if sigma > max(box):
+        raise InputError(
+            f"{path}: --smooth-sigma {sigma:g} is wider than the subvolumes ({max(box)} voxels), so smoothing would flatten "
+            "them; use a few voxels (published: 2)"
+        )
+
+
 def pose_normalize(
     subvolumes: SubvolumeSet, tomogram: Tomogram | np.ndarray, *, sigma: float = 2.0, workers: int | None = None,
     progress: bool = False, polarity: str = DEFAULT_POLARITY, canonical_signs: bool = True,
@@ -197,6 +206,7 @@ def pose_normalize(
     else:
         data, path = np.asarray(tomogram), "<tomogram>"
     _check_centers(subvolumes, data.shape, path)
+    _check_sigma(sigma, subvolumes.volumes.shape[1:], path)
     fill = tomogram_mean(data)
     top = float((polarity_sign(polarity) * subvolumes.volumes).max())
 

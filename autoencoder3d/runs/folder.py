@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from ..errors import InputError
+from ..errors import InputError, brief
 from ..formats.json import read_json
 from ..util.atomic import is_leftover, original_name
 from ..util.lock import RunFolderLock
@@ -191,6 +191,7 @@ class RunFolder:
         record = read_json(path, "run record (run.json of a finished 'autoencoder3d train')")
         if not isinstance(record, dict):
             raise InputError(f"{path}: not a run record (a JSON object); run 'autoencoder3d cluster' again to rewrite it")
+        _check_record(path, record)
         return record
 
     def write_record(self, record: dict) -> str:
@@ -244,8 +245,16 @@ class RunFolder:
         from ..formats.subvolume_pickle import load_pickle
 
         path = self.clus_file(CENTERS)
-        centers = _int_keys(path, load_pickle(path))
-        return {k: np.asarray(v, dtype=np.float32) for k, v in sorted(centers.items())}
+        centers = {}
+        for k, v in sorted(_int_keys(path, load_pickle(path)).items()):
+            try:
+                centers[k] = np.asarray(v, dtype=np.float32)
+            except (TypeError, ValueError):
+                centers[k] = None
+            if centers[k] is None or centers[k].ndim != 3:
+                raise InputError(f"{path}: the centre of cluster {k} is {brief(v)}, not a volume; "
+                                 "run 'autoencoder3d cluster' again to rewrite the clustering")
+        return centers
 
     # ---------------------------------------------------------------- writing
 
@@ -256,6 +265,33 @@ class RunFolder:
     def remove_leftovers(self) -> list[str]:
         """Delete the temporary files and folders of killed writes; return their paths."""
         return remove_leftovers(self.path)
+
+
+# run.json's parts that its readers open as objects, lists of numbers, or paths
+_SECTIONS = ("inputs", "options", "fingerprint", "contrast", "training", "codes", "cluster_sizes", "duplicates", "baseline",
+             "merge", "timings")
+_NUMBER_LISTS = ("v_siz", "voxel_size")
+_PATHS = ("data", "tomogram")
+
+
+def _check_record(path, record):
+    """Refuse a run.json whose parts have other types than the commands write (edited by hand, or another program's)."""
+    def refuse(name, value, expected):
+        raise InputError(f"{path}: '{name}' is {brief(value)}, not {expected}; restore the run's run.json "
+                         "(or run 'autoencoder3d cluster' again to rewrite it)")
+
+    for name in _SECTIONS:
+        if record.get(name) is not None and not isinstance(record[name], dict):
+            refuse(name, record[name], "a JSON object")
+    for name in _NUMBER_LISTS:
+        value = record.get(name)
+        if value is not None and not (isinstance(value, list) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+            refuse(name, value, "a list of numbers")
+    inputs = record.get("inputs") or {}
+    for name in _PATHS:
+        if inputs.get(name) is not None and not isinstance(inputs[name], str):
+            refuse(f"inputs.{name}", inputs[name], "a path")
 
 
 def members_of(clus_dir: str | os.PathLike) -> dict[int, list[str]]:

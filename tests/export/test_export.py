@@ -217,9 +217,23 @@ def test_export_errors(tmp_path, capsys):
         (["export", str(run), "--clusters", "1,9"], "9 not in this run"),
         (["export", str(run), "--clusters", "a"], "--clusters"),
         (["export", str(run), "--format", "pdf"], "unknown"),
-        (["export", str(run), "--ts-angpix", "-1"], "--ts-angpix"),
         (["export", str(run), "--tomograms", str(tmp_path / "none.star")], "tomograms.star not found"),
     ):
         assert cli(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and words in err[0], err
+    with pytest.raises(SystemExit, match="2"):  # refused by the parser, as every positive number is
+        cli(["export", str(run), "--ts-angpix", "-1"])
+    assert "argument --ts-angpix: expected a positive number" in capsys.readouterr().err
+
+
+def test_a_failed_export_writes_nothing(tmp_path, capsys):
+    """The run's DATA is read, and every centre checked, before the first file is written."""
+    run, *_ = make_run(tmp_path)
+    (tmp_path / "subvolumes.pickle").unlink()
+    assert cli(["export", str(run)]) == 2
+    assert "subvolumes.pickle" in capsys.readouterr().err and not (run / "clus-center" / "mrc").exists()
+    save_pickle(run / "clus-center" / "ccents.pickle", {0: np.zeros((N, N, N), np.float32), 1: "abc"})
+    assert cli(["export", str(run), "--format", "mrc"]) == 2
+    assert "the centre of cluster 1 is 'abc', not a volume" in capsys.readouterr().err
+    assert not (run / "clus-center" / "mrc").exists()

@@ -88,6 +88,12 @@ def test_text_formats(tmp_path):
     np.testing.assert_allclose(read_coordinates(tmp_path / "plain.txt", imod=True), XYZ - [0.5, 0.5, 0])
 
 
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_a_spreadsheet_export_with_a_byte_order_mark_is_read(tmp_path, encoding):
+    (tmp_path / "excel.csv").write_text("X,Y,Z\r\n10,12,14\r\n20,18,15\r\n29,20,12\r\n", encoding=encoding)
+    np.testing.assert_allclose(read_coordinates(tmp_path / "excel.csv"), XYZ)
+
+
 @pytest.mark.parametrize(
     "text,match",
     [("a,b,c\n1,2,3\n", "no column named x, y, z"), ("x,y\n1,2\n", "no column named z"), ("1 2\n", "2 columns"), ("", "empty")],

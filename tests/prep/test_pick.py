@@ -10,7 +10,7 @@ from autoencoder3d.cli.main import main as cli
 from autoencoder3d.errors import InputError
 from autoencoder3d.formats.mrc import read_tomogram, write_mrc
 from autoencoder3d.formats.subvolume_pickle import load_subvolumes
-from autoencoder3d.prep.pick import dog_pick, parse_sigma, remove_redundant, sigma_in_voxels
+from autoencoder3d.prep.pick import dog_pick, extract_boxes, parse_sigma, remove_redundant, sigma_in_voxels
 from autoencoder3d.prep.pick_preview import BAR, CAPTION, MARK, choose_slabs, write_pick_preview
 from autoencoder3d.volume import Tomogram
 
@@ -85,7 +85,7 @@ def test_sigma_units():
     assert sigma_in_voxels(7, "nm", (10.0, 10.0, 10.0)) == pytest.approx(7.0)
     assert sigma_in_voxels(1, "vox", (10.0, 10.0, 10.0)) == 1.0  # voxels: used as given
     assert sigma_in_voxels(7, "nm", (40.0, 40.0, 40.0)) == 2.0  # nm: at least 2 voxels (published)
-    with pytest.raises(InputError, match="voxel size"):
+    with pytest.raises(InputError, match=r"voxel size is \(0, 0, 0\)"):
         sigma_in_voxels(7, "nm", (0.0, 0.0, 0.0), "tomo.mrc")
     with pytest.raises(InputError):
         parse_sigma("big")
@@ -271,3 +271,26 @@ def test_pick_cli_rejects_2d_image(tmp_path, capsys):
     assert cli(["pick", str(image), str(tmp_path / "p.pickle"), "--sigma1", "3"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "micrograph.mrc" in err[0] and "2D" in err[0]
+
+
+def test_a_sigma1_wider_than_half_the_tomogram_is_refused():
+    assert sigma_in_voxels(3, "nm", (10.0,) * 3, "t.mrc", (64, 64, 6)) == 3.0  # half the smallest side: used
+    with pytest.raises(InputError, match=r"t.mrc: --sigma1 1e\+09nm is 1e\+09 voxels, more than half the tomogram's smallest side \(64"):
+        sigma_in_voxels(1e9, "nm", (10.0,) * 3, "t.mrc", (64, 80, 96))
+    with pytest.raises(InputError, match="--sigma1 33 is 33 voxels"):
+        sigma_in_voxels(33, "vox", (10.0,) * 3, "t.mrc", (64, 80, 96))
+
+
+def test_extract_refuses_boxes_with_non_finite_voxels_and_writes_nothing(tmp_path):
+    data = np.zeros((32, 32, 32), np.float32)
+    data[30, 30, 30] = np.nan  # outside every box: harmless
+    tomogram = Tomogram(data, path="t.mrc")
+    subvolumes, _ = extract_boxes(tomogram, [(8, 8, 8), (16, 16, 16)], 8)
+    assert len(subvolumes) == 2
+    data[17, 15, 14] = np.inf
+    with pytest.raises(InputError, match=r"t.mrc: 1 of the 2 boxes hold NaN or infinite voxels \(the first at x, y, z = 16, 16, 16\)"):
+        extract_boxes(tomogram, [(8, 8, 8), (16, 16, 16)], 8)
+    write_mrc(tmp_path / "nan.mrc", np.full((24, 24, 24), np.nan, np.float32), 10.0)
+    (tmp_path / "c.csv").write_text("x,y,z\n12,12,12\n")
+    assert cli(["extract", str(tmp_path / "nan.mrc"), str(tmp_path / "c.csv"), str(tmp_path / "o.pickle"), "--box", "8"]) == 2
+    assert not (tmp_path / "o.pickle").exists()

@@ -87,3 +87,10 @@ def test_centres_outside_warned_or_refused(caplog):
     subvolumes.centers[0] = (-100, 0, 0)
     with pytest.raises(InputError, match="no subvolume centre lies inside the tomogram"):
         pose_normalize(subvolumes, tomo)
+
+
+def test_a_smoothing_wider_than_the_subvolumes_is_refused_at_once():
+    tomo, subvolumes, _ = place_particles(1, seed=6)
+    with pytest.raises(InputError, match=r"--smooth-sigma 1e\+06 is wider than the subvolumes \(32 voxels\)"):
+        pose_normalize(subvolumes, tomo, sigma=1e6)
+    assert len(pose_normalize(subvolumes, tomo, sigma=32.0, workers=1)) == 1  # as wide as the box: still done

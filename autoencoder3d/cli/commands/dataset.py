@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..common import add_polarity, non_negative_float, positive_float, positive_int
+from ..common import add_polarity, finite_float, non_negative_float, positive_float, positive_int
 
 
 def _add_build(sub):
@@ -45,7 +45,7 @@ def _add_build(sub):
     group = build.add_argument_group("picking (--pick, --pick-list)")
     group.add_argument("--sigma1", default="7nm", help="sigma of the smaller Gaussian: '7nm', '70A' or voxels ('5'), about 0.55 x the particle's radius "
                        "(see 'autoencoder3d pick --help'); default 7nm, at least 2 voxels when given in nm or A")
-    group.add_argument("--threshold", type=float, default=3.0, help="t in T = m + t (M - m) / 20 (default 3)")
+    group.add_argument("--threshold", type=finite_float, default=3.0, help="t in T = m + t (M - m) / 20 (default 3)")
     group.add_argument("--max-particles", type=positive_int, default=None, help="keep at most N picks per tomogram")
     build.add_argument("--box", type=positive_int, default=32, help="subvolume side in voxels (default 32)")
     build.add_argument("--pose", action="store_true", help="pose-normalize each tomogram's subvolumes against it")

@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..common import add_out, add_seed, fraction, positive_float, positive_int
+from ..common import add_out, add_seed, fraction, non_negative_int, positive_float, positive_int
 
 RULES = {"otsu": "Otsu's threshold", "published": "the published rule", "given": "--iso"}
 
@@ -46,7 +46,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                                                                       "its class)")
     parser.add_argument("--epochs", type=positive_int, default=10000, help="maximum epochs (default 10000, as published; early stopping ends sooner)")
     parser.add_argument("--batch-size", type=positive_int, default=128, help="batch size (default 128)")
-    parser.add_argument("--patience", type=int, default=20, help="early stopping: epochs without validation improvement (default 20)")
+    parser.add_argument("--patience", type=non_negative_int, default=20, help="early stopping: epochs without validation improvement (default 20)")
     parser.add_argument("--learning-rate", type=positive_float, default=0.001, help="Adam learning rate (default 0.001)")
     parser.add_argument("--validation-split", type=fraction, default=0.1, help="fraction of patches, from the end, held out for validation (default 0.1)")
     add_seed(parser, recorded_in="model-seg/seg.json")

@@ -45,6 +45,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..common import positive_float
+
 
 def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="folder of a finished 'autoencoder3d train' run")
@@ -53,7 +55,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clusters", default=None, help="export only these clusters, e.g. 3,5,17")
     parser.add_argument("--tomogram", default=None, help="the tomogram, when run.json names none or it has moved")
     parser.add_argument("--tomograms", default=None, help="RELION 5 tomograms.star: tomogram name, tilt-series pixel size and size")
-    parser.add_argument("--ts-angpix", type=float, default=None, help="tilt-series (unbinned) pixel size in A, for NNN.star")
+    parser.add_argument("--ts-angpix", type=positive_float, default=None, help="tilt-series (unbinned) pixel size in A, for NNN.star")
     parser.add_argument("--tomo-name", default=None, help="rlnTomoName to write (default: from tomograms.star or the file name)")
     parser.add_argument("--series-name", default=None, help="WarpTools/M series name (default: TOMO_NAME.tomostar)")
     parser.add_argument("--copick-config", metavar="CONFIG", default=None, help="copick project config (JSON) for --format copick (default: the one the data "
@@ -64,11 +66,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ...errors import InputError
     from ...export import export_run
 
-    if args.ts_angpix is not None and not args.ts_angpix > 0:
-        raise InputError(f"--ts-angpix {args.ts_angpix}: must be positive")
     written = export_run(
         args.run_dir, formats=args.format, clusters=args.clusters, tomogram=args.tomogram, tomo_name=args.tomo_name,
         series_name=args.series_name, ts_angpix=args.ts_angpix, tomograms_star=args.tomograms,

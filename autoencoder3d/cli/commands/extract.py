@@ -27,13 +27,15 @@ from __future__ import annotations
 
 import argparse
 
+from ..common import positive_float
+
 
 def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("tomogram", metavar="TOMOGRAM", help="tomogram (MRC/REC), read memory-mapped")
     parser.add_argument("coords", metavar="COORDS", help="coordinates: .star, .csv/.txt, IMOD .mod or model2point list")
     parser.add_argument("out", metavar="OUT.pickle", help="output subvolume pickle")
     parser.add_argument("--box", type=int, default=32, help="subvolume side in voxels (default 32)")
-    parser.add_argument("--coords-angpix", type=float, default=None, help="pixel size (A) of the coordinates, when not the tomogram's")
+    parser.add_argument("--coords-angpix", type=positive_float, default=None, help="pixel size (A) of the coordinates, when not the tomogram's")
     parser.add_argument("--tomo-name", default=None, help="the tomogram's name in the STAR file (default: from its file name)")
     parser.add_argument("--tomograms", default=None, help="RELION 5 tomograms.star: pixel size, binning and size of the tomogram")
     parser.add_argument("--normalized-coords", action="store_true", help="STAR coordinates normalized to [0, 1] (WarpTools template matching)")
@@ -44,15 +46,12 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from ...box import check_box_option
-    from ...errors import InputError
     from ...formats.coords import read_coordinates
     from ...formats.mrc import read_tomogram
     from ...formats.subvolume_pickle import save_subvolumes
     from ...prep.pick import extract_boxes
 
     check_box_option(args.box)
-    if args.coords_angpix is not None and not args.coords_angpix > 0:
-        raise InputError(f"--coords-angpix {args.coords_angpix}: must be positive")
     tomogram = read_tomogram(args.tomogram)
     xyz = read_coordinates(
         args.coords, tomogram.shape, tomogram.voxel_size, args.coords_angpix, tomogram.path, args.one_based,

@@ -48,7 +48,7 @@ import logging
 import os
 import time
 
-from ..common import add_polarity
+from ..common import add_polarity, finite_float, positive_int
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -57,14 +57,14 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sigma1", default="7nm",
                         help="sigma of the smaller Gaussian: '7nm', '70A' or voxels ('5', '5vox'); about 0.55 x the particle's radius "
                              "(see above); default 7nm, at least 2 voxels when given in nm or A")
-    parser.add_argument("--threshold", type=float, default=3.0, help="t in T = m + t (M - m) / 20 (default 3)")
+    parser.add_argument("--threshold", type=finite_float, default=3.0, help="t in T = m + t (M - m) / 20 (default 3)")
     parser.add_argument("--box", type=int, default=32, help="subvolume side in voxels (default 32)")
-    parser.add_argument("--max-particles", type=int, default=None, help="keep at most N picks, strongest first")
+    parser.add_argument("--max-particles", type=positive_int, default=None, help="keep at most N picks, strongest first")
     add_polarity(parser)
     parser.add_argument("--dark", dest="polarity", action="store_const", const="dark", help="same as --polarity dark")
     parser.add_argument("--bright", dest="polarity", action="store_const", const="bright", help="same as --polarity bright")
-    parser.add_argument("--block", type=int, default=128, help="side of the blocks processed at a time (default 128)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel blocks (default: all cores)")
+    parser.add_argument("--block", type=positive_int, default=128, help="side of the blocks processed at a time (default 128)")
+    parser.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, help="parallel blocks (default: all cores)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -77,11 +77,9 @@ def main(args: argparse.Namespace) -> int:
     from ...prep.pick_preview import write_pick_preview
 
     check_box_option(args.box)
-    if args.max_particles is not None and args.max_particles < 1:
-        raise InputError(f"--max-particles {args.max_particles}: must be at least 1")
     value, unit = parse_sigma(args.sigma1)
     tomogram = read_tomogram(args.tomogram)
-    sigma1 = sigma_in_voxels(value, unit, tomogram.voxel_size, tomogram.path)
+    sigma1 = sigma_in_voxels(value, unit, tomogram.voxel_size, tomogram.path, tomogram.shape)
     polarity, _ = resolve_polarity(args.polarity, tomogram.data, tomogram.path)
     logging.getLogger("autoencoder3d").info(
         "%s: %s voxels, voxel size %g A; sigma1 %.3g voxels, sigma2 %.3g, peaks closer than %.3g voxels merged, polarity %s",

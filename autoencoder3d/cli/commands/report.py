@@ -22,16 +22,16 @@ from __future__ import annotations
 
 import argparse
 
-from ..common import add_out, add_seed
+from ..common import add_out, add_seed, non_negative_int, positive_int
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="output folder of 'autoencoder3d train' (holds run.json and clus-center/)")
     add_out(parser, metavar="PAGE.html", default=None, help="where to write the page (default: RUN_DIR/clus-center/index.html)")
-    parser.add_argument("--members", type=int, default=4, help="real member subvolumes shown per cluster (default 4)")
+    parser.add_argument("--members", type=non_negative_int, default=4, help="real member subvolumes shown per cluster (default 4)")
     parser.add_argument("--no-tsne", action="store_true", help="show only the PCA map")
-    parser.add_argument("--tsne-max-points", type=int, default=1000, help="t-SNE runs on at most this many encodings, drawn at random (default 1000)")
-    parser.add_argument("--map-max-points", type=int, default=5000,
+    parser.add_argument("--tsne-max-points", type=positive_int, default=1000, help="t-SNE runs on at most this many encodings, drawn at random (default 1000)")
+    parser.add_argument("--map-max-points", type=positive_int, default=5000,
                         help="the 2D maps draw at most this many subvolumes, at random; the page says how many of how many (default 5000)")
     add_seed(parser, default=0, purpose="of t-SNE and the random draws of points")
 
@@ -41,7 +41,7 @@ def main(args: argparse.Namespace) -> int:
     from ...report.page import write_report
 
     path = write_report(
-        args.run_dir, args.out, n_members=max(args.members, 0), tsne=not args.no_tsne,
+        args.run_dir, args.out, n_members=args.members, tsne=not args.no_tsne,
         tsne_max_points=max(args.tsne_max_points, 5), map_max_points=max(args.map_max_points, 5), seed=args.seed,
         measure_stability=cluster_stability,  # for a run clustered before stability was recorded
     )

@@ -24,7 +24,19 @@ from typing import TYPE_CHECKING, Any
 
 from ...network.objective_options import OBJECTIVE_DEFAULTS
 from ...runs.folder import written_files
-from ..common import add_clustering_options, add_out, add_polarity, add_seed, boolean, fraction, optional_path, positive_float, positive_int
+from ..common import (
+    add_clustering_options,
+    add_out,
+    add_polarity,
+    add_seed,
+    boolean,
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    optional_path,
+    positive_float,
+    positive_int,
+)
 
 if TYPE_CHECKING:
     from ...runs.options import TrainOptions
@@ -42,13 +54,13 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     add_out(parser)
     parser.add_argument("--epochs", type=positive_int, default=100, help="maximum training epochs (default 100)")
     parser.add_argument("--encoding-dim", type=positive_int, default=32, help="length of the code of each subvolume (default 32)")
-    parser.add_argument("--l1", type=float, default=1e-4, help="L1 penalty on the code (default 1e-4 as published; averaged over the batch, or summed with "
-                                                               "--published)")
+    parser.add_argument("--l1", type=non_negative_float, default=1e-4,
+                        help="L1 penalty on the code (default 1e-4 as published; averaged over the batch, or summed with --published)")
     parser.add_argument("--published", action="store_true",
                         help="train the literal published setting: raw intensities, L1 summed over the batch, plain Dense+ReLU code "
                              "(its codes collapse on many data sets; the default standardizes the input and normalizes the code layer)")
     add_objective_options(parser)
-    parser.add_argument("--patience", type=int, default=20, help="early stopping: epochs without validation improvement (default 20)")
+    parser.add_argument("--patience", type=non_negative_int, default=20, help="early stopping: epochs without validation improvement (default 20)")
     parser.add_argument("--learning-rate", type=positive_float, default=0.001, help="Adam learning rate, decayed per batch as published (default 0.001)")
     parser.add_argument("--validation-split", type=fraction, default=0.1, help="fraction of samples, from the end, held out for validation (default 0.1)")
     add_clustering_options(parser)
@@ -98,10 +110,6 @@ def at_least_two(text: str) -> int:
     if value < 2:
         raise argparse.ArgumentTypeError(f"expected an integer >= 2, got {text!r}")
     return value
-
-
-def non_negative_int(text: str) -> int:
-    return 0 if str(text).strip() == "0" else positive_int(text)
 
 
 def options_from_args(args: argparse.Namespace, **overrides: Any) -> TrainOptions:

@@ -241,7 +241,7 @@ def _centers(job, tomogram, options, polarity, threads):
 
     pick = options.pick or {}
     value, unit = pick.get("sigma1", (7.0, "nm"))
-    sigma1 = sigma_in_voxels(value, unit, tomogram.voxel_size, tomogram.path)
+    sigma1 = sigma_in_voxels(value, unit, tomogram.voxel_size, tomogram.path, tomogram.shape)
     polarity, _ = resolve_polarity(polarity, tomogram.data, tomogram.path)
     picks = dog_pick(tomogram.data, sigma1, threshold=pick.get("threshold", 3.0), dark=polarity == "dark", box=options.box,
                      max_particles=pick.get("max_particles"), workers=threads)
