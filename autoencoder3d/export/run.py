@@ -86,8 +86,8 @@ def particle_rows(run_dir: str | os.PathLike, inputs: Mapping[str, Any], members
     elif inputs.get("pose"):
         note(f"{pose_path}: not found; particle lists are written without angles")
     wanted = [u for cid in selected for u in members[cid]]
-    data_path = RunFolder(run_dir).resolve(inputs.get("data"))
     if any(center_of(poses.get(u)) is None for u in wanted):
+        data_path = RunFolder(run_dir).recorded_input("data", inputs)
         records, data_shape = particle_records(data_path)  # the published format has no index: read whole
         shape = shape or data_shape
     rows, missing = [], 0

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import InputError, brief
 from ..formats.json import read_json
@@ -161,6 +163,16 @@ class RunFolder:
         if os.path.isabs(path) or os.path.exists(path):
             return path
         return os.path.join(self.path, path)
+
+    def recorded_input(self, key: str, inputs: Mapping[str, Any] | None = None) -> str:
+        """The input ``key`` (``"data"``, ``"tomogram"``) that run.json records (or ``inputs`` of it), resolved;
+        InputError when it is gone."""
+        inputs = (self.record().get("inputs") or {}) if inputs is None else inputs
+        path = self.resolve(inputs.get(key))
+        if not path or not os.path.exists(path):
+            raise InputError(f"{path or self.record_path}: the {key.upper()} this run used (run.json, inputs.{key}) is not there; "
+                             "put it back at that path (or a link to where it is now)")
+        return path
 
     def clus_file(self, name: str) -> str:
         """``clus-center/NAME``."""

@@ -232,7 +232,9 @@ def test_a_failed_export_writes_nothing(tmp_path, capsys):
     run, *_ = make_run(tmp_path)
     (tmp_path / "subvolumes.pickle").unlink()
     assert cli(["export", str(run)]) == 2
-    assert "subvolumes.pickle" in capsys.readouterr().err and not (run / "clus-center" / "mrc").exists()
+    said = capsys.readouterr().err
+    assert "subvolumes.pickle" in said and not (run / "clus-center" / "mrc").exists()
+    assert "the DATA this run used (run.json, inputs.data) is not there; put it back" in said and len(said.strip().splitlines()) == 1
     save_pickle(run / "clus-center" / "ccents.pickle", {0: np.zeros((N, N, N), np.float32), 1: "abc"})
     assert cli(["export", str(run), "--format", "mrc"]) == 2
     assert "the centre of cluster 1 is 'abc', not a volume" in capsys.readouterr().err
