@@ -121,6 +121,8 @@ def rows_for_tomogram(
         if keep.any():
             return table[keep]
     listed = sorted(table[columns[0]].astype(str).unique())
+    if not listed:
+        raise InputError(f"{path}: lists no particles (its table has a header and no rows)")
     more = f" and {len(listed) - 8} more" if len(listed) > 8 else ""
     raise InputError(
         f"{path}: no rows for tomogram '{wanted}' in {' or '.join(columns)} (the file names: "

@@ -59,6 +59,10 @@ def test_star_with_several_tomograms_keeps_this_one(tmp_path):
     np.testing.assert_allclose(read_coordinates(tmp_path / "many.star", tomo_name="/x/TS_02.mrc"), [[2, 2, 2]])
     with pytest.raises(InputError, match="TS_03"):
         read_coordinates(tmp_path / "many.star", tomo_name="TS_03.rec")
+    (tmp_path / "empty.star").write_text("data_particles\n\nloop_\n_rlnMicrographName #1\n_rlnCoordinateX #2\n_rlnCoordinateY #3\n"
+                                        "_rlnCoordinateZ #4\n")
+    with pytest.raises(InputError, match=r"empty.star: lists no particles \(its table has a header and no rows\)"):
+        read_coordinates(tmp_path / "empty.star", tomo_name="TS_01.mrc")
 
 
 def test_star_missing_columns(tmp_path):
