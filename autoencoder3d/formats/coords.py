@@ -22,6 +22,7 @@ Only pandas (through starfile) parses STAR files; no hand-written STAR parser.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -52,15 +53,19 @@ def _split(line):
 
 
 
+_TRAILING_COMMENT = re.compile(r"\s+#.*$")  # "10 12 14  # a ribosome"; a '#' inside a name (TS#1.mrc) stays
+
+
 def content_lines(path: str | os.PathLike[str], what: str) -> list[str]:
-    """The stripped non-blank lines of a text file, ``#`` comments left out; InputError naming ``what`` if unreadable or empty."""
+    """The stripped non-blank lines of a text file, ``#`` comments left out (whole lines, and the rest of a line
+    after whitespace and ``#``); InputError naming ``what`` if unreadable or empty."""
     try:
         with open(path, "rb") as handle:
             start = handle.read(2)
         # the byte-order mark of spreadsheet exports (Excel's CSV UTF-8 and Unicode text) is no part of the first column
         encoding = "utf-16" if start in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
         with open(path, encoding=encoding, errors="replace") as handle:
-            lines = [ln.strip() for ln in handle if ln.strip() and not ln.lstrip().startswith("#")]
+            lines = [ln for ln in (_TRAILING_COMMENT.sub("", raw).strip() for raw in handle) if ln and not ln.startswith("#")]
     except OSError as err:
         raise InputError(f"{path}: cannot read {what} ({err.strerror})") from None
     if not lines:

@@ -98,6 +98,11 @@ def test_a_spreadsheet_export_with_a_byte_order_mark_is_read(tmp_path, encoding)
     np.testing.assert_allclose(read_coordinates(tmp_path / "excel.csv"), XYZ)
 
 
+def test_comments_after_the_numbers_are_left_out(tmp_path):
+    (tmp_path / "c.txt").write_text("# x y z of three ribosomes\nx y z  # voxels\n10 12 14  # first\n20 18 15\t# second\n29 20 12\n")
+    np.testing.assert_allclose(read_coordinates(tmp_path / "c.txt"), XYZ)
+
+
 @pytest.mark.parametrize(
     "text,match",
     [("a,b,c\n1,2,3\n", "no column named x, y, z"), ("x,y\n1,2\n", "no column named z"), ("1 2\n", "2 columns"), ("", "empty")],
