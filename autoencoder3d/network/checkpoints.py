@@ -117,8 +117,12 @@ def load_checked_model(
         path: the ``.keras`` file.
         input_shape, output_shape: expected shapes without the batch axis (None: not checked).
     """
+    import zipfile
+
     from .model import load_model
 
+    if os.path.isfile(path) and not zipfile.is_zipfile(path):  # Keras would say "file not found" of a cut-short file
+        raise InputError(f"{path}: the saved model is damaged (not a whole .keras archive: cut short or overwritten); {RETRAIN_HINT}")
     try:
         model = load_model(path)
     except Exception as err:  # noqa: BLE001
