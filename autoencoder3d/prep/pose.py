@@ -225,17 +225,18 @@ def pose_normalize(
         for i, result in enumerate(results):  # stored as they arrive: one extra copy of the data at most
             if result is not None:
                 volumes[i], poses[i] = result[0], result[1:]
-    return _collect(subvolumes, volumes, poses)
+    return _collect(subvolumes, volumes, poses, path)
 
 
-def _collect(subvolumes, volumes, poses):
+def _collect(subvolumes, volumes, poses, path):
     """The normalized set: rows without a pose (zero mass) dropped with a warning, in place."""
     keep = sorted(poses)
     for i in range(len(subvolumes)):
         if i not in poses:
             log.warning("subvolume %s has no mass after inversion (constant); skipped", subvolumes.uuids[i])
     if not keep:
-        raise InputError("pose normalization: every subvolume is constant; nothing to normalize")
+        raise InputError(f"{path}: every subvolume cut from it is constant, so none can be pose-normalized; "
+                         "check the subvolumes' source, or train without pose normalization (POSE False)")
     for j, i in enumerate(keep):
         if i != j:
             volumes[j] = volumes[i]

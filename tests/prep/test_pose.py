@@ -76,6 +76,9 @@ def test_constant_subvolume_skipped_with_warning(caplog):
         result = pose_normalize(subvolumes, tomo, workers=1)
     assert result.uuids == ["p0"]
     assert "p1" in caplog.text and "skipped" in caplog.text
+    subvolumes.volumes[:] = 1.0
+    with pytest.raises(InputError, match=r"tomo.mrc: every subvolume cut from it is constant.*train without pose normalization"):
+        pose_normalize(subvolumes, Tomogram(tomo.data, path="tomo.mrc"), workers=1)
 
 
 def test_centres_outside_warned_or_refused(caplog):
