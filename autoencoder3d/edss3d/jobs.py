@@ -95,9 +95,12 @@ def _refuse_other_settings(seg_dir, previous, wanted):
     from ..network.train import LAST_WEIGHTS
 
     if os.path.isfile(os.path.join(seg_dir, SEG_MODEL)) or os.path.isfile(os.path.join(seg_dir, LAST_WEIGHTS)):
+        if not previous:
+            raise InputError(f"{os.path.join(seg_dir, SEG_RECORD)}: missing or unreadable, so the model in {seg_dir} cannot be "
+                             "matched to this selection; pass --retrain to train a new one")
         settings = {k: v for k, v in wanted.items() if k != "labelled"}  # older records have no "labelled"
         earlier = {k: previous.get(k) for k in settings}
-        if previous and earlier != settings:
+        if earlier != settings:
             raise InputError(
                 f"{seg_dir}: holds a model trained with {json.dumps(earlier)}, not {json.dumps(settings)}; "
                 "pass --retrain to train a new one"
@@ -145,10 +148,10 @@ def _iso_rule(iso, out_dir):
 def _load_inputs(data, out_dir, autoencoder_path, selection, members):
     """The subvolumes, the run's autoencoder and the uuid -> label map, checked against each other."""
     from ..data.open import open_data
-    from ..network.model import load_model
+    from ..network.checkpoints import load_checked_model
 
     subvolumes = open_data(data)
-    autoencoder = load_model(autoencoder_path)
+    autoencoder = load_checked_model(autoencoder_path, hint=f"train the autoencoder again: 'autoencoder3d train ... --out {out_dir} --retrain'")
     box = tuple(int(s) for s in autoencoder.input_shape[1:4])
     if box != subvolumes.v_siz:
         raise InputError(
@@ -176,20 +179,22 @@ def _seg_train_locked(data, out_dir, selection, *, iso, class_balanced, epochs, 
     record_path = os.path.join(seg_dir, SEG_RECORD)
     wanted = {"selection": {str(k): v for k, v in sorted(selection.items())}, "iso": iso, "class_balanced": bool(class_balanced),
               "labelled": _labelled_digest(selection, members)}
-    if retrain:
-        _forget_model(seg_dir)
-    previous = read_record(record_path)
-    _refuse_other_settings(seg_dir, previous, wanted)
+    previous = {} if retrain else read_record(record_path)
+    if not retrain:
+        _refuse_other_settings(seg_dir, previous, wanted)
     if os.path.isfile(os.path.join(seg_dir, SEG_MODEL)) and previous.get("finished"):
         log.info("reusing the trained EDSS3D model %s (pass --retrain to train again)", os.path.join(seg_dir, SEG_MODEL))
         return {**previous, "reused_saved_model": True}
 
+    # checked before anything in model-seg/ changes: refused inputs leave a saved model as it was
+    subvolumes, autoencoder, labels = _load_inputs(data, out_dir, autoencoder_path, selection, members)
+    if retrain:
+        _forget_model(seg_dir)
     seed = _choose_seed(seed, seg_dir, previous, record_path)
     write_json(record_path, {**wanted, "seed": seed, "finished": False})
     import keras
 
     keras.utils.set_random_seed(seed)
-    subvolumes, autoencoder, labels = _load_inputs(data, out_dir, autoencoder_path, selection, members)
     label_iso, rule = _iso_rule(iso, out_dir)
     prepare = patches_in_memory if subvolumes.in_memory else patches_from_store
     prepared = prepare(autoencoder, subvolumes, labels, selection, out_dir, label_iso, batch_size, seed, class_balanced)

@@ -108,16 +108,31 @@ def load_segmenter(path: str | os.PathLike) -> keras.Model:
     """Load a saved EDSS3D model.
 
     Raises:
-        InputError: no such file (name the command that makes it) or not a Keras model.
+        InputError: no such file (name the command that makes it), a damaged file,
+            non-finite weights, or a Keras model that is not a segmenter.
     """
     if not os.path.isfile(path):
         raise InputError(f"{path}: no trained EDSS3D model here; run 'edss3d train' first (or give --model)")
-    from ..network.model import load_model
+    from ..network.checkpoints import load_checked_model
 
-    try:
-        return load_model(path)
-    except (ValueError, OSError) as err:
-        raise InputError(f"{path}: not a readable Keras model ({err})") from None
+    hint = "give the model-seg/model-seg.keras that 'edss3d train' wrote, or run 'edss3d train --retrain'"
+    model = load_checked_model(path, hint=hint)
+    given, made = model.input_shape, model.output_shape
+    if not (_known_shape(given, 5) and given[-1] == 1 and _known_shape(made) and made[-1] >= 2
+            and int(np.prod(made[1:-1])) == int(np.prod(given[1:4]))):
+        raise InputError(f"{path}: not an EDSS3D segmentation model (it maps {_shape_text(given)} to {_shape_text(made)}, a segmenter maps "
+                         f"one-channel boxes to a probability per class and voxel); {hint}")
+    return model
+
+
+def _known_shape(shape, rank=None):
+    """A single tensor's shape ``(None, ...)`` with every other axis known (and of ``rank`` axes when given)."""
+    return (isinstance(shape, tuple) and len(shape) >= 3 and (rank is None or len(shape) == rank)
+            and all(isinstance(s, int) for s in shape[1:]))
+
+
+def _shape_text(shape):
+    return str(tuple(shape[1:])) if isinstance(shape, tuple) else "several tensors"
 
 
 # ---------------------------------------------------------------- training

@@ -92,8 +92,8 @@ def read_slab(data: np.ndarray, z0: int, depth: int, sigma: float = 0.0) -> NDAr
 
 
 def iter_segment(predict: Callable[[np.ndarray], np.ndarray], data: np.ndarray, box: int, n_class: int, *, step: int | None = None,
-                 batch_boxes: int = 64, window: ArrayLike | None = None, fill: float | None = None, smooth_sigma: float = 0.0
-                 ) -> Iterator[tuple[int, NDArray[np.float32]]]:
+                 batch_boxes: int = 64, window: ArrayLike | None = None, fill: float | None = None, smooth_sigma: float = 0.0,
+                 source: str | os.PathLike = "the volume") -> Iterator[tuple[int, NDArray[np.float32]]]:
     """Slide the network over ``data`` and yield finished slabs of blended probabilities.
 
     Args:
@@ -108,6 +108,7 @@ def iter_segment(predict: Callable[[np.ndarray], np.ndarray], data: np.ndarray, 
             ``b`` (default: the mean of the slab).
         smooth_sigma: Gaussian smoothing of ``data`` in voxels, as pose
             normalization applies to its training input (0: none).
+        source: the volume's name in the error about NaN or infinite values.
 
     Yields:
         (z0, probabilities ``(nx, ny, z1 - z0, n_class)`` float32) in increasing z,
@@ -133,6 +134,9 @@ def iter_segment(predict: Callable[[np.ndarray], np.ndarray], data: np.ndarray, 
             wsum[:, :, depth - done :] = 0
             origin = z0
         slab = read_slab(data, z0, box, smooth_sigma)
+        if not np.isfinite(slab).all():  # the network would label them, and their neighbours, as it pleases
+            raise InputError(f"{source}: planes z {z0}-{z0 + slab.shape[2] - 1} hold NaN or infinite values; replace them "
+                             "(e.g. with the mean) before segmenting")
         slab_fill = float(slab.mean()) if fill is None else float(fill)
         if slab.shape != (max(nx, box), max(ny, box), box):
             padded = np.full((max(nx, box), max(ny, box), box), slab_fill, dtype=np.float32)
@@ -166,6 +170,14 @@ def probability_path(out_path: str | os.PathLike, label: int) -> str:
     return f"{root}-class{label}{ext or '.mrc'}"
 
 
+def _refuse_overwriting_input(tomogram_path, out_paths):
+    """The output is written while the tomogram is read: the same file for both would destroy the tomogram."""
+    tomogram = os.path.realpath(tomogram_path)
+    for path in out_paths:
+        if os.path.realpath(path) == tomogram:
+            raise InputError(f"{path}: is the tomogram being segmented; give another --out for the label map")
+
+
 def segment_tomogram(tomogram_path: str | os.PathLike, model_path: str | os.PathLike, out_path: str | os.PathLike, *,
                      step: int | None = None, batch_boxes: int = 64, batch_size: int = 16, probabilities: bool = False,
                      progress: bool = True, smooth_sigma: float = 0.0) -> dict[str, Any]:
@@ -195,17 +207,23 @@ def segment_tomogram(tomogram_path: str | os.PathLike, model_path: str | os.Path
     box, n_class = box3[0], segmenter_classes(model)
     if step is not None and not 1 <= step <= box:
         raise InputError(f"--step {step}: must be between 1 and the model's box size {box}")
+    paths = [out_path] + ([probability_path(out_path, c) for c in range(1, n_class)] if probabilities else [])
+    _refuse_overwriting_input(tomogram_path, paths)
     tomo = read_tomogram(tomogram_path)
     shape = tomo.shape
+    if smooth_sigma > max(shape):
+        tomo.close()
+        raise InputError(f"--smooth-sigma {smooth_sigma:g}: larger than the tomogram {tomogram_path} (longest side {max(shape)} "
+                         "voxels); give a few voxels (2.0 for a network trained on pose-normalized subvolumes)")
     counts = np.zeros(n_class, dtype=np.int64)
     started = time.perf_counter()
-    paths = [out_path] + ([probability_path(out_path, c) for c in range(1, n_class)] if probabilities else [])
     try:
         with ExitStack() as stack:
             labels_out = stack.enter_context(open_mrc_stream(out_path, shape, np.uint8, tomo.voxel_size))
             prob_out = [stack.enter_context(open_mrc_stream(p, shape, np.float32, tomo.voxel_size)) for p in paths[1:]]
             predict = keras_predictor(model, batch_size)
-            for z0, probs in iter_segment(predict, tomo.data, box, n_class, step=step, batch_boxes=batch_boxes, smooth_sigma=smooth_sigma):
+            for z0, probs in iter_segment(predict, tomo.data, box, n_class, step=step, batch_boxes=batch_boxes, smooth_sigma=smooth_sigma,
+                                         source=tomogram_path):
                 labels = np.argmax(probs, axis=-1).astype(np.uint8)
                 counts += np.bincount(labels.ravel(), minlength=n_class)[:n_class]
                 labels_out.write(z0, labels)

@@ -53,6 +53,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "table_voxels": ".star",
     "tomo_key": ".star",
     "tomo_stem": ".coords",
+    "tomograms_star_entry": ".star",
     "voxels_to_model": ".imod",
     "write_csv": ".coords",
     "write_json": ".json",

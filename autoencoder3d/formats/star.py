@@ -232,13 +232,20 @@ def read_tomograms_star(
     rows = rows_for_tomogram(table[list(need) + [c for c in table.columns if c not in need]], path, tomogram, tomo_name)
     if len(rows) != 1:
         raise InputError(f"{path}: {len(rows)} rows for one tomogram; name it with --tomo-name")
-    row = rows.iloc[0]
-    size = numeric_array([row["rlnTomoSizeX"], row["rlnTomoSizeY"], row["rlnTomoSizeZ"]], path, "rlnTomoSizeX/Y/Z")
-    pixel = float(numeric_array([row["rlnTomoTiltSeriesPixelSize"]], path, "rlnTomoTiltSeriesPixelSize")[0])
-    binning = float(row["rlnTomoTomogramBinning"]) if "rlnTomoTomogramBinning" in rows.columns else None
-    if pixel <= 0 or np.any(size <= 0):
-        raise InputError(f"{path}: tomogram {row['rlnTomoName']}: pixel size and size must be positive")
-    return {"name": str(row["rlnTomoName"]), "pixel_size": pixel, "binning": binning, "size": size}
+    return tomograms_star_entry(rows.iloc[0], path)
+
+
+def tomograms_star_entry(row: pd.Series, path: str | os.PathLike[str]) -> dict[str, Any]:
+    """One row of ``tomograms.star`` checked: name, pixel_size, binning (None without the column) and size."""
+    name = str(row["rlnTomoName"])
+    size = numeric_array([row["rlnTomoSizeX"], row["rlnTomoSizeY"], row["rlnTomoSizeZ"]], path, f"tomogram {name}: rlnTomoSizeX/Y/Z")
+    pixel = float(numeric_array([row["rlnTomoTiltSeriesPixelSize"]], path, f"tomogram {name}: rlnTomoTiltSeriesPixelSize")[0])
+    binning = None
+    if "rlnTomoTomogramBinning" in row.index:
+        binning = float(numeric_array([row["rlnTomoTomogramBinning"]], path, f"tomogram {name}: rlnTomoTomogramBinning")[0])
+    if pixel <= 0 or np.any(size <= 0) or (binning is not None and binning <= 0):
+        raise InputError(f"{path}: tomogram {name}: pixel size, binning and size must be positive")
+    return {"name": name, "pixel_size": pixel, "binning": binning, "size": size}
 
 
 def _voxel_size(voxel_size, tomograms_entry):

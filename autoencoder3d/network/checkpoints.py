@@ -101,36 +101,38 @@ def load_checked_weights(model: keras.Model, path: str | os.PathLike) -> None:
     check_finite(model, path)
 
 
-def check_finite(model: keras.Model, path: str | os.PathLike) -> None:
+def check_finite(model: keras.Model, path: str | os.PathLike, hint: str = RETRAIN_HINT) -> None:
     """Raise InputError if any weight of ``model`` (read from ``path``) is NaN or infinite."""
     for variable in model.weights:
         if not np.all(np.isfinite(np.asarray(variable))):
-            raise InputError(f"{path}: weight '{variable.path}' holds NaN or infinite values; {RETRAIN_HINT}")
+            raise InputError(f"{path}: weight '{variable.path}' holds NaN or infinite values; {hint}")
 
 
 def load_checked_model(
-    path: str | os.PathLike, input_shape: Sequence[int] | None = None, output_shape: Sequence[int] | None = None
+    path: str | os.PathLike, input_shape: Sequence[int] | None = None, output_shape: Sequence[int] | None = None,
+    hint: str = RETRAIN_HINT,
 ) -> keras.Model:
     """A saved ``.keras`` model, refused with one line if unreadable, non-finite or of other shapes.
 
     Args:
         path: the ``.keras`` file.
         input_shape, output_shape: expected shapes without the batch axis (None: not checked).
+        hint: what the user should do about a refused model (ends the error line).
     """
     import zipfile
 
     from .model import load_model
 
     if os.path.isfile(path) and not zipfile.is_zipfile(path):  # Keras would say "file not found" of a cut-short file
-        raise InputError(f"{path}: the saved model is damaged (not a whole .keras archive: cut short or overwritten); {RETRAIN_HINT}")
+        raise InputError(f"{path}: the saved model is damaged (not a whole .keras archive: cut short or overwritten); {hint}")
     try:
         model = load_model(path)
     except Exception as err:  # noqa: BLE001
-        raise InputError(f"{path}: cannot load the saved model ({_first_line(err)}); {RETRAIN_HINT}") from None
-    check_finite(model, path)
+        raise InputError(f"{path}: cannot load the saved model ({_first_line(err)}); {hint}") from None
+    check_finite(model, path, hint)
     for what, expected, actual in (("input", input_shape, model.input_shape), ("output", output_shape, model.output_shape)):
         if expected is not None and tuple(actual[1:]) != tuple(expected):
-            raise InputError(f"{path}: the saved model's {what} shape is {tuple(actual[1:])}, these data need {tuple(expected)}; {RETRAIN_HINT}")
+            raise InputError(f"{path}: the saved model's {what} shape is {tuple(actual[1:])}, these data need {tuple(expected)}; {hint}")
     return model
 
 

@@ -13,6 +13,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "apply_flip": ".flips",
     "box_fits": ".pick",
     "canonical_flips": ".flips",
+    "center_voxels": ".pick",
     "choose_slabs": ".pick_preview",
     "decide_polarity": ".contrast",
     "detect_polarity": ".contrast",

@@ -218,6 +218,15 @@ def remove_redundant(centers: np.ndarray, scores: np.ndarray, min_distance: floa
     return np.asarray(kept, dtype=int)
 
 
+def center_voxels(xyz: ArrayLike, shape: Sequence[int] | np.ndarray) -> np.ndarray:
+    """The voxel ``(n, 3)`` int64 nearest each centre; centres far outside ``shape`` are moved to just outside it.
+
+    So a coordinate too large for an integer (1e300) is an outside centre, as it is, not a cast error.
+    """
+    limit = np.asarray(shape, dtype=float)
+    return np.rint(np.clip(np.asarray(xyz, dtype=float).reshape(-1, 3), -1.0, limit)).astype(np.int64)
+
+
 def box_fits(centers: ArrayLike, shape: Sequence[int] | np.ndarray, box: int) -> np.ndarray:
     """Mask of centres whose box (start ``c - box // 2``) lies wholly inside ``shape``."""
     start = np.asarray(centers) - box // 2
@@ -314,7 +323,7 @@ def extract_boxes(
 
     shape = np.asarray(tomogram.shape)
     xyz = np.asarray(centers, dtype=float).reshape(-1, 3)
-    idx = np.rint(xyz).astype(np.int64)
+    idx = center_voxels(xyz, shape)
     in_tomo = inside(xyz, shape)
     fits = box_fits(idx, shape, box)
     keep = in_tomo & fits if partial == "drop" else in_tomo

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-
 from ...errors import InputError
 from ...formats.mrc import read_tomogram
-from ...formats.star import coordinate_table, numeric_array, read_star_tables, table_voxels, tomo_key
+from ...formats.star import coordinate_table, read_star_tables, table_voxels, tomo_key, tomograms_star_entry
 from .jobs import TomogramJob, check_jobs, find_tomogram, mrc_opener
 
 NEED = ("rlnTomoName", "rlnTomoTiltSeriesPixelSize", "rlnTomoSizeX", "rlnTomoSizeY", "rlnTomoSizeZ")
@@ -40,17 +38,11 @@ def read_tomograms_table(path: str | os.PathLike) -> dict[str, dict[str, object]
         raise InputError(f"{path}: not a RELION 5 tomograms.star (needs the columns {', '.join(NEED)})")
     entries = {}
     for _, row in table.iterrows():
-        name = str(row["rlnTomoName"])
-        size = numeric_array([row["rlnTomoSizeX"], row["rlnTomoSizeY"], row["rlnTomoSizeZ"]], path, f"{name}: rlnTomoSizeX/Y/Z")
-        pixel = float(numeric_array([row["rlnTomoTiltSeriesPixelSize"]], path, f"{name}: rlnTomoTiltSeriesPixelSize")[0])
-        if pixel <= 0 or np.any(size <= 0):
-            raise InputError(f"{path}: tomogram {name}: pixel size and size must be positive")
-        binning = float(row["rlnTomoTomogramBinning"]) if "rlnTomoTomogramBinning" in table.columns else None
+        entry = tomograms_star_entry(row, path)
         file = row.get("rlnTomoReconstructedTomogram")
-        if tomo_key(name) in entries:
-            raise InputError(f"{path}: tomogram {name} is listed twice")
-        entries[tomo_key(name)] = {"name": name, "pixel_size": pixel, "binning": binning, "size": size,
-                                   "reconstructed": None if file is None else str(file)}
+        if tomo_key(entry["name"]) in entries:
+            raise InputError(f"{path}: tomogram {entry['name']} is listed twice")
+        entries[tomo_key(entry["name"])] = {**entry, "reconstructed": None if file is None else str(file)}
     return entries
 
 

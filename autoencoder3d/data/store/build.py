@@ -112,6 +112,10 @@ def _parts_to_cut(out, jobs):
     return todo
 
 
+class NothingExtracted(InputError):
+    """No tomogram gave a subvolume: the store is empty."""
+
+
 def build_dataset(out: str | os.PathLike, jobs: Sequence[TomogramJob], options: BuildOptions | None = None, *,
                   source: dict | None = None) -> dict:
     """Extract every job's subvolumes into the store ``out`` and finish it.
@@ -130,8 +134,16 @@ def build_dataset(out: str | os.PathLike, jobs: Sequence[TomogramJob], options: 
     check_box_option(options.box)
     if not is_fresh(out) and not is_store(out):  # before the lock file goes into a folder that is no store
         raise InputError(f"{out}: exists and is not a subvolume store; choose a new name")
-    with RunFolderLock(out, what="store", elsewhere="OUT"):
-        return _build_locked(out, jobs, options, source)
+    created = not os.path.lexists(out)
+    try:
+        with RunFolderLock(out, what="store", elsewhere="OUT"):
+            return _build_locked(out, jobs, options, source)
+    except NothingExtracted:
+        if created:  # an empty store would only stand in the way of the next build under this name
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 def _build_locked(out, jobs, options, source):
@@ -151,7 +163,9 @@ def _build_locked(out, jobs, options, source):
         _run_parallel(out, jobs, todo, options, workers, threads)
     manifest = finish_store(out, len(jobs))
     if manifest["n_subvolumes"] == 0:
-        raise InputError(f"{out}: no subvolume was extracted from any of the {len(jobs)} tomograms")
+        raise NothingExtracted(f"{out}: no subvolume was extracted from any of the {len(jobs)} tomograms (every centre is outside "
+                               "its tomogram or too close to its edge for --box); check that the coordinates are in voxels of "
+                               "these tomograms, or give --partial fill")
     manifest["build_seconds"] = time.perf_counter() - started
     return manifest
 
@@ -194,13 +208,15 @@ def extract_part(out: str | os.PathLike, index: int, job: TomogramJob, options: 
     Returns:
         a summary dict (name, n, dropped, seconds, polarity).
     """
+    from ...prep.pick import center_voxels
+
     started = time.perf_counter()
     origin = job_origin(job)  # before reading: a tomogram changed during the cut is cut again next time
     tomogram = open_job_tomogram(job)
     try:
         polarity = options.polarity
         centers, uuids, polarity = _centers(job, tomogram, options, polarity, threads)
-        idx = np.rint(centers).astype(np.int64)
+        idx = center_voxels(centers, tomogram.shape)
         keep, counts = _kept(idx, centers, tomogram.shape, options)
         rows = np.flatnonzero(keep)
         if options.pose or polarity == "auto":
