@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -267,6 +268,7 @@ def test_rerun_with_other_settings_is_refused(project, tmp_path, capsys):
 
 @pytest.mark.parametrize("rows,message", [
     (["tomogram,x,y,z", "missing.mrc,1,2,3"], "missing.mrc not found"),
+    (["tomogram,x,y,z", "a_folder.mrc,1,2,3"], "a_folder.mrc is a folder, not a file"),
     (["tomogram,x,y,z"], "no particles"),
     ([], "empty"),
     (["tomo,x,y,z", "a.mrc,1,2,3"], "no column tomogram"),
@@ -276,6 +278,7 @@ def test_rerun_with_other_settings_is_refused(project, tmp_path, capsys):
 def test_bad_tables_are_one_line(project, tmp_path, capsys, rows, message):
     rows = [r.format(tomo=tomogram_file(project, "TS_01")) for r in rows]
     table = tmp_path / "bad.csv"
+    (tmp_path / "a_folder.mrc").mkdir()
     table.write_text("\n".join(rows) + ("\n" if rows else ""))
     assert build(tmp_path / "bad.zarr", "--table", table) == 2
     err = capsys.readouterr().err.strip()
@@ -311,6 +314,10 @@ def test_unknown_names_are_one_line(project, tmp_path, capsys):
     assert "tomogram TS_03 is not in" in err and str(particles) in err
     assert build(tmp_path / "bad.zarr", "--relion", tomograms, particles) == 2  # paths relative to another project
     assert "file Tomograms/job001/tomograms/rec_TS_03.mrc not found" in capsys.readouterr().err
+    (tmp_path / "relion" / "Tomograms" / "job001" / "tomograms" / "rec_TS_03.mrc").mkdir(parents=True)
+    assert build(tmp_path / "bad.zarr", "--relion", tomograms, particles) == 2
+    assert "rec_TS_03.mrc is a folder, not a file; give the tomogram's MRC file" in capsys.readouterr().err
+    shutil.rmtree(tmp_path / "relion" / "Tomograms")
     assert build(tmp_path / "dir.zarr", "--relion", tomograms, particles, "--tomogram-dir", project[1]) == 0
     assert not (tmp_path / "bad.zarr").exists()
 

@@ -131,12 +131,17 @@ def find_tomogram(name: str, folder: str | os.PathLike, source: str | os.PathLik
     return found[0]
 
 
+def absent(path: str | os.PathLike) -> str:
+    """Why ``path`` is no tomogram file, in words: ``"is a folder, not a file"`` or ``"not found"``."""
+    return "is a folder, not a file" if os.path.isdir(path) else "not found"
+
+
 def mrc_opener(path: str | os.PathLike, source: str | os.PathLike) -> dict[str, str]:
     """The opener of an MRC tomogram, after checking that the file is there and its header reads."""
     from ...formats.mrc import read_tomogram
 
     if not os.path.isfile(path):
-        raise InputError(f"{source}: tomogram file {path} not found")
+        raise InputError(f"{source}: tomogram file {path} {absent(path)}")
     read_tomogram(path).close()  # a broken file stops the build before anything is written
     return {"kind": "mrc", "path": os.path.abspath(path)}
 
@@ -191,7 +196,7 @@ def _table_tomogram(value, path, tomogram_dir):
         return name, candidate
     if tomogram_dir is not None:
         return name, find_tomogram(value, tomogram_dir, path)
-    raise InputError(f"{path}: tomogram {value} not found (paths are relative to the table's folder; "
+    raise InputError(f"{path}: tomogram {value} {absent(candidate)} (paths are relative to the table's folder; "
                      "give --tomogram-dir to find tomograms by name)")
 
 

@@ -16,7 +16,7 @@ import os
 from ...errors import InputError
 from ...formats.mrc import read_tomogram
 from ...formats.star import coordinate_table, read_star_tables, table_voxels, tomo_key, tomograms_star_entry
-from .jobs import TomogramJob, check_jobs, find_tomogram, mrc_opener
+from .jobs import TomogramJob, absent, check_jobs, find_tomogram, mrc_opener
 
 NEED = ("rlnTomoName", "rlnTomoTiltSeriesPixelSize", "rlnTomoSizeX", "rlnTomoSizeY", "rlnTomoSizeZ")
 PARTICLE_NAME = "rlnTomoParticleName"
@@ -72,6 +72,9 @@ def _reconstructed_file(entry, tomograms_star, tomogram_dir):
             folder = parent
         candidates = [os.path.join(base, file) for base in bases]
     found = next((c for c in candidates if os.path.isfile(c)), None)
+    folder = next((c for c in candidates if os.path.isdir(c)), None)
+    if found is None and folder is not None:
+        raise InputError(f"{tomograms_star}: tomogram {entry['name']}: {folder} {absent(folder)}; give the tomogram's MRC file")
     if found is None:
         raise InputError(f"{tomograms_star}: tomogram {entry['name']}: file {file} not found (looked relative to the "
                          "current folder and the folders above this file); give --tomogram-dir")
