@@ -128,7 +128,7 @@ def check_selection(selection: Mapping[int, Sequence[int]], members: Mapping[int
             if cluster not in known:
                 raise InputError(
                     f"{source}: cluster {cluster} (label {label}) does not exist; kmeans.pickle has clusters "
-                    f"{known[0]}..{known[-1]}" if known else f"{source}: kmeans.pickle has no clusters"
+                    f"{_id_words(known)}" if known else f"{source}: kmeans.pickle has no clusters"
                 )
             if cluster in owner and owner[cluster] != label:
                 raise InputError(f"{source}: cluster {cluster} is under two labels ({owner[cluster]} and {label}); give it one")
@@ -366,3 +366,10 @@ class VoxelWeights:
     def __getitem__(self, indices):
         return self.weights[self.class_maps[indices]]
 
+
+def _id_words(ids: list[int]) -> str:
+    """``0..99`` for consecutive ids, else the ids (the first 12 and how many more): merged runs have gaps."""
+    if ids == list(range(ids[0], ids[-1] + 1)):
+        return f"{ids[0]}..{ids[-1]}"
+    more = f" and {len(ids) - 12} more" if len(ids) > 12 else ""
+    return ", ".join(map(str, ids[:12])) + more

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from autoencoder3d.edss3d.labels import DensenessHistogram, otsu_threshold, parse_iso
+from autoencoder3d.edss3d.labels import DensenessHistogram, check_selection, otsu_threshold, parse_iso
 from autoencoder3d.errors import InputError
 from tests.conftest import identity_run as shared_identity_run
 from tests.conftest import make_subvolume_dict
@@ -37,6 +37,15 @@ def test_otsu_threshold_of_a_bimodal_array():
     histogram = DensenessHistogram()
     histogram.add(gaussians)
     assert histogram.threshold() == pytest.approx(3.0, abs=0.1)  # two equal modes: the middle
+
+
+def test_an_unknown_cluster_is_named_with_the_clusters_the_run_has():
+    consecutive = {k: [f"u{k}"] for k in range(4)}
+    with pytest.raises(InputError, match=r"cluster 7 \(label 1\) does not exist; kmeans.pickle has clusters 0..3$"):
+        check_selection({1: [7]}, consecutive)
+    merged = {k: [f"u{k}"] for k in (0, 2, 5) + tuple(range(10, 22))}  # a merged run: ids with gaps
+    with pytest.raises(InputError, match=r"has clusters 0, 2, 5, 10, 11, 12, 13, 14, 15, 16, 17, 18 and 3 more$"):
+        check_selection({1: [7]}, merged)
 
 
 def test_parse_iso():
