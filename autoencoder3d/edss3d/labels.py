@@ -64,7 +64,7 @@ def _parse_cluster_ids(values, source, label):
             raise InputError(f"{source}: label {label}: cluster id {value!r} is not an integer") from None
     if not ids:
         raise InputError(f"{source}: label {label} has no clusters; write e.g. 1=3,21,28")
-    return ids
+    return list(dict.fromkeys(ids))  # 1=0,0 is 1=0 (and records as 1=0, so a rerun with 1=0 is the same selection)
 
 
 def parse_select(items: Iterable[str]) -> dict[int, list[int]]:

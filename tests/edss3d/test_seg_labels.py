@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from autoencoder3d.edss3d.labels import DensenessHistogram, check_selection, otsu_threshold, parse_iso
+from autoencoder3d.edss3d.labels import DensenessHistogram, check_selection, otsu_threshold, parse_iso, parse_select
 from autoencoder3d.errors import InputError
 from tests.conftest import identity_run as shared_identity_run
 from tests.conftest import make_subvolume_dict
@@ -46,6 +46,10 @@ def test_an_unknown_cluster_is_named_with_the_clusters_the_run_has():
     merged = {k: [f"u{k}"] for k in (0, 2, 5) + tuple(range(10, 22))}  # a merged run: ids with gaps
     with pytest.raises(InputError, match=r"has clusters 0, 2, 5, 10, 11, 12, 13, 14, 15, 16, 17, 18 and 3 more$"):
         check_selection({1: [7]}, merged)
+
+
+def test_a_cluster_given_twice_under_one_label_counts_once():
+    assert parse_select(["1=3,0,3", "2=5"]) == {1: [3, 0], 2: [5]}
 
 
 def test_parse_iso():
