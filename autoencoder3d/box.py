@@ -41,6 +41,14 @@ def shape_problem(shape: Sequence[int]) -> str | None:
     return None
 
 
+def fitting_shape(shape: Sequence[int]) -> tuple[int, ...] | None:
+    """The largest subvolume shape within ``shape`` that follows the rule (each edge down to a multiple of 4),
+    or None when an edge is below :data:`MIN_BOX`."""
+    if len(shape) != 3 or any(int(edge) < MIN_BOX for edge in shape):
+        return None
+    return tuple(4 * (int(edge) // 4) for edge in shape)
+
+
 def check_subvolume_shape(path: str | os.PathLike[str], shape: Sequence[int]) -> None:
     """Raise InputError (naming the data file) unless every edge of ``shape`` follows the rule."""
     problems = [box_problem(int(edge)) for edge in shape]

@@ -7,6 +7,7 @@ Every public name below is importable from here; its module is imported on first
 from ..util.lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "cropped_to_box": ".open",
     "data_polarity": ".open",
     "open_data": ".open",
     "store_polarity": ".open",

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING
 
+import numpy as np
+
+from ..box import fitting_shape
 from ..errors import InputError
 from ..formats.subvolume_pickle import load_subvolumes
 from ..prep.contrast import recorded_polarity
 
 if TYPE_CHECKING:
     from ..volume import SubvolumeSet
+
+log = logging.getLogger(__name__)
 
 
 def open_data(path: str | os.PathLike) -> SubvolumeSet:
@@ -28,7 +34,31 @@ def open_data(path: str | os.PathLike) -> SubvolumeSet:
         if not is_store(path):
             raise InputError(f"{os.fspath(path)}: is a folder, not a subvolume pickle or a store made by 'autoencoder3d dataset build'")
         return open_store(path)
-    return load_subvolumes(path)
+    return cropped_to_box(load_subvolumes(path), path)
+
+
+_TOLD: set[str] = set()  # the pickles whose crop this process has reported
+
+
+def cropped_to_box(subvolumes: SubvolumeSet, path: str | os.PathLike) -> SubvolumeSet:
+    """A pickle's subvolumes whose edges are no multiples of 4 (another program's, e.g. 30^3), cropped
+    about their centre voxel to the largest shape that is (28^3), with one warning line; others as they are.
+
+    The centre voxel ``n // 2`` stays the centre voxel, so the recorded centres still hold. Edges below 4 are
+    left for the box rule to refuse (:func:`autoencoder3d.box.check_subvolume_shape`).
+    """
+    shape = tuple(int(s) for s in subvolumes.v_siz)
+    fitted = fitting_shape(shape)
+    if fitted is None or fitted == shape:
+        return subvolumes
+    cut = tuple(slice(edge // 2 - new // 2, edge // 2 - new // 2 + new) for edge, new in zip(shape, fitted))
+    subvolumes.volumes = np.ascontiguousarray(subvolumes.volumes[(slice(None),) + cut])
+    if os.fspath(path) not in _TOLD:
+        _TOLD.add(os.fspath(path))
+        log.warning("%s: subvolumes of %s voxels cropped about their centres to %s (the autoencoder needs edges that are "
+                    "multiples of 4); cut them again with such a --box to keep every voxel", os.fspath(path),
+                    "x".join(map(str, shape)), "x".join(map(str, fitted)))
+    return subvolumes
 
 
 def store_polarity(data: str | os.PathLike) -> str | None:

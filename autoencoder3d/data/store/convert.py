@@ -32,10 +32,11 @@ def convert_pickle(pickle: str | os.PathLike, out: str | os.PathLike, tomogram: 
     from ...formats.subvolume_pickle import load_subvolumes
     from ...util.atomic import atomic_directory
     from ...util.lock import RunFolderLock
+    from ..open import cropped_to_box
     from .store import store_from_set, store_out
 
     out = store_out(out)
-    subvolumes = load_subvolumes(pickle)
+    subvolumes = cropped_to_box(load_subvolumes(pickle), pickle)
     info = {"name": tomo_key(os.path.splitext(os.fspath(pickle))[0]), "path": None}
     if tomogram is not None:
         tomo = read_tomogram(tomogram)
