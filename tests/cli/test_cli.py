@@ -89,7 +89,7 @@ def test_pose_command_and_train_with_pose_give_the_same_subvolumes(tmp_path):
 
 
 def bad_inputs(tmp_path, tiny_pickle):
-    odd = make_subvolume_dict(n=6, edge=18)
+    odd = make_subvolume_dict(n=6, edge=3)  # below the smallest box: refused (other edges are cropped)
     pickle.dump(odd, open(tmp_path / "odd.pickle", "wb"))
     image2d = tmp_path / "micrograph.mrc"
     import mrcfile

@@ -126,7 +126,7 @@ def test_a_folder_moved_aside_by_a_killed_swap_is_put_back(tmp_path):
 
 
 def test_failed_train_leaves_no_output_folder(tmp_path, capsys):
-    data = write_pickle(tmp_path / "odd.pickle", n=6, edge=18)
+    data = write_pickle(tmp_path / "odd.pickle", n=6, edge=3)  # below the smallest box: refused (other edges are cropped)
     assert run_cli("train", data, "None", "False", 2, "--out", tmp_path / "new", "-q") == 2
     assert not (tmp_path / "new").exists()
 
