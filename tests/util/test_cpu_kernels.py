@@ -25,6 +25,13 @@ def environment(value):
     return env
 
 
+def run_child(code):
+    """``python -c code`` in a fresh process with TF_ENABLE_ONEDNN_OPTS unset; fails the test unless it exits 0."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=environment(None))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
 def train(tmp_path, value):
     data = tmp_path / "d.pickle"
     with open(data, "wb") as handle:
@@ -44,8 +51,7 @@ def test_unset_variable_switches_onednn_on_and_says_so_without_a_warning():
         "import json, logging, autoencoder3d, tensorflow, autoencoder3d.util.cpu_kernels as k; "
         "logging.basicConfig(); k.warn_if_slow(); print(json.dumps(k.kernel_record()))"
     )
-    result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120, env=environment(None))
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_child(child)
     record = json.loads(result.stdout.splitlines()[-1])
     assert record["onednn"] is True
     assert record["TF_ENABLE_ONEDNN_OPTS"] == "1" and record["set_by"] == "autoencoder3d"
@@ -65,6 +71,4 @@ def test_tensorflow_imported_first_keeps_its_own_choice():
         "import os, tensorflow, autoencoder3d.util.cpu_kernels as k; "
         "print(os.environ.get('TF_ENABLE_ONEDNN_OPTS'), k.decided_by, k.onednn_active() in (True, False))"
     )
-    result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120, env=environment(None))
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.split() == ["None", "tensorflow", "True"]
+    assert run_child(child).stdout.split() == ["None", "tensorflow", "True"]
