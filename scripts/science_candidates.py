@@ -196,20 +196,26 @@ def autoencoder_codes(volumes, rotations, fields, args, seed):
         shutil.rmtree(model_dir, ignore_errors=True)
 
 
-def load_rows(path):
-    if path and os.path.isfile(path):
-        with open(path) as handle:
-            return json.load(handle).get("rows", [])
-    return []
+class RowLog:
+    """The rows of a bench run, kept in ``args.json`` as they come, so that a rerun skips those already measured."""
 
+    def __init__(self, args):
+        self.path = args.json
+        self.rows = []
+        if self.path and os.path.isfile(self.path):
+            with open(self.path) as handle:
+                self.rows = json.load(handle).get("rows", [])
+        self.done = {(r["dataset"], r["method"], r["seed"]) for r in self.rows}
+        self.meta = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, list, bool, type(None)))}
 
-def save_rows(path, rows, meta):
-    if not path:
-        return
-    tmp = path + ".tmp"
-    with open(tmp, "w") as handle:
-        json.dump({"meta": meta, "rows": rows}, handle, indent=1)
-    os.replace(tmp, path)
+    def add(self, row):
+        """Keep ``row``, rewrite the JSON file atomically and print the row."""
+        self.rows.append(row)
+        if self.path:
+            with open(self.path + ".tmp", "w") as handle:
+                json.dump({"meta": self.meta, "rows": self.rows}, handle, indent=1)
+            os.replace(self.path + ".tmp", self.path)
+        print(json.dumps(row), flush=True)
 
 
 def measure(datasets, methods, args):
@@ -218,13 +224,11 @@ def measure(datasets, methods, args):
 
     from autoencoder3d.network.codes import code_statistics
 
-    rows = load_rows(args.json)
-    done = {(r["dataset"], r["method"], r["seed"]) for r in rows}
-    meta = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, list, bool, type(None)))}
+    log = RowLog(args)
     for seed in args.seeds:
         for name, (volumes, rotations, labels, raw, ks) in datasets.items():
             for method, fields in [("PCA raw", None), ("PCA pose", None)] + list(methods.items()):
-                if (name, method, seed) in done:
+                if (name, method, seed) in log.done:
                     continue
                 started = time.perf_counter()
                 if method == "PCA raw":
@@ -237,10 +241,8 @@ def measure(datasets, methods, args):
                            seconds=round(time.perf_counter() - started, 1))
                 if epochs is not None:  # the autoencoder's codes: active units and distinct codes, as run.json has them
                     row["codes"] = code_statistics(features)
-                rows.append(row)
-                save_rows(args.json, rows, meta)
-                print(json.dumps(row), flush=True)
-    return rows
+                log.add(row)
+    return log.rows
 
 
 def table(rows, ks_of):

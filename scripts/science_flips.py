@@ -26,7 +26,6 @@ The seed is both the training seed and the k-means seed. Rows are appended to
 ``--json`` as they are measured; a rerun skips the rows already there.
 """
 
-import json
 import time
 
 import numpy as np
@@ -159,14 +158,12 @@ def model_rows(wanted, volumes, rotations, labels, ks, seed, args):
 
 def measure(datasets, wanted, args):
     """Every (data set, method, seed) row, skipping those already in ``args.json``."""
-    from science_candidates import load_rows, save_rows
+    from science_candidates import RowLog
 
-    rows = load_rows(args.json)
-    done = {(r["dataset"], r["method"], r["seed"]) for r in rows}
-    meta = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, list, bool, type(None)))}
+    log = RowLog(args)
     for seed in args.seeds:
         for name, (volumes, rotations, labels, _raw, ks) in datasets.items():
-            todo = [m for m in wanted if (name, m, seed) not in done]
+            todo = [m for m in wanted if (name, m, seed) not in log.done]
             produced = []
             if any(m in PCA_METHODS for m in todo):
                 produced.append(pca_rows(volumes, labels, ks, seed))
@@ -176,12 +173,9 @@ def measure(datasets, wanted, args):
                 for method, scores, extra, started in rows_of:
                     if method not in todo:
                         continue
-                    row = dict(dataset=name, method=method, seed=seed, n=len(volumes), box=int(volumes.shape[1]),
-                               scores=scores, seconds=round(time.perf_counter() - started, 1), **(extra or {}))
-                    rows.append(row)
-                    save_rows(args.json, rows, meta)
-                    print(json.dumps(row), flush=True)
-    return rows
+                    log.add(dict(dataset=name, method=method, seed=seed, n=len(volumes), box=int(volumes.shape[1]),
+                                 scores=scores, seconds=round(time.perf_counter() - started, 1), **(extra or {})))
+    return log.rows
 
 
 def flips(args):
