@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import textwrap
 from collections.abc import Mapping
 from typing import Any
 
@@ -79,8 +80,6 @@ _CLUSTERING_NOTES = (
 
 def written_files(training: bool) -> str:
     """The files 'train' (``training``) or 'cluster' writes in a run folder, one per line, for their --help."""
-    import textwrap
-
     notes = [(f"{MODEL_DIR}/{name}", note) for name, note in _MODEL_FILES] if training else []
     lines = []
     for path, note in notes + list(_CLUSTERING_NOTES):
